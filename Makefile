@@ -1,0 +1,58 @@
+# Morelia Server — bootstrap and developer tasks.
+#
+#   make install   create .venv and install exactly Pipfile.lock (incl. dev packages)
+#   make run       start the server (manage.py runserver, 127.0.0.1:8080 by default)
+#   make test      ruff + mypy + pytest
+#   make bench     run the benchmarks
+#   make clean     remove .venv
+
+PYTHON ?= python3
+PIPENV_VERSION := 2026.10.3
+
+VENV := $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Make pipenv install into $(VENV) and never create a virtualenv of its own
+# (e.g. under ~/.local/share/virtualenvs): VIRTUAL_ENV points it at our venv,
+# PIPENV_IGNORE_VIRTUALENVS=0 makes it honour that, and PIPENV_VENV_IN_PROJECT
+# resolves to the same .venv should VIRTUAL_ENV be ignored for any reason.
+PIPENV := env -u PIPENV_ACTIVE -u PIPENV_DOTENV_LOCATION \
+	VIRTUAL_ENV=$(VENV) \
+	PIPENV_IGNORE_VIRTUALENVS=0 \
+	PIPENV_VENV_IN_PROJECT=1 \
+	PIPENV_PIPFILE=$(CURDIR)/Pipfile \
+	PIPENV_VERBOSITY=-1 \
+	PIPENV_NOSPIN=1 \
+	PIPENV_YES=1 \
+	PIPENV_DONT_LOAD_ENV=1 \
+	$(VENV)/bin/pipenv
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): Pipfile.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1 || { \
+		echo "error: Python >= 3.11 is required; '$(PYTHON)' is missing or older ($$($(PYTHON) --version 2>&1 | head -n 1))." >&2; \
+		echo "       Install Python 3.11+ or run: make install PYTHON=/path/to/python3.11" >&2; \
+		exit 1; }
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet pipenv==$(PIPENV_VERSION)
+	$(PIPENV) sync --dev
+	@test "$$($(PIPENV) --venv)" = "$(VENV)" || { echo "error: pipenv used a virtualenv other than $(VENV)" >&2; exit 1; }
+	@touch $@
+
+run: install
+	$(VPY) manage.py runserver
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VPY) -m pytest
+
+bench: install
+	$(VPY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,113 @@
+"""Every setting of the server, with its default and its checks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SECTION = ConfigDict(extra="forbid", frozen=True)
+
+Positive = Annotated[int, Field(gt=0)]
+
+
+class Server(BaseModel):
+    model_config = _SECTION
+
+    name: str = "Morelia Server"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    max_frame_size: Positive = 16 * 1024 * 1024
+    rate_limit: Positive = 200
+    rate_burst: Positive = 400
+    send_queue: Positive = 256
+    ping_interval: Annotated[float, Field(gt=0)] = 20.0
+    ping_timeout: Annotated[float, Field(gt=0)] = 20.0
+
+
+class Database(BaseModel):
+    model_config = _SECTION
+
+    uri: str = "sqlite:morelia.db"
+    readers: Annotated[int, Field(ge=1, le=64)] = 4
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
+    timeout: Annotated[float, Field(gt=0)] = 5.0
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if scheme not in ("sqlite", "postgres", "postgresql") or ":" not in value:
+            raise ValueError("must start with sqlite: or postgres://")
+        return value
+
+
+class Broker(BaseModel):
+    model_config = _SECTION
+
+    uri: str = "memory://"
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "postgres://", "postgresql://")):
+            raise ValueError("must start with memory://, redis:// or postgres://")
+        return value
+
+
+class Security(BaseModel):
+    model_config = _SECTION
+
+    token_ttl: Positive = 30 * 24 * 3600
+    token_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
+
+
+class Protocol(BaseModel):
+    model_config = _SECTION
+
+    min_version: str = "1.0"
+    max_version: str = "1.9"
+    messages_limit: Positive = 100
+    users_limit: Positive = 100
+
+    @field_validator("min_version", "max_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        major, _, minor = value.partition(".")
+        if not (major.isdigit() and minor.isdigit()):
+            raise ValueError("must look like 1.0")
+        return value
+
+
+class Logging(BaseModel):
+    model_config = _SECTION
+
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    file: str = ""
+    rotation: str = "10 MB"
+    retention: str = "10 days"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Matrix(BaseModel):
+    model_config = _SECTION
+
+    server_name: str = "localhost"
+    base_url: str = ""
+    sync_timeout_max: Annotated[float, Field(ge=0)] = 60.0
+
+
+class Settings(BaseModel):
+    model_config = _SECTION
+
+    server: Server = Server()
+    database: Database = Database()
+    broker: Broker = Broker()
+    security: Security = Security()
+    protocol: Protocol = Protocol()
+    logging: Logging = Logging()
+    matrix: Matrix = Matrix()

@@ -1,0 +1,81 @@
+"""Hands each MTP frame to the worker method that owns it, after the checks of PROTOCOL.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loguru import logger
+from pydantic import ValidationError
+
+from mod.config.validator import Protocol
+from mod.error import ServiceError
+from mod.protocol.mtp import worker
+from mod.protocol.mtp.api import Request, Response
+from mod.service import Caller, Service
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    major, dot, minor = text.strip().partition(".")
+    if not major.isdigit() or (dot and not minor.isdigit()):
+        return None
+    return int(major), int(minor or 0)
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "request"
+    return f"Invalid request: {where}: {error['msg']}"
+
+
+class MTPController:
+    """Checks and dispatches frames; one per server process."""
+
+    def __init__(self, service: Service, protocol: Protocol) -> None:
+        self.service = service
+        low, high = _version(protocol.min_version), _version(protocol.max_version)
+        assert low is not None and high is not None
+        self.versions = (low, high)
+
+    async def handle(self, frame: str | bytes) -> tuple[Response, Caller | None]:
+        """The response to one frame, and the caller it authenticated as, if any."""
+        try:
+            raw: Any = json.loads(frame)
+        except (ValueError, RecursionError) as exc:
+            detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "too deep"
+            return worker.error("error", 415, f"The frame is not JSON: {detail}"), None
+        if not isinstance(raw, dict):
+            return worker.error("error", 415, "The frame must hold a JSON object"), None
+        kind = raw.get("type")
+        echo = kind if isinstance(kind, str) and len(kind) <= 64 else "error"
+        try:
+            request = Request.model_validate(raw)
+        except ValidationError as exc:
+            return worker.error(echo, 415, _describe(exc)), None
+        version = _version(request.jsonapi.version)
+        low, high = self.versions
+        if version is None or not low <= version <= high:
+            return worker.error(echo, 505, f"Protocol version {request.jsonapi.version} is not "
+                                f"supported (supported: {low[0]}.{low[1]} to "
+                                f"{high[0]}.{high[1]})"), None
+        caller = None
+        try:
+            public = worker.PUBLIC.get(request.type)
+            if public is not None:
+                return await public(self.service, request), None
+            method = worker.AUTHENTICATED.get(request.type)
+            if method is None:
+                return worker.error(echo, 405, f"Unknown method {request.type!r}"), None
+            caller = await self._authenticate(request)
+            return await method(self.service, request, caller), caller
+        except ServiceError as exc:
+            return worker.error(echo, exc.code, exc.detail), caller
+        except Exception:
+            logger.exception("{} failed", request.type)
+            return worker.error(echo, 500, "The server failed to handle this request"), caller
+
+    async def _authenticate(self, request: Request) -> Caller:
+        users = request.data.user if request.data else None
+        if not users or not users[0].uuid or not users[0].auth_id:
+            raise ServiceError(401, "The request needs data.user[0].uuid and auth_id")
+        return await self.service.authenticate(users[0].auth_id, users[0].uuid)

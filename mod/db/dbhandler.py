@@ -1,0 +1,558 @@
+"""Every query of the server. Functions take an open `Tx` and return plain data.
+
+Each function runs on a database thread (see mod.db.engine); callers pick `Engine.read` or
+`Engine.write`. Writing functions append what they changed to the change log and to
+`tx.changes`, which the hub delivers once the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
+
+from sqlobject.sqlbuilder import (
+    AND,
+    DESC,
+    IN,
+    OR,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    func,
+)
+
+from mod.db.engine import ChangeRow, Row, Tx
+from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
+
+DELETED_LOGIN = "User deleted"
+
+
+class UserRow(TypedDict):
+    uuid: str
+    login: str
+    username: str
+    bio: str
+    avatar: str
+    email: str
+    is_bot: bool
+    is_superuser: bool
+    token_ttl: int
+    time_created: int
+    deleted: bool
+    password_hash: str
+
+
+class FlowRow(TypedDict):
+    uuid: str
+    time: int
+    type: str
+    title: str
+    info: str
+    owner: str
+    users: list[str]
+
+
+class MessageRow(TypedDict):
+    uuid: str
+    client_id: int
+    text: str
+    from_user: str
+    from_flow: str
+    time: int
+    file_picture: str
+    file_video: str
+    file_audio: str
+    file_document: str
+    emoji: str
+    edited_time: int
+    edited_status: bool
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def existing_tables(tx: Tx) -> list[str]:
+    return [t.sqlmeta.table for t in TABLES if tx.connection.tableExists(t.sqlmeta.table)]
+
+
+def create_tables(tx: Tx) -> list[str]:
+    """Create the missing tables; return the names of those created."""
+    created = []
+    for table in TABLES:
+        name = table.sqlmeta.table
+        if tx.connection.tableExists(name):
+            continue
+        sql, constraints = table.createTableSQL(connection=tx.connection)
+        for statement in [*sql.split(";\n"), *constraints]:
+            tx.execute(statement)
+        created.append(name)
+    return created
+
+
+def drop_tables(tx: Tx) -> list[str]:
+    """Drop every table of the server that exists; return their names."""
+    dropped = []
+    for table in reversed(TABLES):
+        name = table.sqlmeta.table
+        if tx.connection.tableExists(name):
+            tx.execute(f"DROP TABLE {name}")
+            dropped.append(name)
+    return dropped
+
+
+# -- users ------------------------------------------------------------------------------------
+
+_USER_COLUMNS = (
+    User.q.uuid, User.q.login, User.q.username, User.q.bio, User.q.avatar, User.q.email,
+    User.q.is_bot, User.q.is_superuser, User.q.token_ttl, User.q.time_created, User.q.deleted,
+    User.q.password_hash,
+)
+
+
+def _user(row: Sequence[Any]) -> UserRow:
+    return UserRow(
+        uuid=row[0], login=row[1], username=row[2], bio=row[3], avatar=row[4], email=row[5],
+        is_bot=bool(row[6]), is_superuser=bool(row[7]), token_ttl=int(row[8]),
+        time_created=int(row[9]), deleted=bool(row[10]), password_hash=row[11],
+    )
+
+
+def create_user(tx: Tx, uuid: str, login: str, password_hash: str, username: str, email: str,
+                token_ttl: int, now: int, is_superuser: bool = False) -> UserRow | None:
+    """Insert a user; None when the login is taken."""
+    if tx.one(Select(User.q.id, where=User.q.login_key == login)) is not None:
+        return None
+    tx.execute(Insert(User.sqlmeta.table, values={
+        "uuid": uuid, "login": login, "login_key": login, "password_hash": password_hash,
+        "username": username, "bio": "", "avatar": "", "email": email, "is_bot": False,
+        "is_superuser": is_superuser, "token_ttl": token_ttl, "time_created": now,
+        "deleted": False,
+    }))
+    return user_by_uuid(tx, uuid)
+
+
+def user_by_login(tx: Tx, login: str) -> UserRow | None:
+    row = tx.one(Select(_USER_COLUMNS, where=User.q.login_key == login))
+    return _user(row) if row else None
+
+
+def user_by_uuid(tx: Tx, uuid: str) -> UserRow | None:
+    row = tx.one(Select(_USER_COLUMNS, where=User.q.uuid == uuid))
+    return _user(row) if row else None
+
+
+def users_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[UserRow]:
+    wanted = list(dict.fromkeys(uuids))
+    if not wanted:
+        return []
+    return [_user(row) for row in tx.all(Select(_USER_COLUMNS, where=IN(User.q.uuid, wanted)))]
+
+
+def first_superuser(tx: Tx) -> UserRow | None:
+    row = tx.one(Select(_USER_COLUMNS, where=AND(User.q.is_superuser == True,  # noqa: E712
+                                                 User.q.deleted == False),  # noqa: E712
+                        orderBy=User.q.id, limit=1))
+    return _user(row) if row else None
+
+
+def set_username(tx: Tx, uuid: str, username: str) -> None:
+    tx.execute(Update(User.sqlmeta.table, values={"username": username},
+                      where=User.q.uuid == uuid))
+
+
+def delete_user(tx: Tx, uuid: str) -> None:
+    """Anonymise an account, destroy its password hash and revoke every token."""
+    tx.execute(Update(User.sqlmeta.table, values={
+        "login": DELETED_LOGIN, "login_key": None, "username": DELETED_LOGIN, "bio": "deleted",
+        "email": "", "avatar": "", "password_hash": "", "deleted": True,
+    }, where=User.q.uuid == uuid))
+    tx.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == uuid))
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def add_token(tx: Tx, user_uuid: str, token_hash: str, now: int, expires: int,
+              device: str = "") -> None:
+    tx.execute(Insert(Token.sqlmeta.table, values={
+        "token_hash": token_hash, "user_uuid": user_uuid, "device": device,
+        "time_created": now, "expires": expires,
+    }))
+
+
+def token_owner(tx: Tx, token_hash: str, now: int) -> tuple[str, int, str] | None:
+    """(user uuid, expiry, device) of a valid token, else None."""
+    row = tx.one(Select([Token.q.user_uuid, Token.q.expires, Token.q.device],
+                        where=AND(Token.q.token_hash == token_hash, Token.q.expires > now)))
+    return (row[0], int(row[1]), row[2]) if row else None
+
+
+def revoke_token(tx: Tx, token_hash: str) -> None:
+    tx.execute(Delete(Token.sqlmeta.table, where=Token.q.token_hash == token_hash))
+
+
+def purge_expired(tx: Tx, now: int, txn_before: int) -> int:
+    removed = tx.execute(Delete(Token.sqlmeta.table, where=Token.q.expires <= now))
+    removed += tx.execute(Delete(Txn.sqlmeta.table, where=Txn.q.time_created < txn_before))
+    return removed
+
+
+# -- retried requests -------------------------------------------------------------------------
+
+
+def txn_result(tx: Tx, key: str, since: int) -> str | None:
+    row = tx.one(Select(Txn.q.result, where=AND(Txn.q.txn_key == key,
+                                                Txn.q.time_created >= since)))
+    return row[0] if row else None
+
+
+def txn_store(tx: Tx, key: str, result: str, now: int) -> None:
+    tx.execute(Delete(Txn.sqlmeta.table, where=Txn.q.txn_key == key))
+    tx.execute(Insert(Txn.sqlmeta.table, values={
+        "txn_key": key, "result": result, "time_created": now}))
+
+
+# -- change log -------------------------------------------------------------------------------
+
+
+def log_change(tx: Tx, now: int, flow_uuid: str, kind: str, actor: str, subject: str,
+               payload: dict[str, Any]) -> ChangeRow:
+    """Append one change; positions follow commit order, across processes too."""
+    if tx.postgres:
+        tx.execute("SELECT pg_advisory_xact_lock(7341)")
+    text = json.dumps(payload, separators=(",", ":"))
+    position = tx.insert(Insert(Change.sqlmeta.table, values={
+        "time_created": now, "flow_uuid": flow_uuid, "kind": kind, "actor": actor,
+        "subject": subject, "payload": text,
+    }))
+    change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
+    tx.changes.append(change)
+    return change
+
+
+_CHANGE_COLUMNS = (Change.q.id, Change.q.time_created, Change.q.flow_uuid, Change.q.kind,
+                   Change.q.actor, Change.q.subject, Change.q.payload)
+
+
+def _change(row: Sequence[Any]) -> ChangeRow:
+    return ChangeRow(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6])
+
+
+def last_position(tx: Tx) -> int:
+    row = tx.one(Select(func.MAX(Change.q.id)))
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def changes_after(tx: Tx, position: int, limit: int = 1000) -> list[ChangeRow]:
+    rows = tx.all(Select(_CHANGE_COLUMNS, where=Change.q.id > position, orderBy=Change.q.id,
+                         limit=limit))
+    return [_change(row) for row in rows]
+
+
+def flow_changes(tx: Tx, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
+                 limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
+    """Changes of some flows between two positions, oldest first (or newest first)."""
+    if not flow_uuids:
+        return []
+    where = [IN(Change.q.flow_uuid, list(flow_uuids)), Change.q.id > after]
+    if before is not None:
+        where.append(Change.q.id < before)
+    order = DESC(Change.q.id) if backwards else Change.q.id
+    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
+    return [_change(row) for row in rows]
+
+
+def change_at(tx: Tx, position: int) -> ChangeRow | None:
+    row = tx.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
+    return _change(row) if row else None
+
+
+# -- flows ------------------------------------------------------------------------------------
+
+_FLOW_COLUMNS = (Flow.q.uuid, Flow.q.time_created, Flow.q.flow_type, Flow.q.title, Flow.q.info,
+                 Flow.q.owner)
+
+
+def _flows_with_members(tx: Tx, rows: list[Row]) -> list[FlowRow]:
+    flows = [FlowRow(uuid=r[0], time=int(r[1]), type=r[2], title=r[3], info=r[4], owner=r[5],
+                     users=[]) for r in rows]
+    if flows:
+        by_uuid = {flow["uuid"]: flow for flow in flows}
+        for flow_uuid, user_uuid in tx.all(Select(
+                [Member.q.flow_uuid, Member.q.user_uuid],
+                where=IN(Member.q.flow_uuid, list(by_uuid)), orderBy=Member.q.id)):
+            by_uuid[flow_uuid]["users"].append(user_uuid)
+    return flows
+
+
+
+def flow_by_uuid(tx: Tx, uuid: str) -> FlowRow | None:
+    rows = tx.all(Select(_FLOW_COLUMNS, where=Flow.q.uuid == uuid))
+    flows = _flows_with_members(tx, rows)
+    return flows[0] if flows else None
+
+
+def flows_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[FlowRow]:
+    wanted = list(dict.fromkeys(uuids))
+    if not wanted:
+        return []
+    rows = tx.all(Select(_FLOW_COLUMNS, where=IN(Flow.q.uuid, wanted), orderBy=Flow.q.id))
+    return _flows_with_members(tx, rows)
+
+
+def chat_by_key(tx: Tx, chat_key: str) -> FlowRow | None:
+    rows = tx.all(Select(_FLOW_COLUMNS, where=Flow.q.chat_key == chat_key))
+    flows = _flows_with_members(tx, rows)
+    return flows[0] if flows else None
+
+
+def visible_flows(tx: Tx, user_uuid: str) -> list[FlowRow]:
+    """Every group and channel, and the chats the user is in."""
+    mine = Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid)
+    rows = tx.all(Select(_FLOW_COLUMNS, where=OR(Flow.q.flow_type != "chat",
+                                                  IN(Flow.q.uuid, mine)), orderBy=Flow.q.id))
+    return _flows_with_members(tx, rows)
+
+
+def member_flows(tx: Tx, user_uuid: str) -> list[str]:
+    rows = tx.all(Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid,
+                         orderBy=Member.q.id))
+    return [row[0] for row in rows]
+
+
+def flow_access(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[str, str, bool] | None:
+    """(type, owner, caller is a member) of a flow, or None if there is no such flow."""
+    row = tx.one(Select([Flow.q.flow_type, Flow.q.owner], where=Flow.q.uuid == flow_uuid))
+    if row is None:
+        return None
+    member = tx.one(Select(Member.q.id, where=AND(Member.q.flow_uuid == flow_uuid,
+                                                  Member.q.user_uuid == user_uuid)))
+    return row[0], row[1], member is not None
+
+
+def flow_members(tx: Tx, flow_uuid: str) -> list[str]:
+    rows = tx.all(Select(Member.q.user_uuid, where=Member.q.flow_uuid == flow_uuid,
+                         orderBy=Member.q.id))
+    return [row[0] for row in rows]
+
+
+def public_profile(user: UserRow) -> dict[str, Any]:
+    return {"uuid": user["uuid"], "login": user["login"], "username": user["username"],
+            "is_bot": user["is_bot"], "avatar": user["avatar"], "bio": user["bio"],
+            "time_created": user["time_created"]}
+
+
+def create_flow(tx: Tx, uuid: str, flow_type: str, title: str, info: str, owner: str,
+                users: Sequence[str], now: int, chat_key: str | None = None) -> FlowRow:
+    tx.execute(Insert(Flow.sqlmeta.table, values={
+        "uuid": uuid, "time_created": now, "flow_type": flow_type, "title": title,
+        "info": info, "owner": owner, "chat_key": chat_key,
+    }))
+    tx.execute(Insert(Member.sqlmeta.table, valueList=[
+        {"flow_uuid": uuid, "user_uuid": user, "time_joined": now} for user in users
+    ]))
+    flow = FlowRow(uuid=uuid, time=now, type=flow_type, title=title, info=info, owner=owner,
+                   users=list(users))
+    log_change(tx, now, uuid, "flow_created", owner, "", {"flow": flow})
+    return flow
+
+
+def update_flow(tx: Tx, uuid: str, actor: str, now: int, title: str | None = None,
+                info: str | None = None) -> FlowRow:
+    values = {key: value for key, value in (("title", title), ("info", info))
+              if value is not None}
+    if values:
+        tx.execute(Update(Flow.sqlmeta.table, values=values, where=Flow.q.uuid == uuid))
+    flow = flow_by_uuid(tx, uuid)
+    assert flow is not None
+    log_change(tx, now, uuid, "flow_changed", actor, "", {"flow": flow})
+    return flow
+
+
+def add_member(tx: Tx, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
+    """Make a user a member; None when they already were."""
+    if tx.one(Select(Member.q.id, where=AND(Member.q.flow_uuid == flow_uuid,
+                                            Member.q.user_uuid == user_uuid))):
+        return None
+    tx.execute(Insert(Member.sqlmeta.table, values={
+        "flow_uuid": flow_uuid, "user_uuid": user_uuid, "time_joined": now}))
+    tx.execute(Delete(Invite.sqlmeta.table, where=AND(Invite.q.flow_uuid == flow_uuid,
+                                                      Invite.q.user_uuid == user_uuid)))
+    return _log_membership(tx, flow_uuid, user_uuid, now, "flow_joined")
+
+
+def remove_member(tx: Tx, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
+    """End a membership; None when there was none."""
+    removed = tx.execute(Delete(Member.sqlmeta.table, where=AND(
+        Member.q.flow_uuid == flow_uuid, Member.q.user_uuid == user_uuid)))
+    if not removed:
+        return None
+    return _log_membership(tx, flow_uuid, user_uuid, now, "flow_left")
+
+
+def _log_membership(tx: Tx, flow_uuid: str, user_uuid: str, now: int, kind: str) -> FlowRow:
+    flow = flow_by_uuid(tx, flow_uuid)
+    user = user_by_uuid(tx, user_uuid)
+    assert flow is not None and user is not None
+    log_change(tx, now, flow_uuid, kind, user_uuid, user_uuid,
+               {"flow": flow, "user": public_profile(user)})
+    return flow
+
+
+def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int) -> bool:
+    if tx.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
+                                            Invite.q.user_uuid == user_uuid))):
+        return False
+    tx.execute(Insert(Invite.sqlmeta.table, values={
+        "flow_uuid": flow_uuid, "user_uuid": user_uuid, "inviter": inviter,
+        "time_created": now}))
+    flow = flow_by_uuid(tx, flow_uuid)
+    log_change(tx, now, flow_uuid, "flow_invited", inviter, user_uuid, {"flow": flow})
+    return True
+
+
+def remove_invite(tx: Tx, flow_uuid: str, user_uuid: str) -> bool:
+    return bool(tx.execute(Delete(Invite.sqlmeta.table, where=AND(
+        Invite.q.flow_uuid == flow_uuid, Invite.q.user_uuid == user_uuid))))
+
+
+def invites_for(tx: Tx, user_uuid: str) -> list[tuple[str, str, int]]:
+    """(flow uuid, inviter uuid, time) of the user's open invites."""
+    rows = tx.all(Select([Invite.q.flow_uuid, Invite.q.inviter, Invite.q.time_created],
+                         where=Invite.q.user_uuid == user_uuid, orderBy=Invite.q.id))
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+_MESSAGE_COLUMNS = (
+    Message.q.uuid, Message.q.client_id, Message.q.text, Message.q.user_uuid, Message.q.flow_uuid,
+    Message.q.time_created, Message.q.file_picture, Message.q.file_video, Message.q.file_audio,
+    Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
+)
+
+CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
+
+
+def _message(row: Sequence[Any]) -> MessageRow:
+    return MessageRow(
+        uuid=row[0], client_id=int(row[1]), text=row[2], from_user=row[3], from_flow=row[4],
+        time=int(row[5]), file_picture=row[6], file_video=row[7], file_audio=row[8],
+        file_document=row[9], emoji=row[10], edited_time=int(row[11]),
+        edited_status=bool(row[12]),
+    )
+
+
+def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
+                   content: dict[str, str], now: int, txn_key: str | None = None,
+                   extra: dict[str, Any] | None = None) -> MessageRow:
+    """Store a message; with `txn_key`, a retry of it returns the first one instead."""
+    if txn_key is not None:
+        earlier = txn_result(tx, txn_key, now - 86400)
+        if earlier is not None:
+            found = message_by_uuid(tx, earlier)
+            if found is not None:
+                return found
+    message = MessageRow(
+        uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
+        from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
+        file_video=content.get("file_video", ""), file_audio=content.get("file_audio", ""),
+        file_document=content.get("file_document", ""), emoji=content.get("emoji", ""),
+        edited_time=0, edited_status=False,
+    )
+    tx.execute(Insert(Message.sqlmeta.table, values={
+        "uuid": uuid, "flow_uuid": flow_uuid, "user_uuid": user_uuid, "client_id": client_id,
+        "text": message["text"], "file_picture": message["file_picture"],
+        "file_video": message["file_video"], "file_audio": message["file_audio"],
+        "file_document": message["file_document"], "emoji": message["emoji"],
+        "time_created": now, "edited_time": 0, "edited_status": False,
+    }))
+    if txn_key is not None:
+        txn_store(tx, txn_key, uuid, now)
+    log_change(tx, now, flow_uuid, "message_sent", user_uuid, uuid,
+               {"message": message, **(extra or {})})
+    return message
+
+
+def message_by_uuid(tx: Tx, uuid: str) -> MessageRow | None:
+    row = tx.one(Select(_MESSAGE_COLUMNS, where=Message.q.uuid == uuid))
+    return _message(row) if row else None
+
+
+def update_message(tx: Tx, uuid: str, actor: str, content: dict[str, str], now: int,
+                   kind: str, extra: dict[str, Any] | None = None) -> MessageRow:
+    """Replace some content fields, mark the message edited, and log `kind`."""
+    tx.execute(Update(Message.sqlmeta.table, values={
+        **content, "edited_time": now, "edited_status": True}, where=Message.q.uuid == uuid))
+    message = message_by_uuid(tx, uuid)
+    assert message is not None
+    log_change(tx, now, message["from_flow"], kind, actor, uuid,
+               {"message": message, **(extra or {})})
+    return message
+
+
+def count_messages(tx: Tx, flow_uuid: str, since: int = 0) -> int:
+    where = Message.q.flow_uuid == flow_uuid
+    if since:
+        where = AND(where, Message.q.time_created > since)
+    row = tx.one(Select(func.COUNT(Message.q.id), where=where))
+    return int(row[0]) if row else 0
+
+
+def messages_page(tx: Tx, flow_uuid: str, start: int, count: int, since: int = 0
+                  ) -> list[MessageRow]:
+    """Messages at positions [start, start+count) of a flow, oldest first."""
+    where = Message.q.flow_uuid == flow_uuid
+    if since:
+        where = AND(where, Message.q.time_created > since)
+    rows = tx.all(Select(_MESSAGE_COLUMNS, where=where, orderBy=Message.q.id, start=start,
+                         end=start + count))
+    return [_message(row) for row in rows]
+
+
+def messages_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[MessageRow]:
+    wanted = list(dict.fromkeys(uuids))
+    if not wanted:
+        return []
+    rows = tx.all(Select(_MESSAGE_COLUMNS, where=IN(Message.q.uuid, wanted),
+                         orderBy=Message.q.id))
+    return [_message(row) for row in rows]
+
+
+# -- get_update -------------------------------------------------------------------------------
+
+
+def update_since(tx: Tx, user_uuid: str, since: int
+                 ) -> tuple[list[FlowRow], list[MessageRow], list[UserRow]]:
+    """What changed at or after `since` in the user's flows: flows, messages, members."""
+    mine = member_flows(tx, user_uuid)
+    if not mine:
+        return [], [], []
+    rows = tx.all(Select([Change.q.flow_uuid, Change.q.kind, Change.q.subject],
+                         where=AND(IN(Change.q.flow_uuid, mine), Change.q.time_created >= since),
+                         orderBy=Change.q.id))
+    flow_ids: dict[str, None] = {}
+    message_ids: dict[str, None] = {}
+    for flow_uuid, kind, subject in rows:
+        if kind.startswith("message_"):
+            message_ids.setdefault(subject)
+        else:
+            flow_ids.setdefault(flow_uuid)
+    flows = flows_by_uuid(tx, flow_ids)
+    messages = messages_by_uuid(tx, message_ids)
+    members = {user for flow in flows for user in flow["users"]}
+    members.update(message["from_user"] for message in messages)
+    return flows, messages, users_by_uuid(tx, sorted(members))
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def counts(tx: Tx) -> dict[str, int]:
+    result = {}
+    for name, table in (("users", User), ("flows", Flow), ("messages", Message)):
+        row = tx.one(Select(func.COUNT(table.q.id)))
+        result[name] = int(row[0]) if row else 0
+    return result

@@ -1,0 +1,131 @@
+"""SQLObject tables. Rows are read and written only by mod.db.dbhandler."""
+
+from __future__ import annotations
+
+from sqlobject import (
+    BigIntCol,
+    BoolCol,
+    DatabaseIndex,
+    SQLObject,
+    StringCol,
+    UnicodeCol,
+)
+
+
+class User(SQLObject):
+    class sqlmeta:
+        table = "users"
+
+    uuid = StringCol(length=40, notNone=True, unique=True)
+    login = UnicodeCol(notNone=True)
+    # Unique while the account exists; NULL once deleted, so anonymised logins never collide.
+    login_key = UnicodeCol(default=None, unique=True)
+    password_hash = StringCol(notNone=True, default="")
+    username = UnicodeCol(notNone=True, default="")
+    bio = UnicodeCol(notNone=True, default="")
+    avatar = UnicodeCol(notNone=True, default="")
+    email = UnicodeCol(notNone=True, default="")
+    is_bot = BoolCol(notNone=True, default=False)
+    is_superuser = BoolCol(notNone=True, default=False)
+    token_ttl = BigIntCol(notNone=True)
+    time_created = BigIntCol(notNone=True)
+    deleted = BoolCol(notNone=True, default=False)
+
+
+class Flow(SQLObject):
+    class sqlmeta:
+        table = "flows"
+
+    uuid = StringCol(length=40, notNone=True, unique=True)
+    time_created = BigIntCol(notNone=True)
+    flow_type = StringCol(length=16, notNone=True)
+    title = UnicodeCol(notNone=True, default="")
+    info = UnicodeCol(notNone=True, default="")
+    owner = StringCol(length=40, notNone=True)
+    # "<smaller uuid>:<larger uuid>" for chats, so one pair of users has at most one chat.
+    chat_key = StringCol(length=90, default=None, unique=True)
+
+
+class Member(SQLObject):
+    class sqlmeta:
+        table = "members"
+
+    flow_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    time_joined = BigIntCol(notNone=True)
+    pair = DatabaseIndex("flow_uuid", "user_uuid", unique=True)
+    by_user = DatabaseIndex("user_uuid")
+
+
+class Invite(SQLObject):
+    class sqlmeta:
+        table = "invites"
+
+    flow_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    inviter = StringCol(length=40, notNone=True)
+    time_created = BigIntCol(notNone=True)
+    pair = DatabaseIndex("flow_uuid", "user_uuid", unique=True)
+    by_user = DatabaseIndex("user_uuid")
+
+
+class Message(SQLObject):
+    class sqlmeta:
+        table = "messages"
+
+    uuid = StringCol(length=40, notNone=True, unique=True)
+    flow_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    client_id = BigIntCol(notNone=True, default=0)
+    text = UnicodeCol(notNone=True, default="")
+    file_picture = UnicodeCol(notNone=True, default="")
+    file_video = UnicodeCol(notNone=True, default="")
+    file_audio = UnicodeCol(notNone=True, default="")
+    file_document = UnicodeCol(notNone=True, default="")
+    emoji = UnicodeCol(notNone=True, default="")
+    time_created = BigIntCol(notNone=True)
+    edited_time = BigIntCol(notNone=True, default=0)
+    edited_status = BoolCol(notNone=True, default=False)
+    by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
+
+
+class Token(SQLObject):
+    class sqlmeta:
+        table = "tokens"
+
+    token_hash = StringCol(length=64, notNone=True, unique=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    device = UnicodeCol(notNone=True, default="")
+    time_created = BigIntCol(notNone=True)
+    expires = BigIntCol(notNone=True)
+    by_user = DatabaseIndex("user_uuid")
+
+
+class Txn(SQLObject):
+    """What a retried request returns again: the result of its first run, by a key of the caller's."""
+
+    class sqlmeta:
+        table = "txns"
+
+    txn_key = StringCol(length=64, notNone=True, unique=True)
+    result = UnicodeCol(notNone=True)
+    time_created = BigIntCol(notNone=True)
+
+
+class Change(SQLObject):
+    """The ordered change log: one row per committed change; `id` is its position."""
+
+    class sqlmeta:
+        table = "changes"
+
+    time_created = BigIntCol(notNone=True)
+    flow_uuid = StringCol(length=40, notNone=True)
+    kind = StringCol(length=32, notNone=True)
+    actor = StringCol(length=40, notNone=True)
+    subject = StringCol(length=40, notNone=True, default="")
+    payload = UnicodeCol(notNone=True, default="{}")
+    by_time = DatabaseIndex("time_created")
+    by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
+
+
+TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change)

@@ -1,0 +1,42 @@
+"""Status codes and reason phrases shared by both protocols."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+PROTOCOL_PHRASES: dict[int, str] = {
+    499: "Client Closed Request",
+    505: "Version Not Supported",
+    520: "Unknown Error",
+    526: "Invalid SSL Certificate",
+}
+
+
+def phrase(code: int) -> str:
+    """The reason phrase for a status code, as PROTOCOL.md spells it."""
+    if code in PROTOCOL_PHRASES:
+        return PROTOCOL_PHRASES[code]
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return PROTOCOL_PHRASES[520]
+
+
+class ServiceError(Exception):
+    """A request that cannot be carried out; rendered by each protocol in its own way."""
+
+    def __init__(self, code: int, detail: str, payload: object = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"ServiceError({self.code}, {self.detail!r})"
+
+
+class Unavailable(ServiceError):
+    """The database cannot be reached right now."""
+
+    def __init__(self, detail: str = "The database is unavailable, try again later") -> None:
+        super().__init__(503, detail)

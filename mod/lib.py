@@ -1,0 +1,59 @@
+"""Password hashing, tokens and identifiers."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+
+# A valid argon2id hash of a random secret, verified against when a login is unknown so that
+# the answer takes as long as for a known login.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def new_uuid() -> str:
+    """A random identifier: the 128-bit integer of a uuid4, in decimal."""
+    return str(uuid.uuid4().int)
+
+
+def new_token() -> str:
+    """A random bearer token with 256 bits from the CSPRNG."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a token: tokens are random, so a fast hash is enough."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """Slow, salted argon2id hash. Blocks for ~100 ms: call it off the event loop."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether `password` matches. An empty or destroyed hash never matches."""
+    if not password_hash:
+        _burn(password)
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _burn(password: str) -> None:
+    try:
+        _hasher.verify(_DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        pass
+
+
+def verify_unknown(password: str) -> None:
+    """Spend the time a real verification takes, for logins that do not exist."""
+    _burn(password)

@@ -1,0 +1,193 @@
+"""Pydantic models of MTP frames: requests as clients send them, responses as the server sends.
+
+Requests ignore unknown keys (clients written for older servers send extra ones); everything
+the server sends forbids them, so a response can only carry what PROTOCOL.md defines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = "1.0"
+PROTOCOL_REVISION = "17"
+
+_IN = ConfigDict(extra="ignore")
+_OUT = ConfigDict(extra="forbid")
+
+# Generous bounds on what one request may carry, far above any honest client.
+_TEXT = 16 * 1024 * 1024
+_LIST = 10_000
+Uuid = Field(default=None, max_length=64)
+
+
+class UserIn(BaseModel):
+    model_config = _IN
+
+    uuid: str | None = Uuid
+    login: str | None = Field(default=None, max_length=256)
+    password: str | None = Field(default=None, max_length=4096)
+    username: str | None = Field(default=None, max_length=256)
+    bio: str | None = Field(default=None, max_length=65536)
+    avatar: str | None = Field(default=None, max_length=_TEXT)
+    email: str | None = Field(default=None, max_length=256)
+    is_bot: bool | None = None
+    auth_id: str | None = Field(default=None, max_length=256)
+    token_ttl: int | None = None
+    time_created: int | None = None
+
+
+class FlowIn(BaseModel):
+    model_config = _IN
+
+    uuid: str | None = Uuid
+    time: int | None = None
+    type: str | None = Field(default=None, max_length=32)
+    title: str | None = Field(default=None, max_length=4096)
+    info: str | None = Field(default=None, max_length=65536)
+    owner: str | None = Uuid
+    users: list[str] | None = Field(default=None, max_length=_LIST)
+    message_start: int | None = None
+    message_end: int | None = None
+
+
+class MessageIn(BaseModel):
+    model_config = _IN
+
+    uuid: str | None = Uuid
+    client_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    text: str | None = Field(default=None, max_length=_TEXT)
+    from_user: str | None = Uuid
+    from_flow: str | None = Uuid
+    time: int | None = None
+    file_picture: str | None = Field(default=None, max_length=_TEXT)
+    file_video: str | None = Field(default=None, max_length=_TEXT)
+    file_audio: str | None = Field(default=None, max_length=_TEXT)
+    file_document: str | None = Field(default=None, max_length=_TEXT)
+    emoji: str | None = Field(default=None, max_length=_TEXT)
+    edited_time: int | None = None
+    edited_status: bool | None = None
+
+
+class DataIn(BaseModel):
+    model_config = _IN
+
+    time: int | None = Field(default=None, ge=0, lt=2**63)
+    flow: list[FlowIn] | None = Field(default=None, max_length=_LIST)
+    message: list[MessageIn] | None = Field(default=None, max_length=_LIST)
+    user: list[UserIn] | None = Field(default=None, max_length=_LIST)
+    meta: Any = None
+
+
+class JsonapiIn(BaseModel):
+    model_config = _IN
+
+    version: str = Field(max_length=16)
+    revision: str | None = Field(default=None, max_length=16)
+
+
+class Request(BaseModel):
+    model_config = _IN
+
+    type: str = Field(max_length=64)
+    data: DataIn | None = None
+    jsonapi: JsonapiIn
+    errors: Any = None
+    meta: Any = None
+
+
+class UserOut(BaseModel):
+    model_config = _OUT
+
+    uuid: str
+    login: str | None = None
+    username: str | None = None
+    bio: str | None = None
+    avatar: str | None = None
+    email: str | None = None
+    is_bot: bool | None = None
+    auth_id: str | None = None
+    token_ttl: int | None = None
+    time_created: int | None = None
+
+
+class FlowOut(BaseModel):
+    model_config = _OUT
+
+    uuid: str
+    time: int | None = None
+    type: str | None = None
+    title: str | None = None
+    info: str | None = None
+    owner: str | None = None
+    users: list[str] | None = None
+    message_start: int | None = None
+    message_end: int | None = None
+
+
+class MessageOut(BaseModel):
+    model_config = _OUT
+
+    uuid: str
+    client_id: int | None = None
+    text: str | None = None
+    from_user: str | None = None
+    from_flow: str | None = None
+    time: int | None = None
+    file_picture: str | None = None
+    file_video: str | None = None
+    file_audio: str | None = None
+    file_document: str | None = None
+    emoji: str | None = None
+    edited_time: int | None = None
+    edited_status: bool | None = None
+
+
+class DataOut(BaseModel):
+    model_config = _OUT
+
+    time: int
+    flow: list[FlowOut] | None = None
+    message: list[MessageOut] | None = None
+    user: list[UserOut] | None = None
+    meta: None = None
+
+
+class Errors(BaseModel):
+    model_config = _OUT
+
+    code: int
+    status: str
+    time: int
+    detail: str
+
+
+class JsonapiOut(BaseModel):
+    model_config = _OUT
+
+    version: str = PROTOCOL_VERSION
+    revision: str = PROTOCOL_REVISION
+
+
+class PushMeta(BaseModel):
+    model_config = _OUT
+
+    push: bool = True
+
+
+class Response(BaseModel):
+    """Every frame the server sends: all five keys, always."""
+
+    model_config = _OUT
+
+    type: str
+    data: DataOut | None
+    errors: Errors
+    jsonapi: JsonapiOut
+    meta: PushMeta | None
+
+    def dump(self) -> str:
+        # Unset optional keys of the inner objects are left out; the envelope's five keys and
+        # data's `time` and `meta` are always set, so they always appear.
+        return self.model_dump_json(exclude_unset=True)

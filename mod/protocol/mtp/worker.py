@@ -1,0 +1,272 @@
+"""MTP methods: one small function per method, translating frames into service calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from mod.db.engine import ChangeRow
+from mod.error import ServiceError, phrase
+from mod.protocol.mtp.api import (
+    PROTOCOL_REVISION,
+    PROTOCOL_VERSION,
+    DataIn,
+    DataOut,
+    Errors,
+    FlowIn,
+    FlowOut,
+    JsonapiOut,
+    MessageIn,
+    MessageOut,
+    PushMeta,
+    Request,
+    Response,
+    UserOut,
+)
+from mod.service import Caller, Service
+
+Method = Callable[[Service, Request, Caller], Awaitable[Response]]
+PublicMethod = Callable[[Service, Request], Awaitable[Response]]
+
+CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
+
+
+def _jsonapi() -> JsonapiOut:
+    return JsonapiOut(version=PROTOCOL_VERSION, revision=PROTOCOL_REVISION)
+
+
+def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
+            message: Sequence[Any] | None = None, user: Sequence[Any] | None = None,
+            push: bool = False, with_data: bool = True) -> Response:
+    stamp = int(time.time())
+    data = None
+    if with_data:
+        fields: dict[str, Any] = {"time": stamp, "meta": None}
+        if flow is not None:
+            fields["flow"] = flow
+        if message is not None:
+            fields["message"] = message
+        if user is not None:
+            fields["user"] = user
+        data = DataOut.model_validate(fields)
+    return Response(
+        type=kind,
+        data=data,
+        errors=Errors(code=code, status=phrase(code), time=stamp, detail=detail or phrase(code)),
+        jsonapi=_jsonapi(),
+        meta=PushMeta(push=True) if push else None,
+    )
+
+
+def error(kind: str, code: int, detail: str, **objects: Any) -> Response:
+    return respond(kind, code, detail, with_data=bool(objects), **objects)
+
+
+def _first(items: Sequence[Any] | None, what: str) -> Any:
+    if not items:
+        raise ServiceError(400, f"The request needs data.{what}[0]")
+    return items[0]
+
+
+def _data(request: Request) -> DataIn:
+    return request.data or DataIn()
+
+
+def _flow_uuid(request: Request) -> str:
+    flow: FlowIn = _first(_data(request).flow, "flow")
+    if not flow.uuid:
+        raise ServiceError(400, "The request needs data.flow[0].uuid")
+    return flow.uuid
+
+
+def _message(request: Request) -> MessageIn:
+    return _first(_data(request).message, "message")  # type: ignore[no-any-return]
+
+
+def _message_uuid(request: Request) -> str:
+    message = _message(request)
+    if not message.uuid:
+        raise ServiceError(400, "The request needs data.message[0].uuid")
+    return message.uuid
+
+
+def _session_user(session: Any) -> UserOut:
+    return UserOut(uuid=session.user["uuid"], auth_id=session.token, token_ttl=session.token_ttl)
+
+
+def _profiles(users: Sequence[dict[str, Any]]) -> list[UserOut]:
+    return [UserOut.model_validate(user) for user in users]
+
+
+def _flows(flows: Sequence[dict[str, Any]]) -> list[FlowOut]:
+    return [FlowOut.model_validate(flow) for flow in flows]
+
+
+def _messages(messages: Sequence[dict[str, Any]]) -> list[MessageOut]:
+    return [MessageOut.model_validate(message) for message in messages]
+
+
+# -- public methods ---------------------------------------------------------------------------
+
+
+async def register_user(service: Service, request: Request) -> Response:
+    user = _first(_data(request).user, "user")
+    if user.email and not _valid_email(user.email):
+        raise ServiceError(415, "data.user[0].email is not a valid address")
+    session = await service.register(user.login or "", user.password or "",
+                                     user.username or "", user.email or "")
+    return respond(request.type, 201, user=[_session_user(session)])
+
+
+async def authentication(service: Service, request: Request) -> Response:
+    user = _first(_data(request).user, "user")
+    session = await service.login(user.login or "", user.password or "")
+    return respond(request.type, 200, user=[_session_user(session)])
+
+
+def _valid_email(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and "." in domain and " " not in address
+                and not domain.startswith(".") and not domain.endswith("."))
+
+
+# -- authenticated methods --------------------------------------------------------------------
+
+
+async def get_update(service: Service, request: Request, caller: Caller) -> Response:
+    flows, messages, users = await service.get_update(caller, _data(request).time or 0)
+    return respond(request.type, 200, flow=_flows(flows), message=_messages(messages),
+                   user=_profiles(users))
+
+
+async def send_message(service: Service, request: Request, caller: Caller) -> Response:
+    flow_uuid = _flow_uuid(request)
+    message = _message(request)
+    if message.client_id is None:
+        raise ServiceError(400, "The request needs data.message[0].client_id")
+    content = {field: value for field in CONTENT_FIELDS
+               if (value := getattr(message, field)) is not None}
+    stored = await service.send_message(caller, flow_uuid, message.client_id, content)
+    reply = MessageOut(uuid=stored["uuid"], client_id=stored["client_id"],
+                       from_user=stored["from_user"], from_flow=stored["from_flow"],
+                       time=stored["time"])
+    return respond(request.type, 200, message=[reply])
+
+
+async def all_messages(service: Service, request: Request, caller: Caller) -> Response:
+    flow = _first(_data(request).flow, "flow")
+    if not flow.uuid:
+        raise ServiceError(400, "The request needs data.flow[0].uuid")
+    messages, total = await service.all_messages(caller, flow.uuid, flow.message_start,
+                                                 flow.message_end, _data(request).time or 0)
+    if total is None:
+        return respond(request.type, 200, message=_messages(messages))
+    start = flow.message_start or 0
+    page = FlowOut(uuid=flow.uuid, message_start=start, message_end=total)
+    return respond(request.type, 206, f"Messages {start} to {start + len(messages)} of {total}",
+                   flow=[page], message=_messages(messages))
+
+
+async def add_flow(service: Service, request: Request, caller: Caller) -> Response:
+    flow = _first(_data(request).flow, "flow")
+    try:
+        created = await service.add_flow(caller, flow.type or "", flow.title or "",
+                                         flow.info or "", flow.users or [], flow.owner)
+    except ServiceError as exc:
+        if exc.code == 409 and exc.payload is not None:
+            return error(request.type, 409, exc.detail, flow=_flows([exc.payload]))
+        raise
+    return respond(request.type, 200, flow=_flows([created]))
+
+
+async def all_flow(service: Service, request: Request, caller: Caller) -> Response:
+    flows = await service.all_flows(caller)
+    if not flows:
+        raise ServiceError(404, "There are no flows yet")
+    return respond(request.type, 200, flow=_flows(flows))
+
+
+async def user_info(service: Service, request: Request, caller: Caller) -> Response:
+    asked = [user.uuid for user in (_data(request).user or [])[1:]]
+    if any(uuid is None for uuid in asked):
+        raise ServiceError(400, "Every data.user entry after the first needs a uuid")
+    found, missing = await service.user_info(caller, [uuid for uuid in asked if uuid])
+    if missing:
+        return error(request.type, 404, f"Unknown user: {', '.join(missing)}",
+                     user=_profiles(found))
+    return respond(request.type, 200, user=_profiles(found))
+
+
+async def delete_user(service: Service, request: Request, caller: Caller) -> Response:
+    user = _first(_data(request).user, "user")
+    await service.delete_user(caller, user.login or "", user.password or "")
+    return respond(request.type, 200, with_data=False)
+
+
+async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
+    await service.delete_message(caller, _message_uuid(request))
+    return respond(request.type, 200, with_data=False)
+
+
+async def edited_message(service: Service, request: Request, caller: Caller) -> Response:
+    message = _message(request)
+    if not message.uuid:
+        raise ServiceError(400, "The request needs data.message[0].uuid")
+    if message.text is None:
+        raise ServiceError(400, "The request needs data.message[0].text")
+    await service.edit_message(caller, message.uuid, message.text)
+    return respond(request.type, 200, with_data=False)
+
+
+async def ping_pong(service: Service, request: Request, caller: Caller) -> Response:
+    return respond(request.type, 200, with_data=False)
+
+
+async def join_flow(service: Service, request: Request, caller: Caller) -> Response:
+    flow = await service.join_flow(caller, _flow_uuid(request))
+    return respond(request.type, 200, flow=_flows([flow]))
+
+
+async def leave_flow(service: Service, request: Request, caller: Caller) -> Response:
+    await service.leave_flow(caller, _flow_uuid(request))
+    return respond(request.type, 200, with_data=False)
+
+
+PUBLIC: dict[str, PublicMethod] = {
+    "register_user": register_user,
+    "authentication": authentication,
+}
+
+AUTHENTICATED: dict[str, Method] = {
+    "get_update": get_update,
+    "send_message": send_message,
+    "all_messages": all_messages,
+    "add_flow": add_flow,
+    "all_flow": all_flow,
+    "user_info": user_info,
+    "delete_user": delete_user,
+    "delete_message": delete_message,
+    "edited_message": edited_message,
+    "ping_pong": ping_pong,
+    "join_flow": join_flow,
+    "leave_flow": leave_flow,
+}
+
+
+# -- push -------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def push_frame(change: ChangeRow) -> str:
+    """The get_update-shaped frame that tells members of one committed change."""
+    payload = json.loads(change.payload)
+    flows = [payload["flow"]] if "flow" in payload else []
+    messages = [payload["message"]] if "message" in payload else []
+    users = [payload["user"]] if "user" in payload else []
+    frame = respond("get_update", 200, change.kind.replace("_", " "), flow=_flows(flows),
+                    message=_messages(messages), user=_profiles(users), push=True)
+    frame.data.time = change.time  # type: ignore[union-attr]
+    return frame.dump()

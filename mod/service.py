@@ -1,0 +1,415 @@
+"""The operations both protocols share, each with its rights check.
+
+Workers translate frames and requests into these calls and render `ServiceError` in their own
+format; no rule about who may do what lives anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from mod import lib
+from mod.config.validator import Settings
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow, Engine
+from mod.error import ServiceError
+
+FLOW_TYPES = ("chat", "group", "channel")
+RETRY_WINDOW = 24 * 3600
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass(slots=True, frozen=True)
+class Caller:
+    """An authenticated user, as a request's credentials identify them."""
+
+    uuid: str
+    token_hash: str
+    is_superuser: bool
+    device: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Session:
+    """What a successful registration or login hands back to the client."""
+
+    user: db.UserRow
+    token: str
+    token_ttl: int
+    device: str = ""
+
+
+@dataclass(slots=True)
+class _CachedToken:
+    caller: Caller
+    expires: int
+    checked: float
+
+
+class Service:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
+        self._tokens: dict[str, _CachedToken] = {}
+
+    def close(self) -> None:
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    async def _hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hashing, lib.hash_password, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hashing, lib.verify_password, password_hash,
+                                          password)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    async def register(self, login: str, password: str, username: str = "", email: str = "",
+                       device: str = "", superuser: bool = False) -> Session:
+        if not login or not password:
+            raise ServiceError(400, "A login and a password are required")
+        password_hash = await self._hash(password)
+        ttl = self.settings.security.token_ttl
+        token = lib.new_token()
+        stamp = now()
+
+        def create(tx: Any) -> db.UserRow | None:
+            user = db.create_user(tx, lib.new_uuid(), login, password_hash, username or login,
+                                  email, ttl, stamp, is_superuser=superuser)
+            if user is not None:
+                db.add_token(tx, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
+            return user
+
+        user = await self.engine.write(create)
+        if user is None:
+            raise ServiceError(409, f"The login {login!r} is already taken")
+        logger.info("user registered: {}", user["uuid"])
+        return Session(user, token, ttl, device)
+
+    async def login(self, login: str, password: str, device: str = "") -> Session:
+        if not login or not password:
+            raise ServiceError(400, "A login and a password are required")
+        user = await self.engine.read(db.user_by_login, login)
+        if user is None:
+            await asyncio.get_running_loop().run_in_executor(self._hashing, lib.verify_unknown,
+                                                             password)
+            raise ServiceError(401, "Wrong login or password")
+        if not await self._verify(user["password_hash"], password):
+            raise ServiceError(401, "Wrong login or password")
+        ttl = user["token_ttl"] or self.settings.security.token_ttl
+        token = lib.new_token()
+        stamp = now()
+        await self.engine.write(db.add_token, user["uuid"], lib.token_hash(token), stamp,
+                                stamp + ttl, device)
+        logger.info("user logged in: {}", user["uuid"])
+        return Session(user, token, ttl, device)
+
+    async def authenticate(self, token: str, user_uuid: str | None = None) -> Caller:
+        """The caller a token belongs to; with `user_uuid`, it must be theirs. Else 401."""
+        if not token:
+            raise ServiceError(401, "Credentials are required")
+        digest = lib.token_hash(token)
+        clock = time.monotonic()
+        cached = self._tokens.get(digest)
+        if cached is None or clock - cached.checked > self.settings.security.token_cache_seconds:
+            found = await self.engine.read(_token_caller, digest, now())
+            if found is None:
+                self._tokens.pop(digest, None)
+                raise ServiceError(401, "The credentials are wrong, expired or revoked")
+            caller, expires = found
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            cached = self._tokens[digest] = _CachedToken(caller, expires, clock)
+        if cached.expires <= now() or (user_uuid is not None and cached.caller.uuid != user_uuid):
+            raise ServiceError(401, "The credentials are wrong, expired or revoked")
+        return cached.caller
+
+    def forget_tokens(self, user_uuid: str) -> None:
+        """Drop cached token checks of a user (their tokens were revoked)."""
+        for digest in [d for d, c in self._tokens.items() if c.caller.uuid == user_uuid]:
+            del self._tokens[digest]
+
+    async def logout(self, caller: Caller) -> None:
+        self._tokens.pop(caller.token_hash, None)
+
+        def revoke(tx: Any) -> None:
+            db.revoke_token(tx, caller.token_hash)
+            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid, {})
+
+        await self.engine.write(revoke)
+
+    async def delete_user(self, caller: Caller, login: str, password: str) -> None:
+        user = await self.engine.read(db.user_by_uuid, caller.uuid)
+        if user is None or not password or login != user["login"]:
+            raise ServiceError(401, "Wrong login or password")
+        if not await self._verify(user["password_hash"], password):
+            raise ServiceError(401, "Wrong login or password")
+
+        def delete(tx: Any) -> None:
+            db.delete_user(tx, caller.uuid)
+            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid, {})
+
+        await self.engine.write(delete)
+        self.forget_tokens(caller.uuid)
+        logger.info("user deleted: {}", caller.uuid)
+
+    async def user_info(self, caller: Caller, uuids: Sequence[str]
+                        ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Profiles of the users asked about, and the uuids that matched nobody."""
+        if not uuids:
+            raise ServiceError(400, "Name at least one user to look up")
+        if len(uuids) > self.settings.protocol.users_limit:
+            raise ServiceError(429, f"At most {self.settings.protocol.users_limit} users "
+                                    "may be asked about at once")
+        users = await self.engine.read(db.users_by_uuid, uuids)
+        found = {user["uuid"] for user in users}
+        profiles = []
+        for user in users:
+            profile = db.public_profile(user)
+            if user["uuid"] == caller.uuid:
+                profile["email"] = user["email"]
+            profiles.append(profile)
+        return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found]
+
+    async def set_username(self, caller: Caller, username: str) -> None:
+        await self.engine.write(db.set_username, caller.uuid, username)
+
+    async def profile(self, user_uuid: str) -> db.UserRow:
+        user = await self.engine.read(db.user_by_uuid, user_uuid)
+        if user is None:
+            raise ServiceError(404, f"No user {user_uuid}")
+        return user
+
+    async def user_by_login(self, login: str) -> db.UserRow:
+        user = await self.engine.read(db.user_by_login, login)
+        if user is None:
+            raise ServiceError(404, f"No user {login!r}")
+        return user
+
+    # -- flows -------------------------------------------------------------------------------
+
+    async def add_flow(self, caller: Caller, flow_type: str, title: str, info: str,
+                       users: Sequence[str], owner: str | None = None) -> db.FlowRow:
+        if flow_type not in FLOW_TYPES:
+            raise ServiceError(400, f"Flow type must be one of {', '.join(FLOW_TYPES)}")
+        if owner is not None and owner != caller.uuid:
+            raise ServiceError(403, "The owner of a new flow is its creator")
+        members = list(dict.fromkeys([*users, caller.uuid] if caller.uuid not in users
+                                     else users))
+        if flow_type == "chat" and len(members) != 2:
+            raise ServiceError(400, "A chat has exactly two members")
+        known = {user["uuid"] for user in await self.engine.read(db.users_by_uuid, members)
+                 if not user["deleted"]}
+        missing = [uuid for uuid in members if uuid not in known]
+        if missing:
+            raise ServiceError(404, f"Unknown user: {', '.join(missing)}")
+        chat_key = ":".join(sorted(members)) if flow_type == "chat" else None
+        stamp = now()
+
+        def create(tx: Any) -> tuple[db.FlowRow, bool]:
+            if chat_key is not None:
+                existing = db.chat_by_key(tx, chat_key)
+                if existing is not None:
+                    return existing, False
+            return db.create_flow(tx, lib.new_uuid(), flow_type, title, info, caller.uuid,
+                                  members, stamp, chat_key), True
+
+        flow, created = await self.engine.write(create)
+        if not created:
+            raise ServiceError(409, "A chat between these two users already exists",
+                               payload=flow)
+        logger.info("flow created: {} ({})", flow["uuid"], flow_type)
+        return flow
+
+    async def all_flows(self, caller: Caller) -> list[db.FlowRow]:
+        return await self.engine.read(db.visible_flows, caller.uuid)
+
+    async def flow(self, caller: Caller, flow_uuid: str, members_only: bool = True
+                   ) -> db.FlowRow:
+        flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
+        if flow is None:
+            raise ServiceError(404, f"No flow {flow_uuid}")
+        if members_only and caller.uuid not in flow["users"] and flow["type"] == "chat":
+            raise ServiceError(403, "Only the members of this flow may see it")
+        return flow
+
+    async def join_flow(self, caller: Caller, flow_uuid: str, invited_only: bool = False
+                        ) -> db.FlowRow:
+        access = await self._access(flow_uuid, caller)
+        flow_type, _, member = access
+        if member:
+            flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
+            assert flow is not None
+            return flow
+        if flow_type == "chat":
+            raise ServiceError(403, "Nobody can join a chat")
+        flow = await self.engine.write(db.add_member, flow_uuid, caller.uuid, now())
+        if flow is None:
+            flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
+            assert flow is not None
+        return flow
+
+    async def leave_flow(self, caller: Caller, flow_uuid: str) -> None:
+        flow_type, owner, member = await self._access(flow_uuid, caller)
+        if flow_type != "chat" and owner == caller.uuid:
+            raise ServiceError(403, "The owner cannot leave their own flow")
+        if member:
+            await self.engine.write(db.remove_member, flow_uuid, caller.uuid, now())
+        else:
+            await self.engine.write(db.remove_invite, flow_uuid, caller.uuid)
+
+    async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str) -> None:
+        flow_type, owner, member = await self._access(flow_uuid, caller)
+        if not member:
+            raise ServiceError(403, "Only members may invite to this flow")
+        if flow_type == "chat":
+            raise ServiceError(403, "Nobody can be invited to a chat")
+        if flow_type == "channel" and owner != caller.uuid and not caller.is_superuser:
+            raise ServiceError(403, "Only the owner may invite to a channel")
+        invitee = await self.engine.read(db.user_by_uuid, user_uuid)
+        if invitee is None or invitee["deleted"]:
+            raise ServiceError(404, f"No user {user_uuid}")
+        if user_uuid in await self.engine.read(db.flow_members, flow_uuid):
+            raise ServiceError(403, "That user is already a member")
+        await self.engine.write(db.add_invite, flow_uuid, user_uuid, caller.uuid, now())
+
+    async def invites(self, caller: Caller) -> list[tuple[str, str, int]]:
+        return await self.engine.read(db.invites_for, caller.uuid)
+
+    async def update_flow(self, caller: Caller, flow_uuid: str, title: str | None = None,
+                          info: str | None = None) -> db.FlowRow:
+        flow_type, owner, member = await self._access(flow_uuid, caller)
+        if not member:
+            raise ServiceError(403, "Only members may change this flow")
+        if flow_type != "group" and owner != caller.uuid and not caller.is_superuser:
+            raise ServiceError(403, "Only the owner may change this flow")
+        return await self.engine.write(db.update_flow, flow_uuid, caller.uuid, now(), title,
+                                       info)
+
+    async def _access(self, flow_uuid: str, caller: Caller) -> tuple[str, str, bool]:
+        access = await self.engine.read(db.flow_access, flow_uuid, caller.uuid)
+        if access is None:
+            raise ServiceError(404, f"No flow {flow_uuid}")
+        return access
+
+    async def require_member(self, caller: Caller, flow_uuid: str) -> tuple[str, str]:
+        """(type, owner) of a flow the caller is a member of; 404 or 403 otherwise."""
+        flow_type, owner, member = await self._access(flow_uuid, caller)
+        if not member:
+            raise ServiceError(403, "Only the members of this flow may read it")
+        return flow_type, owner
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def send_message(self, caller: Caller, flow_uuid: str, client_id: int,
+                           content: dict[str, str], retry_key: str | None = None,
+                           extra: dict[str, Any] | None = None) -> db.MessageRow:
+        """Store a message. Without `retry_key`, the MTP rule applies: a repeat of the same
+        client_id, flow and content with the same token within 24 hours stores nothing new."""
+        flow_type, owner, member = await self._access(flow_uuid, caller)
+        if not member:
+            raise ServiceError(403, "Only the members of this flow may write in it")
+        if flow_type == "channel" and owner != caller.uuid and not caller.is_superuser:
+            raise ServiceError(403, "Only the owner may write in a channel")
+        if retry_key is None:
+            retry_key = json.dumps([caller.token_hash, flow_uuid, client_id, content],
+                                   sort_keys=True)
+        key = hashlib.sha256(retry_key.encode()).hexdigest()
+        return await self.engine.write(db.insert_message, lib.new_uuid(), flow_uuid,
+                                       caller.uuid, client_id, content, now(), key, extra)
+
+    async def all_messages(self, caller: Caller, flow_uuid: str, start: int | None,
+                           end: int | None, since: int = 0
+                           ) -> tuple[list[db.MessageRow], int | None]:
+        """A flow's messages, oldest first, and the total when only a page is returned."""
+        await self.require_member(caller, flow_uuid)
+        limit = self.settings.protocol.messages_limit
+        if start is not None and start < 0 or end is not None and end < 0:
+            raise ServiceError(400, "message_start and message_end cannot be negative")
+        return await self.engine.read(_messages_or_page, flow_uuid, start, end, since, limit)
+
+    async def edit_message(self, caller: Caller, message_uuid: str, text: str,
+                           extra: dict[str, Any] | None = None) -> db.MessageRow:
+        message = await self._message(message_uuid)
+        if message["from_user"] != caller.uuid:
+            raise ServiceError(403, "Only the author may edit a message")
+        return await self.engine.write(db.update_message, message_uuid, caller.uuid,
+                                       {"text": text}, now(), "message_edited", extra)
+
+    async def delete_message(self, caller: Caller, message_uuid: str,
+                             extra: dict[str, Any] | None = None) -> db.MessageRow:
+        message = await self._message(message_uuid)
+        if message["from_user"] != caller.uuid and not caller.is_superuser:
+            access = await self.engine.read(db.flow_access, message["from_flow"], caller.uuid)
+            if access is None or access[1] != caller.uuid:
+                raise ServiceError(403, "Only the author or the flow's owner may delete it")
+        cleared = {"text": "Message deleted", **{f: "" for f in db.CONTENT_FIELDS[1:]}}
+        return await self.engine.write(db.update_message, message_uuid, caller.uuid, cleared,
+                                       now(), "message_deleted", extra)
+
+    async def message(self, caller: Caller, message_uuid: str) -> db.MessageRow:
+        message = await self._message(message_uuid)
+        await self.require_member(caller, message["from_flow"])
+        return message
+
+    async def _message(self, message_uuid: str) -> db.MessageRow:
+        message = await self.engine.read(db.message_by_uuid, message_uuid)
+        if message is None:
+            raise ServiceError(404, f"No message {message_uuid}")
+        return message
+
+    # -- updates -----------------------------------------------------------------------------
+
+    async def get_update(self, caller: Caller, since: int
+                         ) -> tuple[list[db.FlowRow], list[db.MessageRow], list[dict[str, Any]]]:
+        flows, messages, users = await self.engine.read(db.update_since, caller.uuid, since)
+        return flows, messages, [db.public_profile(user) for user in users]
+
+    async def counts(self) -> dict[str, int]:
+        return await self.engine.read(db.counts)
+
+    def changes_committed(self, changes: list[ChangeRow]) -> None:
+        """Keep cached token checks true to revocations committed anywhere."""
+        for change in changes:
+            if change.kind == "tokens_revoked":
+                self.forget_tokens(change.actor)
+
+
+def _token_caller(tx: Any, digest: str, stamp: int) -> tuple[Caller, int] | None:
+    owner = db.token_owner(tx, digest, stamp)
+    if owner is None:
+        return None
+    user_uuid, expires, device = owner
+    user = db.user_by_uuid(tx, user_uuid)
+    if user is None or user["deleted"]:
+        return None
+    return Caller(user_uuid, digest, user["is_superuser"], device), expires
+
+
+def _messages_or_page(tx: Any, flow_uuid: str, start: int | None, end: int | None, since: int,
+                      limit: int) -> tuple[list[db.MessageRow], int | None]:
+    total = db.count_messages(tx, flow_uuid, since)
+    if start is None and end is None and total <= limit:
+        return db.messages_page(tx, flow_uuid, 0, limit, since), None
+    first = start or 0
+    last = end if end is not None else first + limit
+    if last < first:
+        raise ServiceError(400, "message_end is before message_start")
+    if last - first > limit:
+        raise ServiceError(403, f"At most {limit} messages can be read at once")
+    return db.messages_page(tx, flow_uuid, first, last - first, since), total

@@ -1,0 +1,122 @@
+"""Morelia Server: the Starlette application. Routes and lifespan only."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from mod import __version__
+from mod.config.config import ConfigError, load_settings
+from mod.config.validator import Settings
+from mod.controller import MTPController
+from mod.db import dbhandler
+from mod.db.engine import Engine
+from mod.hub import Hub, make_broker
+from mod.log_handler import setup_logging
+from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
+from mod.protocol.mtp.session import MTPSession
+from mod.service import Service
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    service: Service
+    hub: Hub
+    controller: MTPController
+    started: float
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"Morelia Server cannot start: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(1) from None
+
+
+async def _open(settings: Settings) -> Runtime:
+    engine = Engine(settings.database)
+    engine.start(asyncio.get_running_loop())
+    created = await engine.write(dbhandler.create_tables)
+    if created:
+        logger.info("created tables: {}", ", ".join(created))
+    service = Service(settings, engine)
+    hub = Hub(engine, make_broker(settings.broker.uri, engine))
+    hub.observers.append(service.changes_committed)
+    await hub.start()
+    controller = MTPController(service, settings.protocol)
+    return Runtime(settings, engine, service, hub, controller, time.monotonic())
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    setup_logging(settings.logging)
+    runtime = await _open(settings)
+    app.state.runtime = runtime
+    logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
+                PROTOCOL_VERSION, settings.database.uri.split("@")[-1])
+    try:
+        yield
+    finally:
+        await runtime.hub.stop()
+        runtime.service.close()
+        runtime.engine.stop()
+        logger.info("stopped")
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    session = MTPSession(websocket, runtime.controller, runtime.hub, runtime.settings.server)
+    await session.run()
+
+
+async def status_page(request: Request) -> HTMLResponse:
+    runtime: Runtime = request.app.state.runtime
+    counts = await runtime.service.counts()
+    uptime = int(time.monotonic() - runtime.started)
+    name = html.escape(runtime.settings.server.name)
+    rows = "".join(
+        f"<tr><th>{label}</th><td>{html.escape(str(value))}</td></tr>"
+        for label, value in (
+            ("Version", __version__),
+            ("Protocol", f"MTP {PROTOCOL_VERSION} revision {PROTOCOL_REVISION}"),
+            ("Uptime", f"{uptime // 86400}d {uptime % 86400 // 3600:02}:"
+                       f"{uptime % 3600 // 60:02}:{uptime % 60:02}"),
+            ("Users", counts["users"]),
+            ("Flows", counts["flows"]),
+            ("Messages", counts["messages"]),
+            ("Connections", runtime.hub.connected()),
+        )
+    )
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{name}</title></head>"
+        f"<body><h1>{name}</h1><table>{rows}</table></body></html>"
+    )
+
+
+def build_app(settings: Settings | None = None) -> Starlette:
+    routes: list[BaseRoute] = [
+        Route("/", status_page),
+        WebSocketRoute("/ws", websocket_endpoint),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings or _settings()
+    return app
+
+
+app = build_app()

@@ -1,0 +1,193 @@
+"""Helpers for end-to-end tests: a real server process, databases, and an MTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URI = os.environ.get("MORELIA_TEST_POSTGRES_URI", "")
+REDIS_URI = os.environ.get("MORELIA_TEST_REDIS_URI", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the test server; dropped afterwards."""
+    import psycopg
+
+    base = POSTGRES_URI.replace("postgres://", "postgresql://", 1)
+    name = f"morelia_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    head, _, _ = POSTGRES_URI.rpartition("/")
+    try:
+        yield f"{head}/{name}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@contextlib.contextmanager
+def database_uri(kind: str, directory: Path) -> Iterator[str]:
+    """A database URI of `kind` ("sqlite" or "postgres") that no other test uses."""
+    if kind == "sqlite":
+        yield f"sqlite:{directory / 'morelia.db'}"
+    else:
+        with postgres_database() as uri:
+            yield uri
+
+
+class ServerProcess:
+    """`uvicorn server:app` in a subprocess on a free loopback port."""
+
+    def __init__(self, directory: Path, env: dict[str, str] | None = None,
+                 port: int | None = None, args: list[str] | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env.pop("MORELIA_CONFIG", None) if "MORELIA_CONFIG" not in (env or {}) else None
+        self.args = args or []
+        self.log_path = directory / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "server:app", "--app-dir", str(ROOT),
+             "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def frame(kind: str, data: dict[str, Any] | None = None, version: str = "1.0") -> str:
+    return json.dumps({"type": kind, "data": data, "jsonapi": {"version": version,
+                                                               "revision": "17"}})
+
+
+class Client:
+    """An MTP client over one websocket. Push frames are kept apart in `pushes`."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.pushes: list[dict[str, Any]] = []
+        self.uuid = ""
+        self.auth_id = ""
+        self.login = ""
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> Client:
+        return cls(await websockets.connect(url, max_size=None, **kwargs))
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    @property
+    def cred(self) -> dict[str, str]:
+        return {"uuid": self.uuid, "auth_id": self.auth_id}
+
+    async def send_raw(self, text: str | bytes) -> dict[str, Any]:
+        await self.ws.send(text)
+        return await self.response()
+
+    async def response(self, timeout: float = 10.0) -> dict[str, Any]:
+        while True:
+            reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if reply.get("meta") and reply["meta"].get("push"):
+                self.pushes.append(reply)
+                continue
+            return reply  # type: ignore[no-any-return]
+
+    async def push(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next push frame (waiting for it if none has arrived yet)."""
+        if self.pushes:
+            return self.pushes.pop(0)
+        reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        assert reply["meta"] == {"push": True}, reply
+        return reply  # type: ignore[no-any-return]
+
+    async def call(self, kind: str, auth: bool = True, **data: Any) -> dict[str, Any]:
+        if auth:
+            data["user"] = [self.cred, *data.get("user", [])]
+        return await self.send_raw(frame(kind, data))
+
+    async def register(self, login: str, password: str = "secret-password", **extra: Any
+                       ) -> dict[str, Any]:
+        reply = await self.call("register_user", auth=False,
+                                user=[{"login": login, "password": password, **extra}])
+        assert reply["errors"]["code"] == 201, reply
+        self.uuid = reply["data"]["user"][0]["uuid"]
+        self.auth_id = reply["data"]["user"][0]["auth_id"]
+        self.login = login
+        return reply
+
+    async def group(self, title: str = "group", users: list[str] | None = None,
+                    kind: str = "group") -> str:
+        reply = await self.call("add_flow", flow=[{"type": kind, "title": title, "info": "",
+                                                   "users": users or []}])
+        assert reply["errors"]["code"] == 200, reply
+        return str(reply["data"]["flow"][0]["uuid"])
+
+    async def send(self, flow: str, text: str, client_id: int = 1) -> dict[str, Any]:
+        return await self.call("send_message", flow=[{"uuid": flow}],
+                               message=[{"client_id": client_id, "text": text}])
