@@ -62,7 +62,7 @@ class MTPController:
         try:
             public = worker.PUBLIC.get(request.type)
             if public is not None:
-                return await public(self.service, request), None
+                return await public(self.service, request)
             method = worker.AUTHENTICATED.get(request.type)
             if method is None:
                 return worker.error(echo, 405, f"Unknown method {request.type!r}"), None

@@ -50,6 +50,11 @@ class Session:
     token_ttl: int
     device: str = ""
 
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user["uuid"], lib.token_hash(self.token), self.user["is_superuser"],
+                      self.device)
+
 
 @dataclass(slots=True)
 class _CachedToken:

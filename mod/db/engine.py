@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
-from sqlobject import connectionForURI
+from sqlobject import connectionForURI, dberrors
 from sqlobject.dbconnection import DBConnection
 
 from mod.config.validator import Database as DatabaseSettings
@@ -51,10 +51,9 @@ def connection_for(uri: str) -> DBConnection:
         separator = "&" if "?" in uri else "?"
         if "cache=" not in uri:
             uri += f"{separator}cache=0"
-            separator = "&"
-        if "connect_timeout=" not in uri:
-            uri += f"{separator}connect_timeout=3"
     connection: DBConnection = connectionForURI(uri)
+    if connection.dbName == "postgres" and not connection.use_dsn:
+        connection.dsn_dict.setdefault("connect_timeout", 3)
     return connection
 
 
@@ -134,7 +133,8 @@ class Engine:
         module = self.connection.module
         self._integrity_error: type[Exception] = module.IntegrityError
         self._disconnect_errors: tuple[type[Exception], ...] = (
-            (module.OperationalError, module.InterfaceError) if self.postgres else ()
+            (module.OperationalError, module.InterfaceError, dberrors.OperationalError)
+            if self.postgres else ()
         )
 
     # -- connections ------------------------------------------------------------------------

@@ -26,10 +26,10 @@ from mod.protocol.mtp.api import (
     Response,
     UserOut,
 )
-from mod.service import Caller, Service
+from mod.service import Caller, Service, Session
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
-PublicMethod = Callable[[Service, Request], Awaitable[Response]]
+PublicMethod = Callable[[Service, Request], Awaitable[tuple[Response, Caller]]]
 
 CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
 
@@ -93,7 +93,7 @@ def _message_uuid(request: Request) -> str:
     return message.uuid
 
 
-def _session_user(session: Any) -> UserOut:
+def _session_user(session: Session) -> UserOut:
     return UserOut(uuid=session.user["uuid"], auth_id=session.token, token_ttl=session.token_ttl)
 
 
@@ -112,19 +112,19 @@ def _messages(messages: Sequence[dict[str, Any]]) -> list[MessageOut]:
 # -- public methods ---------------------------------------------------------------------------
 
 
-async def register_user(service: Service, request: Request) -> Response:
+async def register_user(service: Service, request: Request) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
     if user.email and not _valid_email(user.email):
         raise ServiceError(415, "data.user[0].email is not a valid address")
     session = await service.register(user.login or "", user.password or "",
                                      user.username or "", user.email or "")
-    return respond(request.type, 201, user=[_session_user(session)])
+    return respond(request.type, 201, user=[_session_user(session)]), session.caller
 
 
-async def authentication(service: Service, request: Request) -> Response:
+async def authentication(service: Service, request: Request) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
     session = await service.login(user.login or "", user.password or "")
-    return respond(request.type, 200, user=[_session_user(session)])
+    return respond(request.type, 200, user=[_session_user(session)]), session.caller
 
 
 def _valid_email(address: str) -> bool:
