@@ -187,7 +187,8 @@ class Engine:
                    **kwargs: P.kwargs) -> T:
         """Run `fn(tx, ...)` on a reader thread; it must not write."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, fn, args)
+        future = loop.run_in_executor(self._readers, self._run_read, fn, args)
+        return await self._bounded(future)
 
     def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
@@ -214,7 +215,15 @@ class Engine:
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(fn, args, future))
-        return await future
+        return await self._bounded(future)
+
+    async def _bounded(self, future: asyncio.Future[T]) -> T:
+        """Await a database result for at most [DATABASE] TIMEOUT seconds, else 503."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.settings.timeout)
+        except TimeoutError:
+            logger.warning("database did not answer within {} s", self.settings.timeout)
+            raise Unavailable() from None
 
     def write_sync(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
                    **kwargs: P.kwargs) -> T:
