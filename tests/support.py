@@ -59,8 +59,10 @@ class ServerProcess:
     """`uvicorn server:app` in a subprocess on a free loopback port."""
 
     def __init__(self, directory: Path, env: dict[str, str] | None = None,
-                 port: int | None = None, args: list[str] | None = None) -> None:
+                 port: int | None = None, args: list[str] | None = None,
+                 app: str = "server:app") -> None:
         self.directory = directory
+        self.app = app
         self.port = port or free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.env.pop("MORELIA_CONFIG", None) if "MORELIA_CONFIG" not in (env or {}) else None
@@ -79,7 +81,7 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "server:app", "--app-dir", str(ROOT),
+            [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
              "--host", "127.0.0.1", "--port", str(self.port), *self.args],
             cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
