@@ -193,3 +193,75 @@ class Client:
     async def send(self, flow: str, text: str, client_id: int = 1) -> dict[str, Any]:
         return await self.call("send_message", flow=[{"uuid": flow}],
                                message=[{"client_id": client_id, "text": text}])
+
+
+# -- shared servers for the MTP end-to-end suite ------------------------------------------------
+
+DATABASE_KINDS = ["sqlite", *(["postgres"] if POSTGRES_URI else [])]
+
+
+@contextlib.contextmanager
+def running_server(kind: str, directory: Path, env: dict[str, str] | None = None
+                   ) -> Iterator[ServerProcess]:
+    """A server on a fresh database of `kind`, with extra MORELIA_* settings in `env`."""
+    with database_uri(kind, directory) as uri, ServerProcess(
+            directory, env={"MORELIA_DATABASE_URI": uri, **(env or {})}) as process:
+        yield process
+
+
+def unique_login(prefix: str = "user") -> str:
+    """A login no other test uses, so tests can share one server."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Clients:
+    """Opens MTP clients on one server and closes them all at the end of a test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opened: list[Client] = []
+
+    async def anonymous(self) -> Client:
+        client = await Client.connect(self.url)
+        self.opened.append(client)
+        return client
+
+    async def user(self, prefix: str = "user", **extra: Any) -> Client:
+        """A connected client of a newly registered user with a unique login."""
+        client = await self.anonymous()
+        await client.register(unique_login(prefix), **extra)
+        return client
+
+    async def close(self) -> None:
+        for client in self.opened:
+            with contextlib.suppress(Exception):
+                await client.close()
+        self.opened.clear()
+
+
+# Reason phrases as PROTOCOL.md spells them (http.HTTPStatus plus the protocol's own codes).
+PHRASES = {
+    200: "OK", 201: "Created", 206: "Partial Content", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    409: "Conflict", 415: "Unsupported Media Type", 429: "Too Many Requests",
+    500: "Internal Server Error", 499: "Client Closed Request", 505: "Version Not Supported",
+    520: "Unknown Error", 526: "Invalid SSL Certificate",
+}
+
+
+def expect_reply(reply: dict[str, Any], kind: str, code: int) -> dict[str, Any]:
+    """Check a response's envelope against PROTOCOL.md and its type and code; return it."""
+    assert set(reply) == {"type", "data", "errors", "jsonapi", "meta"}, reply
+    assert reply["type"] == kind, reply
+    errors = reply["errors"]
+    assert set(errors) == {"code", "status", "time", "detail"}, reply
+    assert errors["code"] == code, reply
+    assert errors["status"] == PHRASES[code], reply
+    assert isinstance(errors["time"], int) and abs(errors["time"] - time.time()) < 60, reply
+    assert isinstance(errors["detail"], str) and errors["detail"], reply
+    assert "Traceback" not in errors["detail"], reply
+    assert reply["jsonapi"] == {"version": "1.0", "revision": "17"}, reply
+    assert reply["meta"] is None, reply
+    data = reply["data"]
+    assert data is None or (isinstance(data, dict) and isinstance(data.get("time"), int)), reply
+    return reply
