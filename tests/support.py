@@ -79,12 +79,12 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
-             "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
+                 "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+                cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
