@@ -21,6 +21,7 @@ class Server(BaseModel):
     rate_limit: Positive = 200
     rate_burst: Positive = 400
     send_queue: Positive = 256
+    send_queue_bytes: Positive = 8 * 1024 * 1024
     ping_interval: Annotated[float, Field(gt=0)] = 20.0
     ping_timeout: Annotated[float, Field(gt=0)] = 20.0
 
@@ -46,6 +47,8 @@ class Broker(BaseModel):
     model_config = _SECTION
 
     uri: str = "memory://"
+    channel: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "morelia"
+    check_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
     @field_validator("uri")
     @classmethod
