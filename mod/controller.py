@@ -47,7 +47,7 @@ class MTPController:
         if not isinstance(raw, dict):
             return worker.error("error", 415, "The frame must hold a JSON object"), None
         kind = raw.get("type")
-        echo = kind if isinstance(kind, str) and len(kind) <= 64 else "error"
+        echo = kind if isinstance(kind, str) else "error"
         try:
             request = Request.model_validate(raw)
         except ValidationError as exc:
