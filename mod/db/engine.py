@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
 from sqlobject import connectionForURI, dberrors
+from sqlobject.converters import sqlrepr
+from sqlobject.sqlbuilder import Insert, SQLExpression
 from sqlobject.dbconnection import DBConnection
 
 from mod.config.validator import Database as DatabaseSettings
@@ -43,6 +45,43 @@ class ChangeRow:
     payload: str
 
 
+class Param(SQLExpression):
+    """A bound parameter in a statement built with sqlbuilder: `?` or `%s` by driver."""
+
+    def __sqlrepr__(self, db: str) -> str:
+        return "%s" if db == "postgres" else "?"
+
+
+P = Param()
+
+
+class Query:
+    """A statement built once with sqlbuilder and run with bound parameters.
+
+    Rendering sqlbuilder expressions costs more than running a simple statement, and literal
+    values defeat the drivers' statement caches; a Query renders once per database kind.
+    """
+
+    __slots__ = ("expr", "suffix", "_sql")
+
+    def __init__(self, expr: Any, suffix: str = "") -> None:
+        self.expr = expr
+        self.suffix = suffix
+        self._sql: dict[str, str] = {}
+
+    def sql(self, db: str) -> str:
+        text = self._sql.get(db)
+        if text is None:
+            text = self._sql[db] = str(sqlrepr(self.expr, db)) + self.suffix
+        return text
+
+
+def insert_query(table: str, columns: Sequence[str], returning: bool = False) -> Query:
+    """INSERT INTO table (columns) VALUES (params...), optionally returning the new id."""
+    expr = Insert(table, template=list(columns), valueList=[[P] * len(columns)])
+    return Query(expr, " RETURNING id" if returning else "")
+
+
 def connection_for(uri: str) -> DBConnection:
     """An SQLObject connection for a configured URI (postgres:// and postgresql:// alike)."""
     if uri.startswith("postgresql://"):
@@ -64,42 +103,68 @@ class Tx:
         self.connection = connection
         self.raw = raw
         self.postgres = postgres
+        self.db = "postgres" if postgres else "sqlite"
         self.changes: list[ChangeRow] = []
 
     def sql(self, expr: Any) -> str:
-        return expr if isinstance(expr, str) else str(self.connection.sqlrepr(expr))
+        if isinstance(expr, str):
+            return expr
+        if isinstance(expr, Query):
+            return expr.sql(self.db)
+        return str(self.connection.sqlrepr(expr))
 
-    def all(self, expr: Any) -> list[Row]:
+    def _run(self, expr: Any, params: Sequence[Any]) -> Any:
         cursor = self.raw.cursor()
-        try:
+        if params:
+            cursor.execute(self.sql(expr), tuple(params))
+        else:
             cursor.execute(self.sql(expr))
+        return cursor
+
+    def all(self, expr: Any, *params: Any) -> list[Row]:
+        """Rows of a query: a sqlbuilder expression, a `Query` with `params`, or SQL text."""
+        cursor = self._run(expr, params)
+        try:
             return list(cursor.fetchall())
         finally:
             cursor.close()
 
-    def one(self, expr: Any) -> Row | None:
-        cursor = self.raw.cursor()
+    def one(self, expr: Any, *params: Any) -> Row | None:
+        cursor = self._run(expr, params)
         try:
-            cursor.execute(self.sql(expr))
             row = cursor.fetchone()
             return tuple(row) if row is not None else None
         finally:
             cursor.close()
 
-    def execute(self, expr: Any) -> int:
+    def execute(self, expr: Any, *params: Any) -> int:
         """Run a statement; return how many rows it changed."""
-        cursor = self.raw.cursor()
+        cursor = self._run(expr, params)
         try:
-            cursor.execute(self.sql(expr))
             return int(cursor.rowcount)
         finally:
             cursor.close()
 
-    def insert(self, expr: Any) -> int:
-        """Run an INSERT and return the new row's id."""
-        row = self.one(self.sql(expr) + " RETURNING id")
+    def insert(self, expr: Any, *params: Any) -> int:
+        """Run an INSERT (a `Query` made with returning=True, or an expression); return the id."""
+        if not isinstance(expr, Query):
+            expr = self.sql(expr) + " RETURNING id"
+        row = self.one(expr, *params)
         assert row is not None
         return int(row[0])
+
+
+_TIMED_OUT = "database timeout"
+
+
+def _timed_out(future: asyncio.Future[Any]) -> bool:
+    try:
+        future.result()
+    except asyncio.CancelledError as exc:
+        return exc.args == (_TIMED_OUT,)
+    except BaseException:  # noqa: BLE001 - any other outcome is not a timeout
+        return False
+    return False
 
 
 @dataclass(slots=True)
@@ -219,11 +284,17 @@ class Engine:
 
     async def _bounded(self, future: asyncio.Future[T]) -> T:
         """Await a database result for at most [DATABASE] TIMEOUT seconds, else 503."""
+        timer = asyncio.get_running_loop().call_later(self.settings.timeout, future.cancel,
+                                                      _TIMED_OUT)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.settings.timeout)
-        except TimeoutError:
-            logger.warning("database did not answer within {} s", self.settings.timeout)
-            raise Unavailable() from None
+            return await future
+        except asyncio.CancelledError:
+            if _timed_out(future):
+                logger.warning("the database did not answer within {} s", self.settings.timeout)
+                raise Unavailable() from None
+            raise
+        finally:
+            timer.cancel()
 
     def write_sync(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
                    **kwargs: P.kwargs) -> T:
@@ -268,15 +339,23 @@ class Engine:
 
     def _run_batch(self, batch: list[_Job]) -> None:
         changes: list[ChangeRow] = []
+        pending = batch
         try:
-            tx = self._thread_tx()
-            self._begin(tx)
-            for job in batch:
-                self._run_job(tx, job)
-            changes = tx.changes
-            if self.before_commit is not None and changes:
-                self.before_commit(tx)
-            tx.execute("COMMIT")
+            while pending:
+                tx = self._thread_tx()
+                self._begin(tx)
+                spoiled = next((job for job in pending if not self._run_job(tx, job)), None)
+                if spoiled is not None:
+                    # A job failed after writing: undo the transaction, run the others again.
+                    tx.execute("ROLLBACK")
+                    tx.changes = []
+                    pending = [job for job in pending if job is not spoiled]
+                    continue
+                if self.before_commit is not None and tx.changes:
+                    self.before_commit(tx)
+                tx.execute("COMMIT")
+                changes = tx.changes
+                break
         except Exception as exc:
             changes = []
             failure: BaseException = exc
@@ -286,7 +365,7 @@ class Engine:
             else:
                 logger.opt(exception=exc).error("write batch failed")
             self._drop_thread_tx()
-            for job in batch:
+            for job in pending:
                 job.error, job.result = failure, None
         finally:
             if self._local.tx is not None:
@@ -294,25 +373,42 @@ class Engine:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._finish, batch, changes)
 
-    def _run_job(self, tx: Tx, job: _Job) -> None:
+    def _run_job(self, tx: Tx, job: _Job) -> bool:
+        """Run one job in the open transaction; False if it failed after writing something.
+
+        On PostgreSQL each job runs in a savepoint, so a failure never spoils the others. On
+        SQLite savepoints cost more than the jobs themselves; a failing job is harmless when
+        it changed no row (rights checks fail before writing), and spoils the batch otherwise.
+        """
         mark = len(tx.changes)
-        tx.execute("SAVEPOINT job")
+        if self.postgres:
+            tx.execute("SAVEPOINT job")
+        else:
+            before = tx.raw.total_changes
+        job.error = None
         try:
             job.result = job.fn(tx, *job.args)
-            tx.execute("RELEASE SAVEPOINT job")
+            if self.postgres:
+                tx.execute("RELEASE SAVEPOINT job")
+            return True
         except Exception as exc:
             if self._is_disconnect(exc):
                 raise
-            tx.execute("ROLLBACK TO SAVEPOINT job")
-            tx.execute("RELEASE SAVEPOINT job")
             del tx.changes[mark:]
-            if isinstance(exc, ServiceError):
-                job.error = exc
-            elif isinstance(exc, self._integrity_error):
-                job.error = ServiceError(409, "That already exists")
-            else:
-                logger.opt(exception=exc).error("write failed in {}", job.fn.__name__)
-                job.error = ServiceError(500, "The server could not store that")
+            job.result, job.error = None, self._failure(job, exc)
+            if self.postgres:
+                tx.execute("ROLLBACK TO SAVEPOINT job")
+                tx.execute("RELEASE SAVEPOINT job")
+                return True
+            return bool(tx.raw.total_changes == before)
+
+    def _failure(self, job: _Job, exc: Exception) -> ServiceError:
+        if isinstance(exc, ServiceError):
+            return exc
+        if isinstance(exc, self._integrity_error):
+            return ServiceError(409, "That already exists")
+        logger.opt(exception=exc).error("write failed in {}", job.fn.__name__)
+        return ServiceError(500, "The server could not store that")
 
     def _finish(self, batch: list[_Job], changes: list[ChangeRow]) -> None:
         if changes and self.on_commit is not None:
