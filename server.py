@@ -44,7 +44,7 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
-        print(f"Morelia Server cannot start: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

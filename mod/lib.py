@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -48,10 +49,8 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 def _burn(password: str) -> None:
-    try:
+    with contextlib.suppress(VerificationError, InvalidHashError):
         _hasher.verify(_DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        pass
 
 
 def verify_unknown(password: str) -> None:

@@ -344,7 +344,7 @@ class Service:
         """A flow's messages, oldest first, and the total when only a page is returned."""
         await self.require_member(caller, flow_uuid)
         limit = self.settings.protocol.messages_limit
-        if start is not None and start < 0 or end is not None and end < 0:
+        if (start is not None and start < 0) or (end is not None and end < 0):
             raise ServiceError(400, "message_start and message_end cannot be negative")
         return await self.engine.read(_messages_or_page, flow_uuid, start, end, since, limit)
 

@@ -9,6 +9,7 @@ each inside its own savepoint so that one failing request never undoes another's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -19,8 +20,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from loguru import logger
 from sqlobject import connectionForURI, dberrors
 from sqlobject.converters import sqlrepr
-from sqlobject.sqlbuilder import Insert, SQLExpression
 from sqlobject.dbconnection import DBConnection
+from sqlobject.sqlbuilder import Insert, SQLExpression
 
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
@@ -62,7 +63,7 @@ class Query:
     values defeat the drivers' statement caches; a Query renders once per database kind.
     """
 
-    __slots__ = ("expr", "suffix", "_sql")
+    __slots__ = ("_sql", "expr", "suffix")
 
     def __init__(self, expr: Any, suffix: str = "") -> None:
         self.expr = expr
@@ -162,7 +163,7 @@ def _timed_out(future: asyncio.Future[Any]) -> bool:
         future.result()
     except asyncio.CancelledError as exc:
         return exc.args == (_TIMED_OUT,)
-    except BaseException:  # noqa: BLE001 - any other outcome is not a timeout
+    except BaseException:
         return False
     return False
 
@@ -224,10 +225,8 @@ class Engine:
     def _drop_thread_tx(self) -> None:
         tx, self._local.tx = self._local.tx, None
         if tx is not None:
-            try:
+            with contextlib.suppress(Exception):
                 tx.raw.close()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
 
     def _is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, self._disconnect_errors)
@@ -261,7 +260,7 @@ class Engine:
         except ServiceError:
             raise
         except Exception as exc:
-            if self._is_disconnect(exc) or not self.postgres and "locked" in str(exc):
+            if self._is_disconnect(exc) or (not self.postgres and "locked" in str(exc)):
                 self._drop_thread_tx()
                 logger.warning("database read failed: {}", str(exc).splitlines()[0])
                 raise Unavailable() from exc
@@ -414,7 +413,7 @@ class Engine:
         if changes and self.on_commit is not None:
             try:
                 self.on_commit(changes)
-            except Exception:  # noqa: BLE001 - delivery must never undo a commit
+            except Exception:
                 logger.exception("commit hook failed")
         for job in batch:
             if job.future.done():
