@@ -20,7 +20,7 @@ from loguru import logger
 from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Engine
+from mod.db.engine import ChangeRow, Engine, Tx
 from mod.error import ServiceError
 
 FLOW_TYPES = ("chat", "group", "channel")
@@ -326,27 +326,22 @@ class Service:
                            extra: dict[str, Any] | None = None) -> db.MessageRow:
         """Store a message. Without `retry_key`, the MTP rule applies: a repeat of the same
         client_id, flow and content with the same token within 24 hours stores nothing new."""
-        flow_type, owner, member = await self._access(flow_uuid, caller)
-        if not member:
-            raise ServiceError(403, "Only the members of this flow may write in it")
-        if flow_type == "channel" and owner != caller.uuid and not caller.is_superuser:
-            raise ServiceError(403, "Only the owner may write in a channel")
         if retry_key is None:
             retry_key = json.dumps([caller.token_hash, flow_uuid, client_id, content],
                                    sort_keys=True)
         key = hashlib.sha256(retry_key.encode()).hexdigest()
-        return await self.engine.write(db.insert_message, lib.new_uuid(), flow_uuid,
-                                       caller.uuid, client_id, content, now(), key, extra)
+        return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
+                                       content, now(), key, extra)
 
     async def all_messages(self, caller: Caller, flow_uuid: str, start: int | None,
                            end: int | None, since: int = 0
                            ) -> tuple[list[db.MessageRow], int | None]:
         """A flow's messages, oldest first, and the total when only a page is returned."""
-        await self.require_member(caller, flow_uuid)
         limit = self.settings.protocol.messages_limit
         if (start is not None and start < 0) or (end is not None and end < 0):
             raise ServiceError(400, "message_start and message_end cannot be negative")
-        return await self.engine.read(_messages_or_page, flow_uuid, start, end, since, limit)
+        return await self.engine.read(_messages_or_page, caller, flow_uuid, start, end, since,
+                                      limit)
 
     async def edit_message(self, caller: Caller, message_uuid: str, text: str,
                            extra: dict[str, Any] | None = None) -> db.MessageRow:
@@ -395,7 +390,7 @@ class Service:
                 self.forget_tokens(change.actor)
 
 
-def _token_caller(tx: Any, digest: str, stamp: int) -> tuple[Caller, int] | None:
+def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:
     owner = db.token_owner(tx, digest, stamp)
     if owner is None:
         return None
@@ -406,8 +401,31 @@ def _token_caller(tx: Any, digest: str, stamp: int) -> tuple[Caller, int] | None
     return Caller(user_uuid, digest, user["is_superuser"], device), expires
 
 
-def _messages_or_page(tx: Any, flow_uuid: str, start: int | None, end: int | None, since: int,
-                      limit: int) -> tuple[list[db.MessageRow], int | None]:
+def _check_member(tx: Tx, caller: Caller, flow_uuid: str, action: str) -> tuple[str, str]:
+    access = db.flow_access(tx, flow_uuid, caller.uuid)
+    if access is None:
+        raise ServiceError(404, f"No flow {flow_uuid}")
+    flow_type, owner, member = access
+    if not member:
+        raise ServiceError(403, f"Only the members of this flow may {action} it")
+    return flow_type, owner
+
+
+def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
+          content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None
+          ) -> db.MessageRow:
+    """Rights check and insert in one step on the writer thread."""
+    flow_type, owner = _check_member(tx, caller, flow_uuid, "write in")
+    if flow_type == "channel" and owner != caller.uuid and not caller.is_superuser:
+        raise ServiceError(403, "Only the owner may write in a channel")
+    return db.insert_message(tx, uuid, flow_uuid, caller.uuid, client_id, content, stamp, key,
+                             extra, RETRY_WINDOW)
+
+
+def _messages_or_page(tx: Tx, caller: Caller, flow_uuid: str, start: int | None,
+                      end: int | None, since: int, limit: int
+                      ) -> tuple[list[db.MessageRow], int | None]:
+    _check_member(tx, caller, flow_uuid, "read")
     total = db.count_messages(tx, flow_uuid, since)
     if start is None and end is None and total <= limit:
         return db.messages_page(tx, flow_uuid, 0, limit, since), None

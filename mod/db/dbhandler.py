@@ -23,7 +23,7 @@ from sqlobject.sqlbuilder import (
     func,
 )
 
-from mod.db.engine import ChangeRow, Row, Tx
+from mod.db.engine import ChangeRow, P, Query, Row, Tx, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
 DELETED_LOGIN = "User deleted"
@@ -138,8 +138,11 @@ def user_by_login(tx: Tx, login: str) -> UserRow | None:
     return _user(row) if row else None
 
 
+_USER_BY_UUID = Query(Select(_USER_COLUMNS, where=User.q.uuid == P))
+
+
 def user_by_uuid(tx: Tx, uuid: str) -> UserRow | None:
-    row = tx.one(Select(_USER_COLUMNS, where=User.q.uuid == uuid))
+    row = tx.one(_USER_BY_UUID, uuid)
     return _user(row) if row else None
 
 
@@ -182,10 +185,13 @@ def add_token(tx: Tx, user_uuid: str, token_hash: str, now: int, expires: int,
     }))
 
 
+_TOKEN_OWNER = Query(Select([Token.q.user_uuid, Token.q.expires, Token.q.device],
+                            where=AND(Token.q.token_hash == P, Token.q.expires > P)))
+
+
 def token_owner(tx: Tx, token_hash: str, now: int) -> tuple[str, int, str] | None:
     """(user uuid, expiry, device) of a valid token, else None."""
-    row = tx.one(Select([Token.q.user_uuid, Token.q.expires, Token.q.device],
-                        where=AND(Token.q.token_hash == token_hash, Token.q.expires > now)))
+    row = tx.one(_TOKEN_OWNER, token_hash, now)
     return (row[0], int(row[1]), row[2]) if row else None
 
 
@@ -217,16 +223,19 @@ def txn_store(tx: Tx, key: str, result: str, now: int) -> None:
 # -- change log -------------------------------------------------------------------------------
 
 
+_INSERT_CHANGE = insert_query(Change.sqlmeta.table, ("time_created", "flow_uuid", "kind", "actor",
+                                                      "subject", "payload"), returning=True)
+
+
 def log_change(tx: Tx, now: int, flow_uuid: str, kind: str, actor: str, subject: str,
                payload: dict[str, Any]) -> ChangeRow:
     """Append one change; positions follow commit order, across processes too."""
-    if tx.postgres:
+    if tx.postgres and not tx.changes:
+        # Held to the end of the transaction: no other process logs a change until this
+        # one commits, so positions are handed out in commit order.
         tx.execute("SELECT pg_advisory_xact_lock(7341)")
     text = json.dumps(payload, separators=(",", ":"))
-    position = tx.insert(Insert(Change.sqlmeta.table, values={
-        "time_created": now, "flow_uuid": flow_uuid, "kind": kind, "actor": actor,
-        "subject": subject, "payload": text,
-    }))
+    position = tx.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
     change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
     tx.changes.append(change)
     return change
@@ -245,9 +254,16 @@ def last_position(tx: Tx) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+_CHANGES_AFTER = Query(Select(_CHANGE_COLUMNS, where=Change.q.id > P, orderBy=Change.q.id,
+                              limit=1000))
+
+
 def changes_after(tx: Tx, position: int, limit: int = 1000) -> list[ChangeRow]:
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=Change.q.id > position, orderBy=Change.q.id,
-                         limit=limit))
+    if limit == 1000:
+        rows = tx.all(_CHANGES_AFTER, position)
+    else:
+        rows = tx.all(Select(_CHANGE_COLUMNS, where=Change.q.id > position,
+                             orderBy=Change.q.id, limit=limit))
     return [_change(row) for row in rows]
 
 
@@ -322,19 +338,24 @@ def member_flows(tx: Tx, user_uuid: str) -> list[str]:
     return [row[0] for row in rows]
 
 
+_FLOW_KIND = Query(Select([Flow.q.flow_type, Flow.q.owner], where=Flow.q.uuid == P))
+_IS_MEMBER = Query(Select(Member.q.id, where=AND(Member.q.flow_uuid == P,
+                                                 Member.q.user_uuid == P)))
+_FLOW_MEMBERS = Query(Select(Member.q.user_uuid, where=Member.q.flow_uuid == P,
+                             orderBy=Member.q.id))
+
+
 def flow_access(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[str, str, bool] | None:
     """(type, owner, caller is a member) of a flow, or None if there is no such flow."""
-    row = tx.one(Select([Flow.q.flow_type, Flow.q.owner], where=Flow.q.uuid == flow_uuid))
+    row = tx.one(_FLOW_KIND, flow_uuid)
     if row is None:
         return None
-    member = tx.one(Select(Member.q.id, where=AND(Member.q.flow_uuid == flow_uuid,
-                                                  Member.q.user_uuid == user_uuid)))
+    member = tx.one(_IS_MEMBER, flow_uuid, user_uuid)
     return row[0], row[1], member is not None
 
 
 def flow_members(tx: Tx, flow_uuid: str) -> list[str]:
-    rows = tx.all(Select(Member.q.user_uuid, where=Member.q.flow_uuid == flow_uuid,
-                         orderBy=Member.q.id))
+    rows = tx.all(_FLOW_MEMBERS, flow_uuid)
     return [row[0] for row in rows]
 
 
@@ -427,7 +448,7 @@ def invites_for(tx: Tx, user_uuid: str) -> list[tuple[str, str, int]]:
 
 # -- messages ---------------------------------------------------------------------------------
 
-_MESSAGE_COLUMNS = (
+_MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.uuid, Message.q.client_id, Message.q.text, Message.q.user_uuid, Message.q.flow_uuid,
     Message.q.time_created, Message.q.file_picture, Message.q.file_video, Message.q.file_audio,
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
@@ -445,16 +466,25 @@ def _message(row: Sequence[Any]) -> MessageRow:
     )
 
 
+_INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
+    "uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
+    "file_audio", "file_document", "emoji", "time_created", "edited_time", "edited_status",
+    "retry_key"))
+_RETRIED = Query(Select(_MESSAGE_COLUMNS, where=AND(Message.q.retry_key == P,
+                                                    Message.q.time_created >= P),
+                        orderBy=Message.q.id, limit=1))
+
+
 def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
-                   content: dict[str, str], now: int, txn_key: str | None = None,
-                   extra: dict[str, Any] | None = None) -> MessageRow:
-    """Store a message; with `txn_key`, a retry of it returns the first one instead."""
-    if txn_key is not None:
-        earlier = txn_result(tx, txn_key, now - 86400)
-        if earlier is not None:
-            found = message_by_uuid(tx, earlier)
-            if found is not None:
-                return found
+                   content: dict[str, str], now: int, retry_key: str | None = None,
+                   extra: dict[str, Any] | None = None, retry_window: int = 86400
+                   ) -> MessageRow:
+    """Store a message. With `retry_key`, a retry of a message stored within `retry_window`
+    seconds returns that first message and stores nothing."""
+    if retry_key is not None:
+        row = tx.one(_RETRIED, retry_key, now - retry_window)
+        if row is not None:
+            return _message(row)
     message = MessageRow(
         uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
@@ -462,15 +492,9 @@ def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id:
         file_document=content.get("file_document", ""), emoji=content.get("emoji", ""),
         edited_time=0, edited_status=False,
     )
-    tx.execute(Insert(Message.sqlmeta.table, values={
-        "uuid": uuid, "flow_uuid": flow_uuid, "user_uuid": user_uuid, "client_id": client_id,
-        "text": message["text"], "file_picture": message["file_picture"],
-        "file_video": message["file_video"], "file_audio": message["file_audio"],
-        "file_document": message["file_document"], "emoji": message["emoji"],
-        "time_created": now, "edited_time": 0, "edited_status": False,
-    }))
-    if txn_key is not None:
-        txn_store(tx, txn_key, uuid, now)
+    tx.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
+               message["file_picture"], message["file_video"], message["file_audio"],
+               message["file_document"], message["emoji"], now, 0, False, retry_key)
     log_change(tx, now, flow_uuid, "message_sent", user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
@@ -493,23 +517,23 @@ def update_message(tx: Tx, uuid: str, actor: str, content: dict[str, str], now: 
     return message
 
 
+_COUNT_MESSAGES = Query(Select(func.COUNT(Message.q.id),
+                               where=AND(Message.q.flow_uuid == P, Message.q.time_created > P)))
+_MESSAGES_PAGE = Query(Select(_MESSAGE_COLUMNS, where=AND(Message.q.flow_uuid == P,
+                                                          Message.q.time_created > P),
+                              orderBy=Message.q.id), " LIMIT {} OFFSET {}")
+
+
 def count_messages(tx: Tx, flow_uuid: str, since: int = 0) -> int:
-    where = Message.q.flow_uuid == flow_uuid
-    if since:
-        where = AND(where, Message.q.time_created > since)
-    row = tx.one(Select(func.COUNT(Message.q.id), where=where))
+    row = tx.one(_COUNT_MESSAGES, flow_uuid, since or -1)
     return int(row[0]) if row else 0
 
 
 def messages_page(tx: Tx, flow_uuid: str, start: int, count: int, since: int = 0
                   ) -> list[MessageRow]:
     """Messages at positions [start, start+count) of a flow, oldest first."""
-    where = Message.q.flow_uuid == flow_uuid
-    if since:
-        where = AND(where, Message.q.time_created > since)
-    rows = tx.all(Select(_MESSAGE_COLUMNS, where=where, orderBy=Message.q.id, start=start,
-                         end=start + count))
-    return [_message(row) for row in rows]
+    sql = _MESSAGES_PAGE.sql(tx.db).format(int(count), int(start))
+    return [_message(row) for row in tx.all(sql, flow_uuid, since or -1)]
 
 
 def messages_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[MessageRow]:

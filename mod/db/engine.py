@@ -26,7 +26,7 @@ from sqlobject.sqlbuilder import Insert, SQLExpression
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
 
-P = ParamSpec("P")
+Args = ParamSpec("Args")
 T = TypeVar("T")
 
 Row = tuple[Any, ...]
@@ -247,8 +247,8 @@ class Engine:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
-                   **kwargs: P.kwargs) -> T:
+    async def read(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+                   **kwargs: Args.kwargs) -> T:
         """Run `fn(tx, ...)` on a reader thread; it must not write."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._readers, self._run_read, fn, args)
@@ -266,15 +266,15 @@ class Engine:
                 raise Unavailable() from exc
             raise
 
-    def read_sync(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
-                  **kwargs: P.kwargs) -> T:
+    def read_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+                  **kwargs: Args.kwargs) -> T:
         """Run a read on the calling thread (for manage.py, never on the event loop)."""
         return self._run_read(fn, args)
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
-                    **kwargs: P.kwargs) -> T:
+    async def write(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+                    **kwargs: Args.kwargs) -> T:
         """Run `fn(tx, ...)` in the writer's next transaction; return once it is committed."""
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -295,13 +295,13 @@ class Engine:
         finally:
             timer.cancel()
 
-    def write_sync(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args,
-                   **kwargs: P.kwargs) -> T:
+    def write_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+                   **kwargs: Args.kwargs) -> T:
         """Run one write transaction on the calling thread (for manage.py)."""
         tx = self._thread_tx()
         self._begin(tx)
         try:
-            result = fn(tx, *args)
+            result = fn(tx, *args, **kwargs)
             if self.before_commit is not None and tx.changes:
                 self.before_commit(tx)
             tx.execute("COMMIT")

@@ -86,7 +86,10 @@ class Message(SQLObject):
     time_created = BigIntCol(notNone=True)
     edited_time = BigIntCol(notNone=True, default=0)
     edited_status = BoolCol(notNone=True, default=False)
+    # Hash of what makes a send a retry of an earlier one (sender's token, flow, content).
+    retry_key = StringCol(length=64, default=None)
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
+    by_retry = DatabaseIndex("retry_key")
 
 
 class Token(SQLObject):
@@ -102,7 +105,7 @@ class Token(SQLObject):
 
 
 class Txn(SQLObject):
-    """What a retried request returns again: the result of its first run, by a key of the caller's."""
+    """The result of a request's first run, returned again when the request is retried."""
 
     class sqlmeta:
         table = "txns"
