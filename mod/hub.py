@@ -2,23 +2,37 @@
 
 Every committed change reaches the hub in commit order, as `ChangeRow`s of the change log.
 With the in-memory broker (one process) they come straight from the writer thread. With a
-shared broker, the writer's commits and other processes' hints are only wake-ups: the hub
-then reads the change log after the last position it delivered, so each change is delivered
-once, in order, whichever process committed it.
+shared broker, the writer's commits and other processes' hints are wake-ups: the hub reads
+the change log after the last position it delivered, so each change is delivered once, in
+order, whichever process committed it. (A local commit that directly follows the last
+delivered position is dispatched as it is: nothing can lie between.) After any gap — a broker
+reconnect, a lost hint, a database outage — the hub catches up from that position; a periodic
+poll of the log's last position bounds how long a silently lost hint can delay delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
 from loguru import logger
 
+from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
+from mod.config.validator import Settings
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Engine
+from mod.db.engine import ChangeRow, Engine, Tx
+
+__all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for", "make_broker"]
+
+READ_BATCH = 1000
+MEMBER_CACHE = 20_000
 
 
 class Listener(Protocol):
@@ -29,36 +43,6 @@ class Listener(Protocol):
     def deliver(self, change: ChangeRow) -> None: ...
 
 
-HintHandler = Callable[[int], None]
-
-
-class Broker(Protocol):
-    """Carries wake-up hints ("the change log grew to position N") between processes."""
-
-    shared: bool
-
-    async def start(self, on_hint: HintHandler) -> None: ...
-
-    async def publish(self, position: int) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class MemoryBroker:
-    """One process: nothing to carry."""
-
-    shared = False
-
-    async def start(self, on_hint: HintHandler) -> None:
-        return None
-
-    async def publish(self, position: int) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
 def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
     if change.kind in ("flow_left", "flow_invited"):
@@ -66,39 +50,61 @@ def recipients_extra(change: ChangeRow) -> set[str]:
     return set()
 
 
+def members_at(tx: Tx, flow_uuid: str, position: int) -> set[str]:
+    """The members of a flow as they were right after change `position`.
+
+    The members now, with the membership changes logged after `position` undone newest
+    first; any change committed between the two reads is in the second and undoes nothing
+    wrongly, so the answer is exact even while others commit.
+    """
+    members = set(db.flow_members(tx, flow_uuid))
+    later = db.flow_changes(tx, [flow_uuid], after=position, limit=READ_BATCH)
+    for change in reversed(later):
+        if change.kind == "flow_joined":
+            members.discard(change.subject)
+        elif change.kind == "flow_left":
+            members.add(change.subject)
+    return members
+
+
 class Hub:
-    def __init__(self, engine: Engine, broker: Broker | None = None) -> None:
+    def __init__(self, engine: Engine, broker: Broker | None = None,
+                 poll_interval: float | None = None) -> None:
         self.engine = engine
         self.broker: Broker = broker or MemoryBroker()
+        self.poll_interval = poll_interval
         self.position = 0
         self.observers: list[Callable[[list[ChangeRow]], None]] = []
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._members: dict[str, set[str]] = {}
         self._local: list[ChangeRow] = []
         self._hinted = 0
+        self._catch_up = False
+        self._paused = False
         self._wake = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.position = await self.engine.read(db.last_position)
         self.engine.on_commit = self.committed
+        self._tasks.append(asyncio.create_task(self._deliver_forever(), name="hub"))
         await self.broker.start(self.hint)
-        self._task = asyncio.create_task(self._deliver_forever(), name="hub")
+        if self.poll_interval:
+            self._tasks.append(asyncio.create_task(self._poll_forever(), name="hub poll"))
         logger.info("hub started at change {} ({})", self.position,
                     type(self.broker).__name__)
 
     async def stop(self) -> None:
         self.engine.on_commit = None
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         await self.broker.stop()
 
     # -- connections -------------------------------------------------------------------------
@@ -141,23 +147,20 @@ class Hub:
 
     def committed(self, changes: list[ChangeRow]) -> None:
         """Changes this process just committed (called on the event loop, in commit order)."""
+        self._local.extend(changes)
         if self.broker.shared:
-            self._hinted = max(self._hinted, changes[-1].position)
-            asyncio.get_running_loop().create_task(self._publish(changes[-1].position))
-        else:
-            self._local.extend(changes)
+            self.broker.publish(changes[-1].position)
         self._wake.set()
 
     def hint(self, position: int) -> None:
-        """Another process committed up to `position` (or a reconnect asks to catch up)."""
-        self._hinted = max(self._hinted, position, self.position + 1)
+        """The log grew to `position` somewhere; 0: catch up on whatever may have been missed."""
+        if position <= 0:
+            self._catch_up = True
+        elif position > self._hinted:
+            self._hinted = position
+        else:
+            return
         self._wake.set()
-
-    async def _publish(self, position: int) -> None:
-        try:
-            await self.broker.publish(position)
-        except Exception as exc:  # noqa: BLE001 - the broker reconnects by itself
-            logger.warning("broker publish failed: {}", exc)
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -169,20 +172,56 @@ class Hub:
                 await self._deliver_pending()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried on the next wake-up
-                logger.warning("delivery paused: {}", exc)
+            except Exception as exc:
+                if not self._paused:
+                    logger.warning("delivery paused at change {}: {}", self.position,
+                                   str(exc).splitlines()[0] if str(exc) else repr(exc))
+                self._paused = True
+                self._catch_up = True
                 await asyncio.sleep(0.5)
                 self._wake.set()
+                continue
+            if self._paused:
+                self._paused = False
+                logger.info("delivery resumed at change {}", self.position)
 
     async def _deliver_pending(self) -> None:
-        while self._local:
-            batch, self._local = self._local, []
-            await self._dispatch(batch)
-        while self._hinted > self.position:
-            changes = await self.engine.read(db.changes_after, self.position, 1000)
+        while True:
+            if self._local:
+                batch, self._local = self._local, []
+                if not self.broker.shared or batch[0].position <= self.position + 1:
+                    try:
+                        await self._dispatch(batch)
+                    except BaseException:
+                        self._catch_up = True  # the rest is read back from the log
+                        raise
+                    continue
+                self._hinted = max(self._hinted, batch[-1].position)
+            if not (self._catch_up or self._hinted > self.position):
+                return
+            self._catch_up = False
+            changes = await self.engine.read(db.changes_after, self.position, READ_BATCH)
             if not changes:
-                break
+                self._hinted = self.position
+                return
+            if len(changes) == READ_BATCH:
+                self._catch_up = True
             await self._dispatch(changes)
+
+    async def _poll_forever(self) -> None:
+        """Read the log's last position now and then: a safety net under lost hints."""
+        assert self.poll_interval is not None
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                last = await self.engine.read(db.last_position)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                continue
+            if last > self.position and last > self._hinted and not self._local:
+                logger.debug("poll found changes up to {} (delivered {})", last, self.position)
+                self.hint(last)
 
     async def _dispatch(self, changes: list[ChangeRow]) -> None:
         for change in changes:
@@ -203,25 +242,56 @@ class Hub:
             event.set()
 
     async def _flow_members(self, change: ChangeRow) -> set[str]:
-        members = self._members.get(change.flow_uuid)
+        """The flow's members right after `change`, kept in step with the log."""
+        flow_uuid = change.flow_uuid
         if change.kind == "flow_created":
-            users = json.loads(change.payload)["flow"]["users"]
-            members = self._members[change.flow_uuid] = set(users)
-            return members
-        if members is None:
-            members = set(await self.engine.read(db.flow_members, change.flow_uuid))
-            self._members[change.flow_uuid] = members
-        if change.kind == "flow_joined":
-            members.add(change.subject)
-        elif change.kind == "flow_left":
-            members.discard(change.subject)
+            members = set(json.loads(change.payload)["flow"]["users"])
+        else:
+            cached = self._members.get(flow_uuid)
+            if cached is None:
+                cached = await self.engine.read(members_at, flow_uuid, change.position)
+                return self._remember(flow_uuid, cached)
+            members = cached
+            if change.kind == "flow_joined":
+                members.add(change.subject)
+            elif change.kind == "flow_left":
+                members.discard(change.subject)
+        return self._remember(flow_uuid, members)
+
+    def _remember(self, flow_uuid: str, members: set[str]) -> set[str]:
+        if flow_uuid not in self._members and len(self._members) >= MEMBER_CACHE:
+            del self._members[next(iter(self._members))]
+        self._members[flow_uuid] = members
         return members
 
 
+def worker_processes(argv: list[str] | None = None) -> int:
+    """How many worker processes serve this app, as far as this process can tell.
+
+    Uvicorn's `--workers N` (and `manage.py runserver --workers N`, and `WEB_CONCURRENCY`)
+    start spawned children that see their parent's command line.
+    """
+    if multiprocessing.parent_process() is None:
+        return 1
+    args = sys.argv if argv is None else argv
+    count = os.environ.get("WEB_CONCURRENCY", "1")
+    for index, arg in enumerate(args):
+        if arg == "--workers" and index + 1 < len(args):
+            count = args[index + 1]
+        elif arg.startswith("--workers="):
+            count = arg.split("=", 1)[1]
+    return int(count) if count.isdigit() and int(count) > 0 else 1
 
 
-def make_broker(uri: str, engine: Engine) -> Broker:
-    """The broker a `[BROKER] URI` names."""
-    if uri.startswith("memory://"):
-        return MemoryBroker()
-    raise ValueError(f"[BROKER] URI: no broker for {uri.split(':', 1)[0]}:// yet")
+def hub_for(settings: Settings, engine: Engine) -> Hub:
+    """The hub and broker the settings ask for."""
+    broker = make_broker(settings.broker, engine)
+    if broker.shared:
+        return Hub(engine, broker, poll_interval=settings.broker.check_interval)
+    workers = worker_processes()
+    if workers > 1:
+        logger.warning("{} worker processes share the in-memory broker: pushes of changes "
+                       "made through another worker are only found by polling the change log "
+                       "every second; set [BROKER] URI to redis:// or postgres://", workers)
+        return Hub(engine, MemoryBroker(shared=True), poll_interval=1.0)
+    return Hub(engine, broker)

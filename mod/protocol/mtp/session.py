@@ -1,11 +1,25 @@
-"""One MTP websocket connection: reads frames in order, answers each, and takes pushes."""
+"""One MTP websocket connection: reads frames in order, answers each, and takes pushes.
+
+Everything the server sends on a connection — responses and pushes, in order — goes through
+one bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender
+task that exists only while there is something to send. Pushes are put in the outbox without
+ever waiting, so a client that stops reading slows nobody: once its outbox is full it is
+disconnected (close code 1008, or an abort when it cannot even take a close frame) and its
+outbox is dropped. Dead peers are found by the server's websocket pings; a connection whose
+peer accepts no bytes for a whole sweep interval is aborted by the sweeper below, because a
+graceful close never finishes on a socket nobody drains.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
+from collections import deque
 
 from loguru import logger
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod.config.validator import Server
@@ -19,10 +33,13 @@ PUSHED_KINDS = frozenset({"message_sent", "message_edited", "message_deleted", "
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
+TRANSPORT_KEY = "morelia.transport"
 
 
 class RateLimit:
     """A token bucket: `rate` requests a second, up to `burst` at once."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
@@ -40,7 +57,49 @@ class RateLimit:
         return False
 
 
+class TransportAccess:
+    """ASGI middleware: hands a websocket's transport to the app, where the server has one.
+
+    Uvicorn's websocket `send` is a method of its protocol object, which holds the asyncio
+    transport. With it a session can abort a connection whose peer stopped reading; without
+    it (another server) sessions fall back to closing gracefully.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if isinstance(transport, asyncio.WriteTransport):
+                scope[TRANSPORT_KEY] = transport
+        await self.app(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=512)
+def push_text(change: ChangeRow) -> str:
+    """The push frame of a change, built once for all its recipients."""
+    return worker.push_frame(change)
+
+
 class MTPSession:
+    __slots__ = (
+        "__weakref__",
+        "_sender",
+        "_swept",
+        "closing",
+        "controller",
+        "hub",
+        "limit",
+        "outbox",
+        "queued_bytes",
+        "sent",
+        "settings",
+        "transport",
+        "user_uuid",
+        "websocket",
+    )
+
     def __init__(self, websocket: WebSocket, controller: MTPController, hub: Hub,
                  settings: Server) -> None:
         self.websocket = websocket
@@ -49,23 +108,28 @@ class MTPSession:
         self.settings = settings
         self.user_uuid = ""
         self.limit = RateLimit(settings.rate_limit, settings.rate_burst)
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(settings.send_queue)
+        self.outbox: deque[str] = deque()
+        self.queued_bytes = 0
+        self.sent = 0
         self.closing = False
+        self.transport: asyncio.WriteTransport | None = websocket.scope.get(TRANSPORT_KEY)
+        self._sender: asyncio.Task[None] | None = None
+        self._swept: tuple[int, int] = (0, 0)
 
     async def run(self) -> None:
         await self.websocket.accept()
-        sender = asyncio.create_task(self._send_forever())
+        sweeper = Sweeper.get(self.settings.ping_interval)
+        sweeper.sessions.add(self)
         try:
             await self._read_forever()
         finally:
-            self.closing = True
-            if self.user_uuid:
-                self.hub.unregister(self)
-            sender.cancel()
-            try:
-                await sender
-            except asyncio.CancelledError:
-                pass
+            sweeper.sessions.discard(self)
+            self._drop()
+            sender = self._sender
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
 
     async def _read_forever(self) -> None:
         while not self.closing:
@@ -86,44 +150,114 @@ class MTPSession:
                 self.enqueue(worker.error("error", 429, "Too many requests; slow down").dump())
                 continue
             response, caller = await self.controller.handle(frame)
-            if caller is not None and caller.uuid != self.user_uuid:
+            if caller is not None and caller.uuid != self.user_uuid and not self.closing:
                 if self.user_uuid:
                     self.hub.unregister(self)
                 self.user_uuid = caller.uuid
                 self.hub.register(self)
             self.enqueue(response.dump())
 
+    # -- sending -----------------------------------------------------------------------------
+
     def deliver(self, change: ChangeRow) -> None:
         if change.kind in PUSHED_KINDS:
-            self.enqueue(worker.push_frame(change))
+            self.enqueue(push_text(change))
 
     def enqueue(self, text: str) -> None:
+        """Queue a frame; never waits. A full outbox disconnects the client."""
         if self.closing:
             return
+        size = len(text)
+        if self.outbox and (len(self.outbox) >= self.settings.send_queue
+                            or self.queued_bytes + size > self.settings.send_queue_bytes):
+            self._too_slow()
+            return
+        self.outbox.append(text)
+        self.queued_bytes += size
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
         try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            logger.warning("closing a connection that stopped reading (user {})",
-                           self.user_uuid or "-")
-            self.closing = True
-            if self.user_uuid:
-                self.hub.unregister(self)
+            while self.outbox and not self.closing:
+                text = self.outbox.popleft()
+                self.queued_bytes -= len(text)
+                try:
+                    await self.websocket.send_text(text)
+                except Exception:
+                    self._drop()
+                    return
+                self.sent += 1
+        finally:
+            self._sender = None
+
+    def _too_slow(self) -> None:
+        logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
+                       "queued; user {})", len(self.outbox), self.queued_bytes,
+                       self.user_uuid or "-")
+        self._drop()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            transport.abort()  # it cannot take a close frame either
+        else:
             asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW, "Too slow"))
 
-    async def _send_forever(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                return
-            try:
-                await self.websocket.send_text(text)
-            except Exception:  # noqa: BLE001 - the peer is gone; the reader notices
-                self.closing = True
-                return
+    def _drop(self) -> None:
+        """Stop taking pushes and free the outbox."""
+        self.closing = True
+        if self.user_uuid:
+            self.hub.unregister(self)
+        self.outbox.clear()
+        self.queued_bytes = 0
 
     async def _close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            try:
+        if self.websocket.application_state != WebSocketState.CONNECTED:
+            return
+        try:
+            async with asyncio.timeout(1.0):
                 await self.websocket.close(code, reason)
-            except Exception:  # noqa: BLE001 - already closed by the peer
-                pass
+        except Exception:
+            if self.transport is not None:
+                self.transport.abort()
+
+    def sweep(self) -> bool:
+        """Called every sweep interval: False when the peer took no bytes since the last one."""
+        transport = self.transport
+        if transport is None:
+            return True
+        size = transport.get_write_buffer_size()
+        last_size, last_sent = self._swept
+        self._swept = (size, self.sent)
+        return not (size and last_size and size >= last_size and self.sent == last_sent)
+
+
+class Sweeper:
+    """One task per process that aborts connections whose peers stopped taking bytes."""
+
+    _instance: Sweeper | None = None
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.sessions: set[MTPSession] = set()
+        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._run(), name="mtp sweeper")
+
+    @classmethod
+    def get(cls, interval: float) -> Sweeper:
+        instance = cls._instance
+        if instance is None or instance.task.done() or instance.task.get_loop() is not \
+                asyncio.get_running_loop():
+            instance = cls._instance = cls(interval)
+        return instance
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for session in list(self.sessions):
+                if not session.sweep() and session.transport is not None:
+                    logger.warning("aborting a connection whose peer took no data for {:.0f} s "
+                                   "(user {})", self.interval, session.user_uuid or "-")
+                    session._drop()
+                    session.transport.abort()
+                    self.sessions.discard(session)
+

@@ -1,0 +1,161 @@
+"""Push (PROTOCOL.md, "Push") end to end on one server process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.support import Client, ServerProcess
+
+pytestmark = pytest.mark.anyio
+
+
+async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
+    """Every push that arrives until the connection stays quiet for `quiet` seconds."""
+    pushes, client.pushes = client.pushes, []
+    while True:
+        try:
+            text = await asyncio.wait_for(client.ws.recv(), quiet)
+        except TimeoutError:
+            return pushes
+        reply = json.loads(text)
+        assert reply["meta"] == {"push": True}, reply
+        pushes.append(reply)
+
+
+async def login(server: ServerProcess, user: Client) -> Client:
+    """Another connection of the same user (a second device)."""
+    client = await Client.connect(server.url)
+    reply = await client.call("authentication", auth=False,
+                              user=[{"login": user.login, "password": "secret-password"}])
+    assert reply["errors"]["code"] == 200, reply
+    client.uuid = reply["data"]["user"][0]["uuid"]
+    client.auth_id = reply["data"]["user"][0]["auth_id"]
+    client.login = user.login
+    return client
+
+
+def check_push(push: dict[str, Any]) -> dict[str, Any]:
+    assert set(push) == {"type", "data", "errors", "jsonapi", "meta"}
+    assert push["type"] == "get_update"
+    assert push["meta"] == {"push": True}
+    assert push["errors"]["code"] == 200 and push["errors"]["status"] == "OK"
+    assert push["jsonapi"] == {"version": "1.0", "revision": "17"}
+    assert isinstance(push["data"]["time"], int)
+    return push["data"]  # type: ignore[no-any-return]
+
+
+async def test_every_change_reaches_every_member_connection_once(
+        server: ServerProcess, alice: Client, bob: Client) -> None:
+    bob2, bob3 = await login(server, bob), await login(server, bob)
+    carol = await Client.connect(server.url)
+    await carol.register("carol")
+    try:
+        for client in (bob2, bob3):  # bind the new connections (a login binds as well)
+            assert (await client.call("ping_pong"))["errors"]["code"] == 200
+        flow = await alice.group("team", users=[bob.uuid])
+        members = [alice, bob, bob2, bob3]
+        for client in members:
+            [push] = await drain(client)
+            data = check_push(push)
+            assert data["flow"][0]["uuid"] == flow
+            assert sorted(data["flow"][0]["users"]) == sorted([alice.uuid, bob.uuid])
+
+        sent = await alice.send(flow, "hello", client_id=7)
+        message = sent["data"]["message"][0]["uuid"]
+        edited = await bob.call("edited_message", message=[{"uuid": message, "text": "x"}])
+        assert edited["errors"]["code"] == 403  # only the author edits; nothing is pushed
+        edited = await alice.call("edited_message", message=[{"uuid": message, "text": "hi"}])
+        assert edited["errors"]["code"] == 200
+        deleted = await alice.call("delete_message", message=[{"uuid": message}])
+        assert deleted["errors"]["code"] == 200
+
+        for client in members:
+            pushes = [check_push(push) for push in await drain(client)]
+            assert [p["message"][0]["uuid"] for p in pushes] == [message] * 3
+            texts = [p["message"][0]["text"] for p in pushes]
+            assert texts == ["hello", "hi", "Message deleted"]
+            assert [p["message"][0]["edited_status"] for p in pushes] == [False, True, True]
+            assert pushes[0]["message"][0]["from_user"] == alice.uuid
+            assert pushes[0]["message"][0]["from_flow"] == flow
+        # Applying the pushes gives what a fresh read gives.
+        history = await bob.call("all_messages", flow=[{"uuid": flow}])
+        assert history["data"]["message"][0]["text"] == "Message deleted"
+        assert await drain(carol) == []
+    finally:
+        for client in (bob2, bob3, carol):
+            await client.close()
+
+
+async def test_join_and_leave_are_pushed_and_end_delivery(
+        server: ServerProcess, alice: Client, bob: Client) -> None:
+    flow = await alice.group("open")
+    await drain(alice)
+    joined = await bob.call("join_flow", flow=[{"uuid": flow}])
+    assert joined["errors"]["code"] == 200
+    for client in (alice, bob):
+        [push] = await drain(client)
+        data = check_push(push)
+        assert bob.uuid in data["flow"][0]["users"]
+        assert data["user"][0]["uuid"] == bob.uuid
+    await alice.send(flow, "while bob is in")
+    assert len(await drain(bob)) == 1
+    assert len(await drain(alice)) == 1
+    left = await bob.call("leave_flow", flow=[{"uuid": flow}])
+    assert left["errors"]["code"] == 200
+    for client in (alice, bob):  # the one who left is told too
+        [push] = await drain(client)
+        assert bob.uuid not in check_push(push)["flow"][0]["users"]
+    await alice.send(flow, "after bob left", client_id=2)
+    assert len(await drain(alice)) == 1
+    assert await drain(bob) == []
+
+
+async def test_pushes_follow_commit_order(server: ServerProcess, alice: Client,
+                                          bob: Client) -> None:
+    flow = await alice.group("busy", users=[bob.uuid])
+    watcher = await login(server, bob)
+    try:
+        assert (await watcher.call("ping_pong"))["errors"]["code"] == 200
+        for client in (alice, bob, watcher):
+            await drain(client)
+        count = 40
+
+        async def burst(client: Client, prefix: str) -> None:
+            for number in range(count):
+                reply = await client.send(flow, f"{prefix}{number}", client_id=number + 1)
+                assert reply["errors"]["code"] == 200
+
+        await asyncio.gather(burst(alice, "a"), burst(bob, "b"))
+        seen = []
+        for client in (alice, bob, watcher):
+            pushes = [check_push(push) for push in await drain(client, quiet=0.5)]
+            seen.append([p["message"][0]["text"] for p in pushes])
+        assert seen[0] == seen[1] == seen[2]
+        assert len(seen[0]) == 2 * count
+        for prefix in "ab":
+            mine = [text for text in seen[0] if text.startswith(prefix)]
+            assert mine == [f"{prefix}{n}" for n in range(count)]
+        history = await bob.call("all_messages", flow=[{"uuid": flow}])
+        stored = [m["text"] for m in history["data"]["message"]]
+        assert stored == seen[0]
+    finally:
+        await watcher.close()
+
+
+async def test_unbound_and_other_users_get_nothing(server: ServerProcess, alice: Client,
+                                                   bob: Client) -> None:
+    anonymous = await Client.connect(server.url)
+    try:
+        chat = await alice.call("add_flow", flow=[{"type": "chat", "title": "", "info": "",
+                                                   "users": [bob.uuid]}])
+        assert chat["errors"]["code"] == 200
+        flow = chat["data"]["flow"][0]["uuid"]
+        await alice.send(flow, "private")
+        assert len(await drain(bob)) == 2  # flow created, message sent
+        assert await drain(anonymous) == []
+    finally:
+        await anonymous.close()
