@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -23,10 +24,10 @@ from mod.config.validator import Settings
 from mod.controller import MTPController
 from mod.db import dbhandler
 from mod.db.engine import Engine
-from mod.hub import Hub, make_broker
+from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession
+from mod.protocol.mtp.session import MTPSession, TransportAccess
 from mod.service import Service
 
 
@@ -55,7 +56,7 @@ async def _open(settings: Settings) -> Runtime:
     if created:
         logger.info("created tables: {}", ", ".join(created))
     service = Service(settings, engine)
-    hub = Hub(engine, make_broker(settings.broker.uri, engine))
+    hub = hub_for(settings, engine)
     hub.observers.append(service.changes_committed)
     await hub.start()
     controller = MTPController(service, settings.protocol)
@@ -114,7 +115,7 @@ def build_app(settings: Settings | None = None) -> Starlette:
         Route("/", status_page),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(TransportAccess)])
     app.state.settings = settings or _settings()
     return app
 
