@@ -97,16 +97,6 @@ def _session_user(session: Session) -> UserOut:
     return UserOut(uuid=session.user["uuid"], auth_id=session.token, token_ttl=session.token_ttl)
 
 
-def _profiles(users: Sequence[dict[str, Any]]) -> list[UserOut]:
-    return [UserOut.model_validate(user) for user in users]
-
-
-def _flows(flows: Sequence[dict[str, Any]]) -> list[FlowOut]:
-    return [FlowOut.model_validate(flow) for flow in flows]
-
-
-def _messages(messages: Sequence[dict[str, Any]]) -> list[MessageOut]:
-    return [MessageOut.model_validate(message) for message in messages]
 
 
 # -- public methods ---------------------------------------------------------------------------
@@ -138,8 +128,8 @@ def _valid_email(address: str) -> bool:
 
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
     flows, messages, users = await service.get_update(caller, _data(request).time or 0)
-    return respond(request.type, 200, flow=_flows(flows), message=_messages(messages),
-                   user=_profiles(users))
+    return respond(request.type, 200, flow=flows, message=messages,
+                   user=users)
 
 
 async def send_message(service: Service, request: Request, caller: Caller) -> Response:
@@ -163,11 +153,11 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
     messages, total = await service.all_messages(caller, flow.uuid, flow.message_start,
                                                  flow.message_end, _data(request).time or 0)
     if total is None:
-        return respond(request.type, 200, message=_messages(messages))
+        return respond(request.type, 200, message=messages)
     start = flow.message_start or 0
     page = FlowOut(uuid=flow.uuid, message_start=start, message_end=total)
     return respond(request.type, 206, f"Messages {start} to {start + len(messages)} of {total}",
-                   flow=[page], message=_messages(messages))
+                   flow=[page], message=messages)
 
 
 async def add_flow(service: Service, request: Request, caller: Caller) -> Response:
@@ -177,16 +167,16 @@ async def add_flow(service: Service, request: Request, caller: Caller) -> Respon
                                          flow.info or "", flow.users or [], flow.owner)
     except ServiceError as exc:
         if exc.code == 409 and exc.payload is not None:
-            return error(request.type, 409, exc.detail, flow=_flows([exc.payload]))
+            return error(request.type, 409, exc.detail, flow=[exc.payload])
         raise
-    return respond(request.type, 200, flow=_flows([created]))
+    return respond(request.type, 200, flow=[created])
 
 
 async def all_flow(service: Service, request: Request, caller: Caller) -> Response:
     flows = await service.all_flows(caller)
     if not flows:
         raise ServiceError(404, "There are no flows yet")
-    return respond(request.type, 200, flow=_flows(flows))
+    return respond(request.type, 200, flow=flows)
 
 
 async def user_info(service: Service, request: Request, caller: Caller) -> Response:
@@ -196,8 +186,8 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
     found, missing = await service.user_info(caller, [uuid for uuid in asked if uuid])
     if missing:
         return error(request.type, 404, f"Unknown user: {', '.join(missing)}",
-                     user=_profiles(found))
-    return respond(request.type, 200, user=_profiles(found))
+                     user=found)
+    return respond(request.type, 200, user=found)
 
 
 async def delete_user(service: Service, request: Request, caller: Caller) -> Response:
@@ -227,7 +217,7 @@ async def ping_pong(service: Service, request: Request, caller: Caller) -> Respo
 
 async def join_flow(service: Service, request: Request, caller: Caller) -> Response:
     flow = await service.join_flow(caller, _flow_uuid(request))
-    return respond(request.type, 200, flow=_flows([flow]))
+    return respond(request.type, 200, flow=[flow])
 
 
 async def leave_flow(service: Service, request: Request, caller: Caller) -> Response:
@@ -266,7 +256,7 @@ def push_frame(change: ChangeRow) -> str:
     flows = [payload["flow"]] if "flow" in payload else []
     messages = [payload["message"]] if "message" in payload else []
     users = [payload["user"]] if "user" in payload else []
-    frame = respond("get_update", 200, change.kind.replace("_", " "), flow=_flows(flows),
-                    message=_messages(messages), user=_profiles(users), push=True)
+    frame = respond("get_update", 200, change.kind.replace("_", " "), flow=flows,
+                    message=messages, user=users, push=True)
     frame.data.time = change.time  # type: ignore[union-attr]
     return frame.dump()
