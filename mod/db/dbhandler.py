@@ -79,6 +79,8 @@ def existing_tables(tx: Tx) -> list[str]:
 
 def create_tables(tx: Tx) -> list[str]:
     """Create the missing tables; return the names of those created."""
+    if tx.postgres:  # several processes starting at once on a fresh database take turns
+        tx.execute("SELECT pg_advisory_xact_lock(7340)")
     created = []
     for table in TABLES:
         name = table.sqlmeta.table
