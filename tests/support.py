@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,13 +200,64 @@ class Client:
 DATABASE_KINDS = ["sqlite", *(["postgres"] if POSTGRES_URI else [])]
 
 
+SEED_PASSWORD = "secret-password"
+_SEEDED: dict[str, list[str]] = {}
+
+
+def write_database(uri: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn(tx, *args)` in one write transaction on a server's database, from the test."""
+    from mod.config.validator import Database
+    from mod.db.engine import Engine
+
+    engine = Engine(Database(uri=uri))
+    try:
+        return engine.write_sync(fn, *args)
+    finally:
+        engine._drop_thread_tx()
+        engine.stop()
+
+
+def seed_users(uri: str, count: int) -> list[str]:
+    """Create `count` users straight in the database; return their logins.
+
+    Their password is SEED_PASSWORD, hashed as argon2id with the cheapest parameters, so that
+    logging in as one costs milliseconds where a registration costs a full argon2 hash.
+    """
+    from argon2 import PasswordHasher
+
+    from mod.db import dbhandler
+    from mod.lib import new_uuid
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(SEED_PASSWORD)
+    logins = [f"seeded-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
+
+    def seed(tx: Any) -> None:
+        dbhandler.create_tables(tx)
+        stamp = int(time.time())
+        for login in logins:
+            dbhandler.create_user(tx, new_uuid(), login, cheap, login, "", 30 * 86400, stamp)
+
+    write_database(uri, seed)
+    return logins
+
+
 @contextlib.contextmanager
-def running_server(kind: str, directory: Path, env: dict[str, str] | None = None
-                   ) -> Iterator[ServerProcess]:
-    """A server on a fresh database of `kind`, with extra MORELIA_* settings in `env`."""
-    with database_uri(kind, directory) as uri, ServerProcess(
-            directory, env={"MORELIA_DATABASE_URI": uri, **(env or {})}) as process:
-        yield process
+def running_server(kind: str, directory: Path, env: dict[str, str] | None = None,
+                   users: int = 0) -> Iterator[ServerProcess]:
+    """A server on a fresh database of `kind`, with extra MORELIA_* settings in `env`.
+
+    With `users`, that many accounts are made beforehand, and `Clients.user()` logs in as
+    them instead of registering new ones.
+    """
+    with database_uri(kind, directory) as uri:
+        seeded = seed_users(uri, users) if users else []
+        with ServerProcess(directory, env={"MORELIA_DATABASE_URI": uri, **(env or {})}
+                           ) as process:
+            _SEEDED[process.url] = seeded
+            try:
+                yield process
+            finally:
+                _SEEDED.pop(process.url, None)
 
 
 def unique_login(prefix: str = "user") -> str:
@@ -227,9 +278,20 @@ class Clients:
         return client
 
     async def user(self, prefix: str = "user", **extra: Any) -> Client:
-        """A connected client of a newly registered user with a unique login."""
+        """A connected client of a user nobody has used yet: a seeded one if the server has
+        any left (see `running_server`), else a newly registered one with a unique login."""
         client = await self.anonymous()
-        await client.register(unique_login(prefix), **extra)
+        seeded = _SEEDED.get(self.url)
+        if seeded and not extra:
+            login = seeded.pop()
+            reply = await client.call("authentication", auth=False,
+                                      user=[{"login": login, "password": SEED_PASSWORD}])
+            assert reply["errors"]["code"] == 200, reply
+            client.uuid = reply["data"]["user"][0]["uuid"]
+            client.auth_id = reply["data"]["user"][0]["auth_id"]
+            client.login = login
+        else:
+            await client.register(unique_login(prefix), **extra)
         return client
 
     async def close(self) -> None:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module", params=DATABASE_KINDS)
 def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
-    with running_server(request.param, tmp_path_factory.mktemp("envelope")) as process:
+    with running_server(request.param, tmp_path_factory.mktemp("envelope"), users=120) as process:
         yield process
 
 
