@@ -1,0 +1,313 @@
+"""manage.py: the operator's tool for Morelia Server.
+
+Run `python manage.py --help` for the commands. The original server's forms work too:
+`--db create`, `--db delete`, `--table flow`, `db flow-create`, `db user-create`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mod.cli import admin
+from mod.cli.chat import Chat, ChatOptions
+from mod.cli.common import CliError, Database, first_line, load, setup_logging
+from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
+from mod.cli.testclient import send as send_request
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# The original's top-level forms, rewritten to the commands they mean.
+LEGACY = {("--db", "create"): ["db", "create"], ("--db", "delete"): ["db", "delete"],
+          ("--table", "flow"): ["db", "flow-create"]}
+LEGACY_OPTIONS = {"--db": "create or delete", "--table": "flow"}
+TRUE_WORDS = {"true", "yes", "on", "1"}
+FALSE_WORDS = {"false", "no", "off", "0"}
+
+
+class Commands(click.Group):
+    """The root group: understands the original's forms, and never shows a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and "=" in args[0] and args[0].startswith(("--db=", "--table=")):
+            args = [*args[0].split("=", 1), *args[1:]]
+        if args and args[0] in LEGACY_OPTIONS:
+            value = args[1] if len(args) > 1 else ""
+            if (args[0], value) not in LEGACY:
+                got = f", not {value!r}" if value else ""
+                raise click.UsageError(f"{args[0]} takes {LEGACY_OPTIONS[args[0]]}{got}", ctx)
+            args = [*LEGACY[args[0], value], *args[2:]]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug or an unforeseen failure: still one line
+            raise CliError(f"{type(exc).__name__}: {first_line(exc)}") from None
+
+
+class BoolWords(click.Command):
+    """Takes `--flag true|false` (the original's form) as well as `--flag/--no-flag`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {opt: (param.opts[0], param.secondary_opts[0]) for param in self.params
+                 if isinstance(param, click.Option) and param.secondary_opts
+                 for opt in param.opts}
+        fixed: list[str] = []
+        index = 0
+        while index < len(args):
+            arg, word = args[index], (args[index + 1].lower() if index + 1 < len(args) else "")
+            if arg in flags and word in TRUE_WORDS | FALSE_WORDS:
+                on, off = flags[arg]
+                fixed.append(on if word in TRUE_WORDS else off)
+                index += 2
+                continue
+            fixed.append(arg)
+            index += 1
+        return super().parse_args(ctx, fixed)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["--help"]},
+             epilog="\b\nThe original's forms work too:\n"
+                    "  --db create              same as: db create\n"
+                    "  --db delete [--yes]      same as: db delete\n"
+                    "  --table flow [OPTIONS]   same as: db flow-create")
+def cli() -> None:
+    """Set up and look after a Morelia Server.
+
+    Settings come from config.ini (or $MORELIA_CONFIG) and MORELIA_<SECTION>_<KEY>
+    environment variables, exactly as the server reads them.
+    """
+    setup_logging()
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Create or drop the tables; add users and flows."""
+
+
+@db_group.command("create")
+def db_create() -> None:
+    """Create every table in the configured database (safe to repeat)."""
+    settings = load()
+    with Database(settings, create=True) as database:
+        created, present = admin.create_tables(database)
+    if created:
+        click.echo(f"Created {len(created)} tables in {database.uri}: {', '.join(created)}.")
+        if present:
+            click.echo(f"Already there: {', '.join(present)}.")
+    else:
+        click.echo(f"All {len(present)} tables already exist in {database.uri}; "
+                   "nothing changed.")
+
+
+@db_group.command("delete")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def db_delete(yes: bool) -> None:
+    """Drop every table, with all users, flows and messages (asks first)."""
+    settings = load()
+    with Database(settings) as database:
+        existing = admin.existing_tables(database)
+        if not existing:
+            click.echo(f"There are no tables in {database.uri}; nothing changed.")
+            return
+        if not yes:
+            click.confirm(f"Drop {len(existing)} tables in {database.uri}, with every user, "
+                          "flow and message?", abort=True)
+        dropped = admin.drop_tables(database)
+    click.echo(f"Dropped {len(dropped)} tables in {database.uri}: {', '.join(dropped)}.")
+
+
+def _account_options(fn: Any) -> Any:
+    fn = click.option("--password", "-p", help="Password (prompted, hidden, if not given).")(fn)
+    fn = click.option("--username", help="Display name (default: the login).")(fn)
+    fn = click.option("--login", "-l", help="Login (prompted if not given).")(fn)
+    return fn
+
+
+def _create_account(login: str | None, username: str | None, password: str | None,
+                    superuser: bool) -> None:
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)  # before the prompts, not after them
+        if login is None:
+            login = click.prompt("Login", type=str)
+        if username is None:
+            username = click.prompt("Username", default=login, type=str)
+        if password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                    type=str)
+        user = admin.create_user(database, settings, login, username, password, superuser)
+    kind = "Superuser" if superuser else "User"
+    click.echo(f"{kind} {user['login']!r} created (uuid {user['uuid']}); "
+               "it logs in over MTP with this login and password.")
+
+
+@db_group.command("user-create")
+@_account_options
+@click.option("--superuser", is_flag=True, help="Give the account superuser rights.")
+def db_user_create(login: str | None, username: str | None, password: str | None,
+                   superuser: bool) -> None:
+    """Create a user account (the original's form)."""
+    _create_account(login, username, password, superuser)
+
+
+@cli.command("superuser-create")
+@_account_options
+def superuser_create(login: str | None, username: str | None, password: str | None) -> None:
+    """Create an account with superuser rights.
+
+    A superuser may delete any message and post in any channel it has joined.
+    """
+    _create_account(login, username, password, superuser=True)
+
+
+@db_group.command("flow-create")
+@click.option("--title", default="General", show_default=True, help="The flow's title.")
+@click.option("--info", default="", help="The flow's description.")
+@click.option("--type", "flow_type", type=click.Choice(["group", "channel"]), default="group",
+              show_default=True, help="group: members write; channel: only the owner.")
+@click.option("--owner", metavar="LOGIN", help="Owner's login (default: the first superuser).")
+def db_flow_create(title: str, info: str, flow_type: str, owner: str | None) -> None:
+    """Create a group or channel and print its uuid (also `--table flow`)."""
+    settings = load()
+    with Database(settings) as database:
+        flow, user = admin.create_flow(database, title, info, flow_type, owner)
+    click.echo(f"Created the {flow_type} {title!r} owned by {user['login']!r}:", err=True)
+    click.echo(flow["uuid"])
+
+
+# -- server -----------------------------------------------------------------------------------
+
+
+@cli.command("runserver", cls=BoolWords)
+@click.option("--host", "-h", help="Address to listen on [default: SERVER.HOST, 127.0.0.1].")
+@click.option("--port", "-p", type=click.IntRange(1, 65535),
+              help="Port to listen on [default: SERVER.PORT, 8080].")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="info", show_default=True, help="uvicorn's log level.")
+@click.option("--use-colors/--no-use-colors", default=None,
+              help="Colour the log [default: when the terminal can].")
+@click.option("--reload/--no-reload", "-r", default=False, show_default=True,
+              help="Restart when the code changes (development).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: 1].")
+def runserver(host: str | None, port: int | None, log_level: str, use_colors: bool | None,
+              reload: bool, workers: int | None) -> None:
+    """Start the server with uvicorn."""
+    import uvicorn
+
+    settings = load()
+    if reload and workers and workers > 1:
+        raise click.UsageError("--reload and --workers cannot be combined")
+    uvicorn.run(
+        "server:app",
+        app_dir=str(ROOT),
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        log_level=log_level.lower(),
+        use_colors=use_colors,
+        reload=reload,
+        workers=workers,
+        ws_max_size=settings.server.max_frame_size,
+        ws_ping_interval=settings.server.ping_interval,
+        ws_ping_timeout=settings.server.ping_timeout,
+    )
+
+
+# -- test client ------------------------------------------------------------------------------
+
+
+@cli.group("testclient")
+def testclient() -> None:
+    """A small MTP client, to check a running server."""
+
+
+def _client_options(fn: Any) -> Any:
+    fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+                      show_default=True, help="Seconds to wait for the server.")(fn)
+    fn = click.option("--password", "-p", help="Password (prompted, hidden, when --login is "
+                      "given without it).")(fn)
+    fn = click.option("--login", "-l", help="Log in as this user first.")(fn)
+    fn = click.option("--address", "-a", default=DEFAULT_ADDRESS, show_default=True,
+                      help="The server's websocket.")(fn)
+    return fn
+
+
+@testclient.command("send", context_settings={"ignore_unknown_options": True},
+                    epilog="Methods: " + ", ".join(METHODS) + ".")
+@click.option("-t", "--type", "kind", default="ping_pong", show_default=True, metavar="TYPE",
+              help="MTP method.")
+@_client_options
+@click.option("--username", help="Username (register_user).")
+@click.option("--flow", "-f", metavar="UUID", help="data.flow[0].uuid")
+@click.option("--text", help="data.message[0].text")
+@click.option("--message", "-m", metavar="UUID", help="data.message[0].uuid")
+@click.option("--user", "-u", "users", multiple=True, metavar="UUID",
+              help="A user uuid (user_info; add_flow members); repeatable.")
+@click.option("--title", help="data.flow[0].title")
+@click.option("--info", help="data.flow[0].info")
+@click.option("--flow-type", type=click.Choice(["chat", "group", "channel"]),
+              help="data.flow[0].type (add_flow) [default: group]")
+@click.option("--time", "time_", type=click.IntRange(min=0), help="data.time")
+@click.argument("overrides", nargs=-1, metavar="[PATH=VALUE]...")
+def testclient_send(kind: str, address: str, login: str | None, password: str | None,
+                    timeout: float, username: str | None, flow: str | None, text: str | None,
+                    message: str | None, users: tuple[str, ...], title: str | None,
+                    info: str | None, flow_type: str | None, time_: int | None,
+                    overrides: Sequence[str]) -> None:
+    """Send one MTP request and print the response.
+
+    Methods that need a user log in first with --login and --password. Any field can be set
+    with PATH=VALUE (a string) or PATH:=JSON, e.g. data.flow.0.title=Hi or data.time:=0.
+    Exit status: 0 below 400, 1 for an error code, 2 when the server cannot be reached.
+    """
+    parsed = [parse_override(item) for item in overrides]
+    if login is not None and password is None:
+        password = click.prompt("Password", hide_input=True, type=str)
+    given = Fields(login=login, password=password, username=username, flow=flow, text=text,
+                   message=message, users=users, title=title, info=info, flow_type=flow_type,
+                   time=time_)
+    if kind not in METHODS:
+        click.echo(f"note: {kind!r} is not an MTP method; sending it anyway", err=True)
+    elif METHODS[kind] and login is None:
+        click.echo(f"note: {kind} needs a user; without --login it goes unauthenticated",
+                   err=True)
+    outcome = asyncio.run(send_request(address, kind, given, parsed, timeout))
+    if outcome.login_refused:
+        click.echo(f"Logging in as {login!r} failed:", err=True)
+    click.echo(render(outcome.response))
+    failed = outcome.login_refused or status_of(outcome.response) >= 400
+    click.get_current_context().exit(1 if failed else 0)
+
+
+@testclient.command("chat")
+@_client_options
+@click.option("--flow", "-f", metavar="UUID", required=True, help="The flow to chat in.")
+@click.option("--history", type=click.IntRange(0, 100), default=20, show_default=True,
+              help="How many earlier messages to show.")
+@click.option("--join", is_flag=True, help="Join the flow first (groups and channels).")
+def testclient_chat(address: str, login: str | None, password: str | None, timeout: float,
+                    flow: str, history: int, join: bool) -> None:
+    """Chat in a flow: shows its last messages, sends each line typed, prints what others
+    write as it arrives. Leave with /quit or end of input (Ctrl-D)."""
+    if login is None:
+        login = click.prompt("Login", type=str)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, type=str)
+    options = ChatOptions(address=address, login=login, password=password, flow=flow,
+                          history=history, join=join, timeout=timeout)
+    asyncio.run(Chat(options).run())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,106 @@
+"""The operator's changes to the database: tables, accounts and flows."""
+
+from __future__ import annotations
+
+import time
+
+from loguru import logger
+
+from mod import lib
+from mod.cli.common import CliError, Database
+from mod.config.validator import Settings
+from mod.db import dbhandler
+from mod.db.models import TABLES
+
+ALL_TABLES = tuple(table.sqlmeta.table for table in TABLES)
+# The longest values an MTP client can send back (mod.protocol.mtp.api): an account or flow
+# made here with anything longer could never be used over the protocol.
+MAX_LOGIN = 256
+MAX_PASSWORD = 4096
+MAX_TITLE = 4096
+MAX_INFO = 65536
+
+
+def create_tables(database: Database) -> tuple[list[str], list[str]]:
+    """Create the missing tables; return (created, already there)."""
+    created = database.write(dbhandler.create_tables)
+    present = [name for name in ALL_TABLES if name not in created]
+    if created:
+        logger.info("tables created in {}: {}", database.uri, ", ".join(created))
+    return created, present
+
+
+def existing_tables(database: Database) -> list[str]:
+    return database.read(dbhandler.existing_tables)
+
+
+def drop_tables(database: Database) -> list[str]:
+    dropped = database.write(dbhandler.drop_tables)
+    if dropped:
+        logger.info("tables dropped in {}: {}", database.uri, ", ".join(dropped))
+    return dropped
+
+
+def require_tables(database: Database) -> None:
+    """Stop with one line unless every table of the server exists."""
+    existing = existing_tables(database)
+    missing = [name for name in ALL_TABLES if name not in existing]
+    if not existing:
+        raise CliError(f"the database {database.uri} has no tables yet: create them with "
+                       "`python manage.py db create`")
+    if missing:
+        raise CliError(f"the database {database.uri} lacks the tables {', '.join(missing)}: "
+                       "create them with `python manage.py db create`")
+
+
+def check_account(login: str, username: str, password: str) -> None:
+    if not login.strip():
+        raise CliError("the login cannot be empty")
+    if len(login) > MAX_LOGIN or len(username) > MAX_LOGIN:
+        raise CliError(f"the login and the username are at most {MAX_LOGIN} characters")
+    if not password:
+        raise CliError("the password cannot be empty")
+    if len(password) > MAX_PASSWORD:
+        raise CliError(f"the password is at most {MAX_PASSWORD} characters")
+
+
+def create_user(database: Database, settings: Settings, login: str, username: str,
+                password: str, superuser: bool) -> dbhandler.UserRow:
+    """Create an account that logs in over MTP like any other; one line if the login is taken."""
+    check_account(login, username, password)
+    require_tables(database)
+    if database.read(dbhandler.user_by_login, login) is not None:
+        raise CliError(f"the login {login!r} is already taken")
+    password_hash = lib.hash_password(password)
+    user = database.write(dbhandler.create_user, lib.new_uuid(), login, password_hash,
+                          username or login, "", settings.security.token_ttl, int(time.time()),
+                          superuser)
+    if user is None:
+        raise CliError(f"the login {login!r} is already taken")
+    logger.info("{} created with manage.py: {}", "superuser" if superuser else "user",
+                user["uuid"])
+    return user
+
+
+def create_flow(database: Database, title: str, info: str, flow_type: str,
+                owner_login: str | None) -> tuple[dbhandler.FlowRow, dbhandler.UserRow]:
+    """Create a group or channel owned by `owner_login` (default: the first superuser)."""
+    if len(title) > MAX_TITLE:
+        raise CliError(f"the title is at most {MAX_TITLE} characters")
+    if len(info) > MAX_INFO:
+        raise CliError(f"the info is at most {MAX_INFO} characters")
+    require_tables(database)
+    if owner_login is None:
+        owner = database.read(dbhandler.first_superuser)
+        if owner is None:
+            raise CliError("there is no superuser to own the flow: create one with "
+                           "`python manage.py superuser-create`, or name an owner with "
+                           "--owner LOGIN")
+    else:
+        owner = database.read(dbhandler.user_by_login, owner_login)
+        if owner is None:
+            raise CliError(f"there is no user with the login {owner_login!r}")
+    flow = database.write(dbhandler.create_flow, lib.new_uuid(), flow_type, title, info,
+                          owner["uuid"], [owner["uuid"]], int(time.time()))
+    logger.info("flow created with manage.py: {} ({})", flow["uuid"], flow_type)
+    return flow, owner
