@@ -18,7 +18,10 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+        depth, frame = 0, sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == logging.__file__:
+            frame, depth = frame.f_back, depth + 1  # type: ignore[assignment]
+        logger.opt(depth=depth + 1, exception=record.exc_info).log(level, record.getMessage())
 
 
 def setup_logging(settings: Logging) -> None:

@@ -30,7 +30,7 @@ class Database(BaseModel):
     model_config = _SECTION
 
     uri: str = "sqlite:morelia.db"
-    readers: Annotated[int, Field(ge=1, le=64)] = 4
+    readers: Annotated[int, Field(ge=1, le=64)] = 2
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
     timeout: Annotated[float, Field(gt=0)] = 5.0
 
