@@ -163,18 +163,18 @@ def apply_override(frame: dict[str, Any], override: Override) -> None:
                                        "give an index")
             while len(node) <= step:
                 node.append({})
-        elif isinstance(node, dict):
-            step = str(step)
         else:
-            raise click.UsageError(f"{override.source!r}: cannot go into a "
-                                   f"{type(node).__name__} value")
+            step = str(step)
         if last:
             node[step] = override.value
             return
         child = node[step] if isinstance(node, list) or step in node else None
-        if not isinstance(child, dict | list):
+        if child is None:
             child = [] if isinstance(following, int) else {}
             node[step] = child
+        elif not isinstance(child, dict | list):
+            raise click.UsageError(f"{override.source!r}: cannot go into {step!r}, which "
+                                   f"holds a {type(child).__name__}")
         node = child
 
 
