@@ -209,6 +209,9 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
     settings = load()
     if reload and workers and workers > 1:
         raise click.UsageError("--reload and --workers cannot be combined")
+    # Reach the database first: a server that cannot would stop with a traceback instead.
+    with Database(settings, create=True) as database:
+        admin.existing_tables(database)
     uvicorn.run(
         "server:app",
         app_dir=str(ROOT),

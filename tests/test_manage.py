@@ -392,6 +392,16 @@ def test_runserver_refuses_bad_options(env: dict[str, str],
     assert uvicorn_calls == []
 
 
+def test_runserver_checks_the_database_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             uvicorn_calls: list[dict[str, Any]]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MORELIA_DATABASE_URI", f"postgres://m@127.0.0.1:{free_port()}/m")
+    assert "127.0.0.1" in fails("runserver")
+    monkeypatch.setenv("MORELIA_DATABASE_URI", f"sqlite:{tmp_path}/no/such/dir.db")
+    assert "no directory" in fails("runserver")
+    assert uvicorn_calls == []
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
