@@ -1,0 +1,206 @@
+"""Matrix accounts: discovery, registration, login, logout, whoami, display names.
+
+A Matrix user is an MTP user (`@<login>:<server name>`, the same password); a Matrix access
+token is an MTP auth_id whose `device` is the Matrix device ID.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse, Response
+
+from mod.error import ServiceError
+from mod.protocol.matrix import ids
+from mod.protocol.matrix.api import (
+    AuthFlows,
+    Available,
+    BaseUrl,
+    DisplayName,
+    DisplayNameRequest,
+    Empty,
+    LoginFlow,
+    LoginFlows,
+    LoginReply,
+    LoginRequest,
+    Profile,
+    RegisterRequest,
+    Stages,
+    Versions,
+    WellKnown,
+    WhoAmI,
+)
+from mod.protocol.matrix.errors import LOGIN, REGISTER, Code, MatrixError
+from mod.protocol.matrix.routing import Call, new_device_id, route
+
+SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
+DUMMY = "m.login.dummy"
+MAX_DISPLAYNAME = 256
+
+
+@route("GET", "/_matrix/client/versions", auth=False, absolute=True)
+async def versions(call: Call) -> Versions:
+    """GET /_matrix/client/versions"""
+    return Versions(versions=SPEC_VERSIONS)
+
+
+@route("GET", "/.well-known/matrix/client", auth=False, absolute=True)
+async def well_known(call: Call) -> WellKnown:
+    """GET /.well-known/matrix/client"""
+    base = call.matrix.settings.base_url
+    if not base:
+        url = call.request.url
+        base = f"{url.scheme}://{url.netloc}"
+    return WellKnown.model_validate({"m.homeserver": BaseUrl(base_url=base.rstrip("/"))})
+
+
+@route("GET", "/login", auth=False)
+async def login_flows(call: Call) -> LoginFlows:
+    """GET /_matrix/client/v3/login"""
+    return LoginFlows(flows=[LoginFlow(type="m.login.password")])
+
+
+@route("POST", "/login", auth=False, errors=LOGIN)
+async def login(call: Call) -> LoginReply:
+    """POST /_matrix/client/v3/login"""
+    body = await call.body(LoginRequest)
+    if body.type != "m.login.password":
+        raise MatrixError(400, Code.UNKNOWN, f"Unknown login type {body.type}")
+    if body.identifier is not None and body.identifier.type != "m.id.user":
+        raise MatrixError(400, Code.UNKNOWN, "Only m.id.user identifiers are supported")
+    user = body.identifier.user if body.identifier is not None else body.user
+    if not user:
+        raise MatrixError(400, Code.MISSING_PARAM, "Missing field: identifier.user")
+    if body.password is None:
+        raise MatrixError(400, Code.MISSING_PARAM, "Missing field: password")
+    name = ids.login_of(user, call.server_name)
+    if name is None:
+        raise MatrixError(403, Code.FORBIDDEN, "Wrong login or password")
+    device = body.device_id or new_device_id()
+    session = await call.service.login(name, body.password, device=device)
+    return LoginReply(user_id=ids.user_id(session.user["login"], call.server_name),
+                      access_token=session.token, device_id=device,
+                      home_server=call.server_name)
+
+
+def _check_username(username: str) -> None:
+    if not ids.valid_localpart(username) or username.startswith("_"):
+        raise MatrixError(400, Code.INVALID_USERNAME,
+                          "A user ID may hold only a-z, 0-9, and . _ = - / + "
+                          "(not first: _)")
+
+
+async def _check_available(call: Call, username: str) -> None:
+    _check_username(username)
+    try:
+        await call.service.user_by_login(username)
+    except ServiceError as exc:
+        if exc.code == 404:
+            return
+        raise
+    raise MatrixError(400, Code.USER_IN_USE, f"The login {username!r} is already taken")
+
+
+@route("GET", "/register/available", auth=False)
+async def register_available(call: Call) -> Available:
+    """GET /_matrix/client/v3/register/available"""
+    username = call.query("username")
+    if not username:
+        raise MatrixError(400, Code.MISSING_PARAM, "Missing parameter: username")
+    await _check_available(call, username)
+    return Available(available=True)
+
+
+@route("POST", "/register", auth=False, errors=REGISTER)
+async def register(call: Call) -> LoginReply | Response:
+    """POST /_matrix/client/v3/register"""
+    kind = call.query("kind") or "user"
+    if kind == "guest":
+        raise MatrixError(403, Code.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
+    if kind != "user":
+        raise MatrixError(400, Code.INVALID_PARAM, f"Unknown kind {kind}")
+    body = await call.body(RegisterRequest)
+    if body.username is not None:
+        await _check_available(call, body.username)
+    auth = body.auth
+    if auth is None or auth.type != DUMMY:
+        flows = AuthFlows(flows=[Stages(stages=[DUMMY])], params={},
+                          session=(auth.session if auth and auth.session else new_session()))
+        if auth is not None and auth.type is not None:
+            flows.errcode, flows.error = str(Code.UNRECOGNIZED), f"Unknown stage {auth.type}"
+        return JSONResponse(flows.dump(), status_code=401)
+    if not body.password:
+        raise MatrixError(400, Code.MISSING_PARAM, "Missing field: password")
+    username = body.username or f"user-{new_session()[:10].lower()}"
+    device = body.device_id or new_device_id()
+    session = await call.service.register(username, body.password, device=device)
+    user_id = ids.user_id(session.user["login"], call.server_name)
+    if body.inhibit_login:
+        return LoginReply(user_id=user_id, home_server=call.server_name)
+    return LoginReply(user_id=user_id, access_token=session.token, device_id=device,
+                      home_server=call.server_name)
+
+
+def new_session() -> str:
+    """A user-interactive authentication session: only m.login.dummy exists, so it carries
+    nothing and any session the client names is good."""
+    return new_device_id() + new_device_id()
+
+
+@route("GET", "/account/whoami")
+async def whoami(call: Call) -> WhoAmI:
+    """GET /_matrix/client/v3/account/whoami"""
+    user = await call.service.profile(call.caller.uuid)
+    return WhoAmI(user_id=ids.user_id(user["login"], call.server_name),
+                  device_id=call.caller.device or None)
+
+
+@route("POST", "/logout")
+async def logout(call: Call) -> Empty:
+    """POST /_matrix/client/v3/logout"""
+    await call.json()
+    await call.service.logout(call.caller)
+    return Empty()
+
+
+@route("POST", "/logout/all")
+async def logout_all(call: Call) -> Empty:
+    """POST /_matrix/client/v3/logout/all"""
+    await call.json()
+    await call.service.logout_all(call.caller)
+    return Empty()
+
+
+async def _profile_user(call: Call) -> tuple[str, str]:
+    """(uuid, username) of the user the path names; 404 for anyone unknown here."""
+    name = ids.login_of(call.param("userId"), call.server_name)
+    if name is None or not call.param("userId").startswith("@"):
+        raise MatrixError(404, Code.NOT_FOUND, "Profile not found")
+    user = await call.service.user_by_login(name)
+    return user["uuid"], user["username"]
+
+
+@route("GET", "/profile/{userId}")
+async def get_profile(call: Call) -> Profile:
+    """GET /_matrix/client/v3/profile/{userId}"""
+    _, username = await _profile_user(call)
+    return Profile(displayname=username)
+
+
+@route("GET", "/profile/{userId}/displayname")
+async def get_displayname(call: Call) -> DisplayName:
+    """GET /_matrix/client/v3/profile/{userId}/displayname"""
+    _, username = await _profile_user(call)
+    return DisplayName(displayname=username)
+
+
+@route("PUT", "/profile/{userId}/displayname")
+async def set_displayname(call: Call) -> Empty:
+    """PUT /_matrix/client/v3/profile/{userId}/displayname"""
+    body = await call.body(DisplayNameRequest)
+    uuid, _ = await _profile_user(call)
+    if uuid != call.caller.uuid:
+        raise MatrixError(403, Code.FORBIDDEN, "You can only change your own display name")
+    if len(body.displayname) > MAX_DISPLAYNAME:
+        raise MatrixError(400, Code.INVALID_PARAM,
+                          f"A display name is at most {MAX_DISPLAYNAME} characters")
+    await call.service.set_username(call.caller, body.displayname)
+    return Empty()

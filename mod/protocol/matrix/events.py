@@ -1,0 +1,265 @@
+"""Change-log rows rendered as Matrix events.
+
+One change renders as the same events every time (same IDs, same content), so a room's
+timeline is the change log of its flow, and its state is the state events of that timeline
+replayed. A new flow renders as the events a Matrix room starts with (create, creator's
+membership, power levels, join rules, history visibility, name, topic, other members).
+
+Messages that Matrix clients sent keep their full content and transaction ID in the change's
+payload under "mx" (MTP ignores unknown payload keys); MTP messages render as `m.text`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow, Tx
+from mod.protocol.matrix import ids
+from mod.protocol.matrix.api import Event
+
+ROOM_VERSION = "10"
+MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite"}
+
+# Fixed indices of the events a new flow renders as; other members follow from MEMBERS_FROM.
+CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)
+
+
+def token_digest(token_hash: str) -> str:
+    """A short, one-way tag of an access token, kept with the events it sent."""
+    return hashlib.sha256(("matrix-txn:" + token_hash).encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Parsed:
+    change: ChangeRow
+    payload: dict[str, Any]
+
+
+def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
+    return [Parsed(change, json.loads(change.payload)) for change in changes]
+
+
+def users_named(items: Iterable[Parsed]) -> set[str]:
+    """The user uuids rendering these changes needs."""
+    found: set[str] = set()
+    for item in items:
+        found.add(item.change.actor)
+        if item.change.kind in MEMBERSHIP:
+            found.add(item.change.subject)
+        flow = item.payload.get("flow")
+        if flow is not None and item.change.kind == "flow_created":
+            found.add(flow["owner"])
+            found.update(flow["users"])
+    found.discard("")
+    return found
+
+
+@dataclass
+class Renderer:
+    """Renders changes for one reader: `viewer` tags the token asking, for transaction IDs."""
+
+    server: str
+    viewer: str = ""
+    users: dict[str, db.UserRow] = field(default_factory=dict)
+    # message uuid -> the redaction event of it, for showing redacted messages as such
+    redactions: dict[str, Event] = field(default_factory=dict)
+
+    def load_users(self, tx: Tx, uuids: Iterable[str]) -> None:
+        wanted = [uuid for uuid in uuids if uuid not in self.users]
+        for user in db.users_by_uuid(tx, wanted):
+            self.users[user["uuid"]] = user
+
+    def load_redactions(self, tx: Tx, flow_uuid: str, items: Sequence[Parsed]) -> None:
+        """Look up which of these messages were deleted later, to render them redacted."""
+        sent = [item for item in items if item.change.kind == "message_sent"]
+        if not sent:
+            return
+        for change in db.subject_changes(tx, flow_uuid, ["message_deleted"],
+                                         [item.change.subject for item in sent],
+                                         after=sent[0].change.position):
+            item = Parsed(change, json.loads(change.payload))
+            self.load_users(tx, [change.actor])
+            self.redactions.setdefault(change.subject, self._redaction(item))
+
+    # -- names ------------------------------------------------------------------------------
+
+    def user_id(self, uuid: str) -> str:
+        user = self.users.get(uuid)
+        if user is None or user["deleted"]:
+            return ids.deleted_user_id(uuid, self.server)
+        return ids.user_id(user["login"], self.server)
+
+    def displayname(self, uuid: str) -> str:
+        user = self.users.get(uuid)
+        return user["username"] if user is not None and not user["deleted"] else "User deleted"
+
+    # -- events -----------------------------------------------------------------------------
+
+    def events(self, item: Parsed) -> list[Event]:
+        kind = item.change.kind
+        if kind == "message_sent":
+            return [self._message(item)]
+        if kind == "message_edited":
+            return [self._edit(item)]
+        if kind == "message_deleted":
+            return [self._redaction(item)]
+        if kind == "flow_created":
+            return self._created(item)
+        if kind in MEMBERSHIP:
+            return [self._membership(item)]
+        if kind == "flow_changed":
+            flow = item.payload["flow"]
+            return [self._state(item, 0, "m.room.name", {"name": flow["title"]}),
+                    self._state(item, 1, "m.room.topic", {"topic": flow["info"]})]
+        return []
+
+    def all_events(self, items: Iterable[Parsed]) -> list[Event]:
+        return [event for item in items for event in self.events(item)]
+
+    def _base(self, item: Parsed, event_id: str, kind: str, sender: str,
+              content: dict[str, Any]) -> Event:
+        return {"type": kind, "event_id": event_id, "sender": self.user_id(sender),
+                "origin_server_ts": item.change.time * 1000, "content": content,
+                "room_id": ids.room_id(item.change.flow_uuid, self.server)}
+
+    def _state(self, item: Parsed, index: int | None, kind: str, content: dict[str, Any],
+               state_key: str = "", sender: str | None = None) -> Event:
+        event = self._base(item, ids.change_event_id(item.change.position, index), kind,
+                           sender or item.change.actor, content)
+        event["state_key"] = state_key
+        return event
+
+    def _created(self, item: Parsed) -> list[Event]:
+        flow = item.payload["flow"]
+        owner = flow["owner"]
+        events = [
+            self._state(item, CREATE, "m.room.create",
+                        {"creator": self.user_id(owner), "room_version": ROOM_VERSION}),
+            self._member(item, CREATOR, owner, "join", owner),
+            self._state(item, POWER, "m.room.power_levels", self.power_levels(flow)),
+            self._state(item, JOIN_RULES, "m.room.join_rules",
+                        {"join_rule": "invite" if flow["type"] == "chat" else "public"}),
+            self._state(item, HISTORY, "m.room.history_visibility",
+                        {"history_visibility": "shared"}),
+        ]
+        if flow["title"]:
+            events.append(self._state(item, NAME, "m.room.name", {"name": flow["title"]}))
+        if flow["info"]:
+            events.append(self._state(item, TOPIC, "m.room.topic", {"topic": flow["info"]}))
+        others = [user for user in flow["users"] if user != owner]
+        for offset, user in enumerate(others):
+            events.append(self._member(item, MEMBERS_FROM + offset, user, "join", user))
+        return events
+
+    def power_levels(self, flow: db.FlowRow) -> dict[str, Any]:
+        """Power levels that say what the service's rules allow (PROTOCOL.md)."""
+        kind = flow["type"]
+        editors = 0 if kind == "group" else 50
+        return {
+            "users": {self.user_id(flow["owner"]): 100}, "users_default": 0,
+            "events": {"m.room.name": editors, "m.room.topic": editors,
+                       "m.room.power_levels": 100, "m.room.join_rules": 100,
+                       "m.room.history_visibility": 100},
+            "events_default": 50 if kind == "channel" else 0, "state_default": 100,
+            "invite": {"group": 0, "channel": 50}.get(kind, 100),
+            "kick": 100, "ban": 100, "redact": 50,
+        }
+
+    def _member(self, item: Parsed, index: int | None, user: str, membership: str,
+                sender: str) -> Event:
+        content: dict[str, Any] = {"membership": membership}
+        if membership != "leave":
+            content["displayname"] = self.displayname(user)
+        return self._state(item, index, "m.room.member", content, self.user_id(user), sender)
+
+    def _membership(self, item: Parsed) -> Event:
+        change = item.change
+        return self._member(item, None, change.subject, MEMBERSHIP[change.kind], change.actor)
+
+    def _message(self, item: Parsed) -> Event:
+        message = item.payload["message"]
+        extra = item.payload.get("mx") or {}
+        content = extra.get("content") or {"msgtype": "m.text",
+                                           "body": message["text"] or message["emoji"]}
+        event = self._base(item, ids.message_event_id(message["uuid"]), "m.room.message",
+                           message["from_user"], content)
+        unsigned: dict[str, Any] = {}
+        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
+            unsigned["transaction_id"] = extra["txn"]
+        redaction = self.redactions.get(message["uuid"])
+        if redaction is not None:
+            event["content"] = {}
+            unsigned["redacted_because"] = redaction
+        if unsigned:
+            event["unsigned"] = unsigned
+        return event
+
+    def _edit(self, item: Parsed) -> Event:
+        message = item.payload["message"]
+        extra = item.payload.get("mx") or {}
+        target = ids.message_event_id(message["uuid"])
+        content = extra.get("content") or {
+            "msgtype": "m.text", "body": "* " + message["text"],
+            "m.new_content": {"msgtype": "m.text", "body": message["text"]},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+        }
+        event = self._base(item, ids.change_event_id(item.change.position), "m.room.message",
+                           item.change.actor, content)
+        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
+            event["unsigned"] = {"transaction_id": extra["txn"]}
+        return event
+
+    def _redaction(self, item: Parsed) -> Event:
+        target = ids.message_event_id(item.payload["message"]["uuid"])
+        extra = item.payload.get("mx") or {}
+        content: dict[str, Any] = {"redacts": target}
+        if extra.get("reason"):
+            content["reason"] = extra["reason"]
+        event = self._base(item, ids.change_event_id(item.change.position), "m.room.redaction",
+                           item.change.actor, content)
+        event["redacts"] = target
+        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
+            event["unsigned"] = {"transaction_id": extra["txn"]}
+        return event
+
+    # -- state ------------------------------------------------------------------------------
+
+    def replay(self, items: Iterable[Parsed]) -> dict[tuple[str, str], Event]:
+        """The room state these changes leave, keyed by (type, state_key)."""
+        state: dict[tuple[str, str], Event] = {}
+        for item in items:
+            for event in self.events(item):
+                if "state_key" in event:
+                    state[(event["type"], event["state_key"])] = event
+        return state
+
+    def stripped(self, flow: db.FlowRow, inviter: str, invitee: str) -> list[Event]:
+        """The stripped state an invited user sees of a room."""
+
+        def strip(kind: str, content: dict[str, Any], sender: str, key: str = "") -> Event:
+            return {"type": kind, "state_key": key, "sender": self.user_id(sender),
+                    "content": content}
+
+        events = [
+            strip("m.room.create", {"creator": self.user_id(flow["owner"]),
+                                    "room_version": ROOM_VERSION}, flow["owner"]),
+            strip("m.room.join_rules",
+                  {"join_rule": "invite" if flow["type"] == "chat" else "public"},
+                  flow["owner"]),
+        ]
+        if flow["title"]:
+            events.append(strip("m.room.name", {"name": flow["title"]}, flow["owner"]))
+        if flow["info"]:
+            events.append(strip("m.room.topic", {"topic": flow["info"]}, flow["owner"]))
+        events.append(strip("m.room.member", {"membership": "join",
+                                              "displayname": self.displayname(inviter)},
+                            inviter, self.user_id(inviter)))
+        events.append(strip("m.room.member", {"membership": "invite",
+                                              "displayname": self.displayname(invitee)},
+                            inviter, self.user_id(invitee)))
+        return events

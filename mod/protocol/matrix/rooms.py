@@ -1,0 +1,247 @@
+"""Matrix rooms: create, invite, join, leave, state, members, history and single events.
+
+A room is a flow. Every room created over Matrix is a group (MTP chats have exactly two
+members from the start and take no invites, which Matrix rooms and DMs cannot promise); its
+creator is its only member and everyone in `invite` gets an invite, also for `is_direct`.
+Rights are the service's: whatever MTP forbids answers 403 M_FORBIDDEN here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from mod.db import dbhandler as db
+from mod.error import ServiceError
+from mod.protocol.matrix import ids, views
+from mod.protocol.matrix.api import (
+    CreateRoomRequest,
+    Empty,
+    EventIdReply,
+    InviteRequest,
+    JoinedMembers,
+    JoinedRooms,
+    MemberInfo,
+    MembershipRequest,
+    Messages,
+    NameContent,
+    RoomIdReply,
+    TopicContent,
+)
+from mod.protocol.matrix.errors import Code, MatrixError
+from mod.protocol.matrix.events import token_digest
+from mod.protocol.matrix.routing import Call, route, validate
+
+MAX_PAGE = 1000
+
+
+def room_flow(call: Call, name: str = "roomId") -> str:
+    return ids.flow_of(call.param(name), call.server_name)
+
+
+async def user_uuid(call: Call, user: str) -> str:
+    """The uuid of the local user a user ID names; 404 otherwise."""
+    name = ids.login_of(user, call.server_name) if user.startswith("@") else None
+    if name is None:
+        raise MatrixError(404, Code.NOT_FOUND, f"Unknown user {user}")
+    return (await call.service.user_by_login(name))["uuid"]
+
+
+@route("POST", "/createRoom")
+async def create_room(call: Call) -> RoomIdReply:
+    """POST /_matrix/client/v3/createRoom"""
+    body = await call.body(CreateRoomRequest)
+    name, topic = body.name, body.topic
+    for event in body.initial_state:
+        if event.type == "m.room.name" and name is None:
+            name = validate(NameContent, event.content).name
+        elif event.type == "m.room.topic" and topic is None:
+            topic = validate(TopicContent, event.content).topic
+    invitees = [await user_uuid(call, user) for user in dict.fromkeys(body.invite)]
+    flow = await call.service.add_flow(call.caller, "group", name or "", topic or "", [])
+    for invitee in invitees:
+        if invitee != call.caller.uuid:
+            await call.service.invite(call.caller, flow["uuid"], invitee)
+    return RoomIdReply(room_id=ids.room_id(flow["uuid"], call.server_name))
+
+
+@route("POST", "/rooms/{roomId}/invite")
+async def invite(call: Call) -> Empty:
+    """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+    body = await call.body(InviteRequest)
+    flow = room_flow(call)
+    await call.service.invite(call.caller, flow, await user_uuid(call, body.user_id))
+    return Empty()
+
+
+async def _join(call: Call, room: str) -> RoomIdReply:
+    await call.body(MembershipRequest)
+    if room.startswith("#"):
+        raise MatrixError(404, Code.NOT_FOUND, "Room aliases are not supported")
+    flow = ids.flow_of(room, call.server_name)
+    await call.service.join_flow(call.caller, flow)
+    return RoomIdReply(room_id=ids.room_id(flow, call.server_name))
+
+
+@route("POST", "/join/{roomIdOrAlias}")
+async def join(call: Call) -> RoomIdReply:
+    """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
+    return await _join(call, call.param("roomIdOrAlias"))
+
+
+@route("POST", "/rooms/{roomId}/join")
+async def join_room(call: Call) -> RoomIdReply:
+    """POST /_matrix/client/v3/rooms/{roomId}/join"""
+    return await _join(call, call.param("roomId"))
+
+
+@route("POST", "/rooms/{roomId}/leave")
+async def leave(call: Call) -> Empty:
+    """POST /_matrix/client/v3/rooms/{roomId}/leave"""
+    await call.body(MembershipRequest)
+    await call.service.leave_flow(call.caller, room_flow(call))
+    return Empty()
+
+
+@route("POST", "/rooms/{roomId}/forget")
+async def forget(call: Call) -> Empty:
+    """POST /_matrix/client/v3/rooms/{roomId}/forget"""
+    await call.json()
+    room_flow(call)
+    return Empty()
+
+
+@route("GET", "/joined_rooms")
+async def joined_rooms(call: Call) -> JoinedRooms:
+    """GET /_matrix/client/v3/joined_rooms"""
+    flows = await call.matrix.engine.read(db.member_flows, call.caller.uuid)
+    return JoinedRooms(joined_rooms=[ids.room_id(flow, call.server_name) for flow in flows])
+
+
+@route("GET", "/rooms/{roomId}/joined_members")
+async def joined_members(call: Call) -> JoinedMembers:
+    """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
+    flow_uuid = room_flow(call)
+    await call.service.require_member(call.caller, flow_uuid)
+    flow = await call.service.flow(call.caller, flow_uuid)
+    users = await call.matrix.engine.read(db.users_by_uuid, flow["users"])
+    return JoinedMembers(joined={
+        ids.user_id(user["login"], call.server_name): MemberInfo(display_name=user["username"])
+        for user in users if not user["deleted"]})
+
+
+async def _state(call: Call) -> list[dict[str, Any]]:
+    flow = room_flow(call)
+    await call.service.require_member(call.caller, flow)
+    return await call.matrix.engine.read(views.state_read, call.server_name, flow)
+
+
+@route("GET", "/rooms/{roomId}/members")
+async def members(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/rooms/{roomId}/members"""
+    wanted, unwanted = call.query("membership"), call.query("not_membership")
+    chunk = [event for event in await _state(call) if event["type"] == "m.room.member"
+             and wanted in (None, event["content"]["membership"])
+             and unwanted != event["content"]["membership"]]
+    return JSONResponse({"chunk": chunk})
+
+
+@route("GET", "/rooms/{roomId}/state")
+async def state(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/rooms/{roomId}/state"""
+    return JSONResponse(await _state(call))
+
+
+async def _state_event(call: Call, state_key: str) -> JSONResponse:
+    kind = call.param("eventType")
+    for event in await _state(call):
+        if event["type"] == kind and event["state_key"] == state_key:
+            return JSONResponse(event["content"])
+    raise MatrixError(404, Code.NOT_FOUND, f"No {kind} state with key {state_key!r}")
+
+
+@route("GET", "/rooms/{roomId}/state/{eventType}")
+@route("GET", "/rooms/{roomId}/state/{eventType}/")
+async def state_event_empty_key(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}"""
+    return await _state_event(call, "")
+
+
+@route("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+async def state_event(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    return await _state_event(call, call.param("stateKey"))
+
+
+async def _put_state(call: Call, state_key: str) -> EventIdReply:
+    kind = call.param("eventType")
+    content = await call.json()
+    flow = room_flow(call)
+    if kind not in ("m.room.name", "m.room.topic") or state_key:
+        raise MatrixError(403, Code.FORBIDDEN,
+                          "This server keeps only the m.room.name and m.room.topic state")
+    start = call.matrix.hub.position
+    if kind == "m.room.name":
+        await call.service.update_flow(call.caller, flow,
+                                       title=validate(NameContent, content).name)
+    else:
+        await call.service.update_flow(call.caller, flow,
+                                       info=validate(TopicContent, content).topic)
+    position = await call.matrix.engine.read(views.change_position, flow, "flow_changed", "",
+                                             start, "", call.caller.uuid)
+    if position is None:
+        raise ServiceError(500, "The change was stored but cannot be found")
+    return EventIdReply(event_id=ids.change_event_id(position, 0 if kind == "m.room.name"
+                                                     else 1))
+
+
+@route("PUT", "/rooms/{roomId}/state/{eventType}")
+@route("PUT", "/rooms/{roomId}/state/{eventType}/")
+async def put_state_empty_key(call: Call) -> EventIdReply:
+    """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}"""
+    return await _put_state(call, "")
+
+
+@route("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+async def put_state(call: Call) -> EventIdReply:
+    """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    return await _put_state(call, call.param("stateKey"))
+
+
+@route("GET", "/rooms/{roomId}/event/{eventId}")
+async def get_event(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
+    flow = room_flow(call)
+    await call.service.require_member(call.caller, flow)
+    event = await call.matrix.engine.read(views.event_read, call.server_name,
+                                          token_digest(call.caller.token_hash), flow,
+                                          call.param("eventId"))
+    if event is None:
+        raise MatrixError(404, Code.NOT_FOUND, "Event not found")
+    return JSONResponse(event)
+
+
+def _int(call: Call, name: str, default: int, high: int) -> int:
+    value = call.query(name)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) > high:
+        raise MatrixError(400, Code.INVALID_PARAM, f"{name} must be an integer 0 to {high}")
+    return int(value)
+
+
+@route("GET", "/rooms/{roomId}/messages")
+async def messages(call: Call) -> Messages:
+    """GET /_matrix/client/v3/rooms/{roomId}/messages"""
+    flow = room_flow(call)
+    direction = call.query("dir") or "b"
+    if direction not in ("b", "f"):
+        raise MatrixError(400, Code.INVALID_PARAM, "dir must be b or f")
+    start, stop = call.query("from"), call.query("to")
+    limit = _int(call, "limit", 10, MAX_PAGE)
+    await call.service.require_member(call.caller, flow)
+    return await call.matrix.engine.read(
+        views.messages_read, call.server_name, token_digest(call.caller.token_hash), flow,
+        ids.parse_token(start, "from") if start else None,
+        ids.parse_token(stop, "to") if stop else None, direction == "b", limit)

@@ -1,0 +1,285 @@
+"""The HTTP side of the Matrix API: route table, authentication, bodies, errors, CORS.
+
+Endpoint modules register handlers with `@route(method, path)`. Each handler gets a `Call`
+(the request, the server's `Matrix` context and, for authenticated routes, the caller) and
+returns a `Reply` model or a ready response. Every failure leaves as a Matrix error body:
+`MatrixError` as it is, `ServiceError` through `errors.from_service`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote_to_bytes
+
+from loguru import logger
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
+
+from mod.config.validator import Settings
+from mod.db.engine import Engine
+from mod.error import ServiceError
+from mod.hub import Hub
+from mod.protocol.matrix.api import Reply
+from mod.protocol.matrix.errors import (
+    Code,
+    MatrixError,
+    Translation,
+    from_service,
+    from_validation,
+    missing_token,
+    unrecognized,
+)
+from mod.service import Caller, Service
+
+CLIENT = "/_matrix/client"
+PREFIXES = (f"{CLIENT}/v3", f"{CLIENT}/r0")
+MAX_BODY = 65536  # the spec's limit on an event, and plenty for any other request here
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RuntimeLike(Protocol):
+    settings: Settings
+    engine: Engine
+    service: Service
+    hub: Hub
+
+
+class Matrix:
+    """What Matrix handlers use of the running server."""
+
+    def __init__(self, runtime: RuntimeLike) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings.matrix
+        self.server_name = self.settings.server_name
+        self.service = runtime.service
+        self.engine = runtime.engine
+        self.hub = runtime.hub
+
+
+def matrix_of(request: Request) -> Matrix:
+    state = request.app.state
+    matrix: Matrix | None = getattr(state, "matrix", None)
+    if matrix is None or matrix.runtime is not state.runtime:
+        matrix = state.matrix = Matrix(state.runtime)
+    return matrix
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
+
+
+@dataclass(slots=True)
+class Call:
+    """One request to a Matrix handler."""
+
+    request: Request
+    matrix: Matrix
+    caller_or_none: Caller | None = None
+    _raw: bytes | None = field(default=None, repr=False)
+
+    @property
+    def caller(self) -> Caller:
+        assert self.caller_or_none is not None, "route registered without auth"
+        return self.caller_or_none
+
+    @property
+    def service(self) -> Service:
+        return self.matrix.service
+
+    @property
+    def server_name(self) -> str:
+        return self.matrix.server_name
+
+    def param(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def query(self, name: str) -> str | None:
+        return self.request.query_params.get(name)
+
+    async def json(self) -> dict[str, Any]:
+        """The body as a JSON object; an empty body counts as `{}`."""
+        raw = await self.request.body()
+        if len(raw) > MAX_BODY:
+            raise MatrixError(413, Code.TOO_LARGE, f"The body is over {MAX_BODY} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise MatrixError(400, Code.NOT_JSON, "Content not JSON") from None
+        if not isinstance(data, dict):
+            raise MatrixError(400, Code.NOT_JSON, "Content must be a JSON object")
+        return data
+
+    async def body(self, model: type[M]) -> M:
+        return validate(model, await self.json())
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+Handler = Callable[[Call], Awaitable[Reply | Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    handler: Handler
+    auth: bool
+    errors: Translation | None
+
+
+# path template -> method -> spec, in registration order
+TABLE: dict[str, dict[str, Spec]] = {}
+
+
+def route(method: str, path: str, *, auth: bool = True, errors: Translation | None = None,
+          absolute: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler for `method` on `path` (under every client prefix unless absolute)."""
+
+    def register(handler: Handler) -> Handler:
+        for prefix in ("",) if absolute else PREFIXES:
+            TABLE.setdefault(prefix + path, {})[method] = Spec(handler, auth, errors)
+        return handler
+
+    return register
+
+
+def access_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+    return request.query_params.get("access_token")
+
+
+def error_response(error: MatrixError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+def reply(model: Reply, status: int = 200) -> JSONResponse:
+    return JSONResponse(model.dump(), status_code=status)
+
+
+class Endpoint:
+    """The ASGI app of one path: picks the handler by method, answers 405 otherwise."""
+
+    def __init__(self, path: str, methods: dict[str, Spec]) -> None:
+        self.path = path
+        self.methods = methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        method = request.method
+        spec = self.methods.get(method) or (self.methods.get("GET") if method == "HEAD"
+                                            else None)
+        if spec is None:
+            response: Response = error_response(unrecognized(method, request.url.path, True))
+        else:
+            response = await run(spec, request)
+        await response(scope, receive, send)
+
+
+async def run(spec: Spec, request: Request) -> Response:
+    matrix = matrix_of(request)
+    call = Call(request, matrix)
+    try:
+        if spec.auth:
+            token = access_token(request)
+            if not token:
+                raise missing_token()
+            try:
+                call.caller_or_none = await matrix.service.authenticate(token)
+            except ServiceError as exc:
+                raise from_service(exc) from None
+        try:
+            result = await spec.handler(call)
+        except ServiceError as exc:
+            raise from_service(exc, spec.errors) from None
+    except MatrixError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("Matrix {} {} failed", request.method, request.url.path)
+        return error_response(MatrixError(500, Code.UNKNOWN, "Internal server error"))
+    return reply(result) if isinstance(result, Reply) else result
+
+
+class Unknown:
+    """The ASGI app of every other path under /_matrix: 404 M_UNRECOGNIZED."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = error_response(unrecognized(request.method, request.url.path))
+        await response(scope, receive, send)
+
+
+def build_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [Route(path, Endpoint(path, methods))
+                               for path, methods in TABLE.items()]
+    routes.append(Route("/_matrix/{rest:path}", Unknown()))
+    return routes
+
+
+def _token_out_of_query(scope: Scope) -> None:
+    """Move an `access_token` query parameter into the Authorization header, in place, so the
+    access log (which prints the query string) never shows a token."""
+    query = scope.get("query_string", b"")
+    if b"access_token=" not in query:
+        return
+    kept, token = [], b""
+    for pair in query.split(b"&"):
+        if pair.startswith(b"access_token="):
+            token = token or unquote_to_bytes(pair[len(b"access_token="):].replace(b"+", b" "))
+        else:
+            kept.append(pair)
+    scope["query_string"] = b"&".join(kept)
+    headers = list(scope.get("headers", []))
+    if token and not any(name == b"authorization" for name, _ in headers):
+        headers.append((b"authorization", b"Bearer " + token))
+    scope["headers"] = headers
+
+
+class MatrixCORS:
+    """CORS for web clients (Element): preflight answers, and headers on every response
+    under /_matrix and /.well-known/matrix. Also keeps access tokens out of access logs."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(("/_matrix/", "/.well-known/matrix/")):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await JSONResponse({}, headers=CORS_HEADERS)(scope, receive, send)
+            return
+        _token_out_of_query(scope)
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in CORS_HEADERS.items():
+                    headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

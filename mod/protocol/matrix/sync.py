@@ -1,0 +1,134 @@
+"""Matrix `/sync` and filters.
+
+`next_batch` is the change-log position the batch covers (`s<position>`). An incremental sync
+with nothing for the user waits: it listens on the hub like an MTP connection does, so a
+change that concerns the user — whichever protocol or process made it — ends the wait at
+once, and changes that do not concern them cost nothing.
+
+Filters are not stored: a filter ID is the filter itself, URL-safe base64 of its JSON, so
+any process reads it back. Of a filter, the room timeline `limit` is honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from mod.db.engine import ChangeRow
+from mod.protocol.matrix import ids, views
+from mod.protocol.matrix.api import Filter, FilterId, SyncReply
+from mod.protocol.matrix.errors import Code, MatrixError
+from mod.protocol.matrix.events import token_digest
+from mod.protocol.matrix.routing import Call, route, validate
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 500
+MAX_FILTER = 8192
+
+
+class _Waiter:
+    """A hub listener for one long-polling /sync: notes that something for the user came."""
+
+    __slots__ = ("event", "latest", "user_uuid")
+
+    def __init__(self, user_uuid: str) -> None:
+        self.user_uuid = user_uuid
+        self.latest = 0
+        self.event = asyncio.Event()
+
+    def deliver(self, change: ChangeRow) -> None:
+        self.latest = max(self.latest, change.position)
+        self.event.set()
+
+
+def _filter(value: str | None) -> Filter:
+    if not value:
+        return Filter()
+    text = value if value.startswith("{") else _decode_filter_id(value)
+    try:
+        data: Any = json.loads(text)
+    except (ValueError, RecursionError):
+        raise MatrixError(400, Code.NOT_JSON, "filter is not JSON") from None
+    return validate(Filter, data)
+
+
+def _decode_filter_id(filter_id: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(filter_id + "=" * (-len(filter_id) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise MatrixError(400, Code.INVALID_PARAM, "Unknown filter ID") from None
+
+
+def _timeline_limit(value: Filter) -> int:
+    timeline = value.room.timeline if value.room is not None else None
+    limit = timeline.limit if timeline is not None else None
+    return DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+
+
+def _timeout(call: Call) -> float:
+    value = call.query("timeout")
+    if value is None:
+        return 0.0
+    if not value.isdigit():
+        raise MatrixError(400, Code.INVALID_PARAM, "timeout must be milliseconds")
+    return min(int(value) / 1000, call.matrix.settings.sync_timeout_max)
+
+
+@route("GET", "/sync")
+async def sync(call: Call) -> SyncReply:
+    """GET /_matrix/client/v3/sync"""
+    since_text = call.query("since")
+    since = ids.parse_token(since_text, "since") if since_text else None
+    timeout = _timeout(call)
+    limit = _timeline_limit(_filter(call.query("filter")))
+    full_state = call.query("full_state") == "true"
+    matrix = call.matrix
+    caller = call.caller
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    waiter = _Waiter(caller.uuid)
+    matrix.hub.register(waiter)
+    try:
+        while True:
+            upto = max(matrix.hub.position, since or 0)
+            waiter.event.clear()
+            result = await matrix.engine.read(views.sync_read, views.SyncQuery(
+                caller.uuid, token_digest(caller.token_hash), matrix.server_name, since, upto,
+                limit, full_state))
+            remaining = deadline - loop.time()
+            if since is None or full_state or not result.empty or remaining <= 0:
+                break
+            if waiter.latest <= upto:
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), remaining)
+                except TimeoutError:
+                    break
+    finally:
+        matrix.hub.unregister(waiter)
+    return SyncReply(next_batch=ids.token(result.position), rooms=result.rooms)
+
+
+@route("POST", "/user/{userId}/filter")
+async def create_filter(call: Call) -> FilterId:
+    """POST /_matrix/client/v3/user/{userId}/filter"""
+    data = await call.json()
+    validate(Filter, data)
+    text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    if len(text) > MAX_FILTER:
+        raise MatrixError(400, Code.TOO_LARGE, f"A filter is at most {MAX_FILTER} bytes")
+    return FilterId(filter_id=base64.urlsafe_b64encode(text.encode()).decode().rstrip("="))
+
+
+@route("GET", "/user/{userId}/filter/{filterId}")
+async def get_filter(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
+    text = _decode_filter_id(call.param("filterId"))
+    try:
+        return JSONResponse(json.loads(text))
+    except ValueError:
+        raise MatrixError(404, Code.NOT_FOUND, "Unknown filter ID") from None

@@ -1,0 +1,242 @@
+"""Matrix views of the change log: sync batches, history pages, room state, single events.
+
+Each function runs whole on a database reader thread (`engine.read`), queries only through
+`dbhandler`, and returns plain data or response models. Callers check rights first (the
+service's `require_member`); `sync_read` shows a user only their own flows and invites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mod.db import dbhandler as db
+from mod.db.engine import Tx
+from mod.protocol.matrix import ids
+from mod.protocol.matrix.api import (
+    Event,
+    Events,
+    InvitedRoom,
+    JoinedRoom,
+    LeftRoom,
+    Messages,
+    Rooms,
+    Timeline,
+)
+from mod.protocol.matrix.events import Parsed, Renderer, parse, users_named
+
+# At most this many changes per incremental sync; the rest comes with the next one.
+SYNC_BATCH = 1000
+JOINS = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite"}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncQuery:
+    user: str
+    viewer: str
+    server: str
+    since: int | None
+    upto: int
+    limit: int
+    full_state: bool = False
+
+
+@dataclass(slots=True)
+class SyncResult:
+    rooms: Rooms
+    position: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rooms.join or self.rooms.invite or self.rooms.leave)
+
+
+@dataclass(slots=True)
+class _Room:
+    flow: str
+    timeline: list[Parsed]
+    state: list[Parsed]
+    limited: bool
+    start: int
+
+
+def sync_read(tx: Tx, query: SyncQuery) -> SyncResult:
+    renderer = Renderer(query.server, query.viewer)
+    if query.since is None:
+        return _initial(tx, query, renderer)
+    return _incremental(tx, query, renderer)
+
+
+def _window(tx: Tx, flow: str, upto: int, limit: int) -> tuple[list[Parsed], bool]:
+    rows = db.flow_changes(tx, [flow], before=upto + 1, limit=limit + 1, backwards=True)
+    limited = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return parse(rows), limited
+
+
+def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
+    rooms = Rooms()
+    joined: list[_Room] = []
+    for flow in db.member_flows(tx, query.user):
+        timeline, limited = _window(tx, flow, query.upto, query.limit)
+        start = timeline[0].change.position if timeline else query.upto + 1
+        state = parse(db.flow_state_changes(tx, flow, before=start))
+        joined.append(_Room(flow, timeline, state, limited, start))
+    renderer.load_users(tx, users_named(item for room in joined
+                                        for item in (*room.timeline, *room.state)))
+    for room in joined:
+        renderer.load_redactions(tx, room.flow, room.timeline)
+        rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
+    invites = db.invites_for(tx, query.user)
+    if invites:
+        flows = {flow["uuid"]: flow for flow in db.flows_by_uuid(tx, [i[0] for i in invites])}
+        renderer.load_users(tx, [query.user, *(i[1] for i in invites),
+                                 *(flow["owner"] for flow in flows.values())])
+        for flow_uuid, inviter, _ in invites:
+            if flow_uuid in flows:
+                rooms.invite[ids.room_id(flow_uuid, query.server)] = InvitedRoom(
+                    invite_state=Events(events=renderer.stripped(flows[flow_uuid], inviter,
+                                                                 query.user)))
+    return SyncResult(rooms, query.upto)
+
+
+def _joined(renderer: Renderer, room: _Room) -> JoinedRoom:
+    return JoinedRoom(
+        timeline=Timeline(events=renderer.all_events(room.timeline), limited=room.limited,
+                          prev_batch=ids.token(room.start - 1)),
+        state=Events(events=list(renderer.replay(room.state).values())),
+    )
+
+
+def _my_membership(items: list[Parsed], user: str) -> tuple[str, int] | None:
+    """The user's last membership change among a flow's changes: (kind, index)."""
+    last = None
+    for index, item in enumerate(items):
+        kind = item.change.kind
+        if kind in JOINS and item.change.subject == user:
+            last = (kind, index)
+        elif kind == "flow_created" and user in item.payload["flow"]["users"]:
+            last = ("flow_joined", index)
+    return last
+
+
+def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
+    assert query.since is not None
+    members = db.member_flows(tx, query.user)
+    changes = db.user_changes(tx, members, query.user, query.since, query.upto, SYNC_BATCH)
+    position = changes[-1].position if len(changes) == SYNC_BATCH else query.upto
+    by_flow: dict[str, list[Parsed]] = {}
+    for item in parse(changes):
+        if item.change.flow_uuid:
+            by_flow.setdefault(item.change.flow_uuid, []).append(item)
+    if query.full_state:
+        for flow in members:
+            by_flow.setdefault(flow, [])
+    member_set = set(members)
+    joined: list[_Room] = []
+    left: list[_Room] = []
+    invited: list[Parsed] = []
+    for flow, items in by_flow.items():
+        mine = _my_membership(items, query.user)
+        status = JOINS[mine[0]] if mine else ("join" if flow in member_set else "")
+        if status == "join":
+            newly = mine is not None
+            timeline = items[-query.limit:] if query.limit else []
+            limited = len(timeline) < len(items)
+            start = timeline[0].change.position if timeline else position + 1
+            state = (parse(db.flow_state_changes(tx, flow, before=start))
+                     if newly or limited or query.full_state else [])
+            joined.append(_Room(flow, timeline, state, limited, start))
+        elif status == "leave" and mine is not None:
+            timeline = items[:mine[1] + 1][-max(query.limit, 1):]
+            left.append(_Room(flow, timeline, [], False, timeline[0].change.position))
+        elif status == "invite" and mine is not None:
+            invited.append(items[mine[1]])
+    if invited:
+        still = {invite[0] for invite in db.invites_for(tx, query.user)}
+        invited = [item for item in invited if item.change.flow_uuid in still]
+    renderer.load_users(tx, {query.user} | users_named(
+        item for room in (*joined, *left) for item in (*room.timeline, *room.state))
+        | users_named(invited) | {item.payload["flow"]["owner"] for item in invited})
+    rooms = Rooms()
+    for room in joined:
+        rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
+    for room in left:
+        rooms.leave[ids.room_id(room.flow, query.server)] = LeftRoom(timeline=Timeline(
+            events=renderer.all_events(room.timeline), prev_batch=ids.token(room.start - 1)))
+    for item in invited:
+        rooms.invite[ids.room_id(item.change.flow_uuid, query.server)] = InvitedRoom(
+            invite_state=Events(events=renderer.stripped(item.payload["flow"],
+                                                         item.change.actor, query.user)))
+    return SyncResult(rooms, position)
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+def messages_read(tx: Tx, server: str, viewer: str, flow: str, start: int | None,
+                  stop: int | None, backwards: bool, limit: int) -> Messages:
+    """A page of a room's timeline from token `start` towards token `stop`."""
+    if backwards:
+        rows = db.flow_changes(tx, [flow], after=stop or 0,
+                               before=None if start is None else start + 1, limit=limit,
+                               backwards=True)
+        first = start if start is not None else (rows[0].position if rows else 0)
+    else:
+        rows = db.flow_changes(tx, [flow], after=start or 0,
+                               before=None if stop is None else stop + 1, limit=limit)
+        first = start or 0
+    items = parse(sorted(rows, key=lambda row: row.position))
+    renderer = Renderer(server, viewer)
+    renderer.load_users(tx, users_named(items))
+    renderer.load_redactions(tx, flow, items)
+    chunk = renderer.all_events(items)
+    end: str | None = None
+    if backwards:
+        chunk.reverse()
+        if len(rows) == limit and rows:
+            end = ids.token(rows[-1].position - 1)
+    elif rows:
+        end = ids.token(rows[-1].position)
+    return Messages(chunk=chunk, start=ids.token(first), end=end)
+
+
+# -- state and single events ------------------------------------------------------------------
+
+
+def state_read(tx: Tx, server: str, flow: str) -> list[Event]:
+    """A room's current state events."""
+    items = parse(db.flow_state_changes(tx, flow))
+    renderer = Renderer(server)
+    renderer.load_users(tx, users_named(items))
+    return list(renderer.replay(items).values())
+
+
+def event_read(tx: Tx, server: str, viewer: str, flow: str, event_id: str) -> Event | None:
+    """One event of a room by its ID, or None."""
+    ref = ids.parse_event_id(event_id)
+    if ref is None:
+        return None
+    if ref.message:
+        rows = db.subject_changes(tx, flow, ["message_sent"], [ref.message])
+    else:
+        row = db.change_at(tx, ref.position)
+        rows = [row] if row is not None and row.flow_uuid == flow else []
+    items = parse(rows[:1])
+    renderer = Renderer(server, viewer)
+    renderer.load_users(tx, users_named(items))
+    renderer.load_redactions(tx, flow, items)
+    for event in renderer.all_events(items):
+        if event["event_id"] == event_id:
+            return event
+    return None
+
+
+def change_position(tx: Tx, flow: str, kind: str, subject: str, after: int, marker: str = "",
+                    actor: str = "") -> int | None:
+    """The position of the change a write of ours just logged, found by its payload marker
+    (or, for changes without one, by its actor)."""
+    for row in db.subject_changes(tx, flow, [kind], [subject], after=after):
+        if (not marker or marker in row.payload) and (not actor or row.actor == actor):
+            return row.position
+    return None
