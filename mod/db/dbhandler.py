@@ -201,6 +201,11 @@ def revoke_token(tx: Tx, token_hash: str) -> None:
     tx.execute(Delete(Token.sqlmeta.table, where=Token.q.token_hash == token_hash))
 
 
+def revoke_user_tokens(tx: Tx, user_uuid: str) -> int:
+    """Revoke every token of a user (log out everywhere); return how many there were."""
+    return int(tx.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == user_uuid)))
+
+
 def purge_expired(tx: Tx, now: int, txn_before: int) -> int:
     removed = tx.execute(Delete(Token.sqlmeta.table, where=Token.q.expires <= now))
     removed += tx.execute(Delete(Txn.sqlmeta.table, where=Txn.q.time_created < txn_before))
@@ -285,6 +290,42 @@ def flow_changes(tx: Tx, flow_uuids: Sequence[str], after: int = 0, before: int 
 def change_at(tx: Tx, position: int) -> ChangeRow | None:
     row = tx.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
     return _change(row) if row else None
+
+
+STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "flow_changed")
+
+
+def user_changes(tx: Tx, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
+                 limit: int) -> list[ChangeRow]:
+    """Changes in (after, upto] of some flows or about a user (their invites, joins and
+    leaves anywhere), oldest first."""
+    about = Change.q.subject == user_uuid
+    scope = OR(IN(Change.q.flow_uuid, list(flow_uuids)), about) if flow_uuids else about
+    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(Change.q.id > after, Change.q.id <= upto,
+                                                    scope),
+                         orderBy=Change.q.id, limit=limit))
+    return [_change(row) for row in rows]
+
+
+def flow_state_changes(tx: Tx, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
+    """A flow's changes of STATE_KINDS (creation, membership, title and info) before a
+    position, oldest first."""
+    where = [Change.q.flow_uuid == flow_uuid, IN(Change.q.kind, list(STATE_KINDS))]
+    if before is not None:
+        where.append(Change.q.id < before)
+    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=Change.q.id))
+    return [_change(row) for row in rows]
+
+
+def subject_changes(tx: Tx, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
+                    after: int = 0) -> list[ChangeRow]:
+    """A flow's changes of some kinds about some subjects (e.g. message uuids), oldest first."""
+    if not subjects:
+        return []
+    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(
+        Change.q.flow_uuid == flow_uuid, Change.q.id > after, IN(Change.q.kind, list(kinds)),
+        IN(Change.q.subject, list(subjects))), orderBy=Change.q.id))
+    return [_change(row) for row in rows]
 
 
 # -- flows ------------------------------------------------------------------------------------
