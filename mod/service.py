@@ -158,6 +158,16 @@ class Service:
 
         await self.engine.write(revoke)
 
+    async def logout_all(self, caller: Caller) -> None:
+        """Revoke every token of the caller, on every device."""
+
+        def revoke(tx: Any) -> None:
+            db.revoke_user_tokens(tx, caller.uuid)
+            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid, {})
+
+        await self.engine.write(revoke)
+        self.forget_tokens(caller.uuid)
+
     async def delete_user(self, caller: Caller, login: str, password: str) -> None:
         user = await self.engine.read(db.user_by_uuid, caller.uuid)
         if user is None or not password or login != user["login"]:
