@@ -26,6 +26,7 @@ from mod.db import dbhandler
 from mod.db.engine import Engine
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
+from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
 from mod.protocol.mtp.session import MTPSession, TransportAccess
 from mod.service import Service
@@ -115,7 +116,9 @@ def build_app(settings: Settings | None = None) -> Starlette:
         Route("/", status_page),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(TransportAccess)])
+    routes.extend(matrix_routes())
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
     app.state.settings = settings or _settings()
     return app
 
