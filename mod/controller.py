@@ -37,6 +37,16 @@ class MTPController:
         assert low is not None and high is not None
         self.versions = (low, high)
 
+    def refuse(self, frame: str | bytes, code: int, detail: str) -> Response:
+        """An error response to a frame that is not handled (e.g. over the rate limit). It
+        still echoes the frame's `type`, as every response to a readable frame does."""
+        try:
+            raw: Any = json.loads(frame)
+        except (ValueError, RecursionError):
+            raw = None
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        return worker.error(kind if isinstance(kind, str) else "error", code, detail)
+
     async def handle(self, frame: str | bytes) -> tuple[Response, Caller | None]:
         """The response to one frame, and the caller it authenticated as, if any."""
         try:

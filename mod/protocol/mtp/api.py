@@ -6,25 +6,42 @@ the server sends forbids them, so a response can only carry what PROTOCOL.md def
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION = "1.0"
 PROTOCOL_REVISION = "17"
 
-_IN = ConfigDict(extra="ignore")
+# Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
+# the request invalid (415) instead of being converted.
+_IN = ConfigDict(extra="ignore", strict=True)
 _OUT = ConfigDict(extra="forbid")
 
 # Generous bounds on what one request may carry, far above any honest client.
 _TEXT = 16 * 1024 * 1024
 _LIST = 10_000
 Uuid = Field(default=None, max_length=64)
+# The database keeps 64-bit integers.
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
-class UserIn(BaseModel):
+class _In(BaseModel):
+    """A request object: strict types, and no NUL in any string (PostgreSQL cannot store it,
+    and SQL drivers refuse it)."""
+
     model_config = _IN
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
+
+
+class UserIn(_In):
     uuid: str | None = Uuid
     login: str | None = Field(default=None, max_length=256)
     password: str | None = Field(default=None, max_length=4096)
@@ -34,45 +51,40 @@ class UserIn(BaseModel):
     email: str | None = Field(default=None, max_length=256)
     is_bot: bool | None = None
     auth_id: str | None = Field(default=None, max_length=256)
-    token_ttl: int | None = None
-    time_created: int | None = None
+    token_ttl: Int64 | None = None
+    time_created: Int64 | None = None
 
 
-class FlowIn(BaseModel):
-    model_config = _IN
-
+class FlowIn(_In):
     uuid: str | None = Uuid
-    time: int | None = None
+    time: Int64 | None = None
     type: str | None = Field(default=None, max_length=32)
     title: str | None = Field(default=None, max_length=4096)
     info: str | None = Field(default=None, max_length=65536)
     owner: str | None = Uuid
-    users: list[str] | None = Field(default=None, max_length=_LIST)
-    message_start: int | None = None
-    message_end: int | None = None
+    users: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=_LIST)
+    message_start: Int64 | None = None
+    message_end: Int64 | None = None
 
 
-class MessageIn(BaseModel):
-    model_config = _IN
-
+class MessageIn(_In):
     uuid: str | None = Uuid
     client_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     text: str | None = Field(default=None, max_length=_TEXT)
     from_user: str | None = Uuid
     from_flow: str | None = Uuid
-    time: int | None = None
+    time: Int64 | None = None
     file_picture: str | None = Field(default=None, max_length=_TEXT)
     file_video: str | None = Field(default=None, max_length=_TEXT)
     file_audio: str | None = Field(default=None, max_length=_TEXT)
     file_document: str | None = Field(default=None, max_length=_TEXT)
     emoji: str | None = Field(default=None, max_length=_TEXT)
-    edited_time: int | None = None
+    edited_time: Int64 | None = None
     edited_status: bool | None = None
 
 
-class DataIn(BaseModel):
-    model_config = _IN
-
+class DataIn(_In):
     time: int | None = Field(default=None, ge=0, lt=2**63)
     flow: list[FlowIn] | None = Field(default=None, max_length=_LIST)
     message: list[MessageIn] | None = Field(default=None, max_length=_LIST)
@@ -80,16 +92,12 @@ class DataIn(BaseModel):
     meta: Any = None
 
 
-class JsonapiIn(BaseModel):
-    model_config = _IN
-
+class JsonapiIn(_In):
     version: str = Field(max_length=16)
     revision: str | None = Field(default=None, max_length=16)
 
 
-class Request(BaseModel):
-    model_config = _IN
-
+class Request(_In):
     type: str = Field(max_length=64)
     data: DataIn | None = None
     jsonapi: JsonapiIn

@@ -147,7 +147,8 @@ class MTPSession:
                 await self._close(CLOSE_TOO_BIG, "Frame too big")
                 return
             if not self.limit.allow():
-                self.enqueue(worker.error("error", 429, "Too many requests; slow down").dump())
+                self.enqueue(self.controller.refuse(frame, 429,
+                                                    "Too many requests; slow down").dump())
                 continue
             response, caller = await self.controller.handle(frame)
             if caller is not None and caller.uuid != self.user_uuid and not self.closing:
