@@ -78,13 +78,8 @@ def display_uri(uri: str) -> str:
 
 
 def close(engine: Engine) -> None:
-    """Close every connection a command opened: its own, and SQLObject's pool."""
+    """Close every connection a command opened."""
     engine.stop()
-    # The engine keeps one connection per thread and has no public way to close the calling
-    # thread's; the server never needs one, since its threads end with the process.
-    engine._drop_thread_tx()
-    with contextlib.suppress(Exception):
-        engine.connection.close()
 
 
 class Database:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -194,6 +195,8 @@ class Engine:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(settings.readers, thread_name_prefix="db-read")
         self._local = _ThreadState()
+        self._lock = threading.Lock()
+        self._opened: list[Tx] = []
         self._writer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         module = self.connection.module
@@ -220,11 +223,16 @@ class Engine:
         tx = self._local.tx
         if tx is None:
             tx = self._local.tx = self.open_tx()
+            with self._lock:
+                self._opened.append(tx)
         return tx
 
     def _drop_thread_tx(self) -> None:
         tx, self._local.tx = self._local.tx, None
         if tx is not None:
+            with self._lock:
+                if tx in self._opened:
+                    self._opened.remove(tx)
             with contextlib.suppress(Exception):
                 tx.raw.close()
 
@@ -239,11 +247,20 @@ class Engine:
         self._writer.start()
 
     def stop(self) -> None:
+        """Finish the writes in flight, then close every connection the engine opened."""
         if self._writer is not None:
             self._jobs.put(None)
             self._writer.join(timeout=10)
             self._writer = None
         self._readers.shutdown(wait=True)
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for tx in opened:
+            with contextlib.suppress(Exception):
+                tx.raw.close()
+        self._local.tx = None
+        with contextlib.suppress(Exception):
+            self.connection.close()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -269,7 +286,7 @@ class Engine:
     def read_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
                   **kwargs: Args.kwargs) -> T:
         """Run a read on the calling thread (for manage.py, never on the event loop)."""
-        return self._run_read(fn, args)
+        return self._run_read(functools.partial(fn, **kwargs), args)
 
     # -- writes ------------------------------------------------------------------------------
 
