@@ -23,7 +23,7 @@ from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
 from mod.controller import MTPController
 from mod.db import dbhandler
-from mod.db.engine import Engine
+from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.protocol.matrix import MatrixCORS, matrix_routes
@@ -43,11 +43,17 @@ class Runtime:
 
 
 def _settings() -> Settings:
+    """The configuration, and a database that answers; else one line and exit status 1."""
     try:
-        return load_settings()
+        settings = load_settings()
+        probe(settings.database.uri)
     except ConfigError as exc:
         print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except DatabaseUnreachable as exc:
+        print(f"Morelia Server cannot start: [DATABASE] URI: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return settings
 
 
 async def _open(settings: Settings) -> Runtime:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
@@ -96,6 +97,27 @@ def connection_for(uri: str) -> DBConnection:
     if connection.dbName == "postgres" and not connection.use_dsn:
         connection.dsn_dict.setdefault("connect_timeout", 3)
     return connection
+
+
+class DatabaseUnreachable(Exception):
+    """The configured database cannot be opened; the message is one line for the operator."""
+
+
+def probe(uri: str) -> None:
+    """Open and close one connection to `uri`, or raise DatabaseUnreachable saying why."""
+    try:
+        connection = connection_for(uri)
+        if connection.dbName == "sqlite" and connection.filename != ":memory:":
+            parent = Path(connection.filename).parent
+            if not parent.is_dir():
+                raise DatabaseUnreachable(f"there is no directory {parent}")
+        connection.makeConnection().close()
+        connection.close()
+    except DatabaseUnreachable:
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise DatabaseUnreachable(lines[0]) from None
 
 
 class Tx:
