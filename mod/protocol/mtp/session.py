@@ -71,7 +71,8 @@ class TransportAccess:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if isinstance(transport, asyncio.WriteTransport):
+            # Duck-typed: uvloop's transports are not asyncio.WriteTransport subclasses.
+            if hasattr(transport, "abort") and hasattr(transport, "get_write_buffer_size"):
                 scope[TRANSPORT_KEY] = transport
         await self.app(scope, receive, send)
 
