@@ -59,6 +59,30 @@ def users_named(items: Iterable[Parsed]) -> set[str]:
     return found
 
 
+def event_count(item: Parsed) -> int:
+    """How many events a change renders as (without rendering it)."""
+    kind = item.change.kind
+    if kind == "flow_created":
+        flow = item.payload["flow"]
+        return MEMBERS_FROM - 2 + bool(flow["title"]) + bool(flow["info"]) + len(
+            [user for user in flow["users"] if user != flow["owner"]])
+    if kind == "flow_changed":
+        return 2
+    return 1 if kind in MEMBERSHIP or kind.startswith("message_") else 0
+
+
+def fitting(items: Sequence[Parsed], limit: int) -> int:
+    """How many of these changes, from the first, fit in `limit` events. The first always
+    fits (a room's creation stays whole), unless the limit is 0."""
+    count = total = 0
+    for item in items:
+        size = event_count(item)
+        if limit <= 0 or (count and total + size > limit):
+            break
+        count, total = count + 1, total + size
+    return count
+
+
 @dataclass
 class Renderer:
     """Renders changes for one reader: `viewer` tags the token asking, for transaction IDs."""

@@ -22,7 +22,7 @@ from mod.protocol.matrix.api import (
     Rooms,
     Timeline,
 )
-from mod.protocol.matrix.events import Parsed, Renderer, parse, users_named
+from mod.protocol.matrix.events import Parsed, Renderer, fitting, parse, users_named
 
 # At most this many changes per incremental sync; the rest comes with the next one.
 SYNC_BATCH = 1000
@@ -66,12 +66,18 @@ def sync_read(tx: Tx, query: SyncQuery) -> SyncResult:
     return _incremental(tx, query, renderer)
 
 
+def _newest(items: list[Parsed], limit: int) -> list[Parsed]:
+    """The newest of a room's changes (oldest first) whose events fit in the timeline."""
+    count = fitting(items[::-1], limit)
+    return items[len(items) - count:]
+
+
 def _window(tx: Tx, flow: str, upto: int, limit: int) -> tuple[list[Parsed], bool]:
     rows = db.flow_changes(tx, [flow], before=upto + 1, limit=limit + 1, backwards=True)
-    limited = len(rows) > limit
-    rows = rows[:limit]
     rows.reverse()
-    return parse(rows), limited
+    items = parse(rows)
+    timeline = _newest(items, limit)
+    return timeline, len(timeline) < len(items)
 
 
 def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
@@ -141,14 +147,14 @@ def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
         status = JOINS[mine[0]] if mine else ("join" if flow in member_set else "")
         if status == "join":
             newly = mine is not None
-            timeline = items[-query.limit:] if query.limit else []
+            timeline = _newest(items, query.limit)
             limited = len(timeline) < len(items)
             start = timeline[0].change.position if timeline else position + 1
             state = (parse(db.flow_state_changes(tx, flow, before=start))
                      if newly or limited or query.full_state else [])
             joined.append(_Room(flow, timeline, state, limited, start))
         elif status == "leave" and mine is not None:
-            timeline = items[:mine[1] + 1][-max(query.limit, 1):]
+            timeline = _newest(items[:mine[1] + 1], max(query.limit, 1))
             left.append(_Room(flow, timeline, [], False, timeline[0].change.position))
         elif status == "invite" and mine is not None:
             invited.append(items[mine[1]])
@@ -186,18 +192,23 @@ def messages_read(tx: Tx, server: str, viewer: str, flow: str, start: int | None
         rows = db.flow_changes(tx, [flow], after=start or 0,
                                before=None if stop is None else stop + 1, limit=limit)
         first = start or 0
-    items = parse(sorted(rows, key=lambda row: row.position))
+    items = parse(rows)
+    count = fitting(items, limit)
+    more = count < len(items) or len(rows) == limit
+    items = items[:count]
+    end: str | None = None
+    if backwards:
+        items.reverse()
+        if more and items:
+            end = ids.token(items[0].change.position - 1)
+    elif items:
+        end = ids.token(items[-1].change.position)
     renderer = Renderer(server, viewer)
     renderer.load_users(tx, users_named(items))
     renderer.load_redactions(tx, flow, items)
     chunk = renderer.all_events(items)
-    end: str | None = None
     if backwards:
         chunk.reverse()
-        if len(rows) == limit and rows:
-            end = ids.token(rows[-1].position - 1)
-    elif rows:
-        end = ids.token(rows[-1].position)
     return Messages(chunk=chunk, start=ids.token(first), end=end)
 
 

@@ -1,0 +1,184 @@
+"""Matrix /sync end to end: initial and incremental batches, the long-poll that really waits
+and wakes at once, timeline filters, invites, and room state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import nio
+import pytest
+
+from tests.support import DATABASE_KINDS, ServerProcess
+from tests.test_matrix_support import (
+    Matrix,
+    events_of,
+    matrix_server,
+    matrix_session,
+    sources,
+)
+
+pytestmark = pytest.mark.anyio
+
+V3 = "/_matrix/client/v3"
+
+
+@pytest.fixture(scope="module", params=DATABASE_KINDS)
+def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[ServerProcess]:
+    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
+        yield server
+
+
+@pytest.fixture
+async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
+    async for matrix in matrix_session(mx_server):
+        yield matrix
+
+
+async def say(client: nio.AsyncClient, room: str, body: str) -> str:
+    response = await client.room_send(room, "m.room.message",
+                                      {"msgtype": "m.text", "body": body})
+    assert isinstance(response, nio.RoomSendResponse), response
+    return str(response.event_id)
+
+
+async def test_initial_sync_has_state_and_timeline(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, bob, name="Lobby", topic="Say hi")
+    await say(alice, room, "first")
+    await say(bob, room, "second")
+    response = await bob.sync(timeout=0)
+    assert isinstance(response, nio.SyncResponse), response
+    assert response.next_batch.startswith("s")
+    joined = response.rooms.join[room]
+    bodies = [event.body for event in joined.timeline.events
+              if isinstance(event, nio.RoomMessageText)]
+    assert bodies == ["first", "second"]
+    assert bob.rooms[room].name == "Lobby" and bob.rooms[room].topic == "Say hi"
+    assert bob.rooms[room].room_version == "10"
+    assert bob.rooms[room].power_levels.users == {alice.user_id: 100}
+    assert bob.rooms[room].join_rule == "public"
+
+
+async def test_incremental_sync_returns_only_what_is_new(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, bob)
+    await bob.sync(timeout=0)
+    since = bob.next_batch
+    nothing = await bob.sync(timeout=0, since=since)
+    assert isinstance(nothing, nio.SyncResponse)
+    assert room not in nothing.rooms.join
+    assert nothing.next_batch >= since
+    event_id = await say(alice, room, "news")
+    response = await bob.sync(timeout=0, since=nothing.next_batch)
+    assert isinstance(response, nio.SyncResponse)
+    assert [event["event_id"] for event in sources(events_of(response, room))] == [event_id]
+    assert response.rooms.join[room].state == []
+    assert not response.rooms.join[room].timeline.limited
+
+
+async def test_long_poll_waits_then_wakes_at_once(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, bob)
+    other = await mx.room(alice)
+    await bob.sync(timeout=0)
+
+    started = time.monotonic()
+    idle = await bob.sync(timeout=1200, since=bob.next_batch)
+    waited = time.monotonic() - started
+    assert isinstance(idle, nio.SyncResponse)
+    assert 1.1 <= waited < 3, waited
+    assert not idle.rooms.join
+
+    poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
+    await asyncio.sleep(0.3)
+    await say(alice, other, "bob is not in this room")  # does not end bob's wait
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    sent_at = time.monotonic()
+    event_id = await say(alice, room, "wake up")
+    response = await asyncio.wait_for(poll, 3)
+    latency = time.monotonic() - sent_at
+    assert isinstance(response, nio.SyncResponse)
+    assert [event["event_id"] for event in sources(events_of(response, room))] == [event_id]
+    assert latency < 0.5, latency
+
+
+async def test_timeline_limit_filter(mx: Matrix) -> None:
+    alice = await mx.user()
+    room = await mx.room(alice)
+    for n in range(6):
+        await say(alice, room, f"m{n}")
+    response = await alice.sync(timeout=0, sync_filter={"room": {"timeline": {"limit": 2}}})
+    assert isinstance(response, nio.SyncResponse)
+    timeline = response.rooms.join[room].timeline
+    assert [event.body for event in timeline.events] == ["m4", "m5"]
+    assert timeline.limited and timeline.prev_batch
+    # The state before the window still names the room's creator and members.
+    assert alice.rooms[room].room_version == "10"
+    assert alice.user_id in alice.rooms[room].users
+
+    for n in range(6, 10):
+        await say(alice, room, f"m{n}")
+    uploaded = await alice.upload_filter(room={"timeline": {"limit": 3}})
+    assert isinstance(uploaded, nio.UploadFilterResponse), uploaded
+    later = await alice.sync(timeout=0, since=response.next_batch,
+                             sync_filter=uploaded.filter_id)
+    assert isinstance(later, nio.SyncResponse)
+    timeline = later.rooms.join[room].timeline
+    assert [event.body for event in timeline.events] == ["m7", "m8", "m9"]
+    assert timeline.limited
+    kept = await mx.raw("GET", f"{V3}/user/{alice.user_id}/filter/{uploaded.filter_id}",
+                        alice.access_token)
+    assert kept.json()["room"] == {"timeline": {"limit": 3}}
+
+
+async def test_invites_arrive_in_sync(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, name="invite only")
+    await bob.sync(timeout=0)
+    poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
+    await asyncio.sleep(0.2)
+    assert isinstance(await alice.room_invite(room, bob.user_id), nio.RoomInviteResponse)
+    response = await asyncio.wait_for(poll, 3)
+    assert isinstance(response, nio.SyncResponse)
+    assert room in response.rooms.invite
+    assert bob.invited_rooms[room].name == "invite only"
+    members = {event.state_key: event.membership
+               for event in response.rooms.invite[room].invite_state
+               if isinstance(event, nio.InviteMemberEvent)}
+    assert members == {alice.user_id: "join", bob.user_id: "invite"}
+    # The invite shows once; joining moves the room to `join` with its full state.
+    await bob.join(room)
+    joined = await bob.sync(timeout=0, since=bob.next_batch)
+    assert isinstance(joined, nio.SyncResponse)
+    assert room in joined.rooms.join and room not in joined.rooms.invite
+    assert bob.rooms[room].name == "invite only"
+    assert room not in bob.invited_rooms
+
+
+async def test_name_and_topic_changes_in_sync(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, bob, name="before")
+    await bob.sync(timeout=0)
+    await alice.room_put_state(room, "m.room.name", {"name": "after"})
+    await alice.room_put_state(room, "m.room.topic", {"topic": "a topic"})
+    response = await bob.sync(timeout=1000, since=bob.next_batch)
+    assert isinstance(response, nio.SyncResponse)
+    for _ in range(3):
+        if bob.rooms[room].topic == "a topic":
+            break
+        await bob.sync(timeout=1000, since=bob.next_batch)
+    assert bob.rooms[room].name == "after" and bob.rooms[room].topic == "a topic"
+
+
+async def test_full_state(mx: Matrix) -> None:
+    alice = await mx.user()
+    room = await mx.room(alice, name="full")
+    await alice.sync(timeout=0)
+    response = await alice.sync(timeout=0, since=alice.next_batch, full_state=True)
+    assert isinstance(response, nio.SyncResponse)
+    kinds = {event.source["type"] for event in response.rooms.join[room].state}
+    assert {"m.room.create", "m.room.member", "m.room.name", "m.room.power_levels"} <= kinds
