@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 PROTOCOL_VERSION = "1.0"
 PROTOCOL_REVISION = "17"
@@ -195,7 +195,13 @@ class Response(BaseModel):
     jsonapi: JsonapiOut
     meta: PushMeta | None
 
+    _text: str | None = PrivateAttr(default=None)
+
     def dump(self) -> str:
         # Unset optional keys of the inner objects are left out; the envelope's five keys and
-        # data's `time` and `meta` are always set, so they always appear.
-        return self.model_dump_json(exclude_unset=True)
+        # data's `time` and `meta` are always set, so they always appear. The text is made
+        # once (a response is not changed after its first dump), so a large one can be
+        # rendered off the event loop beforehand.
+        if self._text is None:
+            self._text = self.model_dump_json(exclude_unset=True)
+        return self._text
