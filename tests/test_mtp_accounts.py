@@ -363,9 +363,12 @@ async def test_delete_user_anonymises_revokes_and_frees_the_login(clients: Clien
 
 
 async def test_delete_user_then_old_token_is_refused_for_every_method(
-        clients: Clients) -> None:
+        mtp: ServerProcess, clients: Clients) -> None:
     alice = await clients.user("gone")
     expect_reply(await delete(alice), "delete_user", 200)
+    # The password hash is destroyed and no token is left.
+    assert query(mtp, f"SELECT password_hash FROM users WHERE uuid = '{alice.uuid}'") == [("",)]
+    assert query(mtp, f"SELECT * FROM tokens WHERE user_uuid = '{alice.uuid}'") == []
     for kind in ("get_update", "all_flow", "user_info", "delete_user", "ping_pong"):
         expect_reply(await alice.call(kind), kind, 401)
 

@@ -289,6 +289,8 @@ async def test_responses_come_in_request_order(clients: Clients) -> None:
         reply = expect_reply(await alice.response(), kind, code)
         if client_id is not None:
             assert reply["data"]["message"][0]["client_id"] == client_id
+    # Exactly one response each: the next one answers the next request.
+    expect_reply(await alice.call("all_flow"), "all_flow", 200)
 
 
 async def test_concurrent_connections_each_get_their_own_answers(clients: Clients) -> None:
