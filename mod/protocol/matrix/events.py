@@ -147,8 +147,9 @@ class Renderer:
 
     def _base(self, item: Parsed, event_id: str, kind: str, sender: str,
               content: dict[str, Any]) -> Event:
+        stamp = (item.payload.get("mx") or {}).get("ts") or item.change.time * 1000
         return {"type": kind, "event_id": event_id, "sender": self.user_id(sender),
-                "origin_server_ts": item.change.time * 1000, "content": content,
+                "origin_server_ts": stamp, "content": content,
                 "room_id": ids.room_id(item.change.flow_uuid, self.server)}
 
     def _state(self, item: Parsed, index: int | None, kind: str, content: dict[str, Any],

@@ -3,7 +3,8 @@
 An `m.room.message` becomes an MTP message whose text is the event's `body`; an edit becomes
 `edited_message`, a redaction `delete_message`. The full Matrix content, the transaction ID
 and a one-way tag of the sending token travel in the change's payload under "mx", so Matrix
-readers get back exactly what was sent, and the sender its `unsigned.transaction_id`.
+readers get back exactly what was sent, and the sender its `unsigned.transaction_id`; so does
+the time the server took the event in, in milliseconds, for `origin_server_ts`.
 
 Retries are safe per access token and transaction ID: a new message through the service's
 retry key (in the same transaction as the message), an edit or redaction through the
@@ -34,7 +35,7 @@ def _key(call: Call, what: str, flow: str) -> str:
 
 
 def _extra(call: Call, mark: str = "", **more: Any) -> dict[str, Any]:
-    extra: dict[str, Any] = {"txn": call.param("txnId"),
+    extra: dict[str, Any] = {"txn": call.param("txnId"), "ts": int(time.time() * 1000),
                              "tok": token_digest(call.caller.token_hash), **more}
     if mark:
         extra["mark"] = mark
