@@ -195,7 +195,7 @@ class Service:
         found = {user["uuid"] for user in users}
         profiles = []
         for user in users:
-            profile = db.public_profile(user)
+            profile = {**db.public_profile(user), "login": user["login"]}
             if user["uuid"] == caller.uuid:
                 profile["email"] = user["email"]
             profiles.append(profile)

@@ -122,7 +122,7 @@ async def test_matrix_to_mtp(mx: Matrix) -> None:
     # join
     assert isinstance(await writer.join(room), nio.JoinResponse)
     joined = await push_of(owner, "flow joined")
-    assert joined["data"]["user"][0]["login"] == writer.user
+    assert joined["data"]["user"][0]["username"] == writer.user
     writer_uuid = joined["data"]["user"][0]["uuid"]
     assert writer_uuid in joined["data"]["flow"][0]["users"]
 

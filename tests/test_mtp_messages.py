@@ -352,7 +352,7 @@ async def test_get_update_holds_only_the_callers_flows(clients: Clients) -> None
     assert [m["text"] for m in data["message"]] == ["for bob"]
     assert {u["uuid"] for u in data["user"]} == {alice.uuid, bob.uuid}
     for profile in data["user"]:
-        assert set(profile) >= PUBLIC_PROFILE
+        assert set(profile) == PUBLIC_PROFILE
         assert "email" not in profile and "password" not in profile
         assert "auth_id" not in profile
 

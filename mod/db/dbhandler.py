@@ -403,7 +403,8 @@ def flow_members(tx: Tx, flow_uuid: str) -> list[str]:
 
 
 def public_profile(user: UserRow) -> dict[str, Any]:
-    return {"uuid": user["uuid"], "login": user["login"], "username": user["username"],
+    """What every member of a shared flow may see of a user (get_update, push)."""
+    return {"uuid": user["uuid"], "username": user["username"],
             "is_bot": user["is_bot"], "avatar": user["avatar"], "bio": user["bio"],
             "time_created": user["time_created"]}
 
