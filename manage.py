@@ -224,6 +224,7 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
         ws_max_size=settings.server.max_frame_size,
         ws_ping_interval=settings.server.ping_interval,
         ws_ping_timeout=settings.server.ping_timeout,
+        ws_per_message_deflate=settings.server.compression,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -196,3 +197,13 @@ def test_the_server_exits_with_that_one_line(clean: Path) -> None:
     assert len(lines) == 1, output
     assert "[PROTOCOL] MESSAGES_LIMIT" in lines[0], output
     assert not (clean / "morelia.db").exists()
+
+
+def test_example_config_documents_every_setting() -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "example_config.ini", encoding="utf-8")
+    documented = {(section.lower(), key) for section in parser.sections()
+                  for key in parser[section]}
+    defined = {(section, key) for section, model in Settings.model_fields.items()
+               for key in model.annotation.model_fields}  # type: ignore[union-attr]
+    assert documented == defined

@@ -24,6 +24,7 @@ class Server(BaseModel):
     send_queue_bytes: Positive = 8 * 1024 * 1024
     ping_interval: Annotated[float, Field(gt=0)] = 20.0
     ping_timeout: Annotated[float, Field(gt=0)] = 20.0
+    compression: bool = False
 
 
 class Database(BaseModel):
