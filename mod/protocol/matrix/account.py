@@ -203,4 +203,5 @@ async def set_displayname(call: Call) -> Empty:
         raise MatrixError(400, Code.INVALID_PARAM,
                           f"A display name is at most {MAX_DISPLAYNAME} characters")
     await call.service.set_username(call.caller, body.displayname)
+    call.matrix.users.forget(call.caller.uuid)
     return Empty()

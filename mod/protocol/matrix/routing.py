@@ -38,6 +38,7 @@ from mod.protocol.matrix.errors import (
     missing_token,
     unrecognized,
 )
+from mod.protocol.matrix.streams import IDLE, Streams, UserCache
 from mod.service import Caller, Service
 
 CLIENT = "/_matrix/client"
@@ -70,6 +71,8 @@ class Matrix:
         self.service = runtime.service
         self.engine = runtime.engine
         self.hub = runtime.hub
+        self.streams = Streams(runtime.hub, max(IDLE, 2 * self.settings.sync_timeout_max))
+        self.users = UserCache(runtime.engine)
 
 
 def matrix_of(request: Request) -> Matrix:

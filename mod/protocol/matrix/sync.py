@@ -1,9 +1,10 @@
 """Matrix `/sync` and filters.
 
-`next_batch` is the change-log position the batch covers (`s<position>`). An incremental sync
-with nothing for the user waits: it listens on the hub like an MTP connection does, so a
-change that concerns the user — whichever protocol or process made it — ends the wait at
-once, and changes that do not concern them cost nothing.
+`next_batch` is the change-log position the batch covers (`s<position>`). Each syncing user
+has a stream on the hub, like an MTP connection (`streams.UserStream`): an incremental sync
+takes its batch from it when it can (no database round trip), and one with nothing for the
+user waits on it, so a change that concerns the user — whichever protocol or process made
+it — ends the wait at once, and changes that do not concern them cost nothing.
 
 Filters are not stored: a filter ID is the filter itself, URL-safe base64 of its JSON, so
 any process reads it back. Of a filter, the room timeline `limit` is honoured.
@@ -19,31 +20,16 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mod.db.engine import ChangeRow
 from mod.protocol.matrix import ids, views
-from mod.protocol.matrix.api import Filter, FilterId, SyncReply
+from mod.protocol.matrix.api import Filter, FilterId, Rooms, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.routing import Call, route, validate
+from mod.protocol.matrix.streams import UserStream
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 500
 MAX_FILTER = 8192
-
-
-class _Waiter:
-    """A hub listener for one long-polling /sync: notes that something for the user came."""
-
-    __slots__ = ("event", "latest", "user_uuid")
-
-    def __init__(self, user_uuid: str) -> None:
-        self.user_uuid = user_uuid
-        self.latest = 0
-        self.event = asyncio.Event()
-
-    def deliver(self, change: ChangeRow) -> None:
-        self.latest = max(self.latest, change.position)
-        self.event.set()
 
 
 def _filter(value: str | None) -> Filter:
@@ -89,28 +75,43 @@ async def sync(call: Call) -> SyncReply:
     full_state = call.query("full_state") == "true"
     matrix = call.matrix
     caller = call.caller
+    viewer = token_digest(caller.token_hash)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    waiter = _Waiter(caller.uuid)
-    matrix.hub.register(waiter)
+    stream = matrix.streams.open(caller.uuid)
     try:
+        if since is not None:
+            stream.acknowledge(since)
         while True:
             upto = max(matrix.hub.position, since or 0)
-            waiter.event.clear()
-            result = await matrix.engine.read(views.sync_read, views.SyncQuery(
-                caller.uuid, token_digest(caller.token_hash), matrix.server_name, since, upto,
-                limit, full_state))
+            query = views.SyncQuery(caller.uuid, viewer, matrix.server_name, since, upto, limit,
+                                    full_state)
+            result = await _batch(call, query, stream)
             remaining = deadline - loop.time()
             if since is None or full_state or not result.empty or remaining <= 0:
                 break
-            if waiter.latest <= upto:
+            if not stream.newer_than(upto):
+                stream.event.clear()
                 try:
-                    await asyncio.wait_for(waiter.event.wait(), remaining)
+                    await asyncio.wait_for(stream.event.wait(), remaining)
                 except TimeoutError:
                     break
     finally:
-        matrix.hub.unregister(waiter)
+        matrix.streams.close(stream)
     return SyncReply(next_batch=ids.token(result.position), rooms=result.rooms)
+
+
+async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> views.SyncResult:
+    """One batch: from the user's stream in memory when it covers the request and needs no
+    room state, else from the database."""
+    if query.since is not None and not query.full_state and stream.covers(query.since):
+        changes = stream.between(query.since, query.upto)
+        if not changes:
+            return views.SyncResult(Rooms(), query.upto)
+        batch = views.batch_from_changes(changes, query)
+        if batch is not None:
+            return views.render_batch(batch, query, await call.matrix.users.get(batch.users))
+    return await call.matrix.engine.read(views.sync_read, query)
 
 
 @route("POST", "/user/{userId}/filter")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mod.db import dbhandler as db
-from mod.db.engine import Tx
+from mod.db.engine import ChangeRow, Tx
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import (
     Event,
@@ -175,6 +175,56 @@ def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
             invite_state=Events(events=renderer.stripped(item.payload["flow"],
                                                          item.change.actor, query.user)))
     return SyncResult(rooms, position)
+
+
+# -- incremental sync from memory -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Batch:
+    """An incremental batch built from the changes the hub delivered (`streams.UserStream`)."""
+
+    joined: list[_Room]
+    left: list[_Room]
+    users: set[str]
+
+
+def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | None:
+    """The batch these changes make, when it needs nothing from the database: no room the
+    user newly joined or was invited to, and no timeline over the limit (those need state).
+    None otherwise."""
+    by_flow: dict[str, list[Parsed]] = {}
+    for item in parse(changes):
+        if item.change.flow_uuid:
+            by_flow.setdefault(item.change.flow_uuid, []).append(item)
+    joined: list[_Room] = []
+    left: list[_Room] = []
+    for flow, items in by_flow.items():
+        mine = _my_membership(items, query.user)
+        if mine is None:
+            # The hub delivers a flow's changes to its members: the user is one.
+            timeline = _newest(items, query.limit)
+            if len(timeline) < len(items):
+                return None
+            joined.append(_Room(flow, timeline, [], False, timeline[0].change.position))
+        elif mine[0] == "flow_left":
+            timeline = _newest(items[:mine[1] + 1], max(query.limit, 1))
+            left.append(_Room(flow, timeline, [], False, timeline[0].change.position))
+        else:
+            return None
+    users = users_named(item for room in (*joined, *left) for item in room.timeline)
+    return Batch(joined, left, users)
+
+
+def render_batch(batch: Batch, query: SyncQuery, users: dict[str, db.UserRow]) -> SyncResult:
+    renderer = Renderer(query.server, query.viewer, users)
+    rooms = Rooms()
+    for room in batch.joined:
+        rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
+    for room in batch.left:
+        rooms.leave[ids.room_id(room.flow, query.server)] = LeftRoom(timeline=Timeline(
+            events=renderer.all_events(room.timeline), prev_batch=ids.token(room.start - 1)))
+    return SyncResult(rooms, query.upto)
 
 
 # -- history ----------------------------------------------------------------------------------

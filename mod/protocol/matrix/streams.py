@@ -1,0 +1,127 @@
+"""What the Matrix side keeps in memory to answer /sync without a database round trip.
+
+- `UserStream`: a hub listener per syncing user, like an MTP connection. It keeps the
+  changes the hub delivered for that user since it was registered, so an incremental /sync
+  whose `since` it covers takes its batch from memory, and a long-poll wakes on `event`.
+  It holds at most KEEP changes; a /sync that asks for more goes to the database.
+- `UserCache`: user rows for rendering events (logins, display names), for a few seconds.
+
+Both are only ever an optimisation: the change log stays the truth, and whatever they
+cannot answer is read from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow, Engine
+from mod.hub import Hub
+
+KEEP = 512
+IDLE = 120.0
+USER_TTL = 10.0
+USER_CACHE = 20_000
+
+
+class UserStream:
+    """The changes the hub delivered for one user, newest last."""
+
+    __slots__ = ("busy", "changes", "dropped", "event", "used", "user_uuid")
+
+    def __init__(self, user_uuid: str, position: int) -> None:
+        self.user_uuid = user_uuid
+        self.changes: deque[ChangeRow] = deque()
+        # Changes at or before this position may be missing (before registration or dropped).
+        self.dropped = position
+        self.event = asyncio.Event()
+        self.used = time.monotonic()
+        self.busy = 0
+
+    def deliver(self, change: ChangeRow) -> None:
+        self.changes.append(change)
+        if len(self.changes) > KEEP:
+            self.dropped = self.changes.popleft().position
+        self.event.set()
+
+    def covers(self, since: int) -> bool:
+        return since >= self.dropped
+
+    def acknowledge(self, since: int) -> None:
+        """A client has everything up to `since`: older changes need not be kept."""
+        while self.changes and self.changes[0].position <= since:
+            self.dropped = max(self.dropped, self.changes.popleft().position)
+
+    def between(self, since: int, upto: int) -> list[ChangeRow]:
+        return [change for change in self.changes if since < change.position <= upto]
+
+    def newer_than(self, position: int) -> bool:
+        return bool(self.changes) and self.changes[-1].position > position
+
+
+class Streams:
+    """One `UserStream` per user who syncs here; idle ones are dropped."""
+
+    def __init__(self, hub: Hub, idle: float = IDLE) -> None:
+        self.hub = hub
+        self.idle = idle
+        self._streams: dict[str, UserStream] = {}
+        self._swept = time.monotonic()
+
+    def open(self, user_uuid: str) -> UserStream:
+        clock = time.monotonic()
+        stream = self._streams.get(user_uuid)
+        if stream is None:
+            stream = self._streams[user_uuid] = UserStream(user_uuid, self.hub.position)
+            self.hub.register(stream)
+        stream.used = clock
+        stream.busy += 1
+        if clock - self._swept > self.idle / 4:
+            self._sweep(clock)
+        return stream
+
+    def close(self, stream: UserStream) -> None:
+        stream.busy -= 1
+        stream.used = time.monotonic()
+
+    def _sweep(self, clock: float) -> None:
+        self._swept = clock
+        for user_uuid, stream in list(self._streams.items()):
+            if not stream.busy and clock - stream.used > self.idle:
+                self.hub.unregister(stream)
+                del self._streams[user_uuid]
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
+class UserCache:
+    """User rows by uuid, each kept USER_TTL seconds."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._rows: dict[str, tuple[db.UserRow, float]] = {}
+
+    async def get(self, uuids: Iterable[str]) -> dict[str, db.UserRow]:
+        clock = time.monotonic()
+        found: dict[str, db.UserRow] = {}
+        missing = []
+        for uuid in uuids:
+            entry = self._rows.get(uuid)
+            if entry is not None and clock - entry[1] < USER_TTL:
+                found[uuid] = entry[0]
+            else:
+                missing.append(uuid)
+        if missing:
+            if len(self._rows) + len(missing) > USER_CACHE:
+                self._rows.clear()
+            for user in await self.engine.read(db.users_by_uuid, missing):
+                found[user["uuid"]] = user
+                self._rows[user["uuid"]] = (user, clock)
+        return found
+
+    def forget(self, uuid: str) -> None:
+        self._rows.pop(uuid, None)
