@@ -90,6 +90,13 @@ async def test_bad_bodies(mx: Matrix) -> None:
            400, "M_MISSING_PARAM")
     expect(await mx.raw("POST", V3 + "/createRoom", token, content=b"x" * 70000), 413,
            "M_TOO_LARGE")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1000
+
+    expect(await mx.raw("POST", V3 + "/createRoom", token, content=chunks()), 413,
+           "M_TOO_LARGE")
     room = await mx.room(user)
     send = f"{V3}/rooms/{room}/send/m.room.message/txn1"
     expect(await mx.raw("PUT", send, token, json={"msgtype": "m.text"}), 400,

@@ -182,3 +182,35 @@ async def test_full_state(mx: Matrix) -> None:
     assert isinstance(response, nio.SyncResponse)
     kinds = {event.source["type"] for event in response.rooms.join[room].state}
     assert {"m.room.create", "m.room.member", "m.room.name", "m.room.power_levels"} <= kinds
+
+
+async def test_batches_from_memory_and_from_the_log_agree(mx: Matrix) -> None:
+    alice, bob, carol = await mx.user(), await mx.user(), await mx.user()
+    room = await mx.room(alice, bob, name="agree")
+    path = f"{V3}/sync"
+    first = (await mx.raw("GET", path, bob.access_token)).json()
+    start = first["next_batch"]
+    original = await say(alice, room, "one")
+    await say(bob, room, "two")
+    await alice.room_send(room, "m.room.message", {
+        "msgtype": "m.text", "body": "* uno", "m.new_content": {"msgtype": "m.text",
+                                                               "body": "uno"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original}})
+    await alice.room_redact(room, original)
+    await carol.join(room)
+    await carol.room_leave(room)
+    await alice.room_put_state(room, "m.room.topic", {"topic": "agreed"})
+
+    # From the user's stream in memory (it has every change since the first sync) ...
+    from_memory = (await mx.raw("GET", path, bob.access_token, params={"since": start})).json()
+    later = from_memory["next_batch"]
+    # ... then, once the stream has let those changes go, from the change log.
+    await mx.raw("GET", path, bob.access_token, params={"since": later})
+    from_log = (await mx.raw("GET", path, bob.access_token, params={"since": start})).json()
+    assert from_log["next_batch"] == later
+    assert from_memory["rooms"] == from_log["rooms"]
+    events = from_memory["rooms"]["join"][room]["timeline"]["events"]
+    assert [event["type"] for event in events] == [
+        "m.room.message", "m.room.message", "m.room.message", "m.room.redaction",
+        "m.room.member", "m.room.member", "m.room.name", "m.room.topic"]
+    assert [event["content"].get("body") for event in events[:3]] == ["one", "two", "* uno"]

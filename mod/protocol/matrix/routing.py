@@ -117,9 +117,7 @@ class Call:
 
     async def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body counts as `{}`."""
-        raw = await self.request.body()
-        if len(raw) > MAX_BODY:
-            raise MatrixError(413, Code.TOO_LARGE, f"The body is over {MAX_BODY} bytes")
+        raw = await self._read_body()
         if not raw.strip():
             return {}
         try:
@@ -129,6 +127,24 @@ class Call:
         if not isinstance(data, dict):
             raise MatrixError(400, Code.NOT_JSON, "Content must be a JSON object")
         return data
+
+    async def _read_body(self) -> bytes:
+        """The body, refused (413) as soon as it is known to exceed MAX_BODY."""
+        if self._raw is not None:
+            return self._raw
+        too_large = MatrixError(413, Code.TOO_LARGE, f"The body is over {MAX_BODY} bytes")
+        declared = self.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise too_large
+            chunks.append(chunk)
+        self._raw = b"".join(chunks)
+        return self._raw
 
     async def body(self, model: type[M]) -> M:
         return validate(model, await self.json())
