@@ -292,7 +292,8 @@ def change_at(tx: Tx, position: int) -> ChangeRow | None:
     return _change(row) if row else None
 
 
-STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "flow_changed")
+STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invite_declined",
+               "flow_changed")
 
 
 def user_changes(tx: Tx, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
@@ -478,9 +479,14 @@ def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int) -
     return True
 
 
-def remove_invite(tx: Tx, flow_uuid: str, user_uuid: str) -> bool:
-    return bool(tx.execute(Delete(Invite.sqlmeta.table, where=AND(
+def remove_invite(tx: Tx, flow_uuid: str, user_uuid: str, now: int | None = None) -> bool:
+    """Withdraw an invite; with `now`, log it as declined (the invitee's Matrix client shows
+    it gone)."""
+    removed = bool(tx.execute(Delete(Invite.sqlmeta.table, where=AND(
         Invite.q.flow_uuid == flow_uuid, Invite.q.user_uuid == user_uuid))))
+    if removed and now is not None:
+        log_change(tx, now, flow_uuid, "invite_declined", user_uuid, user_uuid, {})
+    return removed
 
 
 def invites_for(tx: Tx, user_uuid: str) -> list[tuple[str, str, int]]:
