@@ -286,7 +286,7 @@ class Service:
         if member:
             await self.engine.write(db.remove_member, flow_uuid, caller.uuid, now())
         else:
-            await self.engine.write(db.remove_invite, flow_uuid, caller.uuid)
+            await self.engine.write(db.remove_invite, flow_uuid, caller.uuid, now())
 
     async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str) -> None:
         flow_type, owner, member = await self._access(flow_uuid, caller)
