@@ -45,7 +45,7 @@ class Listener(Protocol):
 
 def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
-    if change.kind in ("flow_left", "flow_invited"):
+    if change.kind in ("flow_left", "flow_invited", "invite_declined"):
         return {change.subject}
     return set()
 
