@@ -214,3 +214,28 @@ async def test_batches_from_memory_and_from_the_log_agree(mx: Matrix) -> None:
         "m.room.message", "m.room.message", "m.room.message", "m.room.redaction",
         "m.room.member", "m.room.member", "m.room.name", "m.room.topic"]
     assert [event["content"].get("body") for event in events[:3]] == ["one", "two", "* uno"]
+
+
+async def test_declined_invite_leaves_the_invite_list(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, name="no thanks")
+    await alice.room_invite(room, bob.user_id)
+    await bob.sync(timeout=0)
+    await alice.sync(timeout=0)
+    assert room in bob.invited_rooms
+    assert isinstance(await bob.room_leave(room), nio.RoomLeaveResponse)
+    response = await bob.sync(timeout=2000, since=bob.next_batch)
+    assert isinstance(response, nio.SyncResponse)
+    # (nio itself keeps declined invites in `invited_rooms` until the room is forgotten.)
+    assert room in response.rooms.leave and room not in response.rooms.invite
+    event = response.rooms.leave[room].timeline.events[-1]
+    assert isinstance(event, nio.RoomMemberEvent) and event.membership == "leave"
+    raw = (await mx.raw("GET", f"{V3}/sync", bob.access_token)).json()
+    assert room not in raw["rooms"]["invite"]
+    seen = await alice.sync(timeout=2000, since=alice.next_batch)
+    assert isinstance(seen, nio.SyncResponse)
+    decline = sources(events_of(seen, room))[-1]
+    assert decline["state_key"] == bob.user_id and decline["sender"] == bob.user_id
+    assert decline["content"] == {"membership": "leave"}
+    again = await bob.join(room)  # a group stays open to anyone, as in MTP
+    assert isinstance(again, nio.JoinResponse)

@@ -23,7 +23,8 @@ from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
 
 ROOM_VERSION = "10"
-MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite"}
+MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite",
+              "invite_declined": "leave"}
 
 # Fixed indices of the events a new flow renders as; other members follow from MEMBERS_FROM.
 CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)

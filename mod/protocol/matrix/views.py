@@ -22,11 +22,18 @@ from mod.protocol.matrix.api import (
     Rooms,
     Timeline,
 )
-from mod.protocol.matrix.events import Parsed, Renderer, fitting, parse, users_named
+from mod.protocol.matrix.events import (
+    MEMBERSHIP,
+    Parsed,
+    Renderer,
+    fitting,
+    parse,
+    users_named,
+)
 
 # At most this many changes per incremental sync; the rest comes with the next one.
 SYNC_BATCH = 1000
-JOINS = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite"}
+JOINS = MEMBERSHIP
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +214,7 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
             if len(timeline) < len(items):
                 return None
             joined.append(_Room(flow, timeline, [], False, timeline[0].change.position))
-        elif mine[0] == "flow_left":
+        elif JOINS[mine[0]] == "leave":
             timeline = _newest(items[:mine[1] + 1], max(query.limit, 1))
             left.append(_Room(flow, timeline, [], False, timeline[0].change.position))
         else:
