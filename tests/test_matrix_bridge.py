@@ -213,3 +213,18 @@ async def test_same_rights_on_both_sides(mx: Matrix) -> None:
     await expect_ok(await outsider.send(flow, "in now"))
     seen = await sync_until(reader, mine, lambda e: e["content"].get("body") == "in now")
     assert seen[-1]["sender"] == matrix_id(outsider)
+
+
+async def test_mtp_files_and_emoji_show_in_matrix(mx: Matrix) -> None:
+    owner = await mx.mtp.user("mtp")
+    flow = await owner.group("files")
+    reader = await mx.user("reader")
+    assert isinstance(await reader.join(room_of(flow)), nio.JoinResponse)
+    await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[
+        {"client_id": 1, "text": "", "file_picture": "aGk=", "file_audio": "aGk="}]))
+    await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[
+        {"client_id": 2, "text": "", "emoji": "🙂"}]))
+    page = await reader.room_messages(room_of(flow), start="", limit=2)
+    assert isinstance(page, nio.RoomMessagesResponse)
+    assert [event.source["content"]["body"] for event in page.chunk] == [
+        "🙂", "(picture) (audio)"]

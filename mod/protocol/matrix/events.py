@@ -30,6 +30,16 @@ MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invi
 CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)
 
 
+FILE_FIELDS = ("file_picture", "file_video", "file_audio", "file_document")
+
+
+def mtp_body(message: dict[str, Any]) -> str:
+    """The text a Matrix client shows for an MTP message: its text, else its emoji, else
+    which files it carries (Matrix clients cannot open MTP's inline files)."""
+    files = [f"({field[5:]})" for field in FILE_FIELDS if message.get(field)]
+    return str(message["text"] or message["emoji"] or " ".join(files))
+
+
 def token_digest(token_hash: str) -> str:
     """A short, one-way tag of an access token, kept with the events it sent."""
     return hashlib.sha256(("matrix-txn:" + token_hash).encode()).hexdigest()[:16]
@@ -210,8 +220,7 @@ class Renderer:
     def _message(self, item: Parsed) -> Event:
         message = item.payload["message"]
         extra = item.payload.get("mx") or {}
-        content = extra.get("content") or {"msgtype": "m.text",
-                                           "body": message["text"] or message["emoji"]}
+        content = extra.get("content") or {"msgtype": "m.text", "body": mtp_body(message)}
         event = self._base(item, ids.message_event_id(message["uuid"]), "m.room.message",
                            message["from_user"], content)
         unsigned: dict[str, Any] = {}
