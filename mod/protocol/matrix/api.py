@@ -69,12 +69,12 @@ class StateEventIn(Body):
 class CreateRoomRequest(Body):
     name: str | None = None
     topic: str | None = None
-    invite: list[str] = []
+    invite: list[str] = Field(default_factory=list)
     preset: Literal["private_chat", "public_chat", "trusted_private_chat"] | None = None
     is_direct: bool = False
     visibility: Literal["public", "private"] | None = None
     room_alias_name: str | None = None
-    initial_state: list[StateEventIn] = []
+    initial_state: list[StateEventIn] = Field(default_factory=list)
     room_version: str | None = None
 
 
@@ -135,7 +135,7 @@ class Filter(Body):
 
 class Versions(Reply):
     versions: list[str]
-    unstable_features: dict[str, bool] = {}
+    unstable_features: dict[str, bool] = Field(default_factory=dict)
 
 
 class BaseUrl(Reply):
@@ -162,7 +162,7 @@ class AuthFlows(Reply):
     """The 401 body of user-interactive authentication."""
 
     flows: list[Stages]
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
     session: str
     completed: list[str] | None = None
     errcode: str | None = None
@@ -231,7 +231,7 @@ class Messages(Reply):
 
 
 class Events(Reply):
-    events: list[Event] = []
+    events: list[Event] = Field(default_factory=list)
 
 
 class Timeline(Reply):
@@ -247,11 +247,11 @@ class Notifications(Reply):
 
 class JoinedRoom(Reply):
     timeline: Timeline
-    state: Events = Events()
-    ephemeral: Events = Events()
-    account_data: Events = Events()
-    unread_notifications: Notifications = Notifications()
-    summary: dict[str, Any] = {}
+    state: Events = Field(default_factory=Events)
+    ephemeral: Events = Field(default_factory=Events)
+    account_data: Events = Field(default_factory=Events)
+    unread_notifications: Notifications = Field(default_factory=Notifications)
+    summary: dict[str, Any] = Field(default_factory=dict)
 
 
 class InvitedRoom(Reply):
@@ -260,30 +260,63 @@ class InvitedRoom(Reply):
 
 class LeftRoom(Reply):
     timeline: Timeline
-    state: Events = Events()
-    account_data: Events = Events()
+    state: Events = Field(default_factory=Events)
+    account_data: Events = Field(default_factory=Events)
 
 
 class Rooms(Reply):
-    join: dict[str, JoinedRoom] = {}
-    invite: dict[str, InvitedRoom] = {}
-    leave: dict[str, LeftRoom] = {}
+    join: dict[str, JoinedRoom] = Field(default_factory=dict)
+    invite: dict[str, InvitedRoom] = Field(default_factory=dict)
+    leave: dict[str, LeftRoom] = Field(default_factory=dict)
 
 
 class DeviceLists(Reply):
-    changed: list[str] = []
-    left: list[str] = []
+    changed: list[str] = Field(default_factory=list)
+    left: list[str] = Field(default_factory=list)
 
 
 class SyncReply(Reply):
     next_batch: str
-    rooms: Rooms = Rooms()
-    presence: Events = Events()
-    account_data: Events = Events()
-    to_device: Events = Events()
-    device_lists: DeviceLists = DeviceLists()
-    device_one_time_keys_count: dict[str, int] = {}
+    rooms: Rooms = Field(default_factory=Rooms)
+    presence: Events = Field(default_factory=Events)
+    account_data: Events = Field(default_factory=Events)
+    to_device: Events = Field(default_factory=Events)
+    device_lists: DeviceLists = Field(default_factory=DeviceLists)
+    device_one_time_keys_count: dict[str, int] = Field(default_factory=dict)
 
 
 class FilterId(Reply):
     filter_id: str
+
+
+# -- /sync's hot path: built without validation (everything in it was rendered by us) and
+# with every field given, so that no default factory runs per response.
+
+NO_EVENTS = Events.model_construct(events=[])
+NO_NOTIFICATIONS = Notifications.model_construct(highlight_count=0, notification_count=0)
+NO_DEVICE_LISTS = DeviceLists.model_construct(changed=[], left=[])
+
+
+def timeline(events: list[Event], limited: bool, prev_batch: str) -> Timeline:
+    return Timeline.model_construct(events=events, limited=limited, prev_batch=prev_batch)
+
+
+def joined_room(events: Timeline, state: list[Event]) -> JoinedRoom:
+    return JoinedRoom.model_construct(
+        timeline=events, state=Events.model_construct(events=state) if state else NO_EVENTS,
+        ephemeral=NO_EVENTS, account_data=NO_EVENTS, unread_notifications=NO_NOTIFICATIONS,
+        summary={})
+
+
+def left_room(events: Timeline) -> LeftRoom:
+    return LeftRoom.model_construct(timeline=events, state=NO_EVENTS, account_data=NO_EVENTS)
+
+
+def no_rooms() -> Rooms:
+    return Rooms.model_construct(join={}, invite={}, leave={})
+
+
+def sync_reply(next_batch: str, rooms: Rooms) -> SyncReply:
+    return SyncReply.model_construct(
+        next_batch=next_batch, rooms=rooms, presence=NO_EVENTS, account_data=NO_EVENTS,
+        to_device=NO_EVENTS, device_lists=NO_DEVICE_LISTS, device_one_time_keys_count={})

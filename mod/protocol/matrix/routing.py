@@ -262,7 +262,8 @@ class MatrixRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
-        parts = [unquote_to_bytes(part).decode("utf-8", "replace") for part in raw.split(b"/")]
+        parts = [(unquote_to_bytes(part) if b"%" in part else part).decode("utf-8", "replace")
+                 for part in raw.split(b"/")]
         found = self.find(parts)
         method = scope["method"]
         if found is None:

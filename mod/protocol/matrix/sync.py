@@ -20,8 +20,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mod.protocol.matrix import ids, views
-from mod.protocol.matrix.api import Filter, FilterId, Rooms, SyncReply
+from mod.protocol.matrix import api, ids, views
+from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.routing import Call, route, validate
@@ -98,7 +98,7 @@ async def sync(call: Call) -> SyncReply:
                     break
     finally:
         matrix.streams.close(stream)
-    return SyncReply(next_batch=ids.token(result.position), rooms=result.rooms)
+    return api.sync_reply(ids.token(result.position), result.rooms)
 
 
 async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> views.SyncResult:
@@ -107,7 +107,7 @@ async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> view
     if query.since is not None and not query.full_state and stream.covers(query.since):
         changes = stream.between(query.since, query.upto)
         if not changes:
-            return views.SyncResult(Rooms(), query.upto)
+            return views.SyncResult(api.no_rooms(), query.upto)
         batch = views.batch_from_changes(changes, query)
         if batch is not None:
             return views.render_batch(batch, query, await call.matrix.users.get(batch.users))

@@ -11,16 +11,14 @@ from dataclasses import dataclass
 
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Tx
-from mod.protocol.matrix import ids
+from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import (
     Event,
     Events,
     InvitedRoom,
     JoinedRoom,
-    LeftRoom,
     Messages,
     Rooms,
-    Timeline,
 )
 from mod.protocol.matrix.events import (
     MEMBERSHIP,
@@ -88,7 +86,7 @@ def _window(tx: Tx, flow: str, upto: int, limit: int) -> tuple[list[Parsed], boo
 
 
 def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
-    rooms = Rooms()
+    rooms = api.no_rooms()
     joined: list[_Room] = []
     for flow in db.member_flows(tx, query.user):
         timeline, limited = _window(tx, flow, query.upto, query.limit)
@@ -114,11 +112,10 @@ def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
 
 
 def _joined(renderer: Renderer, room: _Room) -> JoinedRoom:
-    return JoinedRoom(
-        timeline=Timeline(events=renderer.all_events(room.timeline), limited=room.limited,
-                          prev_batch=ids.token(room.start - 1)),
-        state=Events(events=list(renderer.replay(room.state).values())),
-    )
+    return api.joined_room(
+        api.timeline(renderer.all_events(room.timeline), room.limited,
+                      ids.token(room.start - 1)),
+        list(renderer.replay(room.state).values()))
 
 
 def _my_membership(items: list[Parsed], user: str) -> tuple[str, int] | None:
@@ -171,12 +168,12 @@ def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
     renderer.load_users(tx, {query.user} | users_named(
         item for room in (*joined, *left) for item in (*room.timeline, *room.state))
         | users_named(invited) | {item.payload["flow"]["owner"] for item in invited})
-    rooms = Rooms()
+    rooms = api.no_rooms()
     for room in joined:
         rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
     for room in left:
-        rooms.leave[ids.room_id(room.flow, query.server)] = LeftRoom(timeline=Timeline(
-            events=renderer.all_events(room.timeline), prev_batch=ids.token(room.start - 1)))
+        rooms.leave[ids.room_id(room.flow, query.server)] = api.left_room(api.timeline(
+            renderer.all_events(room.timeline), False, ids.token(room.start - 1)))
     for item in invited:
         rooms.invite[ids.room_id(item.change.flow_uuid, query.server)] = InvitedRoom(
             invite_state=Events(events=renderer.stripped(item.payload["flow"],
@@ -225,12 +222,12 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
 
 def render_batch(batch: Batch, query: SyncQuery, users: dict[str, db.UserRow]) -> SyncResult:
     renderer = Renderer(query.server, query.viewer, users)
-    rooms = Rooms()
+    rooms = api.no_rooms()
     for room in batch.joined:
         rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
     for room in batch.left:
-        rooms.leave[ids.room_id(room.flow, query.server)] = LeftRoom(timeline=Timeline(
-            events=renderer.all_events(room.timeline), prev_batch=ids.token(room.start - 1)))
+        rooms.leave[ids.room_id(room.flow, query.server)] = api.left_room(api.timeline(
+            renderer.all_events(room.timeline), False, ids.token(room.start - 1)))
     return SyncResult(rooms, query.upto)
 
 
