@@ -33,6 +33,7 @@ __all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for"
 
 READ_BATCH = 1000
 MEMBER_CACHE = 20_000
+YIELD_EVERY = 64
 
 
 class Listener(Protocol):
@@ -224,9 +225,11 @@ class Hub:
                 self.hint(last)
 
     async def _dispatch(self, changes: list[ChangeRow]) -> None:
-        for change in changes:
+        for index, change in enumerate(changes):
             if change.position <= self.position:
                 continue
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)  # let senders drain: a long catch-up is no slow client
             if change.flow_uuid:
                 members = await self._flow_members(change)
                 for user_uuid in members | recipients_extra(change):

@@ -10,10 +10,13 @@ import socket
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mod.hub import worker_processes
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow
+from mod.hub import Hub, MemoryBroker, members_at, worker_processes
 from tests.support import Client, ServerProcess
 from tests.test_push import drain
 
@@ -143,3 +146,107 @@ async def test_dead_peers_are_found_by_pings_and_freed(tmp_path: Path) -> None:
             await alice.close()
             for client in (idle, stuck):
                 client.ws.transport.abort()
+
+
+# -- the hub alone, on a change log kept in memory ------------------------------------------
+
+
+class FakeLog:
+    """Stands in for the Engine: a change log and flow memberships in memory."""
+
+    def __init__(self) -> None:
+        self.changes: list[ChangeRow] = []
+        self.members: dict[str, list[str]] = {}
+        self.on_commit: Any = None
+        self.reads = 0
+
+    def add(self, flow: str, kind: str = "message_sent", subject: str = "") -> ChangeRow:
+        position = (self.changes[-1].position if self.changes else 0) + 1
+        change = ChangeRow(position, 0, flow, kind, "actor", subject or f"m{position}", "{}")
+        self.changes.append(change)
+        return change
+
+    async def read(self, fn: Any, *args: Any) -> Any:
+        self.reads += 1
+        if fn is db.last_position:
+            return self.changes[-1].position if self.changes else 0
+        if fn is db.changes_after:
+            after, limit = args
+            return [c for c in self.changes if c.position > after][:limit]
+        if fn is members_at:
+            return set(self.members[args[0]])
+        raise AssertionError(fn)
+
+
+class Shared(MemoryBroker):
+    def __init__(self) -> None:
+        super().__init__(shared=True)
+        self.published: list[int] = []
+
+    def publish(self, position: int) -> None:
+        self.published.append(position)
+
+
+class Sink:
+    def __init__(self, user_uuid: str) -> None:
+        self.user_uuid = user_uuid
+        self.got: list[int] = []
+
+    def deliver(self, change: ChangeRow) -> None:
+        self.got.append(change.position)
+
+
+async def settle_hub() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_hub_delivers_local_commits_in_order_to_members_only() -> None:
+    log = FakeLog()
+    log.members["f"] = ["u1", "u2"]
+    hub = Hub(log, MemoryBroker())  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        sinks = [Sink("u1"), Sink("u1"), Sink("u2"), Sink("u3")]
+        for sink in sinks:
+            hub.register(sink)
+        hub.committed([log.add("f"), log.add("f")])
+        hub.committed([log.add("f")])
+        await settle_hub()
+        assert [s.got for s in sinks] == [[1, 2, 3], [1, 2, 3], [1, 2, 3], []]
+        assert hub.position == 3
+    finally:
+        await hub.stop()
+
+
+async def test_shared_hub_reads_the_log_after_gaps_and_never_repeats() -> None:
+    log = FakeLog()
+    log.members["f"] = ["u1"]
+    broker = Shared()
+    hub = Hub(log, broker)  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        sink = Sink("u1")
+        hub.register(sink)
+        log.add("f")  # committed by another process, its hint lost
+        local = log.add("f")
+        hub.committed([local])  # not next to what was delivered: read from the log
+        await settle_hub()
+        assert sink.got == [1, 2]
+        assert broker.published == [2]
+        hub.hint(2)  # a late hint for what was delivered already
+        hub.hint(0)  # a reconnect's catch-up with nothing new
+        await settle_hub()
+        assert sink.got == [1, 2]
+        log.add("f")
+        log.add("f")
+        hub.hint(0)  # a reconnect after two changes went unannounced
+        hub.hint(4)
+        await settle_hub()
+        assert sink.got == [1, 2, 3, 4]
+        reads = log.reads
+        hub.committed([log.add("f")])  # next to the last delivered: no read needed
+        await settle_hub()
+        assert sink.got == [1, 2, 3, 4, 5] and log.reads == reads
+    finally:
+        await hub.stop()
