@@ -145,6 +145,10 @@ async def test_forbidden_and_not_found(mx: Matrix) -> None:
         assert response.status_code == "M_NOT_FOUND", response
     invite = await alice.room_invite(room, f"@{login_name('ghost')}:morelia.test")
     assert isinstance(invite, nio.RoomInviteError) and invite.status_code == "M_NOT_FOUND"
+    created = await alice.room_create(invite=[f"@{login_name('ghost')}:morelia.test"])
+    assert isinstance(created, nio.RoomCreateError) and created.status_code == "M_NOT_FOUND"
+    rooms = await alice.joined_rooms()
+    assert isinstance(rooms, nio.JoinedRoomsResponse) and rooms.rooms == [room]  # none made
     event = await alice.room_get_event(room, "$m1")
     assert isinstance(event, nio.RoomGetEventError) and event.status_code == "M_NOT_FOUND"
 
