@@ -26,6 +26,26 @@ async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
         pushes.append(reply)
 
 
+async def collect(client: Client, count: int, timeout: float = 10.0, quiet: float = 0.2
+                  ) -> list[dict[str, Any]]:
+    """Wait for `count` pushes (for at most `timeout` s), then for any extra ones."""
+    pushes, client.pushes = client.pushes, []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(pushes) < count:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            return pushes
+        try:
+            text = await asyncio.wait_for(client.ws.recv(), left)
+        except TimeoutError:
+            return pushes
+        reply = json.loads(text)
+        assert reply["meta"] == {"push": True}, reply
+        pushes.append(reply)
+    client.pushes = pushes
+    return await drain(client, quiet)
+
+
 async def login(server: ServerProcess, user: Client) -> Client:
     """Another connection of the same user (a second device)."""
     client = await Client.connect(server.url)

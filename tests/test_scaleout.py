@@ -7,7 +7,6 @@ several workers on the in-memory broker, which then falls back to polling the ch
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from tests.support import (
     ServerProcess,
     postgres_database,
 )
-from tests.test_push import drain
+from tests.test_push import collect, drain
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -89,15 +88,15 @@ async def exchange(sender_url: str, receiver_urls: list[str], count: int = 20) -
             assert reply["errors"]["code"] == 200
         expected = [None] + [f"m{n}" for n in range(count)]
         for client in receivers:
-            pushes = await drain(client, quiet=0.6)
+            pushes = await collect(client, len(expected))
             texts = [p["data"]["message"][0]["text"] if p["data"].get("message") else None
                      for p in pushes]
             assert texts == expected
             assert pushes[0]["data"]["flow"][0]["uuid"] == flow
         # ...and back the other way: a reply from the last receiver reaches the sender.
-        await drain(alice, quiet=0.1)
+        await collect(alice, count + 1)
         await receivers[-1].send(flow, "reply", client_id=999)
-        [push] = await drain(alice, quiet=0.6)
+        [push] = await collect(alice, 1)
         assert push["data"]["message"][0]["text"] == "reply"
         assert await drain(outsider, quiet=0.1) == []
     finally:
@@ -138,7 +137,7 @@ async def test_two_workers(launcher: str, tmp_path: Path) -> None:
                     reply = await sender.send(flow, f"from {number}", client_id=number + 1)
                     assert reply["errors"]["code"] == 200
                 for client in receivers:
-                    pushes = await drain(client, quiet=0.6)
+                    pushes = await collect(client, 7)
                     texts = [p["data"]["message"][0]["text"] for p in pushes[1:]]
                     assert texts == [f"from {n}" for n in range(6)]
             finally:
@@ -157,9 +156,8 @@ async def test_workers_on_memory_broker_warn_and_poll(tmp_path: Path) -> None:
         try:
             flow = await clients[0].group("sqlite", users=[c.uuid for c in clients[1:]])
             await clients[0].send(flow, "polled")
-            await asyncio.sleep(1.2)
             for client in clients:
-                pushes = await drain(client, quiet=0.6)
+                pushes = await collect(client, 2)
                 assert [p["data"]["message"][0]["text"] for p in pushes[1:]] == ["polled"]
         finally:
             for client in clients:
