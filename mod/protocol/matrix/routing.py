@@ -230,9 +230,14 @@ class _Template:
     methods: dict[str, Spec]
 
 
+def _key(parts: list[str]) -> tuple[int, str]:
+    """Where a path is filed: its length and the segment after `/_matrix/client/v3`."""
+    return len(parts), parts[4] if len(parts) > 4 else ""
+
+
 class MatrixRouter:
     """The ASGI app of every path under /_matrix (and /.well-known/matrix): finds the handler
-    by path segments in a table indexed by (segment count, first segment), so a request
+    by path segments in a table indexed by (segment count, endpoint's first segment), so a request
     costs a dict lookup or two instead of a regex per endpoint; 404/405 M_UNRECOGNIZED."""
 
     def __init__(self) -> None:
@@ -242,11 +247,12 @@ class MatrixRouter:
             names = tuple(part[1:-1] if part.startswith("{") else "" for part in parts)
             literals = tuple("" if name else part for part, name in zip(parts, names,
                                                                           strict=True))
-            key = (len(parts), parts[1] if len(parts) > 1 else "")
+            key = _key(parts)
+            assert not key[1].startswith("{"), f"{path}: a parameter where the index looks"
             self.index.setdefault(key, []).append(_Template(literals, names, methods))
 
     def find(self, parts: list[str]) -> tuple[_Template, dict[str, str]] | None:
-        for template in self.index.get((len(parts), parts[1] if len(parts) > 1 else ""), ()):
+        for template in self.index.get(_key(parts), ()):
             params: dict[str, str] = {}
             for part, literal, name in zip(parts, template.segments, template.names,
                                            strict=True):
