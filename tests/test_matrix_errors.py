@@ -114,6 +114,11 @@ async def test_bad_bodies(mx: Matrix) -> None:
            400, "M_BAD_JSON")
     expect(await mx.raw("GET", f"{V3}/rooms/{room}/messages", token, params={"dir": "x"}),
            400, "M_INVALID_PARAM")
+    expect(await mx.raw("GET", f"{V3}/rooms/{room}/messages", token, params={"limit": "-1"}),
+           400, "M_INVALID_PARAM")
+    capped = await mx.raw("GET", f"{V3}/rooms/{room}/messages", token,
+                          params={"limit": "99999"})
+    assert capped.status_code == 200 and capped.json()["chunk"]
 
 
 async def test_empty_post_bodies_count_as_empty_objects(mx: Matrix) -> None:

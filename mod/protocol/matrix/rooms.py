@@ -223,12 +223,13 @@ async def get_event(call: Call) -> JSONResponse:
 
 
 def _int(call: Call, name: str, default: int, high: int) -> int:
+    """A non-negative integer query parameter, at most `high` (larger asks get `high`)."""
     value = call.query(name)
     if value is None:
         return default
-    if not value.isdigit() or int(value) > high:
-        raise MatrixError(400, Code.INVALID_PARAM, f"{name} must be an integer 0 to {high}")
-    return int(value)
+    if not value.isdigit():
+        raise MatrixError(400, Code.INVALID_PARAM, f"{name} must be a non-negative integer")
+    return min(int(value), high)
 
 
 @route("GET", "/rooms/{roomId}/messages")
