@@ -81,6 +81,7 @@ class _Reconnecting:
         self.uri = uri
         self.check_interval = check_interval
         self.connected = asyncio.Event()
+        self._ever_connected = False
         self._on_hint: HintHandler = lambda position: None
         self._task: asyncio.Task[None] | None = None
 
@@ -100,29 +101,30 @@ class _Reconnecting:
             self._task = None
 
     async def _run(self) -> None:
-        delay = BACKOFF_FIRST
         failures = 0
         while True:
-            started = time.monotonic()
             try:
                 await self._listen(self._subscribed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                if self.connected.is_set() or failures == 0:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if self.connected.is_set():
+                    failures = 0
+                    self.connected.clear()
                     logger.warning("{} lost ({}): {}; reconnecting", self.name,
-                                   _redact(self.uri), first)
-                self.connected.clear()
-            if time.monotonic() - started > 10:
-                delay, failures = BACKOFF_FIRST, 0
-            failures += 1
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+                                   _redact(self.uri), reason)
+                delay = min(BACKOFF_FIRST * 2 ** failures, BACKOFF_MAX)
+                failures += 1
+                if failures > 1 or not self._ever_connected:
+                    logger.warning("{} connection attempt {} failed: {}; next in {:.1f} s",
+                                   self.name, failures, reason, delay)
+                await asyncio.sleep(delay)
 
     def _subscribed(self) -> None:
         """The subscription is live: catch up on whatever its absence may have missed."""
         logger.info("{} connected ({})", self.name, _redact(self.uri))
+        self._ever_connected = True
         self.connected.set()
         self._on_hint(0)
 
