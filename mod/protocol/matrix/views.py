@@ -1,8 +1,10 @@
 """Matrix views of the change log: sync batches, history pages, room state, single events.
 
-Each function runs whole on a database reader thread (`engine.read`), queries only through
-`dbhandler`, and returns plain data or response models. Callers check rights first (the
-service's `require_member`); `sync_read` shows a user only their own flows and invites.
+The functions that take a `Tx` run whole on a database reader thread (`engine.read`), query
+only through `dbhandler`, and return plain data or response models; `batch_from_changes` and
+`render_batch` build a sync batch on the event loop from changes the hub already delivered,
+with no query at all. Callers check rights first (the service's `require_member`);
+`sync_read` shows a user only their own flows and invites.
 """
 
 from __future__ import annotations
