@@ -236,7 +236,8 @@ class Engine:
             raw.autocommit = True
         else:
             raw.isolation_level = None
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000",
+            # busy_timeout first: switching to WAL waits for other processes opening the file.
+            for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL",
                            "foreign_keys=OFF"):
                 raw.execute(f"PRAGMA {pragma}")
         return Tx(self.connection, raw, self.postgres)
