@@ -19,7 +19,7 @@ import time
 from collections import deque
 
 from loguru import logger
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod.config.validator import Server
@@ -140,24 +140,31 @@ class MTPSession:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            frame = message.get("text")
-            if frame is None:
-                frame = message.get("bytes") or b""
-            if len(frame) > self.settings.max_frame_size:
-                logger.info("closing a connection that sent a {} byte frame", len(frame))
-                await self._close(CLOSE_TOO_BIG, "Frame too big")
+            if not await self._handle(message):
                 return
-            if not self.limit.allow():
-                self.enqueue(self.controller.refuse(frame, 429,
-                                                    "Too many requests; slow down").dump())
-                continue
-            response, caller = await self.controller.handle(frame)
-            if caller is not None and caller.uuid != self.user_uuid and not self.closing:
-                if self.user_uuid:
-                    self.hub.unregister(self)
-                self.user_uuid = caller.uuid
-                self.hub.register(self)
-            self.enqueue(response.dump())
+            del message  # an idle connection keeps nothing of its last request
+
+    async def _handle(self, message: Message) -> bool:
+        """Answer one frame; False when the connection is to be closed."""
+        frame = message.get("text")
+        if frame is None:
+            frame = message.get("bytes") or b""
+        if len(frame) > self.settings.max_frame_size:
+            logger.info("closing a connection that sent a {} byte frame", len(frame))
+            await self._close(CLOSE_TOO_BIG, "Frame too big")
+            return False
+        if not self.limit.allow():
+            self.enqueue(self.controller.refuse(frame, 429,
+                                                "Too many requests; slow down").dump())
+            return True
+        response, caller = await self.controller.handle(frame)
+        if caller is not None and caller.uuid != self.user_uuid and not self.closing:
+            if self.user_uuid:
+                self.hub.unregister(self)
+            self.user_uuid = caller.uuid
+            self.hub.register(self)
+        self.enqueue(response.dump())
+        return True
 
     # -- sending -----------------------------------------------------------------------------
 
