@@ -77,7 +77,10 @@ class MTPController:
             if method is None:
                 return worker.error(echo, 405, f"Unknown method {request.type!r}"), None
             caller = await self._authenticate(request)
-            return await method(self.service, request, caller), caller
+            response = await method(self.service, request, caller)
+            if request.type == "delete_user" and response.errors.code == 200:
+                return response, None  # the account is gone: nothing to bind the connection to
+            return response, caller
         except ServiceError as exc:
             return worker.error(echo, exc.code, exc.detail), caller
         except Exception:

@@ -43,6 +43,9 @@ class Listener(Protocol):
 
     def deliver(self, change: ChangeRow) -> None: ...
 
+    def revoked(self, token_hash: str | None) -> None:
+        """A token of the user was revoked (None: all of them)."""
+
 
 def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
@@ -234,6 +237,10 @@ class Hub:
                 members = await self._flow_members(change)
                 for user_uuid in members | recipients_extra(change):
                     self._deliver_to(user_uuid, change)
+            elif change.kind == "tokens_revoked":
+                token = json.loads(change.payload).get("token")
+                for listener in list(self._listeners.get(change.actor, ())):
+                    listener.revoked(token)
             self.position = change.position
         for observer in self.observers:
             observer(changes)

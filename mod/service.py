@@ -154,7 +154,8 @@ class Service:
 
         def revoke(tx: Any) -> None:
             db.revoke_token(tx, caller.token_hash)
-            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid, {})
+            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
+                          {"token": caller.token_hash})
 
         await self.engine.write(revoke)
 
@@ -397,7 +398,11 @@ class Service:
         """Keep cached token checks true to revocations committed anywhere."""
         for change in changes:
             if change.kind == "tokens_revoked":
-                self.forget_tokens(change.actor)
+                token = json.loads(change.payload).get("token")
+                if token is None:
+                    self.forget_tokens(change.actor)
+                else:
+                    self._tokens.pop(token, None)
 
 
 def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:

@@ -179,3 +179,24 @@ async def test_unbound_and_other_users_get_nothing(server: ServerProcess, alice:
         assert await drain(anonymous) == []
     finally:
         await anonymous.close()
+
+
+async def test_deleting_an_account_stops_pushes_to_its_open_connections(
+        server: ServerProcess, alice: Client, bob: Client) -> None:
+    flow = await alice.group("before and after", users=[bob.uuid])
+    other_device = await login(server, bob)
+    try:
+        assert (await other_device.call("ping_pong"))["errors"]["code"] == 200  # binds it
+        await alice.send(flow, "while bob exists")
+        assert len(await collect(other_device, 1)) == 1
+        await drain(bob)
+        deleted = await bob.call("delete_user", auth=False,
+                                 user=[{**bob.cred, "login": bob.login,
+                                        "password": "secret-password"}])
+        assert deleted["errors"]["code"] == 200, deleted
+        await alice.send(flow, "after bob left us", client_id=2)
+        assert await drain(other_device) == []
+        assert await drain(bob) == []
+        assert (await other_device.call("ping_pong"))["errors"]["code"] == 401
+    finally:
+        await other_device.close()

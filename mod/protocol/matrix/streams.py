@@ -47,6 +47,9 @@ class UserStream:
             self.dropped = self.changes.popleft().position
         self.event.set()
 
+    def revoked(self, token_hash: str | None) -> None:
+        """Nothing to do: every /sync authenticates its own token."""
+
     def covers(self, since: int) -> bool:
         return since >= self.dropped
 

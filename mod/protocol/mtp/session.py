@@ -96,6 +96,7 @@ class MTPSession:
         "queued_bytes",
         "sent",
         "settings",
+        "token_hash",
         "transport",
         "user_uuid",
         "websocket",
@@ -108,6 +109,7 @@ class MTPSession:
         self.hub = hub
         self.settings = settings
         self.user_uuid = ""
+        self.token_hash = ""
         self.limit = RateLimit(settings.rate_limit, settings.rate_burst)
         self.outbox: deque[str] = deque()
         self.queued_bytes = 0
@@ -158,11 +160,13 @@ class MTPSession:
                                                 "Too many requests; slow down").dump())
             return True
         response, caller = await self.controller.handle(frame)
-        if caller is not None and caller.uuid != self.user_uuid and not self.closing:
-            if self.user_uuid:
-                self.hub.unregister(self)
-            self.user_uuid = caller.uuid
-            self.hub.register(self)
+        if caller is not None and not self.closing:
+            self.token_hash = caller.token_hash
+            if caller.uuid != self.user_uuid:
+                if self.user_uuid:
+                    self.hub.unregister(self)
+                self.user_uuid = caller.uuid
+                self.hub.register(self)
         self.enqueue(response.dump())
         return True
 
@@ -171,6 +175,12 @@ class MTPSession:
     def deliver(self, change: ChangeRow) -> None:
         if change.kind in PUSHED_KINDS:
             self.enqueue(push_text(change))
+
+    def revoked(self, token_hash: str | None) -> None:
+        """The credentials this connection was bound with are gone: no more pushes."""
+        if self.user_uuid and token_hash in (None, self.token_hash):
+            self.hub.unregister(self)
+            self.user_uuid = self.token_hash = ""
 
     def enqueue(self, text: str) -> None:
         """Queue a frame; never waits. A full outbox disconnects the client."""
