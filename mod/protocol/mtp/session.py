@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections import deque
 
@@ -75,12 +74,6 @@ class TransportAccess:
             if hasattr(transport, "abort") and hasattr(transport, "get_write_buffer_size"):
                 scope[TRANSPORT_KEY] = transport
         await self.app(scope, receive, send)
-
-
-@functools.lru_cache(maxsize=512)
-def push_text(change: ChangeRow) -> str:
-    """The push frame of a change, built once for all its recipients."""
-    return worker.push_frame(change)
 
 
 class MTPSession:
@@ -174,7 +167,7 @@ class MTPSession:
 
     def deliver(self, change: ChangeRow) -> None:
         if change.kind in PUSHED_KINDS:
-            self.enqueue(push_text(change))
+            self.enqueue(worker.push_frame(change))  # built once for all recipients
 
     def revoked(self, token_hash: str | None) -> None:
         """The credentials this connection was bound with are gone: no more pushes."""
