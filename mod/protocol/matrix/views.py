@@ -88,11 +88,14 @@ def _window(tx: Tx, flow: str, upto: int, limit: int) -> tuple[list[Parsed], boo
 
 
 def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
+    # Up to what is committed now, even if the hub has not delivered it yet: a client that
+    # just joined a room sees it. (Later syncs start after this, so nothing comes twice.)
+    upto = max(query.upto, db.last_position(tx))
     rooms = api.no_rooms()
     joined: list[_Room] = []
     for flow in db.member_flows(tx, query.user):
-        timeline, limited = _window(tx, flow, query.upto, query.limit)
-        start = timeline[0].change.position if timeline else query.upto + 1
+        timeline, limited = _window(tx, flow, upto, query.limit)
+        start = timeline[0].change.position if timeline else upto + 1
         state = parse(db.flow_state_changes(tx, flow, before=start))
         joined.append(_Room(flow, timeline, state, limited, start))
     renderer.load_users(tx, users_named(item for room in joined
@@ -110,7 +113,7 @@ def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
                 rooms.invite[ids.room_id(flow_uuid, query.server)] = InvitedRoom(
                     invite_state=Events(events=renderer.stripped(flows[flow_uuid], inviter,
                                                                  query.user)))
-    return SyncResult(rooms, query.upto)
+    return SyncResult(rooms, upto)
 
 
 def _joined(renderer: Renderer, room: _Room) -> JoinedRoom:
