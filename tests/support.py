@@ -17,6 +17,8 @@ from typing import Any
 
 import websockets
 
+from mod.protocol.mtp.api import Response
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URI = os.environ.get("MORELIA_TEST_POSTGRES_URI", "")
 REDIS_URI = os.environ.get("MORELIA_TEST_REDIS_URI", "")
@@ -152,21 +154,27 @@ class Client:
         await self.ws.send(text)
         return await self.response()
 
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        """The next frame, held to the server's response model (every frame must fit it)."""
+        text = await asyncio.wait_for(self.ws.recv(), timeout)
+        Response.model_validate_json(text)
+        return json.loads(text)  # type: ignore[no-any-return]
+
     async def response(self, timeout: float = 10.0) -> dict[str, Any]:
         while True:
-            reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            reply = await self.receive(timeout)
             if reply.get("meta") and reply["meta"].get("push"):
                 self.pushes.append(reply)
                 continue
-            return reply  # type: ignore[no-any-return]
+            return reply
 
     async def push(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next push frame (waiting for it if none has arrived yet)."""
         if self.pushes:
             return self.pushes.pop(0)
-        reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        reply = await self.receive(timeout)
         assert reply["meta"] == {"push": True}, reply
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     async def call(self, kind: str, auth: bool = True, **data: Any) -> dict[str, Any]:
         if auth:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -18,10 +17,9 @@ async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
     pushes, client.pushes = client.pushes, []
     while True:
         try:
-            text = await asyncio.wait_for(client.ws.recv(), quiet)
+            reply = await client.receive(quiet)
         except TimeoutError:
             return pushes
-        reply = json.loads(text)
         assert reply["meta"] == {"push": True}, reply
         pushes.append(reply)
 
@@ -36,10 +34,9 @@ async def collect(client: Client, count: int, timeout: float = 10.0, quiet: floa
         if left <= 0:
             return pushes
         try:
-            text = await asyncio.wait_for(client.ws.recv(), left)
+            reply = await client.receive(left)
         except TimeoutError:
             return pushes
-        reply = json.loads(text)
         assert reply["meta"] == {"push": True}, reply
         pushes.append(reply)
     client.pushes = pushes
