@@ -56,6 +56,15 @@ class Session:
                       self.device)
 
 
+@dataclass(slots=True, frozen=True)
+class MessagePage:
+    """Messages of a flow as the JSON text of their list, oldest first."""
+
+    json: str
+    count: int
+    total: int | None  # all the flow's messages, when this is only a page of them
+
+
 @dataclass(slots=True)
 class _CachedToken:
     caller: Caller
@@ -345,8 +354,7 @@ class Service:
                                        content, now(), key, extra)
 
     async def all_messages(self, caller: Caller, flow_uuid: str, start: int | None,
-                           end: int | None, since: int = 0
-                           ) -> tuple[list[db.MessageRow], int | None]:
+                           end: int | None, since: int = 0) -> MessagePage:
         """A flow's messages, oldest first, and the total when only a page is returned."""
         limit = self.settings.protocol.messages_limit
         if (start is not None and start < 0) or (end is not None and end < 0):
@@ -438,16 +446,17 @@ def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
 
 
 def _messages_or_page(tx: Tx, caller: Caller, flow_uuid: str, start: int | None,
-                      end: int | None, since: int, limit: int
-                      ) -> tuple[list[db.MessageRow], int | None]:
+                      end: int | None, since: int, limit: int) -> MessagePage:
     _check_member(tx, caller, flow_uuid, "read")
     total = db.count_messages(tx, flow_uuid, since)
     if start is None and end is None and total <= limit:
-        return db.messages_page(tx, flow_uuid, 0, limit, since), None
+        return MessagePage(db.messages_page_json(tx, flow_uuid, 0, limit, since), total, None)
     first = start or 0
     last = end if end is not None else first + limit
     if last < first:
         raise ServiceError(400, "message_end is before message_start")
     if last - first > limit:
         raise ServiceError(403, f"At most {limit} messages can be read at once")
-    return db.messages_page(tx, flow_uuid, first, last - first, since), total
+    shown = max(0, min(last, total) - first)
+    return MessagePage(db.messages_page_json(tx, flow_uuid, first, last - first, since), shown,
+                       total)

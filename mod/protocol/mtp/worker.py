@@ -169,14 +169,15 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
     flow = _first(_data(request).flow, "flow")
     if not flow.uuid:
         raise ServiceError(400, "The request needs data.flow[0].uuid")
-    messages, total = await service.all_messages(caller, flow.uuid, flow.message_start,
-                                                 flow.message_end, _data(request).time or 0)
-    if total is None:
-        return respond(request.type, 200, message=messages)
+    found = await service.all_messages(caller, flow.uuid, flow.message_start,
+                                       flow.message_end, _data(request).time or 0)
+    if found.total is None:
+        return respond(request.type, 200, message=[]).with_raw("message", found.json)
     start = flow.message_start or 0
-    page = FlowOut(uuid=flow.uuid, message_start=start, message_end=total)
-    return respond(request.type, 206, f"Messages {start} to {start + len(messages)} of {total}",
-                   flow=[page], message=messages)
+    page = FlowOut(uuid=flow.uuid, message_start=start, message_end=found.total)
+    detail = f"Messages {start} to {start + found.count} of {found.total}"
+    return respond(request.type, 206, detail, flow=[page], message=[]).with_raw("message",
+                                                                               found.json)
 
 
 async def add_flow(service: Service, request: Request, caller: Caller) -> Response:
