@@ -28,6 +28,19 @@ def _describe(exc: ValidationError) -> str:
     return f"Invalid request: {where}: {error['msg']}"
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first string holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
 class MTPController:
     """Checks and dispatches frames; one per server process."""
 
@@ -58,6 +71,17 @@ class MTPController:
             return worker.error("error", 415, "The frame must hold a JSON object"), None
         kind = raw.get("type")
         echo = kind if isinstance(kind, str) else "error"
+        # JSON carries NUL only as the escape \u0000: only frames holding it need a search.
+        has_escape = (b"\\u0000" in frame if isinstance(frame, bytes)
+                      else "\\u0000" in frame)
+        if has_escape:
+            try:
+                where = _nul_path(raw, "")
+            except RecursionError:
+                where = "request"
+            if where:
+                return worker.error(echo, 415, f"Invalid request: {where}: must not contain "
+                                               "NUL (\\u0000) characters"), None
         try:
             request = Request.model_validate(raw)
         except ValidationError as exc:

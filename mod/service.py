@@ -347,8 +347,10 @@ class Service:
         """Store a message. Without `retry_key`, the MTP rule applies: a repeat of the same
         client_id, flow and content with the same token within 24 hours stores nothing new."""
         if retry_key is None:
-            retry_key = json.dumps([caller.token_hash, flow_uuid, client_id, content],
-                                   sort_keys=True)
+            # Each part length-prefixed, so no two different requests give the same key.
+            parts = [caller.token_hash, flow_uuid, str(client_id),
+                     *(content.get(field, "") for field in db.CONTENT_FIELDS)]
+            retry_key = "".join(f"{len(part)}:{part}" for part in parts)
         key = hashlib.sha256(retry_key.encode()).hexdigest()
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
                                        content, now(), key, extra)

@@ -29,6 +29,8 @@ from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, 
 
 DELETED_LOGIN = "User deleted"
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
 
 class UserRow(TypedDict):
     uuid: str
@@ -242,7 +244,7 @@ def log_change(tx: Tx, now: int, flow_uuid: str, kind: str, actor: str, subject:
         # Held to the end of the transaction: no other process logs a change until this
         # one commits, so positions are handed out in commit order.
         tx.execute("SELECT pg_advisory_xact_lock(7341)")
-    text = json.dumps(payload, separators=(",", ":"))
+    text = _COMPACT.encode(payload)
     position = tx.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
     change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
     tx.changes.append(change)

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -183,6 +184,7 @@ class Tx:
 
 
 _TIMED_OUT = "database timeout"
+WATCH_EVERY = 0.25
 
 
 def _timed_out(future: asyncio.Future[Any]) -> bool:
@@ -221,6 +223,8 @@ class Engine:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(settings.readers, thread_name_prefix="db-read")
         self._local = _ThreadState()
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
         self._opened: list[Tx] = []
         self._writer: threading.Thread | None = None
@@ -327,8 +331,10 @@ class Engine:
 
     async def _bounded(self, future: asyncio.Future[T]) -> T:
         """Await a database result for at most [DATABASE] TIMEOUT seconds, else 503."""
-        timer = asyncio.get_running_loop().call_later(self.settings.timeout, future.cancel,
-                                                      _TIMED_OUT)
+        loop = asyncio.get_running_loop()
+        self._deadlines.append((loop.time() + self.settings.timeout, future))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(WATCH_EVERY, self._expire, loop)
         try:
             return await future
         except asyncio.CancelledError:
@@ -336,8 +342,17 @@ class Engine:
                 logger.warning("the database did not answer within {} s", self.settings.timeout)
                 raise Unavailable() from None
             raise
-        finally:
-            timer.cancel()
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel what waited too long. Every wait has the same timeout, so the deadlines
+        queue up in order, and one timer serves them all (cheaper than one per call)."""
+        clock = loop.time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= clock):
+            _, future = deadlines.popleft()
+            if not future.done():
+                future.cancel(_TIMED_OUT)
+        self._watchdog = loop.call_later(WATCH_EVERY, self._expire, loop) if deadlines else None
 
     def write_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
                    **kwargs: Args.kwargs) -> T:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 PROTOCOL_VERSION = "1.0"
 PROTOCOL_REVISION = "17"
@@ -27,18 +27,10 @@ Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
 class _In(BaseModel):
-    """A request object: strict types, and no NUL in any string (PostgreSQL cannot store it,
-    and SQL drivers refuse it)."""
+    """A request object: strict types. (Strings with NUL, which PostgreSQL cannot store, are
+    refused before validation: see mod.controller.)"""
 
     model_config = _IN
-
-    @field_validator("*")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(text, str) and "\x00" in text for text in texts):
-            raise ValueError("must not contain NUL (\\u0000) characters")
-        return value
 
 
 class UserIn(_In):

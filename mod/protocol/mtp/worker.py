@@ -269,6 +269,7 @@ AUTHENTICATED: dict[str, Method] = {
 # -- push -------------------------------------------------------------------------------------
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _PUSH_TAIL = json.dumps({"jsonapi": _jsonapi().model_dump(), "meta": {"push": True}},
                         separators=(",", ":"))[1:]
 
@@ -292,6 +293,5 @@ def push_frame(change: ChangeRow) -> str:
     }
     errors = {"code": 200, "status": "OK", "time": change.time,
               "detail": change.kind.replace("_", " ")}
-    head = json.dumps({"type": "get_update", "data": data, "errors": errors},
-                      separators=(",", ":"), ensure_ascii=False)
+    head = _COMPACT.encode({"type": "get_update", "data": data, "errors": errors})
     return f"{head[:-1]},{_PUSH_TAIL}"
