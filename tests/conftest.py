@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import POSTGRES_URI, Client, ServerProcess, database_uri
-
-DATABASES = ["sqlite", *(["postgres"] if POSTGRES_URI else [])]
+from tests.support import DATABASE_KINDS, Client, Clients, ServerProcess, database_uri
+from tests.test_matrix_support import Matrix, matrix_server, matrix_session
 
 
 @pytest.fixture
@@ -15,7 +14,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=DATABASES)
+@pytest.fixture(params=DATABASE_KINDS)
 def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: SQLite, and PostgreSQL too when MORELIA_TEST_POSTGRES_URI is set."""
     with database_uri(request.param, tmp_path) as uri:
@@ -43,3 +42,25 @@ async def bob(server: ServerProcess) -> AsyncIterator[Client]:
     await client.register("bob")
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
+    """Users on the module's MTP server (`mtp`, defined by each module for its settings)."""
+    pool = Clients(mtp.url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="module", params=DATABASE_KINDS)
+def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[ServerProcess]:
+    """One server per Matrix test module and database."""
+    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
+        yield server
+
+
+@pytest.fixture
+async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
+    async for matrix in matrix_session(mx_server):
+        yield matrix

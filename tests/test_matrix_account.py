@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import nio
 import pytest
 
-from tests.support import DATABASE_KINDS, ServerProcess
 from tests.test_matrix_support import (
     PASSWORD,
     SERVER_NAME,
     Matrix,
     login_name,
-    matrix_server,
-    matrix_session,
     user_id,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ServerProcess]:
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
-        yield server
-
-
-@pytest.fixture
-async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
-    async for matrix in matrix_session(mx_server):
-        yield matrix
 
 
 async def test_versions_and_well_known(mx: Matrix) -> None:

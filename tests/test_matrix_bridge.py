@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nio
 import pytest
 
-from tests.support import DATABASE_KINDS, Client, ServerProcess
+from tests.support import Client
 from tests.test_matrix_support import (
     SERVER_NAME,
     Matrix,
-    matrix_server,
-    matrix_session,
     sync_until,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ServerProcess]:
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
-        yield server
-
-
-@pytest.fixture
-async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
-    async for matrix in matrix_session(mx_server):
-        yield matrix
 
 
 def room_of(flow: str) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import nio
 import pytest
 
-from tests.support import DATABASE_KINDS, ServerProcess
-from tests.test_matrix_support import Matrix, login_name, matrix_server, matrix_session
+from tests.test_matrix_support import Matrix, login_name
 
 pytestmark = pytest.mark.anyio
 
@@ -18,19 +17,6 @@ CORS = {
     "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
     "access-control-allow-headers": "X-Requested-With, Content-Type, Authorization",
 }
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ServerProcess]:
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
-        yield server
-
-
-@pytest.fixture
-async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
-    async for matrix in matrix_session(mx_server):
-        yield matrix
 
 
 def expect(response: object, status: int, errcode: str) -> dict[str, object]:

@@ -4,19 +4,15 @@ sending (idempotent), edits, redactions, single events and history in both direc
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nio
 import pytest
 
-from tests.support import DATABASE_KINDS, ServerProcess
 from tests.test_matrix_support import (
     SERVER_NAME,
     Matrix,
     events_of,
-    matrix_server,
-    matrix_session,
     sources,
     sync_until,
 )
@@ -24,19 +20,6 @@ from tests.test_matrix_support import (
 pytestmark = pytest.mark.anyio
 
 V3 = "/_matrix/client/v3"
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ServerProcess]:
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
-        yield server
-
-
-@pytest.fixture
-async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
-    async for matrix in matrix_session(mx_server):
-        yield matrix
 
 
 def text(body: str) -> dict[str, Any]:

@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import nio
 import pytest
 
-from tests.support import DATABASE_KINDS, ServerProcess
 from tests.test_matrix_support import (
     Matrix,
     events_of,
-    matrix_server,
-    matrix_session,
     sources,
 )
 
 pytestmark = pytest.mark.anyio
 
 V3 = "/_matrix/client/v3"
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ServerProcess]:
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
-        yield server
-
-
-@pytest.fixture
-async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
-    async for matrix in matrix_session(mx_server):
-        yield matrix
 
 
 async def say(client: nio.AsyncClient, room: str, body: str) -> str:

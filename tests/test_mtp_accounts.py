@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,6 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     directory = tmp_path_factory.mktemp("accounts")
     with running_server(request.param, directory, env, users=150) as process:
         yield process
-
-
-@pytest.fixture
-async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
-    pool = Clients(mtp.url)
-    yield pool
-    await pool.close()
 
 
 def query(server: ServerProcess, sql: str) -> list[tuple[Any, ...]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,6 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     directory = tmp_path_factory.mktemp("bad_input")
     with running_server(request.param, directory, users=150) as process:
         yield process
-
-
-@pytest.fixture
-async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
-    pool = Clients(mtp.url)
-    yield pool
-    await pool.close()
 
 
 async def still_serving(client: Client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,13 +28,6 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
     with running_server(request.param, tmp_path_factory.mktemp("envelope"), users=120) as process:
         yield process
-
-
-@pytest.fixture
-async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
-    pool = Clients(mtp.url)
-    yield pool
-    await pool.close()
 
 
 def raw(kind: Any = "ping_pong", data: Any = None, version: Any = "1.0", **extra: Any) -> str:

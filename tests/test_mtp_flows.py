@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,13 +26,6 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
     with running_server(request.param, tmp_path_factory.mktemp("flows"), users=200) as process:
         yield process
-
-
-@pytest.fixture
-async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
-    pool = Clients(mtp.url)
-    yield pool
-    await pool.close()
 
 
 async def add_flow(client: Client, **flow: Any) -> dict[str, Any]:

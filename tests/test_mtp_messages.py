@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,13 +38,6 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     directory = tmp_path_factory.mktemp("messages")
     with running_server(request.param, directory, env, users=250) as process:
         yield process
-
-
-@pytest.fixture
-async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
-    pool = Clients(mtp.url)
-    yield pool
-    await pool.close()
 
 
 async def send(client: Client, flow: str, client_id: int = 1, **content: Any
