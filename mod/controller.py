@@ -50,6 +50,39 @@ class MTPController:
         assert low is not None and high is not None
         self.versions = (low, high)
 
+    def parse(self, frame: str | bytes) -> Request | Response:
+        """The request a frame holds, or the 415 answer saying why it holds none."""
+        has_escape = (b"\\u0000" in frame if isinstance(frame, bytes)
+                      else "\\u0000" in frame)
+        if not has_escape:
+            # The common case in one pass; any failure is explained by the careful path.
+            try:
+                return Request.model_validate_json(frame)
+            except ValidationError:
+                pass
+        try:
+            raw: Any = json.loads(frame)
+        except (ValueError, RecursionError) as exc:
+            detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "too deep"
+            return worker.error("error", 415, f"The frame is not JSON: {detail}")
+        if not isinstance(raw, dict):
+            return worker.error("error", 415, "The frame must hold a JSON object")
+        kind = raw.get("type")
+        echo = kind if isinstance(kind, str) else "error"
+        # JSON carries NUL only as the escape \u0000: only frames holding it need a search.
+        if has_escape:
+            try:
+                where = _nul_path(raw, "")
+            except RecursionError:
+                where = "request"
+            if where:
+                return worker.error(echo, 415, f"Invalid request: {where}: must not contain "
+                                               "NUL (\\u0000) characters")
+        try:
+            return Request.model_validate(raw)
+        except ValidationError as exc:
+            return worker.error(echo, 415, _describe(exc))
+
     def refuse(self, frame: str | bytes, code: int, detail: str) -> Response:
         """An error response to a frame that is not handled (e.g. over the rate limit). It
         still echoes the frame's `type`, as every response to a readable frame does."""
@@ -62,30 +95,10 @@ class MTPController:
 
     async def handle(self, frame: str | bytes) -> tuple[Response, Caller | None]:
         """The response to one frame, and the caller it authenticated as, if any."""
-        try:
-            raw: Any = json.loads(frame)
-        except (ValueError, RecursionError) as exc:
-            detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "too deep"
-            return worker.error("error", 415, f"The frame is not JSON: {detail}"), None
-        if not isinstance(raw, dict):
-            return worker.error("error", 415, "The frame must hold a JSON object"), None
-        kind = raw.get("type")
-        echo = kind if isinstance(kind, str) else "error"
-        # JSON carries NUL only as the escape \u0000: only frames holding it need a search.
-        has_escape = (b"\\u0000" in frame if isinstance(frame, bytes)
-                      else "\\u0000" in frame)
-        if has_escape:
-            try:
-                where = _nul_path(raw, "")
-            except RecursionError:
-                where = "request"
-            if where:
-                return worker.error(echo, 415, f"Invalid request: {where}: must not contain "
-                                               "NUL (\\u0000) characters"), None
-        try:
-            request = Request.model_validate(raw)
-        except ValidationError as exc:
-            return worker.error(echo, 415, _describe(exc)), None
+        request = self.parse(frame)
+        if isinstance(request, Response):
+            return request, None
+        echo = request.type
         version = _version(request.jsonapi.version)
         low, high = self.versions
         if version is None or not low <= version <= high:

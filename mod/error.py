@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 
 PROTOCOL_PHRASES: dict[int, str] = {
@@ -12,6 +13,7 @@ PROTOCOL_PHRASES: dict[int, str] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def phrase(code: int) -> str:
     """The reason phrase for a status code, as PROTOCOL.md spells it."""
     if code in PROTOCOL_PHRASES:

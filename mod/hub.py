@@ -36,6 +36,9 @@ MEMBER_CACHE = 20_000
 YIELD_EVERY = 64
 
 
+MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left"})
+
+
 class Listener(Protocol):
     """A connected client of one user that takes pushed changes."""
 
@@ -234,7 +237,9 @@ class Hub:
             if index and not index % YIELD_EVERY:
                 await asyncio.sleep(0)  # let senders drain: a long catch-up is no slow client
             if change.flow_uuid:
-                members = await self._flow_members(change)
+                members = self._members.get(change.flow_uuid)
+                if members is None or change.kind in MEMBERSHIP_KINDS:
+                    members = await self._flow_members(change)
                 for user_uuid in members | recipients_extra(change):
                     self._deliver_to(user_uuid, change)
             elif change.kind == "tokens_revoked":
