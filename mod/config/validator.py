@@ -33,6 +33,7 @@ class Database(BaseModel):
     uri: str = "sqlite:morelia.db"
     readers: Annotated[int, Field(ge=1, le=64)] = 2
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
+    batch_wait: Annotated[float, Field(ge=0, le=0.1)] = 0.0005
     timeout: Annotated[float, Field(gt=0)] = 5.0
 
     @field_validator("uri")

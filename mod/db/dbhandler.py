@@ -7,10 +7,10 @@ Each function runs on a database thread (see mod.db.engine); callers pick `Engin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
+from pydantic_core import to_json
 from sqlobject.sqlbuilder import (
     AND,
     DESC,
@@ -28,8 +28,6 @@ from mod.db.engine import ChangeRow, P, Query, Row, Tx, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
 DELETED_LOGIN = "User deleted"
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class UserRow(TypedDict):
@@ -244,7 +242,7 @@ def log_change(tx: Tx, now: int, flow_uuid: str, kind: str, actor: str, subject:
         # Held to the end of the transaction: no other process logs a change until this
         # one commits, so positions are handed out in commit order.
         tx.execute("SELECT pg_advisory_xact_lock(7341)")
-    text = _COMPACT.encode(payload)
+    text = to_json(payload).decode()
     position = tx.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
     change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
     tx.changes.append(change)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 from mod.db.engine import ChangeRow
 from mod.error import ServiceError, phrase
 from mod.protocol.mtp.api import (
@@ -269,7 +271,6 @@ AUTHENTICATED: dict[str, Method] = {
 # -- push -------------------------------------------------------------------------------------
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _PUSH_TAIL = json.dumps({"jsonapi": _jsonapi().model_dump(), "meta": {"push": True}},
                         separators=(",", ":"))[1:]
 
@@ -283,7 +284,7 @@ def push_frame(change: ChangeRow) -> str:
     rows, and a push is built for every committed change, so validating them again would be
     the most expensive step of a send.
     """
-    payload = json.loads(change.payload)
+    payload = from_json(change.payload)
     data = {
         "time": change.time,
         "flow": [payload["flow"]] if "flow" in payload else [],
@@ -293,5 +294,5 @@ def push_frame(change: ChangeRow) -> str:
     }
     errors = {"code": 200, "status": "OK", "time": change.time,
               "detail": change.kind.replace("_", " ")}
-    head = _COMPACT.encode({"type": "get_update", "data": data, "errors": errors})
+    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_PUSH_TAIL}"
