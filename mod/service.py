@@ -137,29 +137,32 @@ class Service:
         """The caller a token belongs to; with `user_uuid`, it must be theirs. Else 401."""
         if not token:
             raise ServiceError(401, "Credentials are required")
-        digest = lib.token_hash(token)
         clock = time.monotonic()
-        cached = self._tokens.get(digest)
+        cached = self._tokens.get(token)  # by the token itself: no hashing on a cache hit
         if cached is None or clock - cached.checked > self.settings.security.token_cache_seconds:
-            found = await self.engine.read(_token_caller, digest, now())
+            found = await self.engine.read(_token_caller, lib.token_hash(token), now())
             if found is None:
-                self._tokens.pop(digest, None)
+                self._tokens.pop(token, None)
                 raise ServiceError(401, "The credentials are wrong, expired or revoked")
             caller, expires = found
             if len(self._tokens) > 100_000:
                 self._tokens.clear()
-            cached = self._tokens[digest] = _CachedToken(caller, expires, clock)
+            cached = self._tokens[token] = _CachedToken(caller, expires, clock)
         if cached.expires <= now() or (user_uuid is not None and cached.caller.uuid != user_uuid):
             raise ServiceError(401, "The credentials are wrong, expired or revoked")
         return cached.caller
 
     def forget_tokens(self, user_uuid: str) -> None:
         """Drop cached token checks of a user (their tokens were revoked)."""
-        for digest in [d for d, c in self._tokens.items() if c.caller.uuid == user_uuid]:
-            del self._tokens[digest]
+        for token in [t for t, c in self._tokens.items() if c.caller.uuid == user_uuid]:
+            del self._tokens[token]
+
+    def _forget_token(self, token_hash: str) -> None:
+        for token in [t for t, c in self._tokens.items() if c.caller.token_hash == token_hash]:
+            del self._tokens[token]
 
     async def logout(self, caller: Caller) -> None:
-        self._tokens.pop(caller.token_hash, None)
+        self._forget_token(caller.token_hash)
 
         def revoke(tx: Any) -> None:
             db.revoke_token(tx, caller.token_hash)
@@ -412,7 +415,7 @@ class Service:
                 if token is None:
                     self.forget_tokens(change.actor)
                 else:
-                    self._tokens.pop(token, None)
+                    self._forget_token(token)
 
 
 def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:
