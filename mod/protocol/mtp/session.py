@@ -81,6 +81,7 @@ class MTPSession:
         "__weakref__",
         "_sender",
         "_swept",
+        "_waiter",
         "closing",
         "controller",
         "hub",
@@ -110,6 +111,7 @@ class MTPSession:
         self.closing = False
         self.transport: asyncio.WriteTransport | None = websocket.scope.get(TRANSPORT_KEY)
         self._sender: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._swept: tuple[int, int] = (0, 0)
 
     async def run(self) -> None:
@@ -186,11 +188,18 @@ class MTPSession:
             return
         self.outbox.append(text)
         self.queued_bytes += size
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_forever())
 
-    async def _send_pending(self) -> None:
-        try:
+    async def _send_forever(self) -> None:
+        """Send what is queued, then sleep until more is (cheaper than a task per burst)."""
+        loop = asyncio.get_running_loop()
+        while not self.closing:
             while self.outbox and not self.closing:
                 text = self.outbox.popleft()
                 self.queued_bytes -= len(text)
@@ -200,8 +209,10 @@ class MTPSession:
                     self._drop()
                     return
                 self.sent += 1
-        finally:
-            self._sender = None
+            if self.closing:
+                return
+            self._waiter = loop.create_future()
+            await self._waiter
 
     def _too_slow(self) -> None:
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
