@@ -79,11 +79,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     sys.setswitchinterval(0.001)
     runtime = await _open(settings)
     app.state.runtime = runtime
+    purge = asyncio.create_task(runtime.service.purge_forever(), name="purge")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
                 PROTOCOL_VERSION, settings.database.uri.split("@")[-1])
     try:
         yield
     finally:
+        purge.cancel()
         await runtime.hub.stop()
         runtime.service.close()
         runtime.engine.stop()

@@ -79,6 +79,19 @@ class Service:
         self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
         self._tokens: dict[str, _CachedToken] = {}
 
+    async def purge_forever(self, every: float = 3600.0) -> None:
+        """Delete expired tokens and retry records older than a day, now and then."""
+        while True:
+            stamp = now()
+            try:
+                removed = await self.engine.write(db.purge_expired, stamp, stamp - RETRY_WINDOW)
+            except ServiceError as exc:
+                logger.warning("purge of expired tokens failed: {}", exc.detail)
+            else:
+                if removed:
+                    logger.info("purged {} expired tokens and retry records", removed)
+            await asyncio.sleep(every)
+
     def close(self) -> None:
         self._hashing.shutdown(wait=False, cancel_futures=True)
 
@@ -315,9 +328,6 @@ class Service:
         if user_uuid in await self.engine.read(db.flow_members, flow_uuid):
             raise ServiceError(403, "That user is already a member")
         await self.engine.write(db.add_invite, flow_uuid, user_uuid, caller.uuid, now())
-
-    async def invites(self, caller: Caller) -> list[tuple[str, str, int]]:
-        return await self.engine.read(db.invites_for, caller.uuid)
 
     async def update_flow(self, caller: Caller, flow_uuid: str, title: str | None = None,
                           info: str | None = None) -> db.FlowRow:

@@ -1,0 +1,51 @@
+"""mod.db.dbhandler: queries whose effects no protocol test sees directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from mod.config.validator import Database
+from mod.db import dbhandler as db
+from mod.db.engine import Engine
+
+
+@pytest.fixture
+def engine(db_uri: str) -> Iterator[Engine]:
+    engine = Engine(Database(uri=db_uri))
+    engine.write_sync(db.create_tables)
+    yield engine
+    engine.stop()
+
+
+def test_purge_removes_only_expired_tokens_and_old_retry_records(engine: Engine) -> None:
+    engine.write_sync(db.add_token, "u1", "expired", 100, 200)
+    engine.write_sync(db.add_token, "u1", "valid", 100, 10_000)
+    engine.write_sync(db.txn_store, "old", "r1", 100)
+    engine.write_sync(db.txn_store, "new", "r2", 5_000)
+    assert engine.write_sync(db.purge_expired, 1_000, 1_000) == 2
+    assert engine.read_sync(db.token_owner, "valid", 1_000) == ("u1", 10_000, "")
+    assert engine.read_sync(db.token_owner, "expired", 150) is None
+    assert engine.read_sync(db.txn_result, "new", 0) == "r2"
+    assert engine.read_sync(db.txn_result, "old", 0) is None
+
+
+def test_page_json_matches_the_rows_it_renders(engine: Engine) -> None:
+    engine.write_sync(db.create_user, "u1", "ann", "h", "Ann", "", 100, 5)
+    engine.write_sync(db.create_flow, "f1", "group", "t", "", "u1", ["u1"], 6)
+    texts = ['plain', 'quotes "q" and \\ slash', "unicode é 😀 \u2028", "line\nbreak"]
+    for number, text in enumerate(texts):
+        engine.write_sync(db.insert_message, f"m{number}", "f1", "u1", number,
+                          {"text": text, "emoji": "😀" if number else ""}, 10 + number)
+    engine.write_sync(db.update_message, "m1", "u1", {"text": "edited"}, 50, "message_edited")
+    page = json.loads(engine.read_sync(db.messages_page_json, "f1", 1, 2))
+    assert [message["uuid"] for message in page] == ["m1", "m2"]
+    assert page[0]["text"] == "edited" and page[0]["edited_status"] is True
+    assert page[1]["text"] == texts[2] and page[1]["edited_status"] is False
+    assert list(page[0]) == list(db.MessageRow.__annotations__)
+    assert page == engine.read_sync(db.messages_by_uuid, ["m1", "m2"])
+    assert json.loads(engine.read_sync(db.messages_page_json, "f1", 10, 5)) == []
+    assert [m["uuid"] for m in json.loads(
+        engine.read_sync(db.messages_page_json, "f1", 0, 10, 11))] == ["m2", "m3"]
