@@ -41,6 +41,10 @@ def _jsonapi() -> JsonapiOut:
     return JsonapiOut(version=PROTOCOL_VERSION, revision=PROTOCOL_REVISION)
 
 
+_JSONAPI = _jsonapi()  # never changed after this, so every response can share it
+_PUSH_META = PushMeta(push=True)
+
+
 def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
             message: Sequence[Any] | None = None, user: Sequence[Any] | None = None,
             push: bool = False, with_data: bool = True) -> Response:
@@ -55,13 +59,12 @@ def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | Non
         if user is not None:
             fields["user"] = user
         data = DataOut.model_validate(fields)
-    return Response(
-        type=kind,
-        data=data,
-        errors=Errors(code=code, status=phrase(code), time=stamp, detail=detail or phrase(code)),
-        jsonapi=_jsonapi(),
-        meta=PushMeta(push=True) if push else None,
-    )
+    # The envelope holds only values made here (the objects in `data` were validated above),
+    # so it is assembled without validating it again.
+    errors = Errors.model_construct(code=code, status=phrase(code), time=stamp,
+                                    detail=detail or phrase(code))
+    return Response.model_construct(type=kind, data=data, errors=errors, jsonapi=_JSONAPI,
+                                    meta=_PUSH_META if push else None)
 
 
 # Responses holding more objects than this are built and serialised on a worker thread: a
