@@ -18,6 +18,14 @@ from mod.error import ServiceError
 
 _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 MAX_LOCALPART = 200
+MAX_UUID = 40  # digits of a uuid (a 128-bit integer has 39)
+MAX_NUMBER = 18  # digits of a position, a timeout or a limit: always fits in 64 bits
+
+
+def is_number(text: str, max_digits: int = MAX_NUMBER) -> bool:
+    """Whether `text` is a non-negative decimal integer of ASCII digits, not too long
+    (`str.isdigit` also takes "²" and other digits `int` refuses)."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
 def user_id(login: str, server_name: str) -> str:
@@ -51,7 +59,7 @@ def flow_of(room: str, server_name: str) -> str:
     """The flow uuid a room ID names; 404 if it cannot name a room here."""
     suffix = ":" + server_name
     uuid = room[1:-len(suffix)] if room.startswith("!") and room.endswith(suffix) else ""
-    if not uuid.isdigit():
+    if not is_number(uuid, MAX_UUID):
         raise ServiceError(404, f"Unknown room {room}")
     return uuid
 
@@ -75,10 +83,10 @@ class EventRef:
 
 def parse_event_id(event_id: str) -> EventRef | None:
     body = event_id[1:] if event_id.startswith("$") else ""
-    if body.startswith("m") and body[1:].isdigit():
+    if body.startswith("m") and is_number(body[1:], MAX_UUID):
         return EventRef(message=body[1:])
     head, dot, tail = body.partition(".")
-    if head.isdigit() and (not dot or tail.isdigit()):
+    if is_number(head) and (not dot or is_number(tail)):
         return EventRef(position=int(head), index=int(tail) if dot else None)
     return None
 
@@ -89,6 +97,6 @@ def token(position: int) -> str:
 
 def parse_token(value: str, what: str) -> int:
     """The position a stream token stands for; 400 for anything that is not one."""
-    if value.startswith("s") and value[1:].isdigit() and len(value) < 20:
+    if value.startswith("s") and is_number(value[1:]):
         return int(value[1:])
     raise ServiceError(400, f"{what} is not a token this server gave out")

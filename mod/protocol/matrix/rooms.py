@@ -227,8 +227,10 @@ def _int(call: Call, name: str, default: int, high: int) -> int:
     value = call.query(name)
     if value is None:
         return default
-    if not value.isdigit():
-        raise MatrixError(400, Code.INVALID_PARAM, f"{name} must be a non-negative integer")
+    if not ids.is_number(value):
+        raise MatrixError(400, Code.INVALID_PARAM,
+                          f"{name} must be a non-negative integer of at most "
+                          f"{ids.MAX_NUMBER} digits")
     return min(int(value), high)
 
 

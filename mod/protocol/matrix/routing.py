@@ -8,7 +8,6 @@ returns a `Reply` model or a ready response. Every failure leaves as a Matrix er
 
 from __future__ import annotations
 
-import json
 import secrets
 import string
 from collections.abc import Awaitable, Callable
@@ -18,12 +17,13 @@ from urllib.parse import unquote_to_bytes
 
 from loguru import logger
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import MutableHeaders, URLPath
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from mod import content
 from mod.config.validator import Settings
 from mod.db.engine import Engine
 from mod.error import ServiceError
@@ -120,10 +120,7 @@ class Call:
         raw = await self._read_body()
         if not raw.strip():
             return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise MatrixError(400, Code.NOT_JSON, "Content not JSON") from None
+        data = read_json(raw)
         if not isinstance(data, dict):
             raise MatrixError(400, Code.NOT_JSON, "Content must be a JSON object")
         return data
@@ -134,7 +131,7 @@ class Call:
             return self._raw
         too_large = MatrixError(413, Code.TOO_LARGE, f"The body is over {MAX_BODY} bytes")
         declared = self.request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
             raise too_large
         chunks: list[bytes] = []
         size = 0
@@ -148,6 +145,18 @@ class Call:
 
     async def body(self, model: type[M]) -> M:
         return validate(model, await self.json())
+
+
+def read_json(raw: str | bytes, what: str = "") -> Any:
+    """JSON from a client, as the server can store and serve it back (`mod.content`)."""
+    try:
+        return content.loads(raw)
+    except content.NotJson:
+        raise MatrixError(400, Code.NOT_JSON, f"{what or 'Content'} is not JSON") from None
+    except content.ContentError as exc:
+        where = f"{what}: {exc.where}" if what else exc.where
+        raise MatrixError(400, Code.BAD_JSON, f"Invalid value at {where}: {exc.problem}"
+                          ) from None
 
 
 def validate(model: type[M], data: Any) -> M:
@@ -215,12 +224,29 @@ async def run(spec: Spec, request: Request) -> Response:
             result = await spec.handler(call)
         except ServiceError as exc:
             raise from_service(exc, spec.errors) from None
+        return reply(result) if isinstance(result, Reply) else result
     except MatrixError as exc:
         return error_response(exc)
-    except Exception:
-        logger.exception("Matrix {} {} failed", request.method, request.url.path)
-        return error_response(MatrixError(500, Code.UNKNOWN, "Internal server error"))
-    return reply(result) if isinstance(result, Reply) else result
+    except Exception as exc:
+        return failed(request.method, scope_path(request.scope), exc)
+
+
+def scope_path(scope: Scope) -> str:
+    """The request's path as a log line may show it."""
+    return repr(scope.get("path", ""))[1:-1][:200]
+
+
+def failed(method: str, path: str, exc: BaseException) -> Response:
+    """An unexpected error: one ERROR line saying where, and a JSON 500 for the client."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = (f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
+             if frame is not None else "")
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    logger.error("Matrix {} {} failed: {}{}: {}", method, path, type(exc).__name__, where,
+                 text)
+    return error_response(MatrixError(500, Code.UNKNOWN, "Internal server error"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,15 +306,39 @@ class MatrixRouter:
                 template.methods.get("GET") if method == "HEAD" else None)
             if spec is None:
                 response = error_response(unrecognized(method, scope["path"], True))
+            elif any("\x00" in value for value in params.values()) or b"%00" in scope.get(
+                    "query_string", b""):
+                response = error_response(MatrixError(
+                    400, Code.INVALID_PARAM, "Parameters must not hold NUL characters"))
             else:
                 scope["path_params"] = params
                 response = await run(spec, Request(scope, receive))
         await response(scope, receive, send)
 
 
+class _Everything(BaseRoute):
+    """Every HTTP path under /_matrix, whatever characters it holds (Starlette's `{x:path}`
+    stops at a newline), so every such request gets a Matrix answer."""
+
+    def __init__(self, app: MatrixRouter) -> None:
+        self.app = app
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/_matrix" or path.startswith("/_matrix/"):
+            return Match.FULL, {"endpoint": self.app}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def build_routes() -> list[BaseRoute]:
     router = MatrixRouter()
-    return [Route("/_matrix/{rest:path}", router),
+    return [_Everything(router),
             *(Route(path, router) for path in TABLE if not path.startswith("/_matrix/"))]
 
 

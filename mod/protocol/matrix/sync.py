@@ -16,15 +16,15 @@ import asyncio
 import base64
 import binascii
 import json
-from typing import Any
 
 from starlette.responses import JSONResponse
 
+from mod import content
 from mod.protocol.matrix import api, ids, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
-from mod.protocol.matrix.routing import Call, route, validate
+from mod.protocol.matrix.routing import Call, read_json, route, validate
 from mod.protocol.matrix.streams import UserStream
 
 DEFAULT_LIMIT = 10
@@ -36,11 +36,7 @@ def _filter(value: str | None) -> Filter:
     if not value:
         return Filter()
     text = value if value.startswith("{") else _decode_filter_id(value)
-    try:
-        data: Any = json.loads(text)
-    except (ValueError, RecursionError):
-        raise MatrixError(400, Code.NOT_JSON, "filter is not JSON") from None
-    return validate(Filter, data)
+    return validate(Filter, read_json(text, "filter"))
 
 
 def _decode_filter_id(filter_id: str) -> str:
@@ -60,7 +56,7 @@ def _timeout(call: Call) -> float:
     value = call.query("timeout")
     if value is None:
         return 0.0
-    if not value.isdigit():
+    if not ids.is_number(value):
         raise MatrixError(400, Code.INVALID_PARAM, "timeout must be milliseconds")
     return min(int(value) / 1000, call.matrix.settings.sync_timeout_max)
 
@@ -130,6 +126,6 @@ async def get_filter(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
     text = _decode_filter_id(call.param("filterId"))
     try:
-        return JSONResponse(json.loads(text))
-    except ValueError:
+        return JSONResponse(content.loads(text))
+    except ValueError:  # not one this server made
         raise MatrixError(404, Code.NOT_FOUND, "Unknown filter ID") from None

@@ -1,0 +1,122 @@
+"""What JSON the server takes in: only JSON it can store, read back and render again.
+
+Both protocols keep what clients send (Matrix event content, MTP message fields) and serve it
+back later, so a value the database, the JSON readers or the JSON writers cannot hold would
+break every reader of it, long after it was accepted. `loads` reads a body strictly and
+`check` walks a value already read; both raise `ContentError` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_DEPTH = 64
+MAX_INT = 2**53 - 1  # what every JSON reader takes as an exact integer (canonical JSON's bound)
+_INT_DIGITS = len(str(MAX_INT)) + 1  # sign included
+
+
+class ContentError(ValueError):
+    """A value the server will not store; `where` names the field (dotted path)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        where = where or "body"
+        if len(where) > 200:
+            where = "..." + where[-197:]
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+class _Huge:
+    """An integer literal too long to be in range, kept unconverted (int() of thousands of
+    digits is slow, and refused past 4300)."""
+
+
+HUGE = _Huge()
+
+
+class NotJson(ValueError):
+    """Text that is not JSON at all."""
+
+
+def _field(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
+
+
+def _bad_text(text: str) -> str | None:
+    """Why a string cannot be stored as it is, or None."""
+    if text.isascii():
+        return "holds a NUL character" if "\x00" in text else None
+    if "\x00" in text:
+        return "holds a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _shown(key: str) -> str:
+    """A key as an error message may quote it: printable, short, valid Unicode."""
+    safe = key.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return safe if len(safe) <= 64 else safe[:61] + "..."
+
+
+def check(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> None:
+    """Refuse (ContentError) a value nested deeper than `max_depth`, with a number that is not
+    finite or not an exact integer in range, or with a string or key that is not valid Unicode
+    or holds NUL. Iterative, so no depth of input costs a Python stack."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _bad_text(item)
+            if problem:
+                raise ContentError(path, problem)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif item is HUGE or isinstance(item, int):
+            if not isinstance(item, int) or not -MAX_INT <= item <= MAX_INT:
+                raise ContentError(path, f"integers must be within ±{MAX_INT}")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ContentError(path, "numbers must be finite (no NaN or Infinity)")
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise ContentError(path, f"nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise ContentError(path, "object keys must be strings")
+                    problem = _bad_text(key)
+                    if problem:
+                        raise ContentError(_field(path, _shown(key)), f"the key {problem}")
+                    stack.append((child, _field(path, key), depth + 1))
+            else:
+                stack.extend((child, _field(path, index), depth + 1)
+                             for index, child in enumerate(item))
+        else:
+            raise ContentError(path, f"{type(item).__name__} is not a JSON value")
+
+
+def _parse_int(text: str) -> int | _Huge:
+    if len(text) > _INT_DIGITS:
+        return HUGE  # refused by `check`, with the field's name
+    return int(text)
+
+
+def loads(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """JSON text as a value `check` accepts: NotJson if it is not JSON, ContentError if it
+    holds what the server will not store."""
+    try:
+        value = json.loads(raw, parse_int=_parse_int)
+    except RecursionError:
+        raise ContentError("", f"nested deeper than {max_depth} levels") from None
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise NotJson(str(exc).splitlines()[0] if str(exc) else "not JSON") from None
+    check(value, max_depth=max_depth)
+    return value
