@@ -47,11 +47,11 @@ def _field(where: str, key: str | int) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _bad_text(text: str) -> str | None:
-    """Why a string cannot be stored as it is, or None."""
+def _bad_text(text: str, nul: bool = False) -> str | None:
+    """Why a string cannot be stored as it is (with `nul`: written out as JSON), or None."""
     if text.isascii():
-        return "holds a NUL character" if "\x00" in text else None
-    if "\x00" in text:
+        return "holds a NUL character" if not nul and "\x00" in text else None
+    if not nul and "\x00" in text:
         return "holds a NUL character"
     try:
         text.encode("utf-8")
@@ -66,15 +66,15 @@ def _shown(key: str) -> str:
     return safe if len(safe) <= 64 else safe[:61] + "..."
 
 
-def check(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> None:
+def check(value: Any, where: str = "", max_depth: int = MAX_DEPTH, nul: bool = False) -> None:
     """Refuse (ContentError) a value nested deeper than `max_depth`, with a number that is not
     finite or not an exact integer in range, or with a string or key that is not valid Unicode
-    or holds NUL. Iterative, so no depth of input costs a Python stack."""
+    or (unless `nul`) holds NUL. Iterative, so no depth of input costs a Python stack."""
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         item, path, depth = stack.pop()
         if isinstance(item, str):
-            problem = _bad_text(item)
+            problem = _bad_text(item, nul)
             if problem:
                 raise ContentError(path, problem)
         elif isinstance(item, bool) or item is None:
@@ -92,7 +92,7 @@ def check(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> None:
                 for key, child in item.items():
                     if not isinstance(key, str):
                         raise ContentError(path, "object keys must be strings")
-                    problem = _bad_text(key)
+                    problem = _bad_text(key, nul)
                     if problem:
                         raise ContentError(_field(path, _shown(key)), f"the key {problem}")
                     stack.append((child, _field(path, key), depth + 1))
@@ -109,7 +109,7 @@ def _parse_int(text: str) -> int | _Huge:
     return int(text)
 
 
-def loads(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+def loads(raw: str | bytes, max_depth: int = MAX_DEPTH, nul: bool = False) -> Any:
     """JSON text as a value `check` accepts: NotJson if it is not JSON, ContentError if it
     holds what the server will not store."""
     try:
@@ -118,5 +118,5 @@ def loads(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise ContentError("", f"nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # includes UnicodeDecodeError
         raise NotJson(str(exc).splitlines()[0] if str(exc) else "not JSON") from None
-    check(value, max_depth=max_depth)
+    check(value, max_depth=max_depth, nul=nul)
     return value

@@ -29,7 +29,8 @@ from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Engine, Tx
 
-__all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for", "make_broker"]
+__all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for", "make_broker",
+           "skipped"]
 
 READ_BATCH = 1000
 MEMBER_CACHE = 20_000
@@ -72,6 +73,24 @@ def members_at(tx: Tx, flow_uuid: str, position: int) -> set[str]:
         elif change.kind == "flow_left":
             members.add(change.subject)
     return members
+
+
+_SKIPPED: set[int] = set()
+SKIPPED_KEPT = 10_000
+
+
+def skipped(change: ChangeRow, reason: BaseException | str, what: str = "") -> None:
+    """Log, once per change and process, that a change could not be read or rendered and
+    was passed over (`what`: for what or whom, when not for everyone)."""
+    if change.position in _SKIPPED:
+        return
+    if len(_SKIPPED) >= SKIPPED_KEPT:
+        _SKIPPED.clear()
+    _SKIPPED.add(change.position)
+    text = reason if isinstance(reason, str) else (
+        f"{type(reason).__name__}: {str(reason).splitlines()[0][:200] if str(reason) else ''}")
+    logger.warning("change {} ({}) skipped{}: {}", change.position, change.kind[:32],
+                   f" ({what})" if what else "", text)
 
 
 class Hub:
@@ -243,24 +262,46 @@ class Hub:
                 for user_uuid in members | recipients_extra(change):
                     self._deliver_to(user_uuid, change)
             elif change.kind == "tokens_revoked":
-                token = json.loads(change.payload).get("token")
-                for listener in list(self._listeners.get(change.actor, ())):
-                    listener.revoked(token)
+                self._revoke(change)
             self.position = change.position
         for observer in self.observers:
-            observer(changes)
+            try:
+                observer(changes)
+            except Exception:
+                for change in changes:  # again one by one, past the change it cannot take
+                    try:
+                        observer([change])
+                    except Exception as exc:
+                        skipped(change, exc)
 
     def _deliver_to(self, user_uuid: str, change: ChangeRow) -> None:
         for listener in list(self._listeners.get(user_uuid, ())):
-            listener.deliver(change)
+            try:
+                listener.deliver(change)
+            except Exception as exc:  # a change it cannot render: the others still get it
+                skipped(change, exc)
         for event in self._waiters.get(user_uuid, ()):
             event.set()
+
+    def _revoke(self, change: ChangeRow) -> None:
+        try:
+            token = json.loads(change.payload).get("token")
+        except Exception as exc:
+            skipped(change, exc)
+            return
+        for listener in list(self._listeners.get(change.actor, ())):
+            listener.revoked(token if isinstance(token, str) else None)
 
     async def _flow_members(self, change: ChangeRow) -> set[str]:
         """The flow's members right after `change`, kept in step with the log."""
         flow_uuid = change.flow_uuid
         if change.kind == "flow_created":
-            members = set(json.loads(change.payload)["flow"]["users"])
+            try:
+                users = json.loads(change.payload)["flow"]["users"]
+                members = {user for user in users if isinstance(user, str)}
+            except Exception as exc:  # the database knows them all the same
+                skipped(change, exc, "its snapshot")
+                members = await self.engine.read(members_at, flow_uuid, change.position)
         else:
             cached = self._members.get(flow_uuid)
             if cached is None:

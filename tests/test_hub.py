@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import socket
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
+import mod.hub as hub_module
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow
 from mod.hub import Hub, MemoryBroker, members_at, worker_processes
+from mod.protocol.mtp.worker import push_frame
 from tests.support import Client, ServerProcess
 from tests.test_push import drain
 
@@ -160,9 +164,11 @@ class FakeLog:
         self.on_commit: Any = None
         self.reads = 0
 
-    def add(self, flow: str, kind: str = "message_sent", subject: str = "") -> ChangeRow:
+    def add(self, flow: str, kind: str = "message_sent", subject: str = "",
+            payload: str = "{}") -> ChangeRow:
         position = (self.changes[-1].position if self.changes else 0) + 1
-        change = ChangeRow(position, 0, flow, kind, "actor", subject or f"m{position}", "{}")
+        change = ChangeRow(position, 0, flow, kind, "actor", subject or f"m{position}",
+                           payload)
         self.changes.append(change)
         return change
 
@@ -250,3 +256,61 @@ async def test_shared_hub_reads_the_log_after_gaps_and_never_repeats() -> None:
         assert sink.got == [1, 2, 3, 4, 5] and log.reads == reads
     finally:
         await hub.stop()
+
+
+class Pusher(Sink):
+    """A listener that renders each change as MTP's push frame, as a connection does."""
+
+    def deliver(self, change: ChangeRow) -> None:
+        push_frame(change)
+        super().deliver(change)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_change_that_cannot_be_rendered_is_skipped_once(shared: bool) -> None:
+    log = FakeLog()
+    log.members["f"] = ["u1"]
+    log.members["g"] = ["u1"]
+    hub = Hub(log, Shared() if shared else MemoryBroker())  # type: ignore[arg-type]
+    sink = Pusher("u1")
+    seen: list[int] = []
+
+    def observer(changes: list[ChangeRow]) -> None:
+        seen.extend([change.position for change in changes if json.loads(change.payload) != 0])
+
+    hub.observers.append(observer)
+    hub_module._SKIPPED.clear()  # positions logged by an earlier test
+    lines: list[str] = []
+    handler = logger.add(lines.append, level="INFO", format="{level} {message}")
+    await hub.start()
+    try:
+        hub.register(sink)
+        message = json.dumps({"message": {"uuid": "1", "text": "fine"}})
+        deep = '{"message": ' + "[" * 300 + "]" * 300 + "}"
+        changes = [log.add("f", payload=message), log.add("f", payload=deep),
+                   log.add("f", payload="{not json"),
+                   log.add("g", "flow_created", payload="{}"),
+                   log.add("", "tokens_revoked", payload="[1"),
+                   log.add("f", payload=message), log.add("g", payload=message)]
+        if shared:  # every change read back from the log, as on Redis or PostgreSQL
+            hub.hint(changes[-1].position)
+        else:
+            hub.committed(changes)
+        await settle_hub()
+        assert sink.got == [1, 4, 6, 7]
+        assert hub.position == 7
+        assert seen == [1, 2, 4, 6, 7]
+        later = log.add("f", payload=message)
+        if shared:
+            hub.hint(later.position)
+        else:
+            hub.committed([later])
+        await settle_hub()
+        assert sink.got == [1, 4, 6, 7, 8]
+    finally:
+        await hub.stop()
+        logger.remove(handler)
+    err = "".join(lines)
+    for position in (2, 3, 5):
+        assert err.count(f"change {position} (") == 1, err
+    assert "paused" not in err and "Traceback" not in err

@@ -12,13 +12,14 @@ payload under "mx" (MTP ignores unknown payload keys); MTP messages render as `m
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mod import content
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Tx
+from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
 
@@ -51,8 +52,50 @@ class Parsed:
     payload: dict[str, Any]
 
 
+# A stored payload nests the content a client sent two levels down ("mx", "content").
+PAYLOAD_DEPTH = content.MAX_DEPTH + 4
+
+
 def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
-    return [Parsed(change, json.loads(change.payload)) for change in changes]
+    """The changes whose payload can be rendered; any other is logged once and left out
+    (rows stored before the door checked content, or written by hand)."""
+    parsed = []
+    for change in changes:
+        try:
+            payload = content.loads(change.payload, PAYLOAD_DEPTH, nul=True)
+        except ValueError as exc:
+            skipped(change, exc, "Matrix")
+            continue
+        if not isinstance(payload, dict) or not _well_formed(change.kind, payload):
+            skipped(change, "its payload lacks what a change of its kind holds", "Matrix")
+            continue
+        parsed.append(Parsed(change, payload))
+    return parsed
+
+
+def _strings(value: Any, *keys: str) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(key), str) for key in keys)
+
+
+def _well_formed(kind: str, payload: dict[str, Any]) -> bool:
+    """Whether a payload holds what rendering a change of its kind reads."""
+    extra = payload.get("mx")
+    if extra is not None and not (isinstance(extra, dict) and isinstance(
+            extra.get("content", {}), dict)):
+        return False
+    if kind == "message_sent":
+        return _strings(payload.get("message"), "uuid", "from_user", "text", "emoji")
+    if kind in ("message_edited", "message_deleted"):
+        return _strings(payload.get("message"), "uuid", "text")
+    if kind in ("flow_created", "flow_invited"):
+        flow = payload.get("flow")
+        if not isinstance(flow, dict) or not _strings(flow, "owner", "type", "title", "info"):
+            return False
+        users = flow.get("users") if kind == "flow_created" else []
+        return isinstance(users, list) and all(isinstance(user, str) for user in users)
+    if kind == "flow_changed":
+        return _strings(payload.get("flow"), "title", "info")
+    return True
 
 
 def users_named(items: Iterable[Parsed]) -> set[str]:
@@ -114,10 +157,10 @@ class Renderer:
         sent = [item for item in items if item.change.kind == "message_sent"]
         if not sent:
             return
-        for change in db.subject_changes(tx, flow_uuid, ["message_deleted"],
-                                         [item.change.subject for item in sent],
-                                         after=sent[0].change.position):
-            item = Parsed(change, json.loads(change.payload))
+        for item in parse(db.subject_changes(tx, flow_uuid, ["message_deleted"],
+                                             [item.change.subject for item in sent],
+                                             after=sent[0].change.position)):
+            change = item.change
             self.load_users(tx, [change.actor])
             self.redactions.setdefault(change.subject, self._redaction(item))
 
