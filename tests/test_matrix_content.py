@@ -3,16 +3,33 @@ parameters get 400s, and a change-log row that cannot be rendered is skipped, no
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
+import nio
 import pytest
 
 from mod.db import dbhandler as db
-from tests.support import write_database
+from tests.support import (
+    POSTGRES_URI,
+    REDIS_URI,
+    ServerProcess,
+    postgres_database,
+    write_database,
+)
 from tests.test_matrix_errors import V3, expect
-from tests.test_matrix_support import Matrix, sync_until
+from tests.test_matrix_support import (
+    SERVER_NAME,
+    Matrix,
+    events_of,
+    matrix_session,
+    sources,
+    sync_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -145,19 +162,16 @@ async def test_unknown_paths_answer_json(mx: Matrix) -> None:
     expect(await mx.raw("GET", V3 + "/sync%0A"), 404, "M_UNRECOGNIZED")
 
 
-async def test_a_change_that_cannot_be_rendered_is_skipped(mx: Matrix) -> None:
-    alice, bob = await mx.user(), await mx.user()
-    room = await mx.room(alice, bob)
-    await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "before"})
-    await sync_until(bob, room, lambda e: e["content"].get("body") == "before")
-    flow = room[1:].split(":")[0]
+def bad_payloads(flow: str) -> list[str]:
+    """Change-log payloads no reader can render, as rows written before the door checked
+    content (or by hand) hold them."""
     message = {"uuid": "1", "client_id": 0, "text": "x", "from_user": "1", "from_flow": flow,
                "time": 0, "file_picture": "", "file_video": "", "file_audio": "",
                "file_document": "", "emoji": "", "edited_time": 0, "edited_status": False}
     deep: Any = "x"
     for _ in range(300):
         deep = [deep]
-    bad_payloads = [
+    return [
         "{not json",
         json.dumps({"message": message, "mx": {"content": {"body": "x", "d": deep}}}),
         json.dumps({"message": message, "mx": {"content": {"body": float("nan")}}}),
@@ -166,12 +180,21 @@ async def test_a_change_that_cannot_be_rendered_is_skipped(mx: Matrix) -> None:
         json.dumps([1, 2]),
     ]
 
-    def insert(tx: Any) -> None:
-        for payload in bad_payloads:
-            tx.insert(db._INSERT_CHANGE, 0, flow, "message_sent", "1", "1", payload)
-        tx.insert(db._INSERT_CHANGE, 0, flow, "flow_created", "1", "", "{}")
 
-    write_database(mx.server.env["MORELIA_DATABASE_URI"], insert)
+def insert_bad_changes(tx: Any, flow: str) -> None:
+    for payload in bad_payloads(flow):
+        tx.insert(db._INSERT_CHANGE, 0, flow, "message_sent", "1", "1", payload)
+    tx.insert(db._INSERT_CHANGE, 0, flow, "flow_created", "1", "", "{}")
+
+
+async def test_a_change_that_cannot_be_rendered_is_skipped(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice, bob)
+    await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "before"})
+    await sync_until(bob, room, lambda e: e["content"].get("body") == "before")
+    flow = room[1:].split(":")[0]
+
+    write_database(mx.server.env["MORELIA_DATABASE_URI"], insert_bad_changes, flow)
     await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "after"})
     await sync_until(bob, room, lambda e: e["content"].get("body") == "after")
     token = bob.access_token
@@ -193,10 +216,52 @@ async def test_a_change_that_cannot_be_rendered_is_skipped(mx: Matrix) -> None:
     assert forward.status_code == 200, forward.text
     state = await mx.raw("GET", f"{V3}/rooms/{room}/state", token)
     assert state.status_code == 200, state.text
-    for number in range(len(bad_payloads) + 1):
+    for number in range(len(bad_payloads(flow)) + 1):
         response = await mx.raw("GET", f"{V3}/rooms/{room}/event/${int(since[1:]) - number}",
                                 token)
         assert response.status_code in (200, 404), response.text
     no_traceback(mx)
     assert "skipped" in mx.server.log()
 
+
+
+@pytest.mark.parametrize("broker", ["postgres", "redis"])
+async def test_bad_changes_do_not_stop_delivery_on_shared_brokers(broker: str,
+                                                                  tmp_path: Path) -> None:
+    """On a shared broker every change is read back from the log: one that cannot be read
+    once paused delivery to everyone."""
+    if not POSTGRES_URI or (broker == "redis" and not REDIS_URI):
+        pytest.skip("needs MORELIA_TEST_POSTGRES_URI (and MORELIA_TEST_REDIS_URI)")
+    with postgres_database() as database:
+        env = {"MORELIA_DATABASE_URI": database,
+               "MORELIA_BROKER_URI": database if broker == "postgres" else REDIS_URI,
+               "MORELIA_BROKER_CHANNEL": f"morelia_bad_{uuid.uuid4().hex[:12]}",
+               "MORELIA_MATRIX_SERVER_NAME": SERVER_NAME}
+        with ServerProcess(tmp_path, env=env) as server:
+            async for mx in matrix_session(server):
+                alice, bob = await mx.user(), await mx.user()
+                room = await mx.room(alice, bob)
+                flow = room[1:].split(":")[0]
+                mtp = await mx.mtp.user()
+                reply = await mtp.send_raw(json.dumps({
+                    "type": "join_flow", "data": {"flow": [{"uuid": flow}],
+                                                  "user": [mtp.cred]},
+                    "jsonapi": {"version": "1.0"}, "meta": {"push": True}}))
+                assert reply["errors"]["code"] == 200, reply
+                await bob.sync(timeout=0)
+                write_database(database, insert_bad_changes, flow)
+                poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
+                sent = await alice.room_send(room, "m.room.message",
+                                             {"msgtype": "m.text", "body": "after"})
+                assert not isinstance(sent, Exception)
+                woken = await asyncio.wait_for(poll, 8)  # the long-poll wakes for it
+                assert isinstance(woken, nio.SyncResponse), woken
+                if "after" not in [e["content"].get("body")
+                                   for e in sources(events_of(woken, room))]:
+                    await sync_until(bob, room, lambda e: e["content"].get("body") == "after")
+                texts: list[str] = []
+                while "after" not in texts:
+                    push = await mtp.push(timeout=5)
+                    texts.extend(m["text"] for m in push["data"]["message"])
+                assert "paused" not in server.log()
+                assert "Traceback" not in server.log()
