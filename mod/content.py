@@ -120,3 +120,30 @@ def loads(raw: str | bytes, max_depth: int = MAX_DEPTH, nul: bool = False) -> An
         raise NotJson(str(exc).splitlines()[0] if str(exc) else "not JSON") from None
     check(value, max_depth=max_depth, nul=nul)
     return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ContentError("", "numbers must be finite (no NaN or Infinity)")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ContentError("", "numbers must be finite (no NaN or Infinity)")
+
+
+def readable(raw: str, max_depth: int = MAX_DEPTH) -> Any:
+    """JSON the server stored, read back for rendering: as `loads` with NUL allowed, but
+    text that is not nested deep and escapes nothing (nearly all of it) is read in one pass."""
+    if "\\u" in raw or raw.count("[") + raw.count("{") > max_depth:
+        return loads(raw, max_depth, nul=True)
+    try:
+        return _READER.decode(raw)
+    except ContentError:
+        raise
+    except ValueError as exc:
+        raise NotJson(str(exc).splitlines()[0]) from None
+
+
+_READER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)

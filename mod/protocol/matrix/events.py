@@ -62,7 +62,7 @@ def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
     parsed = []
     for change in changes:
         try:
-            payload = content.loads(change.payload, PAYLOAD_DEPTH, nul=True)
+            payload = content.readable(change.payload, PAYLOAD_DEPTH)
         except ValueError as exc:
             skipped(change, exc, "Matrix")
             continue
