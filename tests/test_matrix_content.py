@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nio
 import pytest
 
@@ -265,3 +266,38 @@ async def test_bad_changes_do_not_stop_delivery_on_shared_brokers(broker: str,
                     texts.extend(m["text"] for m in push["data"]["message"])
                 assert "paused" not in server.log()
                 assert "Traceback" not in server.log()
+
+
+async def test_an_unexpected_error_is_one_log_line_and_a_json_500() -> None:
+    from types import SimpleNamespace
+
+    from loguru import logger
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mod.config.validator import Settings
+    from mod.protocol.matrix.routing import Call, Spec, run
+
+    async def broken(call: Call) -> Response:
+        raise RuntimeError("something no one foresaw\nsecond line")
+
+    async def endpoint(request: Request) -> Response:
+        return await run(Spec(broken, False, None), request)
+
+    app = Starlette(routes=[Route("/_matrix/client/v3/broken", endpoint)])
+    app.state.runtime = SimpleNamespace(settings=Settings(), engine=None, service=None,
+                                        hub=SimpleNamespace(position=0))
+    lines: list[str] = []
+    handler = logger.add(lines.append, level="DEBUG", format="{level} {message}")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://test") as client:
+            response = await client.get("/_matrix/client/v3/broken")
+    finally:
+        logger.remove(handler)
+    expect(response, 500, "M_UNKNOWN")
+    assert len(lines) == 1 and lines[0].startswith("ERROR "), lines
+    assert "RuntimeError" in lines[0] and "test_matrix_content.py" in lines[0], lines
+    assert "Traceback" not in lines[0] and "second line" not in lines[0]
