@@ -28,7 +28,7 @@ from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession, TransportAccess
+from mod.protocol.mtp.session import MTPSession, TransportAccess, open_sessions
 from mod.service import Service
 
 
@@ -113,7 +113,7 @@ async def status_page(request: Request) -> HTMLResponse:
             ("Users", counts["users"]),
             ("Flows", counts["flows"]),
             ("Messages", counts["messages"]),
-            ("Connections", runtime.hub.connected()),
+            ("Connections", open_sessions()),
         )
     )
     return HTMLResponse(

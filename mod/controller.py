@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 from pydantic import ValidationError
@@ -39,6 +39,14 @@ def _nul_path(value: Any, path: str) -> str | None:
         if found:
             return found
     return None
+
+
+class Handled(NamedTuple):
+    """A request's response, the caller it authenticated as, and its `meta.push` wish."""
+
+    response: Response
+    caller: Caller | None = None
+    push: bool | None = None
 
 
 class MTPController:
@@ -93,11 +101,16 @@ class MTPController:
         kind = raw.get("type") if isinstance(raw, dict) else None
         return worker.error(kind if isinstance(kind, str) else "error", code, detail)
 
-    async def handle(self, frame: str | bytes) -> tuple[Response, Caller | None]:
-        """The response to one frame, and the caller it authenticated as, if any."""
+    async def handle(self, frame: str | bytes) -> Handled:
+        """The response to one frame, the caller it authenticated as, and its push wish."""
         request = self.parse(frame)
         if isinstance(request, Response):
-            return request, None
+            return Handled(request)
+        response, caller = await self._answer(request)
+        push = request.meta.push if request.meta is not None and caller is not None else None
+        return Handled(response, caller, push)
+
+    async def _answer(self, request: Request) -> tuple[Response, Caller | None]:
         echo = request.type
         version = _version(request.jsonapi.version)
         low, high = self.versions

@@ -1,5 +1,11 @@
 """One MTP websocket connection: reads frames in order, answers each, and takes pushes.
 
+A connection is lockstep, as clients of the original server expect: one frame per request,
+its answer, and nothing else. Only once a request that authenticates has asked for pushes
+(`"meta": {"push": true}`) is the connection bound to its user in the hub and sent the user's
+changes; `"push": false` unbinds it. Pushes that arrive while a request is being handled are
+held until its answer is queued, so an answer always precedes the push of the change it made.
+
 Everything the server sends on a connection — responses and pushes, in order — goes through
 one bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender
 task that exists only while there is something to send. Pushes are put in the outbox without
@@ -26,9 +32,7 @@ from mod.controller import MTPController
 from mod.db.engine import ChangeRow
 from mod.hub import Hub
 from mod.protocol.mtp import worker
-
-PUSHED_KINDS = frozenset({"message_sent", "message_edited", "message_deleted", "flow_created",
-                          "flow_joined", "flow_left", "flow_changed"})
+from mod.service import Caller
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
@@ -84,9 +88,12 @@ class MTPSession:
         "_waiter",
         "closing",
         "controller",
+        "handling",
+        "held",
         "hub",
         "limit",
         "outbox",
+        "push",
         "queued_bytes",
         "sent",
         "settings",
@@ -102,8 +109,11 @@ class MTPSession:
         self.controller = controller
         self.hub = hub
         self.settings = settings
-        self.user_uuid = ""
+        self.user_uuid = ""  # the user whose pushes this connection takes; "" for none
         self.token_hash = ""
+        self.push = False
+        self.handling = False
+        self.held: list[str] = []
         self.limit = RateLimit(settings.rate_limit, settings.rate_burst)
         self.outbox: deque[str] = deque()
         self.queued_bytes = 0
@@ -154,22 +164,48 @@ class MTPSession:
             self.enqueue(self.controller.refuse(frame, 429,
                                                 "Too many requests; slow down").dump())
             return True
-        response, caller = await self.controller.handle(frame)
-        if caller is not None and not self.closing:
-            self.token_hash = caller.token_hash
-            if caller.uuid != self.user_uuid:
-                if self.user_uuid:
-                    self.hub.unregister(self)
-                self.user_uuid = caller.uuid
-                self.hub.register(self)
-        self.enqueue(response.dump())
+        self.handling = True
+        try:
+            handled = await self.controller.handle(frame)
+        finally:
+            self.handling = False
+        if handled.caller is not None and not self.closing:
+            self._bind(handled.caller, handled.push)
+        self.enqueue(handled.response.dump())
+        held, self.held = self.held, []
+        for text in held:
+            self.enqueue(text)
         return True
+
+    def _bind(self, caller: Caller, push: bool | None) -> None:
+        """Take the caller's pushes from now on if this connection asked for them."""
+        self.token_hash = caller.token_hash
+        if push is not None:
+            self.push = push
+        listening = caller.uuid if self.push else ""
+        if listening != self.user_uuid:
+            if self.user_uuid:
+                self.hub.unregister(self)
+            self.user_uuid = listening
+            if listening:
+                self.hub.register(self)
 
     # -- sending -----------------------------------------------------------------------------
 
     def deliver(self, change: ChangeRow) -> None:
-        if change.kind in PUSHED_KINDS:
-            self.enqueue(worker.push_frame(change))  # built once for all recipients
+        if change.kind not in worker.PUSH_EVENTS:
+            return
+        try:
+            text = worker.push_frame(change)  # built once for all recipients
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            _unrenderable(change, exc)
+            return
+        if not self.handling:
+            self.enqueue(text)
+        elif len(self.held) < self.settings.send_queue:
+            self.held.append(text)  # sent right after the answer being prepared
+        else:
+            self._too_slow()
 
     def revoked(self, token_hash: str | None) -> None:
         """The credentials this connection was bound with are gone: no more pushes."""
@@ -231,6 +267,7 @@ class MTPSession:
         if self.user_uuid:
             self.hub.unregister(self)
         self.outbox.clear()
+        self.held.clear()
         self.queued_bytes = 0
 
     async def _close(self, code: int, reason: str) -> None:
@@ -252,6 +289,24 @@ class MTPSession:
         last_size, last_sent = self._swept
         self._swept = (size, self.sent)
         return not (size and last_size and size >= last_size and self.sent == last_sent)
+
+
+_skipped_position = 0
+
+
+def _unrenderable(change: ChangeRow, exc: BaseException) -> None:
+    """Log once a change that cannot be rendered as a push; its recipients skip it."""
+    global _skipped_position
+    if change.position != _skipped_position:
+        _skipped_position = change.position
+        logger.warning("change {} ({}) cannot be pushed and is skipped: {}", change.position,
+                       change.kind, type(exc).__name__)
+
+
+def open_sessions() -> int:
+    """How many MTP connections this process holds."""
+    instance = Sweeper._instance
+    return len(instance.sessions) if instance is not None else 0
 
 
 class Sweeper:
