@@ -37,6 +37,10 @@ from mod.service import Caller
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
 TRANSPORT_KEY = "morelia.transport"
+# The reader takes the next request only while fewer frames than this wait in the outbox, so
+# a client that sends many requests back to back is answered as fast as it reads, in order,
+# and its answers never fill the outbox; only pushes, which never wait, can.
+READ_AHEAD = 32
 
 
 class RateLimit:
@@ -83,6 +87,7 @@ class TransportAccess:
 class MTPSession:
     __slots__ = (
         "__weakref__",
+        "_drained",
         "_sender",
         "_swept",
         "_waiter",
@@ -122,6 +127,7 @@ class MTPSession:
         self.transport: asyncio.WriteTransport | None = websocket.scope.get(TRANSPORT_KEY)
         self._sender: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
         self._swept: tuple[int, int] = (0, 0)
 
     async def run(self) -> None:
@@ -141,6 +147,9 @@ class MTPSession:
 
     async def _read_forever(self) -> None:
         while not self.closing:
+            if len(self.outbox) >= READ_AHEAD:
+                await self._wait_drained()
+                continue
             try:
                 message = await self.websocket.receive()
             except (WebSocketDisconnect, RuntimeError):
@@ -171,7 +180,12 @@ class MTPSession:
             self.handling = False
         if handled.caller is not None and not self.closing:
             self._bind(handled.caller, handled.push)
-        self.enqueue(handled.response.dump())
+        try:
+            text = handled.response.dump()
+        except Exception:
+            logger.exception("an answer to {} could not be written", handled.response.type)
+            text = self.controller.refuse(frame, 500, "The server failed to answer").dump()
+        self.enqueue(text)
         held, self.held = self.held, []
         for text in held:
             self.enqueue(text)
@@ -245,10 +259,25 @@ class MTPSession:
                     self._drop()
                     return
                 self.sent += 1
+                if self._drained is not None and len(self.outbox) < READ_AHEAD // 2:
+                    self._wake_reader()
             if self.closing:
                 return
             self._waiter = loop.create_future()
             await self._waiter
+
+    async def _wait_drained(self) -> None:
+        """Wait until the sender has taken the outbox down to half of READ_AHEAD."""
+        self._drained = asyncio.get_running_loop().create_future()
+        try:
+            await self._drained
+        finally:
+            self._drained = None
+
+    def _wake_reader(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _too_slow(self) -> None:
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
@@ -269,6 +298,7 @@ class MTPSession:
         self.outbox.clear()
         self.held.clear()
         self.queued_bytes = 0
+        self._wake_reader()
 
     async def _close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.CONNECTED:
