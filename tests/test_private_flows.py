@@ -108,12 +108,10 @@ async def test_private_matrix_rooms_are_invite_only(mx: Matrix, how: str) -> Non
                                  tx_id=str(uuid.uuid4()))
     assert isinstance(sent, nio.RoomSendResponse), sent
     assert await join_rule(mx, alice.access_token, room) == "invite"
-    first = await alice.sync(timeout=0)
-    assert isinstance(first, nio.SyncResponse), first
-    state = {event["type"]: event["content"] for event in
-             (await mx.raw("GET", f"{V3}/sync", alice.access_token)).json()
-             ["rooms"]["join"][room]["state"]["events"]}
-    assert state["m.room.join_rules"] == {"join_rule": "invite"}
+    joined = (await mx.raw("GET", f"{V3}/sync", alice.access_token)).json()["rooms"]["join"]
+    synced = {event["type"]: event["content"] for part in ("state", "timeline")
+              for event in joined[room][part]["events"]}
+    assert synced["m.room.join_rules"] == {"join_rule": "invite"}
 
     outsider = await mx.mtp.user("outsider")
     await assert_closed_to(mx, outsider, room)
