@@ -84,6 +84,7 @@ class FlowIn(_In):
         BeforeValidator(_user_uuids)] = None
     message_start: Int64 | None = None
     message_end: Int64 | None = None
+    private: bool | None = None
 
 
 class MessageIn(_In):
@@ -156,6 +157,7 @@ class FlowOut(BaseModel):
     users: list[str] | None = None
     message_start: int | None = None
     message_end: int | None = None
+    private: bool | None = None
 
 
 class MessageOut(BaseModel):

@@ -187,7 +187,8 @@ async def add_flow(service: Service, request: Request, caller: Caller) -> Respon
     flow = _first(_data(request).flow, "flow")
     try:
         created = await service.add_flow(caller, flow.type or "", flow.title or "",
-                                         flow.info or "", flow.users or [], flow.owner)
+                                         flow.info or "", flow.users or [], flow.owner,
+                                         private=bool(flow.private))
     except ServiceError as exc:
         if exc.code == 409 and exc.payload is not None:
             return error(request.type, 409, exc.detail, flow=[exc.payload])
