@@ -70,4 +70,7 @@ def attach(settings: Server, hub: Hub) -> bool:
             await shutdown(*args, **kwargs)
 
     server.shutdown = graceful_shutdown
+    logger.info("request heads due within {:g} s; at most {} connections per address; "
+                "graceful stop within {:g} s", settings.header_timeout,
+                settings.max_connections_per_address or "unlimited", timeout)
     return True

@@ -23,11 +23,11 @@ OTHER = "127.0.0.2"  # loopback is a /8: a second client address on the same mac
 
 @pytest.fixture
 def guarded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    cap, timeout = getattr(request, "param", (400, 1.0))
+    cap, timeout, ws = getattr(request, "param", (400, 1.0, "auto"))
     env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'morelia.db'}",
            "MORELIA_SERVER_HEADER_TIMEOUT": str(timeout),
            "MORELIA_SERVER_MAX_CONNECTIONS_PER_ADDRESS": str(cap)}
-    with ServerProcess(tmp_path, env=env) as process:
+    with ServerProcess(tmp_path, env=env, args=["--ws", ws]) as process:
         yield process
 
 
@@ -103,7 +103,7 @@ async def test_slow_heads_are_cut_after_the_timeout_and_over_the_cap_refused_at_
     assert log.count("(no request head within 1 s)") == 1, log
 
 
-@pytest.mark.parametrize("guarded", [(3, 1.0)], indirect=True)
+@pytest.mark.parametrize("guarded", [(3, 1.0, "auto"), (3, 1.0, "websockets")], indirect=True)
 async def test_websockets_keep_their_place_under_the_cap_until_they_close(
         guarded: ServerProcess) -> None:
     sockets = [await websockets.connect(guarded.url) for _ in range(3)]

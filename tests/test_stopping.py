@@ -24,9 +24,11 @@ SYNC = "/_matrix/client/v3/sync"
 
 
 @pytest.fixture
-def stoppable(db_uri: str, tmp_path: Path) -> Iterator[ServerProcess]:
+def stoppable(db_uri: str, tmp_path: Path, request: pytest.FixtureRequest
+              ) -> Iterator[ServerProcess]:
     env = {"MORELIA_DATABASE_URI": db_uri, "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "60"}
-    with ServerProcess(tmp_path, env=env) as process:
+    ws = getattr(request, "param", "auto")  # the original's command line: --ws websockets
+    with ServerProcess(tmp_path, env=env, args=["--ws", ws]) as process:
         yield process
 
 
@@ -106,6 +108,7 @@ async def drain(client: Client) -> tuple[list[dict[str, Any]], int | None]:
         return answers, closed.rcvd.code if closed.rcvd else None
 
 
+@pytest.mark.parametrize("stoppable", ["auto", "websockets"], indirect=True)
 async def test_sigterm_answers_every_mtp_request_it_read_then_closes_with_1012(
         stoppable: ServerProcess, db_uri: str) -> None:
     clients = []
