@@ -90,10 +90,10 @@ async def test_slow_heads_are_cut_after_the_timeout_and_over_the_cap_refused_at_
 
     lifetimes = sorted(client.cut - client.opened for client in slow)
     assert all(client.cut for client in slow), "a slow connection was never cut"
-    refused = [life for life in lifetimes if life < 0.5]
-    cut = [life for life in lifetimes if life >= 0.5]
+    refused = [life for life in lifetimes if life < 0.9]
+    cut = [life for life in lifetimes if life >= 0.9]
     assert len(refused) == 100, lifetimes
-    assert len(cut) == 400 and cut[0] > 0.99 and cut[-1] < 4.0, cut
+    assert len(cut) == 400 and cut[0] > 0.99 and cut[-1] < 6.0, cut
     assert sum(client.answer.startswith(b"HTTP/1.1 408 ") for client in slow) == 400
     # Their places are free again.
     assert await served(guarded) == 200
