@@ -36,6 +36,7 @@ from mod.service import Caller
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
+CLOSE_RESTARTING = 1012
 TRANSPORT_KEY = "morelia.transport"
 # The reader takes the next request only while fewer frames than this wait in the outbox, so
 # a client that sends many requests back to back is answered as fast as it reads, in order,
@@ -102,6 +103,7 @@ class MTPSession:
         "queued_bytes",
         "sent",
         "settings",
+        "stopping",
         "token_hash",
         "transport",
         "user_uuid",
@@ -129,6 +131,7 @@ class MTPSession:
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._swept: tuple[int, int] = (0, 0)
+        self.stopping = False
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -136,6 +139,9 @@ class MTPSession:
         sweeper.sessions.add(self)
         try:
             await self._read_forever()
+            if self.stopping:
+                await self._flush()
+                await self._close(CLOSE_RESTARTING, "Server restarting")
         finally:
             sweeper.sessions.discard(self)
             self._drop()
@@ -146,7 +152,7 @@ class MTPSession:
                     await sender
 
     async def _read_forever(self) -> None:
-        while not self.closing:
+        while not (self.closing or self.stopping):
             if len(self.outbox) >= READ_AHEAD:
                 await self._wait_drained()
                 continue
@@ -154,7 +160,7 @@ class MTPSession:
                 message = await self.websocket.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or self.stopping:
                 return
             if not await self._handle(message):
                 return
@@ -203,6 +209,25 @@ class MTPSession:
             self.user_uuid = listening
             if listening:
                 self.hub.register(self)
+
+    async def stop(self) -> None:
+        """The server is stopping: answer the request in hand, send what is queued, close 1012.
+
+        A request being handled is finished by the reading loop, which then closes; an idle
+        connection is closed here, which also ends its wait for the next frame.
+        """
+        self.stopping = True
+        self._wake_reader()
+        if not self.handling:
+            await self._flush()
+            await self._close(CLOSE_RESTARTING, "Server restarting")
+
+    async def _flush(self, timeout: float = 2.0) -> None:
+        """Wait (a bounded time) until everything queued has been handed to the transport."""
+        deadline = time.monotonic() + timeout
+        while (self.outbox or (self._sender is not None and not self._sender.done()
+                               and self._waiter is None)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -349,6 +374,20 @@ class Sweeper:
         self.sessions: set[MTPSession] = set()
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
             self._run(), name="mtp sweeper")
+
+    @classmethod
+    async def stop_all(cls, timeout: float) -> int:
+        """Stop every session (see `MTPSession.stop`) and wait up to `timeout` s for them."""
+        instance = cls._instance
+        if instance is None or not instance.sessions:
+            return 0
+        sessions = list(instance.sessions)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(session.stop() for session in sessions))
+                while instance.sessions:
+                    await asyncio.sleep(0.01)
+        return len(sessions)
 
     @classmethod
     def get(cls, interval: float) -> Sweeper:
