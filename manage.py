@@ -18,6 +18,7 @@ from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
+from mod.config.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -236,14 +237,28 @@ def testclient() -> None:
     """A small MTP client, to check a running server."""
 
 
+def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """The address given, or that of the server these settings configure."""
+    if value:
+        return value
+    try:
+        server = load_settings().server
+    except ConfigError:
+        return DEFAULT_ADDRESS
+    host = "127.0.0.1" if server.host in ("", "0.0.0.0", "::") else server.host
+    host = f"[{host}]" if ":" in host else host
+    return f"ws://{host}:{server.port}/ws"
+
+
 def _client_options(fn: Any) -> Any:
     fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
                       show_default=True, help="Seconds to wait for the server.")(fn)
     fn = click.option("--password", "-p", help="Password (prompted, hidden, when --login is "
                       "given without it).")(fn)
     fn = click.option("--login", "-l", help="Log in as this user first.")(fn)
-    fn = click.option("--address", "-a", default=DEFAULT_ADDRESS, show_default=True,
-                      help="The server's websocket.")(fn)
+    fn = click.option("--address", "-a", callback=_address,
+                      help="The server's websocket [default: ws://SERVER.HOST:SERVER.PORT/ws, "
+                      f"{DEFAULT_ADDRESS}].")(fn)
     return fn
 
 

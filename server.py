@@ -28,8 +28,9 @@ from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession, TransportAccess
+from mod.protocol.mtp.session import MTPSession, TransportAccess, open_sessions
 from mod.service import Service
+from mod.stopping import attach
 
 
 @dataclass
@@ -80,6 +81,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     runtime = await _open(settings)
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.purge_forever(), name="purge")
+    if not attach(settings.server, runtime.hub):
+        logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
                 PROTOCOL_VERSION, settings.database.uri.split("@")[-1])
     try:
@@ -113,7 +116,7 @@ async def status_page(request: Request) -> HTMLResponse:
             ("Users", counts["users"]),
             ("Flows", counts["flows"]),
             ("Messages", counts["messages"]),
-            ("Connections", runtime.hub.connected()),
+            ("Connections", open_sessions()),
         )
     )
     return HTMLResponse(

@@ -79,9 +79,10 @@ class Conn:
         except websockets.ConnectionClosed:
             pass
 
-    async def call(self, kind: str, **data: Any) -> dict[str, Any]:
+    async def call(self, kind: str, meta: dict[str, Any] | None = None, **data: Any
+                   ) -> dict[str, Any]:
         data["user"] = [{"uuid": self.user, "auth_id": self.token}, *data.get("user", [])]
-        await self.ws.send(frame(kind, data))
+        await self.ws.send(frame(kind, data, meta=meta))
         return await asyncio.wait_for(self.replies.get(), 30)
 
     async def send_stamp(self, flow: str, client_id: int) -> None:
@@ -118,12 +119,13 @@ def seed(uri: str, users: int) -> tuple[list[tuple[str, str]], str]:
 
 
 async def bind_all(url: str, people: list[tuple[str, str]], parallel: int = 200) -> list[Conn]:
-    """Open one bound connection per (user, token), `parallel` at a time."""
+    """Open one connection per (user, token) that takes pushes, `parallel` at a time."""
     conns: list[Conn] = []
     for start in range(0, len(people), parallel):
         batch = people[start:start + parallel]
         opened = await asyncio.gather(*(Conn.open(url, user, token) for user, token in batch))
-        replies = await asyncio.gather(*(conn.call("ping_pong") for conn in opened))
+        replies = await asyncio.gather(*(conn.call("ping_pong", meta={"push": True})
+                                         for conn in opened))
         assert all(reply["errors"]["code"] == 200 for reply in replies), replies[:1]
         conns.extend(opened)
     return conns

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 from loguru import logger
 from pydantic import ValidationError
@@ -14,12 +15,24 @@ from mod.protocol.mtp import worker
 from mod.protocol.mtp.api import Request, Response
 from mod.service import Caller, Service
 
+_VERSION = re.compile(r"([0-9]{1,6})(?:\.([0-9]{1,6}))?")
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _suspect(frame: str | bytes) -> bool:
+    """Whether a frame may hold NUL or a lone surrogate. JSON carries them only as escapes
+    (\\u0000, \\ud800 to \\udfff), so frames without "\\u0000" or "\\ud" need no search."""
+    if isinstance(frame, bytes):
+        return b"\\u0000" in frame or b"\\ud" in frame or b"\\uD" in frame
+    return "\\u0000" in frame or "\\ud" in frame or "\\uD" in frame
+
 
 def _version(text: str) -> tuple[int, int] | None:
-    major, dot, minor = text.strip().partition(".")
-    if not major.isdigit() or (dot and not minor.isdigit()):
+    """(major, minor) of a version such as "1.0"; None unless it is ASCII digits."""
+    found = _VERSION.fullmatch(text.strip())
+    if found is None:
         return None
-    return int(major), int(minor or 0)
+    return int(found.group(1)), int(found.group(2) or 0)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -28,17 +41,37 @@ def _describe(exc: ValidationError) -> str:
     return f"Invalid request: {where}: {error['msg']}"
 
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """The dotted path of the first string holding a NUL character, if any."""
+def _bad_string_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first string (or key) holding NUL or a lone surrogate."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
-    items = value.items() if isinstance(value, dict) else (
-        enumerate(value) if isinstance(value, list) else ())
-    for key, item in items:
-        found = _nul_path(item, f"{path}.{key}" if path else str(key))
-        if found:
-            return found
+        return path if _BAD_CHARACTER.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _BAD_CHARACTER.search(key):
+                return path or "request"
+            found = _bad_string_path(item, where)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _bad_string_path(item, f"{path}.{index}" if path else str(index))
+            if found:
+                return found
     return None
+
+
+def _printable(path: str) -> str:
+    """A path safe to echo: any NUL or lone surrogate in it replaced."""
+    return _BAD_CHARACTER.sub("\ufffd", path)
+
+
+class Handled(NamedTuple):
+    """A request's response, the caller it authenticated as, and its `meta.push` wish."""
+
+    response: Response
+    caller: Caller | None = None
+    push: bool | None = None
 
 
 class MTPController:
@@ -52,8 +85,7 @@ class MTPController:
 
     def parse(self, frame: str | bytes) -> Request | Response:
         """The request a frame holds, or the 415 answer saying why it holds none."""
-        has_escape = (b"\\u0000" in frame if isinstance(frame, bytes)
-                      else "\\u0000" in frame)
+        has_escape = _suspect(frame)
         if not has_escape:
             # The common case in one pass; any failure is explained by the careful path.
             try:
@@ -68,16 +100,16 @@ class MTPController:
         if not isinstance(raw, dict):
             return worker.error("error", 415, "The frame must hold a JSON object")
         kind = raw.get("type")
-        echo = kind if isinstance(kind, str) else "error"
-        # JSON carries NUL only as the escape \u0000: only frames holding it need a search.
+        echo = kind if isinstance(kind, str) and not _BAD_CHARACTER.search(kind) else "error"
         if has_escape:
             try:
-                where = _nul_path(raw, "")
+                where = _bad_string_path(raw, "")
             except RecursionError:
                 where = "request"
             if where:
-                return worker.error(echo, 415, f"Invalid request: {where}: must not contain "
-                                               "NUL (\\u0000) characters")
+                return worker.error(echo, 415, f"Invalid request: {_printable(where)}: must be "
+                                               "valid Unicode without NUL (\\u0000) characters "
+                                               "or lone surrogates")
         try:
             return Request.model_validate(raw)
         except ValidationError as exc:
@@ -91,13 +123,27 @@ class MTPController:
         except (ValueError, RecursionError):
             raw = None
         kind = raw.get("type") if isinstance(raw, dict) else None
-        return worker.error(kind if isinstance(kind, str) else "error", code, detail)
+        if not isinstance(kind, str) or len(kind) > 64 or _BAD_CHARACTER.search(kind):
+            kind = "error"
+        return worker.error(kind, code, detail)
 
-    async def handle(self, frame: str | bytes) -> tuple[Response, Caller | None]:
-        """The response to one frame, and the caller it authenticated as, if any."""
-        request = self.parse(frame)
+    async def handle(self, frame: str | bytes) -> Handled:
+        """The response to one frame, the caller it authenticated as, and its push wish.
+
+        Every frame is answered: a failure nobody foresaw is a 500 answer, not a closed
+        connection."""
+        try:
+            request = self.parse(frame)
+        except Exception:
+            logger.exception("reading a frame failed")
+            return Handled(self.refuse(frame, 500, "The server failed to read this request"))
         if isinstance(request, Response):
-            return request, None
+            return Handled(request)
+        response, caller = await self._answer(request)
+        push = request.meta.push if request.meta is not None and caller is not None else None
+        return Handled(response, caller, push)
+
+    async def _answer(self, request: Request) -> tuple[Response, Caller | None]:
         echo = request.type
         version = _version(request.jsonapi.version)
         low, high = self.versions

@@ -110,6 +110,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
+        self.stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -122,6 +123,19 @@ class Hub:
             self._tasks.append(asyncio.create_task(self._poll_forever(), name="hub poll"))
         logger.info("hub started at change {} ({})", self.position,
                     type(self.broker).__name__)
+
+    def stopping(self) -> None:
+        """The server is stopping: end every wait now (listeners with a `wake` method are
+        woken too), and let later waits return at once, so no long-poll holds the stop up."""
+        self.stopped = True
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+        for listeners in list(self._listeners.values()):
+            for listener in list(listeners):
+                wake = getattr(listener, "wake", None)
+                if wake is not None:
+                    wake()
 
     async def stop(self) -> None:
         self.engine.on_commit = None
@@ -153,7 +167,7 @@ class Hub:
 
         Returns the hub's position then. A change committed before the call is seen as well.
         """
-        if self.position > after or timeout <= 0:
+        if self.position > after or timeout <= 0 or self.stopped:
             return self.position
         event = asyncio.Event()
         self._waiters[user_uuid].add(event)

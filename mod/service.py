@@ -245,7 +245,10 @@ class Service:
     # -- flows -------------------------------------------------------------------------------
 
     async def add_flow(self, caller: Caller, flow_type: str, title: str, info: str,
-                       users: Sequence[str], owner: str | None = None) -> db.FlowRow:
+                       users: Sequence[str], owner: str | None = None, private: bool = False
+                       ) -> db.FlowRow:
+        """A new flow. `private` makes it invite-only (a chat is so anyway): only its members
+        see it, and others join it only when invited."""
         if flow_type not in FLOW_TYPES:
             raise ServiceError(400, f"Flow type must be one of {', '.join(FLOW_TYPES)}")
         if owner is not None and owner != caller.uuid:
@@ -268,42 +271,46 @@ class Service:
                 if existing is not None:
                     return existing, False
             return db.create_flow(tx, lib.new_uuid(), flow_type, title, info, caller.uuid,
-                                  members, stamp, chat_key), True
+                                  members, stamp, chat_key, private), True
 
         flow, created = await self.engine.write(create)
         if not created:
             raise ServiceError(409, "A chat between these two users already exists",
                                payload=flow)
-        logger.info("flow created: {} ({})", flow["uuid"], flow_type)
+        logger.info("flow created: {} ({}{})", flow["uuid"], flow_type,
+                    ", invite-only" if flow["private"] else "")
         return flow
 
     async def all_flows(self, caller: Caller) -> list[db.FlowRow]:
+        """Every public group and channel, and the invite-only flows the caller is in or
+        invited to."""
         return await self.engine.read(db.visible_flows, caller.uuid)
+
+    async def public_flows(self, search: str, offset: int, limit: int
+                           ) -> tuple[list[db.FlowRow], int]:
+        """A page of the flows anyone may join (none invite-only), and how many there are."""
+        return await self.engine.read(db.public_flows, search, offset, limit)
 
     async def flow(self, caller: Caller, flow_uuid: str, members_only: bool = True
                    ) -> db.FlowRow:
         flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
         if flow is None:
             raise ServiceError(404, f"No flow {flow_uuid}")
-        if members_only and caller.uuid not in flow["users"] and flow["type"] == "chat":
+        if members_only and caller.uuid not in flow["users"] and flow["private"]:
             raise ServiceError(403, "Only the members of this flow may see it")
         return flow
 
-    async def join_flow(self, caller: Caller, flow_uuid: str, invited_only: bool = False
-                        ) -> db.FlowRow:
-        access = await self._access(flow_uuid, caller)
-        flow_type, _, member = access
+    async def join_flow(self, caller: Caller, flow_uuid: str) -> db.FlowRow:
+        """Become a member of a public group or channel, or of an invite-only one the caller
+        is invited to (idempotent)."""
+        flow_type, _, member = await self._access(flow_uuid, caller)
         if member:
             flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
             assert flow is not None
             return flow
         if flow_type == "chat":
             raise ServiceError(403, "Nobody can join a chat")
-        flow = await self.engine.write(db.add_member, flow_uuid, caller.uuid, now())
-        if flow is None:
-            flow = await self.engine.read(db.flow_by_uuid, flow_uuid)
-            assert flow is not None
-        return flow
+        return await self.engine.write(_join, caller, flow_uuid, now())
 
     async def leave_flow(self, caller: Caller, flow_uuid: str) -> None:
         flow_type, owner, member = await self._access(flow_uuid, caller)
@@ -447,6 +454,18 @@ def _check_member(tx: Tx, caller: Caller, flow_uuid: str, action: str) -> tuple[
     if not member:
         raise ServiceError(403, f"Only the members of this flow may {action} it")
     return flow_type, owner
+
+
+def _join(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> db.FlowRow:
+    """Rights check and membership in one step on the writer thread, so an invitation
+    withdrawn meanwhile is not used."""
+    private, invited = db.join_rights(tx, flow_uuid, caller.uuid)
+    if private and not invited:
+        raise ServiceError(403, "This flow is invite-only: only those invited may join it")
+    flow = db.add_member(tx, flow_uuid, caller.uuid, stamp) or db.flow_by_uuid(tx, flow_uuid)
+    if flow is None:
+        raise ServiceError(404, f"No flow {flow_uuid}")
+    return flow
 
 
 def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,

@@ -124,9 +124,13 @@ class ServerProcess:
         self.stop()
 
 
-def frame(kind: str, data: dict[str, Any] | None = None, version: str = "1.0") -> str:
-    return json.dumps({"type": kind, "data": data, "jsonapi": {"version": version,
-                                                               "revision": "17"}})
+def frame(kind: str, data: dict[str, Any] | None = None, version: str = "1.0",
+          meta: dict[str, Any] | None = None) -> str:
+    request: dict[str, Any] = {"type": kind, "data": data,
+                               "jsonapi": {"version": version, "revision": "17"}}
+    if meta is not None:
+        request["meta"] = meta
+    return json.dumps(request)
 
 
 class Client:
@@ -173,17 +177,24 @@ class Client:
         if self.pushes:
             return self.pushes.pop(0)
         reply = await self.receive(timeout)
-        assert reply["meta"] == {"push": True}, reply
+        assert reply["meta"]["push"] is True, reply
         return reply
 
-    async def call(self, kind: str, auth: bool = True, **data: Any) -> dict[str, Any]:
+    async def call(self, kind: str, auth: bool = True, meta: dict[str, Any] | None = None,
+                   **data: Any) -> dict[str, Any]:
         if auth:
             data["user"] = [self.cred, *data.get("user", [])]
-        return await self.send_raw(frame(kind, data))
+        return await self.send_raw(frame(kind, data, meta=meta))
 
-    async def register(self, login: str, password: str = "secret-password", **extra: Any
-                       ) -> dict[str, Any]:
+    async def subscribe(self, push: bool = True) -> None:
+        """Ask for (or stop) pushes on this connection."""
+        reply = await self.call("ping_pong", meta={"push": push})
+        assert reply["errors"]["code"] == 200, reply
+
+    async def register(self, login: str, password: str = "secret-password",
+                       push: bool = False, **extra: Any) -> dict[str, Any]:
         reply = await self.call("register_user", auth=False,
+                                meta={"push": True} if push else None,
                                 user=[{"login": login, "password": password, **extra}])
         assert reply["errors"]["code"] == 201, reply
         self.uuid = reply["data"]["user"][0]["uuid"]
@@ -285,21 +296,23 @@ class Clients:
         self.opened.append(client)
         return client
 
-    async def user(self, prefix: str = "user", **extra: Any) -> Client:
+    async def user(self, prefix: str = "user", push: bool = False, **extra: Any) -> Client:
         """A connected client of a user nobody has used yet: a seeded one if the server has
-        any left (see `running_server`), else a newly registered one with a unique login."""
+        any left (see `running_server`), else a newly registered one with a unique login.
+        With `push`, the connection asks for pushes as it logs in."""
         client = await self.anonymous()
         seeded = _SEEDED.get(self.url)
         if seeded and not extra:
             login = seeded.pop()
             reply = await client.call("authentication", auth=False,
+                                      meta={"push": True} if push else None,
                                       user=[{"login": login, "password": SEED_PASSWORD}])
             assert reply["errors"]["code"] == 200, reply
             client.uuid = reply["data"]["user"][0]["uuid"]
             client.auth_id = reply["data"]["user"][0]["auth_id"]
             client.login = login
         else:
-            await client.register(unique_login(prefix), **extra)
+            await client.register(unique_login(prefix), push=push, **extra)
         return client
 
     async def close(self) -> None:

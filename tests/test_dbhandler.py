@@ -9,7 +9,7 @@ import pytest
 
 from mod.config.validator import Database
 from mod.db import dbhandler as db
-from mod.db.engine import Engine
+from mod.db.engine import Engine, Tx
 
 
 @pytest.fixture
@@ -49,3 +49,38 @@ def test_page_json_matches_the_rows_it_renders(engine: Engine) -> None:
     assert json.loads(engine.read_sync(db.messages_page_json, "f1", 10, 5)) == []
     assert [m["uuid"] for m in json.loads(
         engine.read_sync(db.messages_page_json, "f1", 0, 10, 11))] == ["m2", "m3"]
+
+
+def test_create_tables_adds_the_invite_only_column_to_an_older_database(engine: Engine
+                                                                        ) -> None:
+    def downgrade(tx: Tx) -> None:
+        tx.execute("ALTER TABLE flows DROP COLUMN invite_only")
+        for uuid, kind in (("g1", "group"), ("c1", "chat")):
+            tx.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
+                       f"VALUES ('{uuid}', 1, '{kind}', '', '', 'u1')")
+
+    engine.write_sync(downgrade)
+    assert engine.write_sync(db.create_tables) == []
+    assert engine.write_sync(db.create_tables) == []  # and once is enough
+    flows = {flow["uuid"]: flow for flow in engine.read_sync(db.flows_by_uuid, ["g1", "c1"])}
+    assert flows["g1"]["private"] is False and flows["c1"]["private"] is True
+    assert [flow["uuid"] for flow in engine.read_sync(db.visible_flows, "u2")] == ["g1"]
+
+
+def test_invite_only_flows_are_listed_to_members_and_invitees_only(engine: Engine) -> None:
+    engine.write_sync(db.create_user, "u1", "ann", "h", "Ann", "", 100, 5)
+    engine.write_sync(db.create_user, "u2", "bob", "h", "Bob", "", 100, 5)
+    engine.write_sync(db.create_flow, "open", "group", "Open 50%_", "", "u1", ["u1"], 6)
+    engine.write_sync(db.create_flow, "closed", "channel", "Closed", "", "u1", ["u1"], 6,
+                      None, True)
+    assert engine.read_sync(db.join_rights, "closed", "u2") == (True, False)
+    assert [f["uuid"] for f in engine.read_sync(db.visible_flows, "u2")] == ["open"]
+    assert [f["uuid"] for f in engine.read_sync(db.visible_flows, "u1")] == ["open", "closed"]
+    engine.write_sync(db.add_invite, "closed", "u2", "u1", 7)
+    assert engine.read_sync(db.join_rights, "closed", "u2") == (True, True)
+    assert [f["uuid"] for f in engine.read_sync(db.visible_flows, "u2")] == ["open", "closed"]
+    flows, total = engine.read_sync(db.public_flows, "", 0, 10)
+    assert [f["uuid"] for f in flows] == ["open"] and total == 1
+    assert engine.read_sync(db.public_flows, "N 50%", 0, 10)[1] == 1  # any case, % literal
+    assert engine.read_sync(db.public_flows, "n 5_%", 0, 10)[1] == 0
+    assert engine.read_sync(db.public_flows, "", 1, 10) == ([], 1)

@@ -63,7 +63,7 @@ async def stalled_client(server: ServerProcess, login: str) -> Client:
     client = await Client.connect(server.url, ping_interval=None, max_queue=1)
     client.ws.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET,
                                                             socket.SO_RCVBUF, 65536)
-    await client.register(login)
+    await client.register(login, push=True)
     client.ws.transport.pause_reading()
     return client
 
@@ -93,7 +93,7 @@ async def test_a_client_that_stops_reading_is_dropped_without_slowing_others(
         alice = await Client.connect(server.url)
         await alice.register("alice")
         bob = await Client.connect(server.url)
-        await bob.register("bob")
+        await bob.register("bob", push=True)
         carol = await stalled_client(server, "carol")
         try:
             flow = await alice.group("big", users=[bob.uuid, carol.uuid])

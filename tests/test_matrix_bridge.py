@@ -29,11 +29,11 @@ def matrix_id(mtp: Client) -> str:
 
 
 async def push_of(client: Client, kind: str, timeout: float = 3.0) -> dict[str, Any]:
-    """The next push frame about `kind` ("message sent", "flow joined", ...)."""
+    """The next push frame of event `kind` ("message_sent", "flow_joined", ...)."""
     deadline = time.monotonic() + timeout
     while True:
         frame = await client.push(max(0.05, deadline - time.monotonic()))
-        if frame["errors"]["detail"] == kind:
+        if frame["meta"]["event"] == kind:
             return frame
 
 
@@ -43,7 +43,7 @@ async def expect_ok(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_mtp_to_matrix(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp")
+    owner = await mx.mtp.user("mtp", push=True)
     flow = await owner.group("bridge from MTP")
     room = room_of(flow)
     reader = await mx.user("reader")
@@ -85,7 +85,7 @@ async def test_mtp_to_matrix(mx: Matrix) -> None:
     assert redacted.source["content"] == {}
 
     # join and leave
-    joiner = await mx.mtp.user("joiner")
+    joiner = await mx.mtp.user("joiner", push=True)
     await expect_ok(await joiner.call("join_flow", flow=[{"uuid": flow}]))
     seen = await sync_until(reader, room, lambda e: e["type"] == "m.room.member"
                             and e["state_key"] == matrix_id(joiner))
@@ -98,14 +98,14 @@ async def test_mtp_to_matrix(mx: Matrix) -> None:
 
 
 async def test_matrix_to_mtp(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp")
+    owner = await mx.mtp.user("mtp", push=True)
     flow = await owner.group("bridge to MTP")
     room = room_of(flow)
     writer = await mx.user("writer")
 
     # join
     assert isinstance(await writer.join(room), nio.JoinResponse)
-    joined = await push_of(owner, "flow joined")
+    joined = await push_of(owner, "flow_joined")
     assert joined["data"]["user"][0]["username"] == writer.user
     writer_uuid = joined["data"]["user"][0]["uuid"]
     assert writer_uuid in joined["data"]["flow"][0]["users"]
@@ -115,7 +115,7 @@ async def test_matrix_to_mtp(mx: Matrix) -> None:
     sent = await writer.room_send(room, "m.room.message",
                                   {"msgtype": "m.text", "body": "hello from Matrix"})
     assert isinstance(sent, nio.RoomSendResponse), sent
-    frame = await push_of(owner, "message sent")
+    frame = await push_of(owner, "message_sent")
     assert time.monotonic() - sent_at < 0.5
     pushed = frame["data"]["message"][0]
     assert pushed["text"] == "hello from Matrix" and pushed["from_user"] == writer_uuid
@@ -129,24 +129,24 @@ async def test_matrix_to_mtp(mx: Matrix) -> None:
             "msgtype": "m.text", "body": "hello again"},
         "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id}})
     assert isinstance(edit, nio.RoomSendResponse), edit
-    frame = await push_of(owner, "message edited")
+    frame = await push_of(owner, "message_edited")
     edited = frame["data"]["message"][0]
     assert edited["uuid"] == pushed["uuid"] and edited["text"] == "hello again"
     assert edited["edited_status"] is True
 
     # delete
     assert isinstance(await writer.room_redact(room, sent.event_id), nio.RoomRedactResponse)
-    frame = await push_of(owner, "message deleted")
+    frame = await push_of(owner, "message_deleted")
     assert frame["data"]["message"][0]["text"] == "Message deleted"
 
     # leave
     assert isinstance(await writer.room_leave(room), nio.RoomLeaveResponse)
-    left = await push_of(owner, "flow left")
+    left = await push_of(owner, "flow_left")
     assert writer_uuid not in left["data"]["flow"][0]["users"]
 
 
 async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp")
+    owner = await mx.mtp.user("mtp", push=True)
     flow = await owner.group("formats")
     room = room_of(flow)
     writer, reader = await mx.user("writer"), await mx.user("reader")
@@ -156,7 +156,7 @@ async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
                "formatted_body": "<b>bold</b>"}
     sent = await writer.room_send(room, "m.room.message", content)
     assert isinstance(sent, nio.RoomSendResponse), sent
-    frame = await push_of(owner, "message sent")
+    frame = await push_of(owner, "message_sent")
     assert frame["data"]["message"][0]["text"] == "*bold*"
     event = await reader.room_get_event(room, sent.event_id)
     assert isinstance(event, nio.RoomGetEventResponse), event
@@ -164,7 +164,7 @@ async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
 
 
 async def test_same_rights_on_both_sides(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp")
+    owner = await mx.mtp.user("mtp", push=True)
     channel = await owner.group("news", kind="channel")
     reader = await mx.user("reader")
     assert isinstance(await reader.join(room_of(channel)), nio.JoinResponse)
@@ -180,14 +180,14 @@ async def test_same_rights_on_both_sides(mx: Matrix) -> None:
     sent = await reader.room_send(room_of(group), "m.room.message",
                                   {"msgtype": "m.text", "body": "mine"})
     assert isinstance(sent, nio.RoomSendResponse)
-    frame = await push_of(owner, "message sent")
+    frame = await push_of(owner, "message_sent")
     uuid = frame["data"]["message"][0]["uuid"]
     edit = await owner.call("edited_message", message=[{"uuid": uuid, "text": "theirs"}])
     assert edit["errors"]["code"] == 403
     # The flow's owner may delete anyone's message, from either protocol.
     await expect_ok(await owner.call("delete_message", message=[{"uuid": uuid}]))
 
-    outsider = await mx.mtp.user("outsider")
+    outsider = await mx.mtp.user("outsider", push=True)
     mine = await mx.room(reader, name="matrix room")
     flow = mine[1:].split(":")[0]
     denied = await outsider.call("send_message", flow=[{"uuid": flow}],
@@ -200,7 +200,7 @@ async def test_same_rights_on_both_sides(mx: Matrix) -> None:
 
 
 async def test_mtp_files_and_emoji_show_in_matrix(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp")
+    owner = await mx.mtp.user("mtp", push=True)
     flow = await owner.group("files")
     reader = await mx.user("reader")
     assert isinstance(await reader.join(room_of(flow)), nio.JoinResponse)

@@ -35,7 +35,7 @@ async def test_two_processes(tmp_path: Path) -> None:
         mtp = await Client.connect(second.url)
         try:
             assert isinstance(await reader.register(login, PASSWORD), nio.RegisterResponse)
-            await mtp.register(unique_login("mtp"))
+            await mtp.register(unique_login("mtp"), push=True)
             flow = await mtp.group("two processes")
             room = f"!{flow}:{SERVER_NAME}"
             assert isinstance(await reader.join(room), nio.JoinResponse)

@@ -46,6 +46,11 @@ async def count(client: Client, flow: str) -> int:
     return len(expect_reply(reply, "all_messages", 200)["data"]["message"])
 
 
+def with_raw(request: dict[str, Any], raw: str) -> str:
+    """A request as JSON text, with the string "RAW" in it replaced by `raw` as written."""
+    return json.dumps(request).replace('"RAW"', raw)
+
+
 def envelope(kind: Any, data: Any) -> str:
     return json.dumps({"type": kind, "data": data, "jsonapi": {"version": "1.0"}})
 
@@ -248,7 +253,8 @@ async def test_deeply_nested_json_gets_415(clients: Clients, text: str) -> None:
 async def test_moderate_nesting_in_ignored_keys_is_fine(clients: Clients) -> None:
     alice = await clients.user("nested")
     text = json.dumps({"type": "ping_pong", "data": {"user": [alice.cred]},
-                       "jsonapi": {"version": "1.0"}, "meta": json.loads("[" * 200 + "]" * 200),
+                       "jsonapi": {"version": "1.0"},
+                       "meta": {"deep": json.loads("[" * 200 + "]" * 200)},
                        "errors": {"deep": json.loads("[" * 200 + "]" * 200)}})
     expect_reply(await alice.send_raw(text), "ping_pong", 200)
 
@@ -329,7 +335,7 @@ async def test_an_oversize_frame_closes_with_1009_and_the_server_stays_up(
         try:
             # Just under the limit: answered.
             small = json.dumps({"type": "ping_pong", "data": None,
-                                "jsonapi": {"version": "1.0"}, "meta": "x" * 900})
+                                "jsonapi": {"version": "1.0"}, "meta": {"x": "x" * 890}})
             assert len(small) <= 1000
             expect_reply(await client.send_raw(small), "ping_pong", 401)
             for big in ("x" * 1001, b"{" + b" " * 2000 + b"}"):
@@ -376,6 +382,91 @@ async def test_a_flood_gets_429_and_the_connection_recovers(tmp_path: Path) -> N
                                  "ping_pong", 401)
             finally:
                 await other.close()
+        finally:
+            await client.close()
+
+
+# -- Unicode that cannot be stored or echoed ----------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "1.\u00b2", "\u0663", "1.\u0663", "\uff11.0"])
+async def test_a_version_of_non_ascii_digits_gets_505(clients: Clients, version: str) -> None:
+    alice = await clients.user("alice")
+    text = json.dumps({"type": "ping_pong", "data": {"user": [alice.cred]},
+                       "jsonapi": {"version": version}})
+    expect_reply(await alice.send_raw(text), "ping_pong", 505)
+    await still_serving(alice)
+
+
+async def test_a_lone_surrogate_in_type_gets_415_as_error(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    for kind in ('"\\ud800"', '"a\\udfff"', '"\\u0000"'):
+        text = with_raw({"type": "RAW", "jsonapi": {"version": "1.0"}}, kind)
+        expect_reply(await alice.send_raw(text), "error", 415)
+    await still_serving(alice)
+
+
+@pytest.mark.parametrize(("where", "escaped"), [
+    ("data.message.0.text", '"hi \\ud800"'),
+    ("data.message.0.text", '"\\udc00 first"'),
+    ("data.message.0.emoji", '"\\ude00\\ud83d"'),
+])
+async def test_a_lone_surrogate_in_content_gets_415_naming_the_field(
+        clients: Clients, where: str, escaped: str) -> None:
+    alice = await clients.user("alice")
+    flow = await alice.group("surrogates")
+    field = where.rsplit(".", 1)[1]
+    text = with_raw({"type": "send_message", "jsonapi": {"version": "1.0"}, "data": {
+        "user": [alice.cred], "flow": [{"uuid": flow}],
+        "message": [{"client_id": 1, field: "RAW"}]}}, escaped)
+    reply = expect_reply(await alice.send_raw(text), "send_message", 415)
+    assert where in reply["errors"]["detail"]
+    assert await count(alice, flow) == 0
+    await still_serving(alice)
+
+
+async def test_an_escaped_surrogate_pair_is_one_character_and_is_stored(
+        clients: Clients) -> None:
+    alice = await clients.user("alice")
+    flow = await alice.group("pairs")
+    text = with_raw({"type": "send_message", "jsonapi": {"version": "1.0"}, "data": {
+        "user": [alice.cred], "flow": [{"uuid": flow}],
+        "message": [{"client_id": 1, "text": "RAW"}]}}, '"\\ud83d\\ude00"')
+    expect_reply(await alice.send_raw(text), "send_message", 200)
+    reply = await alice.call("all_messages", flow=[{"uuid": flow}])
+    assert reply["data"]["message"][0]["text"] == "\U0001F600"
+
+
+# -- pipelining ---------------------------------------------------------------------------------
+
+
+async def test_pipelined_requests_are_all_answered_in_order(tmp_path: Path) -> None:
+    """A client that keeps reading but sends requests back to back is answered, not dropped:
+    up to the burst with 200, past the rate limit with 429, in order."""
+    with running_server("sqlite", tmp_path) as server:
+        client = await Client.connect(server.url)
+        try:
+            await client.register(unique_login("pipeline"))
+            total = 1000
+            received: list[dict[str, Any]] = []
+
+            async def read() -> None:
+                while len(received) < total:
+                    received.append(await client.receive(20))
+
+            reader = asyncio.create_task(read())
+            for number in range(total):
+                await client.ws.send(frame("ping_pong" if number % 2 else "user_info",
+                                           {"user": [client.cred, {"uuid": client.uuid}]}))
+            await reader
+            kinds = [reply["type"] for reply in received]
+            assert kinds == ["user_info", "ping_pong"] * (total // 2)
+            codes = [reply["errors"]["code"] for reply in received]
+            assert set(codes) <= {200, 429}
+            assert codes.count(200) >= 390  # the burst (one token went to the registration)
+            assert 429 in codes
+            await still_serving(client)
+            assert "stopped reading" not in server.log()
         finally:
             await client.close()
 

@@ -1,8 +1,13 @@
-"""Push (PROTOCOL.md, "Push") end to end on one server process, on SQLite and PostgreSQL."""
+"""Push (PROTOCOL.md, "Push") end to end on one server process, on SQLite and PostgreSQL.
+
+Every connection here asks for pushes as it logs in; tests/test_mtp_lockstep.py holds the
+connections that do not.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,6 +15,22 @@ import pytest
 from tests.support import Client, ServerProcess
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def alice(server: ServerProcess) -> AsyncIterator[Client]:
+    client = await Client.connect(server.url)
+    await client.register("alice", push=True)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def bob(server: ServerProcess) -> AsyncIterator[Client]:
+    client = await Client.connect(server.url)
+    await client.register("bob", push=True)
+    yield client
+    await client.close()
 
 
 async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
@@ -20,7 +41,7 @@ async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
             reply = await client.receive(quiet)
         except TimeoutError:
             return pushes
-        assert reply["meta"] == {"push": True}, reply
+        assert reply["meta"]["push"] is True, reply
         pushes.append(reply)
 
 
@@ -37,16 +58,17 @@ async def collect(client: Client, count: int, timeout: float = 10.0, quiet: floa
             reply = await client.receive(left)
         except TimeoutError:
             return pushes
-        assert reply["meta"] == {"push": True}, reply
+        assert reply["meta"]["push"] is True, reply
         pushes.append(reply)
     client.pushes = pushes
     return await drain(client, quiet)
 
 
-async def login(server: ServerProcess, user: Client) -> Client:
-    """Another connection of the same user (a second device)."""
+async def login(server: ServerProcess, user: Client, push: bool = True) -> Client:
+    """Another connection of the same user (a second device), asking for pushes."""
     client = await Client.connect(server.url)
     reply = await client.call("authentication", auth=False,
+                              meta={"push": push},
                               user=[{"login": user.login, "password": "secret-password"}])
     assert reply["errors"]["code"] == 200, reply
     client.uuid = reply["data"]["user"][0]["uuid"]
@@ -55,10 +77,11 @@ async def login(server: ServerProcess, user: Client) -> Client:
     return client
 
 
-def check_push(push: dict[str, Any]) -> dict[str, Any]:
+def check_push(push: dict[str, Any], event: str | None = None) -> dict[str, Any]:
     assert set(push) == {"type", "data", "errors", "jsonapi", "meta"}
     assert push["type"] == "get_update"
-    assert push["meta"] == {"push": True}
+    assert push["meta"]["push"] is True and set(push["meta"]) == {"push", "event"}
+    assert event is None or push["meta"]["event"] == event, push
     assert push["errors"]["code"] == 200 and push["errors"]["status"] == "OK"
     assert push["jsonapi"] == {"version": "1.0", "revision": "17"}
     assert isinstance(push["data"]["time"], int)
@@ -69,15 +92,13 @@ async def test_every_change_reaches_every_member_connection_once(
         server: ServerProcess, alice: Client, bob: Client) -> None:
     bob2, bob3 = await login(server, bob), await login(server, bob)
     carol = await Client.connect(server.url)
-    await carol.register("carol")
+    await carol.register("carol", push=True)
     try:
-        for client in (bob2, bob3):  # bind the new connections (a login binds as well)
-            assert (await client.call("ping_pong"))["errors"]["code"] == 200
         flow = await alice.group("team", users=[bob.uuid])
         members = [alice, bob, bob2, bob3]
         for client in members:
             [push] = await drain(client)
-            data = check_push(push)
+            data = check_push(push, "flow_created")
             assert data["flow"][0]["uuid"] == flow
             assert sorted(data["flow"][0]["users"]) == sorted([alice.uuid, bob.uuid])
 
@@ -91,7 +112,10 @@ async def test_every_change_reaches_every_member_connection_once(
         assert deleted["errors"]["code"] == 200
 
         for client in members:
-            pushes = [check_push(push) for push in await drain(client)]
+            frames = await drain(client)
+            assert [frame["meta"]["event"] for frame in frames] == [
+                "message_sent", "message_edited", "message_deleted"]
+            pushes = [check_push(push) for push in frames]
             assert [p["message"][0]["uuid"] for p in pushes] == [message] * 3
             texts = [p["message"][0]["text"] for p in pushes]
             assert texts == ["hello", "hi", "Message deleted"]
@@ -115,7 +139,7 @@ async def test_join_and_leave_are_pushed_and_end_delivery(
     assert joined["errors"]["code"] == 200
     for client in (alice, bob):
         [push] = await drain(client)
-        data = check_push(push)
+        data = check_push(push, "flow_joined")
         assert bob.uuid in data["flow"][0]["users"]
         assert data["user"][0]["uuid"] == bob.uuid
     await alice.send(flow, "while bob is in")
@@ -125,7 +149,7 @@ async def test_join_and_leave_are_pushed_and_end_delivery(
     assert left["errors"]["code"] == 200
     for client in (alice, bob):  # the one who left is told too
         [push] = await drain(client)
-        assert bob.uuid not in check_push(push)["flow"][0]["users"]
+        assert bob.uuid not in check_push(push, "flow_left")["flow"][0]["users"]
     await alice.send(flow, "after bob left", client_id=2)
     assert len(await drain(alice)) == 1
     assert await drain(bob) == []
@@ -136,7 +160,6 @@ async def test_pushes_follow_commit_order(server: ServerProcess, alice: Client,
     flow = await alice.group("busy", users=[bob.uuid])
     watcher = await login(server, bob)
     try:
-        assert (await watcher.call("ping_pong"))["errors"]["code"] == 200
         for client in (alice, bob, watcher):
             await drain(client)
         count = 40
@@ -183,7 +206,6 @@ async def test_deleting_an_account_stops_pushes_to_its_open_connections(
     flow = await alice.group("before and after", users=[bob.uuid])
     other_device = await login(server, bob)
     try:
-        assert (await other_device.call("ping_pong"))["errors"]["code"] == 200  # binds it
         await alice.send(flow, "while bob exists")
         assert len(await collect(other_device, 1)) == 1
         await drain(bob)

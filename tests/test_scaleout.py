@@ -71,7 +71,7 @@ def two_servers(kind: str, directory: Path) -> Iterator[tuple[ServerProcess, Ser
 
 async def member(url: str, login: str) -> Client:
     client = await Client.connect(url)
-    await client.register(login)
+    await client.register(login, push=True)
     return client
 
 

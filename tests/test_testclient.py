@@ -42,9 +42,9 @@ def send(server: ServerProcess, *args: str) -> tuple[int, dict[str, Any], str]:
     return result.exit_code, response, result.stderr
 
 
-async def _register(url: str, login: str) -> Client:
+async def _register(url: str, login: str, push: bool = False) -> Client:
     client = await Client.connect(url)
-    await client.register(login, PASSWORD)
+    await client.register(login, PASSWORD, push=push)
     return client
 
 
@@ -311,7 +311,7 @@ async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -
 
 @pytest.mark.anyio
 async def test_chat_live_both_ways(server: ServerProcess, tmp_path: Path) -> None:
-    alice = await _register(server.url, "alice")
+    alice = await _register(server.url, "alice", push=True)
     await (await _register(server.url, "bob")).close()
     flow = await alice.group("lobby")
     await alice.send(flow, "before bob came", client_id=1)

@@ -67,7 +67,7 @@ class Chat:
         printer = asyncio.create_task(self._print_pushes())
         try:
             session, response = await log_in(self.connection, options.login, options.password,
-                                             options.timeout)
+                                             options.timeout, push=True)
             if session is None:
                 raise CliError(f"cannot log in as {options.login!r}: {_detail(response)}")
             self.me = session
@@ -163,22 +163,23 @@ class Chat:
 
     async def _show(self, frame: Frame) -> None:
         data: dict[str, Any] = frame.get("data") or {}
-        what = str((frame.get("errors") or {}).get("detail") or "")
+        meta = frame.get("meta")
+        what = str(meta.get("event") or "") if isinstance(meta, dict) else ""
         self._remember(data.get("user") or [])
         for message in data.get("message") or []:
             if message.get("from_flow") != self.options.flow:
                 continue
             mine = self.me is not None and message.get("from_user") == self.me.uuid
-            if what == "message sent" and mine and message.get("client_id") in self.sent:
+            if what == "message_sent" and mine and message.get("client_id") in self.sent:
                 continue  # our own line, already on screen as typed
             await self._learn_names([str(message.get("from_user"))])
-            note = {"message edited": " (edited)", "message deleted": " (deleted)"}.get(what, "")
+            note = {"message_edited": " (edited)", "message_deleted": " (deleted)"}.get(what, "")
             click.echo(self._line(message, note))
-        if what in ("flow joined", "flow left"):
+        if what in ("flow_joined", "flow_left"):
             for flow in data.get("flow") or []:
                 if flow.get("uuid") == self.options.flow:
                     for user in data.get("user") or []:
-                        verb = "joined" if what == "flow joined" else "left"
+                        verb = "joined" if what == "flow_joined" else "left"
                         click.echo(f"* {self._name(str(user.get('uuid')))} {verb}")
 
     async def _type_lines(self) -> None:

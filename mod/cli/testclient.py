@@ -116,10 +116,13 @@ class LoggedIn:
         return {"uuid": self.uuid, "auth_id": self.auth_id}
 
 
-async def log_in(connection: Connection, login: str, password: str, timeout: float
-                 ) -> tuple[LoggedIn | None, Frame]:
-    """Authenticate; the session (None when refused) and the server's response."""
+async def log_in(connection: Connection, login: str, password: str, timeout: float,
+                 push: bool = False) -> tuple[LoggedIn | None, Frame]:
+    """Authenticate (asking for pushes on the connection with `push`); the session (None when
+    refused) and the server's response."""
     request = build_request("authentication", Fields(login=login, password=password), None)
+    if push:
+        request["meta"] = {"push": True}
     response = await connection.call(request, timeout)
     if status_of(response) != 200:
         return None, response

@@ -25,6 +25,8 @@ class Server(BaseModel):
     ping_interval: Annotated[float, Field(gt=0)] = 20.0
     ping_timeout: Annotated[float, Field(gt=0)] = 20.0
     compression: bool = False
+    header_timeout: Annotated[float, Field(ge=0)] = 10.0
+    max_connections_per_address: Annotated[int, Field(ge=0)] = 500
 
 
 class Database(BaseModel):

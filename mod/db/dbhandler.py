@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
+from loguru import logger
 from pydantic_core import to_json
+from sqlobject import SQLObject
 from sqlobject.sqlbuilder import (
     AND,
+    CONTAINSSTRING,
     DESC,
     IN,
     OR,
@@ -53,6 +56,7 @@ class FlowRow(TypedDict):
     info: str
     owner: str
     users: list[str]
+    private: bool  # invite-only: chats, and groups and channels made so
 
 
 class MessageRow(TypedDict):
@@ -91,7 +95,27 @@ def create_tables(tx: Tx) -> list[str]:
         for statement in [*sql.split(";\n"), *constraints]:
             tx.execute(statement)
         created.append(name)
+    for table, column, types in _ADDED_COLUMNS:
+        name = table.sqlmeta.table
+        if name not in created and column not in _column_names(tx, name):
+            tx.execute(f"ALTER TABLE {name} ADD COLUMN {column} {types[tx.db]}")
+            logger.info("column added to an older database: {}.{}", name, column)
     return created
+
+
+# Columns added after the first release, and how each is added to a table made without it.
+_ADDED_COLUMNS: tuple[tuple[type[SQLObject], str, dict[str, str]], ...] = (
+    (Flow, "invite_only", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
+                           "postgres": "BOOL NOT NULL DEFAULT FALSE"}),
+)
+
+
+def _column_names(tx: Tx, table: str) -> set[str]:
+    if tx.postgres:
+        rows = tx.all("SELECT column_name FROM information_schema.columns "
+                      "WHERE table_schema = current_schema() AND table_name = %s", table)
+        return {str(row[0]) for row in rows}
+    return {str(row[1]) for row in tx.all(f"PRAGMA table_info({table})")}
 
 
 def drop_tables(tx: Tx) -> list[str]:
@@ -333,12 +357,14 @@ def subject_changes(tx: Tx, flow_uuid: str, kinds: Sequence[str], subjects: Sequ
 # -- flows ------------------------------------------------------------------------------------
 
 _FLOW_COLUMNS = (Flow.q.uuid, Flow.q.time_created, Flow.q.flow_type, Flow.q.title, Flow.q.info,
-                 Flow.q.owner)
+                 Flow.q.owner, Flow.q.invite_only)
+# Chats made before the flag existed have it unset, yet are invite-only all the same.
+_OPEN = AND(Flow.q.flow_type != "chat", Flow.q.invite_only == False)  # noqa: E712
 
 
 def _flows_with_members(tx: Tx, rows: list[Row]) -> list[FlowRow]:
     flows = [FlowRow(uuid=r[0], time=int(r[1]), type=r[2], title=r[3], info=r[4], owner=r[5],
-                     users=[]) for r in rows]
+                     users=[], private=bool(r[6]) or r[2] == "chat") for r in rows]
     if flows:
         by_uuid = {flow["uuid"]: flow for flow in flows}
         for flow_uuid, user_uuid in tx.all(Select(
@@ -370,11 +396,29 @@ def chat_by_key(tx: Tx, chat_key: str) -> FlowRow | None:
 
 
 def visible_flows(tx: Tx, user_uuid: str) -> list[FlowRow]:
-    """Every group and channel, and the chats the user is in."""
+    """Every public group and channel, and the invite-only flows (chats among them) the user
+    is in or invited to."""
     mine = Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid)
-    rows = tx.all(Select(_FLOW_COLUMNS, where=OR(Flow.q.flow_type != "chat",
-                                                  IN(Flow.q.uuid, mine)), orderBy=Flow.q.id))
+    invited = Select(Invite.q.flow_uuid, where=Invite.q.user_uuid == user_uuid)
+    rows = tx.all(Select(_FLOW_COLUMNS, where=OR(_OPEN, IN(Flow.q.uuid, mine),
+                                                  IN(Flow.q.uuid, invited)),
+                         orderBy=Flow.q.id))
     return _flows_with_members(tx, rows)
+
+
+def public_flows(tx: Tx, search: str, offset: int, limit: int) -> tuple[list[FlowRow], int]:
+    """A page of the groups and channels anyone may join (those whose title or info holds
+    `search`, if given), oldest first, and how many there are in all."""
+    where = _OPEN
+    if search:
+        needle = search.lower()
+        where = AND(where, OR(CONTAINSSTRING(func.LOWER(Flow.q.title), needle),
+                              CONTAINSSTRING(func.LOWER(Flow.q.info), needle)))
+    row = tx.one(Select(func.COUNT(Flow.q.id), where=where))
+    total = int(row[0]) if row else 0
+    rows = tx.all(Select(_FLOW_COLUMNS, where=where, orderBy=Flow.q.id, start=offset,
+                         end=offset + limit))
+    return _flows_with_members(tx, rows), total
 
 
 def member_flows(tx: Tx, user_uuid: str) -> list[str]:
@@ -401,6 +445,15 @@ def flow_access(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[str, str, bool]
     return row[0], row[1], row[2] is not None
 
 
+def join_rights(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[bool, bool]:
+    """(invite-only, the user is invited) of a flow."""
+    row = tx.one(Select([Flow.q.flow_type, Flow.q.invite_only], where=Flow.q.uuid == flow_uuid))
+    private = row is not None and (bool(row[1]) or row[0] == "chat")
+    invited = tx.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
+                                                   Invite.q.user_uuid == user_uuid)))
+    return private, invited is not None
+
+
 def flow_members(tx: Tx, flow_uuid: str) -> list[str]:
     rows = tx.all(_FLOW_MEMBERS, flow_uuid)
     return [row[0] for row in rows]
@@ -414,16 +467,18 @@ def public_profile(user: UserRow) -> dict[str, Any]:
 
 
 def create_flow(tx: Tx, uuid: str, flow_type: str, title: str, info: str, owner: str,
-                users: Sequence[str], now: int, chat_key: str | None = None) -> FlowRow:
+                users: Sequence[str], now: int, chat_key: str | None = None,
+                private: bool = False) -> FlowRow:
+    private = private or flow_type == "chat"
     tx.execute(Insert(Flow.sqlmeta.table, values={
         "uuid": uuid, "time_created": now, "flow_type": flow_type, "title": title,
-        "info": info, "owner": owner, "chat_key": chat_key,
+        "info": info, "owner": owner, "chat_key": chat_key, "invite_only": private,
     }))
     tx.execute(Insert(Member.sqlmeta.table, valueList=[
         {"flow_uuid": uuid, "user_uuid": user, "time_joined": now} for user in users
     ]))
     flow = FlowRow(uuid=uuid, time=now, type=flow_type, title=title, info=info, owner=owner,
-                   users=list(users))
+                   users=list(users), private=private)
     log_change(tx, now, uuid, "flow_created", owner, "", {"flow": flow})
     return flow
 

@@ -44,6 +44,9 @@ class Flow(SQLObject):
     owner = StringCol(length=40, notNone=True)
     # "<smaller uuid>:<larger uuid>" for chats, so one pair of users has at most one chat.
     chat_key = StringCol(length=90, default=None, unique=True)
+    # Joined only by invitation and seen only by members (chats are so by nature). Added
+    # after the first release: `dbhandler.create_tables` adds it to older databases.
+    invite_only = BoolCol(notNone=True, default=False)
 
 
 class Member(SQLObject):

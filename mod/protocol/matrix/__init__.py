@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 # Importing the endpoint modules registers their routes.
 import mod.protocol.matrix.account
 import mod.protocol.matrix.compat
+import mod.protocol.matrix.directory
 import mod.protocol.matrix.rooms
 import mod.protocol.matrix.send
 import mod.protocol.matrix.sync  # noqa: F401

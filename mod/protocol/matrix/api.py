@@ -118,6 +118,21 @@ class TopicContent(Body):
     topic: str
 
 
+class JoinRulesContent(Body):
+    join_rule: str = Field(max_length=64)
+
+
+class RoomSearch(Body):
+    generic_search_term: str | None = Field(default=None, max_length=1024)
+
+
+class PublicRoomsRequest(Body):
+    limit: int | None = Field(default=None, ge=0, lt=2**63)
+    since: str | None = Field(default=None, max_length=64)
+    filter: RoomSearch | None = None
+    server: str | None = None
+
+
 class EventFilter(Body):
     limit: int | None = Field(default=None, ge=0)
 
@@ -217,6 +232,24 @@ class MemberInfo(Reply):
 
 class JoinedMembers(Reply):
     joined: dict[str, MemberInfo]
+
+
+class PublicRoom(Reply):
+    room_id: str
+    name: str | None = None
+    topic: str | None = None
+    num_joined_members: int
+    world_readable: bool = False
+    guest_can_join: bool = False
+    join_rule: str = "public"
+    room_type: str | None = None
+
+
+class PublicRooms(Reply):
+    chunk: list[PublicRoom]
+    next_batch: str | None = None
+    prev_batch: str | None = None
+    total_room_count_estimate: int
 
 
 class Chunk(Reply):

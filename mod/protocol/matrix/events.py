@@ -12,7 +12,7 @@ payload under "mx" (MTP ignores unknown payload keys); MTP messages render as `m
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,12 @@ def mtp_body(message: dict[str, Any]) -> str:
     which files it carries (Matrix clients cannot open MTP's inline files)."""
     files = [f"({field[5:]})" for field in FILE_FIELDS if message.get(field)]
     return str(message["text"] or message["emoji"] or " ".join(files))
+
+
+def join_rule(flow: Mapping[str, Any]) -> str:
+    """`invite` for an invite-only flow (a chat always, also one logged before the flag
+    existed), else `public`."""
+    return "invite" if flow.get("private") or flow["type"] == "chat" else "public"
 
 
 def token_digest(token_hash: str) -> str:
@@ -221,8 +227,7 @@ class Renderer:
                         {"creator": self.user_id(owner), "room_version": ROOM_VERSION}),
             self._member(item, CREATOR, owner, "join", owner),
             self._state(item, POWER, "m.room.power_levels", self.power_levels(flow)),
-            self._state(item, JOIN_RULES, "m.room.join_rules",
-                        {"join_rule": "invite" if flow["type"] == "chat" else "public"}),
+            self._state(item, JOIN_RULES, "m.room.join_rules", {"join_rule": join_rule(flow)}),
             self._state(item, HISTORY, "m.room.history_visibility",
                         {"history_visibility": "shared"}),
         ]
@@ -326,9 +331,7 @@ class Renderer:
         events = [
             strip("m.room.create", {"creator": self.user_id(flow["owner"]),
                                     "room_version": ROOM_VERSION}, flow["owner"]),
-            strip("m.room.join_rules",
-                  {"join_rule": "invite" if flow["type"] == "chat" else "public"},
-                  flow["owner"]),
+            strip("m.room.join_rules", {"join_rule": join_rule(flow)}, flow["owner"]),
         ]
         if flow["title"]:
             events.append(strip("m.room.name", {"name": flow["title"]}, flow["owner"]))

@@ -3,6 +3,7 @@
 A room is a flow. Every room created over Matrix is a group (MTP chats have exactly two
 members from the start and take no invites, which Matrix rooms and DMs cannot promise); its
 creator is its only member and everyone in `invite` gets an invite, also for `is_direct`.
+The private presets, `is_direct` and an initial `invite` join rule make it invite-only.
 Rights are the service's: whatever MTP forbids answers 403 M_FORBIDDEN here.
 """
 
@@ -22,6 +23,7 @@ from mod.protocol.matrix.api import (
     InviteRequest,
     JoinedMembers,
     JoinedRooms,
+    JoinRulesContent,
     MemberInfo,
     MembershipRequest,
     Messages,
@@ -34,6 +36,7 @@ from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.routing import Call, route, validate
 
 MAX_PAGE = 1000
+PRIVATE_PRESETS = ("private_chat", "trusted_private_chat")
 
 
 def room_flow(call: Call, name: str = "roomId") -> str:
@@ -53,13 +56,19 @@ async def create_room(call: Call) -> RoomIdReply:
     """POST /_matrix/client/v3/createRoom"""
     body = await call.body(CreateRoomRequest)
     name, topic = body.name, body.topic
+    private = body.is_direct or body.preset in PRIVATE_PRESETS
     for event in body.initial_state:
         if event.type == "m.room.name" and name is None:
             name = validate(NameContent, event.content).name
         elif event.type == "m.room.topic" and topic is None:
             topic = validate(TopicContent, event.content).topic
+        elif event.type == "m.room.join_rules":
+            # Initial state outranks the preset; rules this server lacks (knock, restricted)
+            # close the room rather than open it.
+            private = validate(JoinRulesContent, event.content).join_rule != "public"
     invitees = [await user_uuid(call, user) for user in dict.fromkeys(body.invite)]
-    flow = await call.service.add_flow(call.caller, "group", name or "", topic or "", [])
+    flow = await call.service.add_flow(call.caller, "group", name or "", topic or "", [],
+                                       private=private)
     for invitee in invitees:
         if invitee != call.caller.uuid:
             await call.service.invite(call.caller, flow["uuid"], invitee)

@@ -50,6 +50,10 @@ class UserStream:
     def revoked(self, token_hash: str | None) -> None:
         """Nothing to do: every /sync authenticates its own token."""
 
+    def wake(self) -> None:
+        """The server is stopping: a waiting /sync answers with what it has."""
+        self.event.set()
+
     def covers(self, since: int) -> bool:
         return since >= self.dropped
 

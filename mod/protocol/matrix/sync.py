@@ -84,7 +84,8 @@ async def sync(call: Call) -> SyncReply:
                                     full_state)
             result = await _batch(call, query, stream)
             remaining = deadline - loop.time()
-            if since is None or full_state or not result.empty or remaining <= 0:
+            if (since is None or full_state or not result.empty or remaining <= 0
+                    or matrix.hub.stopped):
                 break
             if not stream.newer_than(upto):
                 stream.event.clear()

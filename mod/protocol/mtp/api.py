@@ -6,9 +6,10 @@ the server sends forbids them, so a response can only carry what PROTOCOL.md def
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 PROTOCOL_VERSION = "1.0"
 PROTOCOL_REVISION = "17"
@@ -26,6 +27,30 @@ Uuid = Field(default=None, max_length=64)
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
+def _byte_string(value: Any) -> Any:
+    """A byte field as the Flutter client sends it, an array of byte values, as base64.
+
+    Strings (and null) pass unchanged; anything else is left for the strict string check to
+    refuse, naming the field.
+    """
+    if type(value) is not list:
+        return value
+    if not all(type(item) is int and 0 <= item <= 255 for item in value):
+        raise ValueError("must be a string, or an array of byte values (integers 0 to 255)")
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+def _user_uuids(value: Any) -> Any:
+    """`flow.users` may hold user objects (as json_serializable writes them) for uuids."""
+    if type(value) is not list:
+        return value
+    return [item.get("uuid") if type(item) is dict else item for item in value]
+
+
+# file_*, emoji and avatar: a string, or an array of byte values stored as its base64.
+Bytes = Annotated[Annotated[str, Field(max_length=_TEXT)] | None, BeforeValidator(_byte_string)]
+
+
 class _In(BaseModel):
     """A request object: strict types. (Strings with NUL, which PostgreSQL cannot store, are
     refused before validation: see mod.controller.)"""
@@ -39,7 +64,7 @@ class UserIn(_In):
     password: str | None = Field(default=None, max_length=4096)
     username: str | None = Field(default=None, max_length=256)
     bio: str | None = Field(default=None, max_length=65536)
-    avatar: str | None = Field(default=None, max_length=_TEXT)
+    avatar: Bytes = None
     email: str | None = Field(default=None, max_length=256)
     is_bot: bool | None = None
     auth_id: str | None = Field(default=None, max_length=256)
@@ -54,10 +79,12 @@ class FlowIn(_In):
     title: str | None = Field(default=None, max_length=4096)
     info: str | None = Field(default=None, max_length=65536)
     owner: str | None = Uuid
-    users: list[Annotated[str, Field(max_length=64)]] | None = Field(
-        default=None, max_length=_LIST)
+    users: Annotated[
+        Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=_LIST)] | None,
+        BeforeValidator(_user_uuids)] = None
     message_start: Int64 | None = None
     message_end: Int64 | None = None
+    private: bool | None = None
 
 
 class MessageIn(_In):
@@ -67,11 +94,11 @@ class MessageIn(_In):
     from_user: str | None = Uuid
     from_flow: str | None = Uuid
     time: Int64 | None = None
-    file_picture: str | None = Field(default=None, max_length=_TEXT)
-    file_video: str | None = Field(default=None, max_length=_TEXT)
-    file_audio: str | None = Field(default=None, max_length=_TEXT)
-    file_document: str | None = Field(default=None, max_length=_TEXT)
-    emoji: str | None = Field(default=None, max_length=_TEXT)
+    file_picture: Bytes = None
+    file_video: Bytes = None
+    file_audio: Bytes = None
+    file_document: Bytes = None
+    emoji: Bytes = None
     edited_time: Int64 | None = None
     edited_status: bool | None = None
 
@@ -89,12 +116,18 @@ class JsonapiIn(_In):
     revision: str | None = Field(default=None, max_length=16)
 
 
+class RequestMeta(_In):
+    """A request's top-level `meta`: `push` switches pushes on or off for the connection."""
+
+    push: bool | None = None
+
+
 class Request(_In):
     type: str = Field(max_length=64)
     data: DataIn | None = None
     jsonapi: JsonapiIn
     errors: Any = None
-    meta: Any = None
+    meta: RequestMeta | None = None
 
 
 class UserOut(BaseModel):
@@ -124,6 +157,7 @@ class FlowOut(BaseModel):
     users: list[str] | None = None
     message_start: int | None = None
     message_end: int | None = None
+    private: bool | None = None
 
 
 class MessageOut(BaseModel):
@@ -174,6 +208,7 @@ class PushMeta(BaseModel):
     model_config = _OUT
 
     push: bool = True
+    event: str
 
 
 class Response(BaseModel):

@@ -1,5 +1,11 @@
 """One MTP websocket connection: reads frames in order, answers each, and takes pushes.
 
+A connection is lockstep, as clients of the original server expect: one frame per request,
+its answer, and nothing else. Only once a request that authenticates has asked for pushes
+(`"meta": {"push": true}`) is the connection bound to its user in the hub and sent the user's
+changes; `"push": false` unbinds it. Pushes that arrive while a request is being handled are
+held until its answer is queued, so an answer always precedes the push of the change it made.
+
 Everything the server sends on a connection — responses and pushes, in order — goes through
 one bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender
 task that exists only while there is something to send. Pushes are put in the outbox without
@@ -26,13 +32,16 @@ from mod.controller import MTPController
 from mod.db.engine import ChangeRow
 from mod.hub import Hub
 from mod.protocol.mtp import worker
-
-PUSHED_KINDS = frozenset({"message_sent", "message_edited", "message_deleted", "flow_created",
-                          "flow_joined", "flow_left", "flow_changed"})
+from mod.service import Caller
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
+CLOSE_RESTARTING = 1012
 TRANSPORT_KEY = "morelia.transport"
+# The reader takes the next request only while fewer frames than this wait in the outbox, so
+# a client that sends many requests back to back is answered as fast as it reads, in order,
+# and its answers never fill the outbox; only pushes, which never wait, can.
+READ_AHEAD = 32
 
 
 class RateLimit:
@@ -79,17 +88,22 @@ class TransportAccess:
 class MTPSession:
     __slots__ = (
         "__weakref__",
+        "_drained",
         "_sender",
         "_swept",
         "_waiter",
         "closing",
         "controller",
+        "handling",
+        "held",
         "hub",
         "limit",
         "outbox",
+        "push",
         "queued_bytes",
         "sent",
         "settings",
+        "stopping",
         "token_hash",
         "transport",
         "user_uuid",
@@ -102,8 +116,11 @@ class MTPSession:
         self.controller = controller
         self.hub = hub
         self.settings = settings
-        self.user_uuid = ""
+        self.user_uuid = ""  # the user whose pushes this connection takes; "" for none
         self.token_hash = ""
+        self.push = False
+        self.handling = False
+        self.held: list[str] = []
         self.limit = RateLimit(settings.rate_limit, settings.rate_burst)
         self.outbox: deque[str] = deque()
         self.queued_bytes = 0
@@ -112,7 +129,9 @@ class MTPSession:
         self.transport: asyncio.WriteTransport | None = websocket.scope.get(TRANSPORT_KEY)
         self._sender: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
         self._swept: tuple[int, int] = (0, 0)
+        self.stopping = False
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -120,6 +139,9 @@ class MTPSession:
         sweeper.sessions.add(self)
         try:
             await self._read_forever()
+            if self.stopping:
+                await self._flush()
+                await self._close(CLOSE_RESTARTING, "Server restarting")
         finally:
             sweeper.sessions.discard(self)
             self._drop()
@@ -130,12 +152,15 @@ class MTPSession:
                     await sender
 
     async def _read_forever(self) -> None:
-        while not self.closing:
+        while not (self.closing or self.stopping):
+            if len(self.outbox) >= READ_AHEAD:
+                await self._wait_drained()
+                continue
             try:
                 message = await self.websocket.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or self.stopping:
                 return
             if not await self._handle(message):
                 return
@@ -154,22 +179,72 @@ class MTPSession:
             self.enqueue(self.controller.refuse(frame, 429,
                                                 "Too many requests; slow down").dump())
             return True
-        response, caller = await self.controller.handle(frame)
-        if caller is not None and not self.closing:
-            self.token_hash = caller.token_hash
-            if caller.uuid != self.user_uuid:
-                if self.user_uuid:
-                    self.hub.unregister(self)
-                self.user_uuid = caller.uuid
-                self.hub.register(self)
-        self.enqueue(response.dump())
+        self.handling = True
+        try:
+            handled = await self.controller.handle(frame)
+        finally:
+            self.handling = False
+        if handled.caller is not None and not self.closing:
+            self._bind(handled.caller, handled.push)
+        try:
+            text = handled.response.dump()
+        except Exception:
+            logger.exception("an answer to {} could not be written", handled.response.type)
+            text = self.controller.refuse(frame, 500, "The server failed to answer").dump()
+        self.enqueue(text)
+        held, self.held = self.held, []
+        for text in held:
+            self.enqueue(text)
         return True
+
+    def _bind(self, caller: Caller, push: bool | None) -> None:
+        """Take the caller's pushes from now on if this connection asked for them."""
+        self.token_hash = caller.token_hash
+        if push is not None:
+            self.push = push
+        listening = caller.uuid if self.push else ""
+        if listening != self.user_uuid:
+            if self.user_uuid:
+                self.hub.unregister(self)
+            self.user_uuid = listening
+            if listening:
+                self.hub.register(self)
+
+    async def stop(self) -> None:
+        """The server is stopping: answer the request in hand, send what is queued, close 1012.
+
+        A request being handled is finished by the reading loop, which then closes; an idle
+        connection is closed here, which also ends its wait for the next frame.
+        """
+        self.stopping = True
+        self._wake_reader()
+        if not self.handling:
+            await self._flush()
+            await self._close(CLOSE_RESTARTING, "Server restarting")
+
+    async def _flush(self, timeout: float = 2.0) -> None:
+        """Wait (a bounded time) until everything queued has been handed to the transport."""
+        deadline = time.monotonic() + timeout
+        while (self.outbox or (self._sender is not None and not self._sender.done()
+                               and self._waiter is None)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     # -- sending -----------------------------------------------------------------------------
 
     def deliver(self, change: ChangeRow) -> None:
-        if change.kind in PUSHED_KINDS:
-            self.enqueue(worker.push_frame(change))  # built once for all recipients
+        if change.kind not in worker.PUSH_EVENTS:
+            return
+        try:
+            text = worker.push_frame(change)  # built once for all recipients
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            _unrenderable(change, exc)
+            return
+        if not self.handling:
+            self.enqueue(text)
+        elif len(self.held) < self.settings.send_queue:
+            self.held.append(text)  # sent right after the answer being prepared
+        else:
+            self._too_slow()
 
     def revoked(self, token_hash: str | None) -> None:
         """The credentials this connection was bound with are gone: no more pushes."""
@@ -209,10 +284,25 @@ class MTPSession:
                     self._drop()
                     return
                 self.sent += 1
+                if self._drained is not None and len(self.outbox) < READ_AHEAD // 2:
+                    self._wake_reader()
             if self.closing:
                 return
             self._waiter = loop.create_future()
             await self._waiter
+
+    async def _wait_drained(self) -> None:
+        """Wait until the sender has taken the outbox down to half of READ_AHEAD."""
+        self._drained = asyncio.get_running_loop().create_future()
+        try:
+            await self._drained
+        finally:
+            self._drained = None
+
+    def _wake_reader(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _too_slow(self) -> None:
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
@@ -231,7 +321,9 @@ class MTPSession:
         if self.user_uuid:
             self.hub.unregister(self)
         self.outbox.clear()
+        self.held.clear()
         self.queued_bytes = 0
+        self._wake_reader()
 
     async def _close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.CONNECTED:
@@ -254,6 +346,24 @@ class MTPSession:
         return not (size and last_size and size >= last_size and self.sent == last_sent)
 
 
+_skipped_position = 0
+
+
+def _unrenderable(change: ChangeRow, exc: BaseException) -> None:
+    """Log once a change that cannot be rendered as a push; its recipients skip it."""
+    global _skipped_position
+    if change.position != _skipped_position:
+        _skipped_position = change.position
+        logger.warning("change {} ({}) cannot be pushed and is skipped: {}", change.position,
+                       change.kind, type(exc).__name__)
+
+
+def open_sessions() -> int:
+    """How many MTP connections this process holds."""
+    instance = Sweeper._instance
+    return len(instance.sessions) if instance is not None else 0
+
+
 class Sweeper:
     """One task per process that aborts connections whose peers stopped taking bytes."""
 
@@ -264,6 +374,20 @@ class Sweeper:
         self.sessions: set[MTPSession] = set()
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
             self._run(), name="mtp sweeper")
+
+    @classmethod
+    async def stop_all(cls, timeout: float) -> int:
+        """Stop every session (see `MTPSession.stop`) and wait up to `timeout` s for them."""
+        instance = cls._instance
+        if instance is None or not instance.sessions:
+            return 0
+        sessions = list(instance.sessions)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(session.stop() for session in sessions))
+                while instance.sessions:
+                    await asyncio.sleep(0.01)
+        return len(sessions)
 
     @classmethod
     def get(cls, interval: float) -> Sweeper:

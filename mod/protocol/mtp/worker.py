@@ -24,7 +24,6 @@ from mod.protocol.mtp.api import (
     JsonapiOut,
     MessageIn,
     MessageOut,
-    PushMeta,
     Request,
     Response,
     UserOut,
@@ -42,7 +41,6 @@ def _jsonapi() -> JsonapiOut:
 
 
 _JSONAPI = _jsonapi()  # never changed after this, so every response can share it
-_PUSH_META = PushMeta(push=True)
 
 
 def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
@@ -64,7 +62,7 @@ def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | Non
     errors = Errors.model_construct(code=code, status=phrase(code), time=stamp,
                                     detail=detail or phrase(code))
     return Response.model_construct(type=kind, data=data, errors=errors, jsonapi=_JSONAPI,
-                                    meta=_PUSH_META if push else None)
+                                    meta=None)
 
 
 # Responses holding more objects than this are built and serialised on a worker thread: a
@@ -189,7 +187,8 @@ async def add_flow(service: Service, request: Request, caller: Caller) -> Respon
     flow = _first(_data(request).flow, "flow")
     try:
         created = await service.add_flow(caller, flow.type or "", flow.title or "",
-                                         flow.info or "", flow.users or [], flow.owner)
+                                         flow.info or "", flow.users or [], flow.owner,
+                                         private=bool(flow.private))
     except ServiceError as exc:
         if exc.code == 409 and exc.payload is not None:
             return error(request.type, 409, exc.detail, flow=[exc.payload])
@@ -274,8 +273,19 @@ AUTHENTICATED: dict[str, Method] = {
 # -- push -------------------------------------------------------------------------------------
 
 
-_PUSH_TAIL = json.dumps({"jsonapi": _jsonapi().model_dump(), "meta": {"push": True}},
-                        separators=(",", ":"))[1:]
+# The change kinds pushed to MTP connections that asked for pushes; each is the frame's
+# `meta.event`, as PROTOCOL.md lists them.
+PUSH_EVENTS = frozenset({
+    "message_sent", "message_edited", "message_deleted",
+    "flow_created", "flow_joined", "flow_left", "flow_changed",
+    "flow_invited", "invite_declined",
+})
+
+
+@lru_cache(maxsize=len(PUSH_EVENTS))
+def _push_tail(event: str) -> str:
+    tail = {"jsonapi": _JSONAPI.model_dump(), "meta": {"push": True, "event": event}}
+    return json.dumps(tail, separators=(",", ":"))[1:]
 
 
 @lru_cache(maxsize=1024)
@@ -288,14 +298,18 @@ def push_frame(change: ChangeRow) -> str:
     the most expensive step of a send.
     """
     payload = from_json(change.payload)
+    flow = payload.get("flow") or ({"uuid": change.flow_uuid} if change.flow_uuid else None)
+    user = payload.get("user")
+    if user is None and change.kind in ("flow_invited", "invite_declined"):
+        user = {"uuid": change.subject}  # who was invited, or declined
     data = {
         "time": change.time,
-        "flow": [payload["flow"]] if "flow" in payload else [],
+        "flow": [flow] if flow and "message" not in payload else [],
         "message": [payload["message"]] if "message" in payload else [],
-        "user": [payload["user"]] if "user" in payload else [],
+        "user": [user] if user else [],
         "meta": None,
     }
     errors = {"code": 200, "status": "OK", "time": change.time,
               "detail": change.kind.replace("_", " ")}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
-    return f"{head[:-1]},{_PUSH_TAIL}"
+    return f"{head[:-1]},{_push_tail(change.kind)}"
