@@ -123,7 +123,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 async def member(url: str, login: str) -> Client:
     client = await Client.connect(url)
-    await client.register(login)
+    await client.register(login, push=True)
     return client
 
 
