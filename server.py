@@ -65,7 +65,7 @@ async def _open(settings: Settings) -> Runtime:
         logger.info("created tables: {}", ", ".join(created))
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
-    hub.observers.append(service.changes_committed)
+    hub.observers.append(service.accounts.changes_committed)
     await hub.start()
     controller = MTPController(service, settings.protocol)
     return Runtime(settings, engine, service, hub, controller, time.monotonic())
@@ -80,7 +80,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     sys.setswitchinterval(0.001)
     runtime = await _open(settings)
     app.state.runtime = runtime
-    purge = asyncio.create_task(runtime.service.purge_forever(), name="purge")
+    purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
     if not attach(settings.server, runtime.hub):
         logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
@@ -103,7 +103,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 async def status_page(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
-    counts = await runtime.service.counts()
+    counts = await runtime.service.timeline.counts()
     uptime = int(time.monotonic() - runtime.started)
     name = html.escape(runtime.settings.server.name)
     rows = "".join(

@@ -174,4 +174,4 @@ class MTPController:
         users = request.data.user if request.data else None
         if not users or not users[0].uuid or not users[0].auth_id:
             raise ServiceError(401, "The request needs data.user[0].uuid and auth_id")
-        return await self.service.authenticate(users[0].auth_id, users[0].uuid)
+        return await self.service.accounts.authenticate(users[0].auth_id, users[0].uuid)

@@ -95,18 +95,25 @@ def create_tables(tx: Tx) -> list[str]:
         for statement in [*sql.split(";\n"), *constraints]:
             tx.execute(statement)
         created.append(name)
-    for table, column, types in _ADDED_COLUMNS:
+    for table, column, types, fill in _ADDED_COLUMNS:
         name = table.sqlmeta.table
         if name not in created and column not in _column_names(tx, name):
             tx.execute(f"ALTER TABLE {name} ADD COLUMN {column} {types[tx.db]}")
+            if fill:
+                tx.execute(fill.format(true="TRUE" if tx.postgres else "1"))
             logger.info("column added to an older database: {}.{}", name, column)
     return created
 
 
-# Columns added after the first release, and how each is added to a table made without it.
-_ADDED_COLUMNS: tuple[tuple[type[SQLObject], str, dict[str, str]], ...] = (
+# Columns added after the first release: how each is added to a table made without it, and
+# the statement that fills it in from what the database already holds (or "").
+_ADDED_COLUMNS: tuple[tuple[type[SQLObject], str, dict[str, str], str], ...] = (
     (Flow, "invite_only", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
-                           "postgres": "BOOL NOT NULL DEFAULT FALSE"}),
+                           "postgres": "BOOL NOT NULL DEFAULT FALSE"}, ""),
+    (Message, "deleted", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
+                          "postgres": "BOOL NOT NULL DEFAULT FALSE"},
+     "UPDATE messages SET deleted = {true} WHERE uuid IN "
+     "(SELECT subject FROM changes WHERE kind = 'message_deleted')"),
 )
 
 
@@ -240,16 +247,21 @@ def purge_expired(tx: Tx, now: int, txn_before: int) -> int:
 # -- retried requests -------------------------------------------------------------------------
 
 
+_TXN_RESULT = Query(Select(Txn.q.result, where=AND(Txn.q.txn_key == P,
+                                                   Txn.q.time_created >= P)))
+_TXN_FORGET = Query(Delete(Txn.sqlmeta.table, where=Txn.q.txn_key == P))
+_TXN_STORE = insert_query(Txn.sqlmeta.table, ("txn_key", "result", "time_created"))
+
+
 def txn_result(tx: Tx, key: str, since: int) -> str | None:
-    row = tx.one(Select(Txn.q.result, where=AND(Txn.q.txn_key == key,
-                                                Txn.q.time_created >= since)))
+    """What the first run of a retried request stored, if it ran after `since`."""
+    row = tx.one(_TXN_RESULT, key, since)
     return row[0] if row else None
 
 
 def txn_store(tx: Tx, key: str, result: str, now: int) -> None:
-    tx.execute(Delete(Txn.sqlmeta.table, where=Txn.q.txn_key == key))
-    tx.execute(Insert(Txn.sqlmeta.table, values={
-        "txn_key": key, "result": result, "time_created": now}))
+    tx.execute(_TXN_FORGET, key)  # a record of the same key past the window
+    tx.execute(_TXN_STORE, key, result, now)
 
 
 # -- change log -------------------------------------------------------------------------------
@@ -577,22 +589,13 @@ def _message(row: Sequence[Any]) -> MessageRow:
 _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
     "file_audio", "file_document", "emoji", "time_created", "edited_time", "edited_status",
-    "retry_key"))
-_RETRIED = Query(Select(_MESSAGE_COLUMNS, where=AND(Message.q.retry_key == P,
-                                                    Message.q.time_created >= P),
-                        orderBy=Message.q.id, limit=1))
+    "deleted"))
 
 
 def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
-                   content: dict[str, str], now: int, retry_key: str | None = None,
-                   extra: dict[str, Any] | None = None, retry_window: int = 86400
+                   content: dict[str, str], now: int, extra: dict[str, Any] | None = None
                    ) -> MessageRow:
-    """Store a message. With `retry_key`, a retry of a message stored within `retry_window`
-    seconds returns that first message and stores nothing."""
-    if retry_key is not None:
-        row = tx.one(_RETRIED, retry_key, now - retry_window)
-        if row is not None:
-            return _message(row)
+    """Store a message and log it; `extra` goes into the change's payload."""
     message = MessageRow(
         uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
@@ -602,7 +605,7 @@ def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id:
     )
     tx.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
-               message["file_document"], message["emoji"], now, 0, False, retry_key)
+               message["file_document"], message["emoji"], now, 0, False, False)
     log_change(tx, now, flow_uuid, "message_sent", user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
@@ -613,11 +616,23 @@ def message_by_uuid(tx: Tx, uuid: str) -> MessageRow | None:
     return _message(row) if row else None
 
 
+_MESSAGE_STATE = Query(Select([*_MESSAGE_COLUMNS, Message.q.deleted], where=Message.q.uuid == P))
+
+
+def message_state(tx: Tx, uuid: str) -> tuple[MessageRow, bool] | None:
+    """A message, and whether it was deleted."""
+    row = tx.one(_MESSAGE_STATE, uuid)
+    return (_message(row), bool(row[-1])) if row else None
+
+
 def update_message(tx: Tx, uuid: str, actor: str, content: dict[str, str], now: int,
                    kind: str, extra: dict[str, Any] | None = None) -> MessageRow:
-    """Replace some content fields, mark the message edited, and log `kind`."""
-    tx.execute(Update(Message.sqlmeta.table, values={
-        **content, "edited_time": now, "edited_status": True}, where=Message.q.uuid == uuid))
+    """Replace some content fields, mark the message edited (and, for "message_deleted",
+    deleted), and log `kind`."""
+    values: dict[str, Any] = {**content, "edited_time": now, "edited_status": True}
+    if kind == "message_deleted":
+        values["deleted"] = True
+    tx.execute(Update(Message.sqlmeta.table, values=values, where=Message.q.uuid == uuid))
     message = message_by_uuid(tx, uuid)
     assert message is not None
     log_change(tx, now, message["from_flow"], kind, actor, uuid,

@@ -90,9 +90,9 @@ class Message(SQLObject):
     edited_time = BigIntCol(notNone=True, default=0)
     edited_status = BoolCol(notNone=True, default=False)
     # Hash of what makes a send a retry of an earlier one (sender's token, flow, content).
-    retry_key = StringCol(length=64, default=None)
+    retry_key = StringCol(length=64, default=None)  # unused since retries use `txns`
+    deleted = BoolCol(notNone=True, default=False)
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
-    by_retry = DatabaseIndex("retry_key")
 
 
 class Token(SQLObject):

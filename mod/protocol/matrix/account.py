@@ -33,7 +33,6 @@ from mod.protocol.matrix.routing import Call, new_device_id, route
 
 SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
 DUMMY = "m.login.dummy"
-MAX_DISPLAYNAME = 256
 
 
 @route("GET", "/_matrix/client/versions", auth=False, absolute=True)
@@ -75,9 +74,9 @@ async def login(call: Call) -> LoginReply:
     if name is None:
         raise MatrixError(403, Code.FORBIDDEN, "Wrong login or password")
     device = body.device_id or new_device_id()
-    session = await call.service.login(name, body.password, device=device)
-    return LoginReply(user_id=ids.user_id(session.user["login"], call.server_name),
-                      access_token=session.token, device_id=device,
+    signed_in = await call.service.accounts.login(name, body.password, device=device)
+    return LoginReply(user_id=ids.user_id(signed_in.user["login"], call.server_name),
+                      access_token=signed_in.token, device_id=device,
                       home_server=call.server_name)
 
 
@@ -91,7 +90,7 @@ def _check_username(username: str) -> None:
 async def _check_available(call: Call, username: str) -> None:
     _check_username(username)
     try:
-        await call.service.user_by_login(username)
+        await call.service.accounts.by_login(username)
     except ServiceError as exc:
         if exc.code == 404:
             return
@@ -131,11 +130,11 @@ async def register(call: Call) -> LoginReply | Response:
         raise MatrixError(400, Code.MISSING_PARAM, "Missing field: password")
     username = body.username or f"user-{new_session()[:10].lower()}"
     device = body.device_id or new_device_id()
-    session = await call.service.register(username, body.password, device=device)
-    user_id = ids.user_id(session.user["login"], call.server_name)
+    signed_in = await call.service.accounts.register(username, body.password, device=device)
+    user_id = ids.user_id(signed_in.user["login"], call.server_name)
     if body.inhibit_login:
         return LoginReply(user_id=user_id, home_server=call.server_name)
-    return LoginReply(user_id=user_id, access_token=session.token, device_id=device,
+    return LoginReply(user_id=user_id, access_token=signed_in.token, device_id=device,
                       home_server=call.server_name)
 
 
@@ -148,7 +147,7 @@ def new_session() -> str:
 @route("GET", "/account/whoami")
 async def whoami(call: Call) -> WhoAmI:
     """GET /_matrix/client/v3/account/whoami"""
-    user = await call.service.profile(call.caller.uuid)
+    user = await call.service.accounts.profile(call.caller.uuid)
     return WhoAmI(user_id=ids.user_id(user["login"], call.server_name),
                   device_id=call.caller.device or None)
 
@@ -157,7 +156,7 @@ async def whoami(call: Call) -> WhoAmI:
 async def logout(call: Call) -> Empty:
     """POST /_matrix/client/v3/logout"""
     await call.json()
-    await call.service.logout(call.caller)
+    await call.service.accounts.logout(call.caller)
     return Empty()
 
 
@@ -165,7 +164,7 @@ async def logout(call: Call) -> Empty:
 async def logout_all(call: Call) -> Empty:
     """POST /_matrix/client/v3/logout/all"""
     await call.json()
-    await call.service.logout_all(call.caller)
+    await call.service.accounts.logout_all(call.caller)
     return Empty()
 
 
@@ -174,7 +173,7 @@ async def _profile_user(call: Call) -> tuple[str, str]:
     name = ids.login_of(call.param("userId"), call.server_name)
     if name is None or not call.param("userId").startswith("@"):
         raise MatrixError(404, Code.NOT_FOUND, "Profile not found")
-    user = await call.service.user_by_login(name)
+    user = await call.service.accounts.by_login(name)
     return user["uuid"], user["username"]
 
 
@@ -197,11 +196,6 @@ async def set_displayname(call: Call) -> Empty:
     """PUT /_matrix/client/v3/profile/{userId}/displayname"""
     body = await call.body(DisplayNameRequest)
     uuid, _ = await _profile_user(call)
-    if uuid != call.caller.uuid:
-        raise MatrixError(403, Code.FORBIDDEN, "You can only change your own display name")
-    if len(body.displayname) > MAX_DISPLAYNAME:
-        raise MatrixError(400, Code.INVALID_PARAM,
-                          f"A display name is at most {MAX_DISPLAYNAME} characters")
-    await call.service.set_username(call.caller, body.displayname)
+    await call.service.accounts.set_username(call.caller, uuid, body.displayname)
     call.matrix.users.forget(call.caller.uuid)
     return Empty()

@@ -6,11 +6,11 @@ Pages run oldest room first; `next_batch` and `since` are `p<offset>`.
 
 from __future__ import annotations
 
-from mod.db import dbhandler as db
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import PublicRoom, PublicRooms, PublicRoomsRequest
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.routing import Call, route
+from mod.service import FlowRow
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -43,7 +43,7 @@ def _search_term(term: str | None) -> str:
 async def _page(call: Call, search: str, since: str | None, limit: int) -> PublicRooms:
     offset = _offset(since)
     limit = min(limit, MAX_LIMIT)
-    flows, total = await call.service.public_flows(search, offset, limit)
+    flows, total = await call.service.flows.public(search, offset, limit)
     after = offset + len(flows)
     return PublicRooms(
         chunk=[_entry(call, flow) for flow in flows],
@@ -52,7 +52,7 @@ async def _page(call: Call, search: str, since: str | None, limit: int) -> Publi
         total_room_count_estimate=total)
 
 
-def _entry(call: Call, flow: db.FlowRow) -> PublicRoom:
+def _entry(call: Call, flow: FlowRow) -> PublicRoom:
     return PublicRoom(room_id=ids.room_id(flow["uuid"], call.server_name),
                       name=flow["title"] or None, topic=flow["info"] or None,
                       num_joined_members=len(flow["users"]))

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mod import content
-from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Tx
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
+from mod.service import ChangeRow, FlowRow, Reader, UserRow
 
 ROOM_VERSION = "10"
 MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite",
@@ -149,25 +148,25 @@ class Renderer:
 
     server: str
     viewer: str = ""
-    users: dict[str, db.UserRow] = field(default_factory=dict)
+    users: dict[str, UserRow] = field(default_factory=dict)
     # message uuid -> the redaction event of it, for showing redacted messages as such
     redactions: dict[str, Event] = field(default_factory=dict)
 
-    def load_users(self, tx: Tx, uuids: Iterable[str]) -> None:
+    def load_users(self, reader: Reader, uuids: Iterable[str]) -> None:
         wanted = [uuid for uuid in uuids if uuid not in self.users]
-        for user in db.users_by_uuid(tx, wanted):
+        for user in reader.users(wanted):
             self.users[user["uuid"]] = user
 
-    def load_redactions(self, tx: Tx, flow_uuid: str, items: Sequence[Parsed]) -> None:
+    def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
         """Look up which of these messages were deleted later, to render them redacted."""
         sent = [item for item in items if item.change.kind == "message_sent"]
         if not sent:
             return
-        for item in parse(db.subject_changes(tx, flow_uuid, ["message_deleted"],
+        for item in parse(reader.subject_changes(flow_uuid, ["message_deleted"],
                                              [item.change.subject for item in sent],
                                              after=sent[0].change.position)):
             change = item.change
-            self.load_users(tx, [change.actor])
+            self.load_users(reader, [change.actor])
             self.redactions.setdefault(change.subject, self._redaction(item))
 
     # -- names ------------------------------------------------------------------------------
@@ -240,7 +239,7 @@ class Renderer:
             events.append(self._member(item, MEMBERS_FROM + offset, user, "join", user))
         return events
 
-    def power_levels(self, flow: db.FlowRow) -> dict[str, Any]:
+    def power_levels(self, flow: FlowRow) -> dict[str, Any]:
         """Power levels that say what the service's rules allow (PROTOCOL.md)."""
         kind = flow["type"]
         editors = 0 if kind == "group" else 50
@@ -321,7 +320,7 @@ class Renderer:
                     state[(event["type"], event["state_key"])] = event
         return state
 
-    def stripped(self, flow: db.FlowRow, inviter: str, invitee: str) -> list[Event]:
+    def stripped(self, flow: FlowRow, inviter: str, invitee: str) -> list[Event]:
         """The stripped state an invited user sees of a room."""
 
         def strip(kind: str, content: dict[str, Any], sender: str, key: str = "") -> Event:

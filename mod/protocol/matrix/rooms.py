@@ -13,8 +13,6 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mod.db import dbhandler as db
-from mod.error import ServiceError
 from mod.protocol.matrix import ids, views
 from mod.protocol.matrix.api import (
     CreateRoomRequest,
@@ -48,7 +46,7 @@ async def user_uuid(call: Call, user: str) -> str:
     name = ids.login_of(user, call.server_name) if user.startswith("@") else None
     if name is None:
         raise MatrixError(404, Code.NOT_FOUND, f"Unknown user {user}")
-    return (await call.service.user_by_login(name))["uuid"]
+    return (await call.service.accounts.by_login(name))["uuid"]
 
 
 @route("POST", "/createRoom")
@@ -67,11 +65,11 @@ async def create_room(call: Call) -> RoomIdReply:
             # close the room rather than open it.
             private = validate(JoinRulesContent, event.content).join_rule != "public"
     invitees = [await user_uuid(call, user) for user in dict.fromkeys(body.invite)]
-    flow = await call.service.add_flow(call.caller, "group", name or "", topic or "", [],
-                                       private=private)
+    flow = (await call.service.flows.add(call.caller, "group", name or "", topic or "", [],
+                                         private=private)).value
     for invitee in invitees:
         if invitee != call.caller.uuid:
-            await call.service.invite(call.caller, flow["uuid"], invitee)
+            await call.service.flows.invite(call.caller, flow["uuid"], invitee)
     return RoomIdReply(room_id=ids.room_id(flow["uuid"], call.server_name))
 
 
@@ -80,7 +78,7 @@ async def invite(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
     body = await call.body(InviteRequest)
     flow = room_flow(call)
-    await call.service.invite(call.caller, flow, await user_uuid(call, body.user_id))
+    await call.service.flows.invite(call.caller, flow, await user_uuid(call, body.user_id))
     return Empty()
 
 
@@ -89,7 +87,7 @@ async def _join(call: Call, room: str) -> RoomIdReply:
     if room.startswith("#"):
         raise MatrixError(404, Code.NOT_FOUND, "Room aliases are not supported")
     flow = ids.flow_of(room, call.server_name)
-    await call.service.join_flow(call.caller, flow)
+    await call.service.flows.join(call.caller, flow)
     return RoomIdReply(room_id=ids.room_id(flow, call.server_name))
 
 
@@ -109,7 +107,7 @@ async def join_room(call: Call) -> RoomIdReply:
 async def leave(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/leave"""
     await call.body(MembershipRequest)
-    await call.service.leave_flow(call.caller, room_flow(call))
+    await call.service.flows.leave(call.caller, room_flow(call))
     return Empty()
 
 
@@ -124,26 +122,23 @@ async def forget(call: Call) -> Empty:
 @route("GET", "/joined_rooms")
 async def joined_rooms(call: Call) -> JoinedRooms:
     """GET /_matrix/client/v3/joined_rooms"""
-    flows = await call.matrix.engine.read(db.member_flows, call.caller.uuid)
+    flows = await call.service.flows.joined(call.caller)
     return JoinedRooms(joined_rooms=[ids.room_id(flow, call.server_name) for flow in flows])
 
 
 @route("GET", "/rooms/{roomId}/joined_members")
 async def joined_members(call: Call) -> JoinedMembers:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
-    flow_uuid = room_flow(call)
-    await call.service.require_member(call.caller, flow_uuid)
-    flow = await call.service.flow(call.caller, flow_uuid)
-    users = await call.matrix.engine.read(db.users_by_uuid, flow["users"])
+    users = await call.service.flows.members(call.caller, room_flow(call))
     return JoinedMembers(joined={
         ids.user_id(user["login"], call.server_name): MemberInfo(display_name=user["username"])
-        for user in users if not user["deleted"]})
+        for user in users})
 
 
 async def _state(call: Call) -> list[dict[str, Any]]:
     flow = room_flow(call)
-    await call.service.require_member(call.caller, flow)
-    return await call.matrix.engine.read(views.state_read, call.server_name, flow)
+    return await call.service.timeline.read_flow(call.caller, flow, views.state_read,
+                                                 call.server_name, flow)
 
 
 @route("GET", "/rooms/{roomId}/members")
@@ -190,18 +185,13 @@ async def _put_state(call: Call, state_key: str) -> EventIdReply:
     if kind not in ("m.room.name", "m.room.topic") or state_key:
         raise MatrixError(403, Code.FORBIDDEN,
                           "This server keeps only the m.room.name and m.room.topic state")
-    start = call.matrix.hub.position
     if kind == "m.room.name":
-        await call.service.update_flow(call.caller, flow,
-                                       title=validate(NameContent, content).name)
+        done = await call.service.flows.rename(call.caller, flow,
+                                               title=validate(NameContent, content).name)
     else:
-        await call.service.update_flow(call.caller, flow,
-                                       info=validate(TopicContent, content).topic)
-    position = await call.matrix.engine.read(views.change_position, flow, "flow_changed", "",
-                                             start, "", call.caller.uuid)
-    if position is None:
-        raise ServiceError(500, "The change was stored but cannot be found")
-    return EventIdReply(event_id=ids.change_event_id(position, 0 if kind == "m.room.name"
+        done = await call.service.flows.rename(call.caller, flow,
+                                               info=validate(TopicContent, content).topic)
+    return EventIdReply(event_id=ids.change_event_id(done.position, 0 if kind == "m.room.name"
                                                      else 1))
 
 
@@ -222,10 +212,10 @@ async def put_state(call: Call) -> EventIdReply:
 async def get_event(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     flow = room_flow(call)
-    await call.service.require_member(call.caller, flow)
-    event = await call.matrix.engine.read(views.event_read, call.server_name,
-                                          token_digest(call.caller.token_hash), flow,
-                                          call.param("eventId"))
+    event = await call.service.timeline.read_flow(call.caller, flow, views.event_read,
+                                                  call.server_name,
+                                                  token_digest(call.caller.token_hash), flow,
+                                                  call.param("eventId"))
     if event is None:
         raise MatrixError(404, Code.NOT_FOUND, "Event not found")
     return JSONResponse(event)
@@ -252,8 +242,8 @@ async def messages(call: Call) -> Messages:
         raise MatrixError(400, Code.INVALID_PARAM, "dir must be b or f")
     start, stop = call.query("from"), call.query("to")
     limit = _int(call, "limit", 10, MAX_PAGE)
-    await call.service.require_member(call.caller, flow)
-    return await call.matrix.engine.read(
-        views.messages_read, call.server_name, token_digest(call.caller.token_hash), flow,
+    return await call.service.timeline.read_flow(
+        call.caller, flow, views.messages_read, call.server_name,
+        token_digest(call.caller.token_hash), flow,
         ids.parse_token(start, "from") if start else None,
         ids.parse_token(stop, "to") if stop else None, direction == "b", limit)

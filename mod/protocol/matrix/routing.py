@@ -25,7 +25,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mod import content
 from mod.config.validator import Settings
-from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.hub import Hub
 from mod.protocol.matrix.api import Reply
@@ -56,7 +55,6 @@ M = TypeVar("M", bound=BaseModel)
 
 class RuntimeLike(Protocol):
     settings: Settings
-    engine: Engine
     service: Service
     hub: Hub
 
@@ -69,10 +67,9 @@ class Matrix:
         self.settings = runtime.settings.matrix
         self.server_name = self.settings.server_name
         self.service = runtime.service
-        self.engine = runtime.engine
         self.hub = runtime.hub
         self.streams = Streams(runtime.hub, max(IDLE, 2 * self.settings.sync_timeout_max))
-        self.users = UserCache(runtime.engine)
+        self.users = UserCache(runtime.service)
 
 
 def matrix_of(request: Request) -> Matrix:
@@ -217,7 +214,7 @@ async def run(spec: Spec, request: Request) -> Response:
             if not token:
                 raise missing_token()
             try:
-                call.caller_or_none = await matrix.service.authenticate(token)
+                call.caller_or_none = await matrix.service.accounts.authenticate(token)
             except ServiceError as exc:
                 raise from_service(exc) from None
         try:

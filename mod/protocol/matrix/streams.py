@@ -17,9 +17,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Engine
 from mod.hub import Hub
+from mod.service import ChangeRow, Service, UserRow
 
 KEEP = 512
 IDLE = 120.0
@@ -108,13 +107,13 @@ class Streams:
 class UserCache:
     """User rows by uuid, each kept USER_TTL seconds."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._rows: dict[str, tuple[db.UserRow, float]] = {}
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._rows: dict[str, tuple[UserRow, float]] = {}
 
-    async def get(self, uuids: Iterable[str]) -> dict[str, db.UserRow]:
+    async def get(self, uuids: Iterable[str]) -> dict[str, UserRow]:
         clock = time.monotonic()
-        found: dict[str, db.UserRow] = {}
+        found: dict[str, UserRow] = {}
         missing = []
         for uuid in uuids:
             entry = self._rows.get(uuid)
@@ -125,7 +124,7 @@ class UserCache:
         if missing:
             if len(self._rows) + len(missing) > USER_CACHE:
                 self._rows.clear()
-            for user in await self.engine.read(db.users_by_uuid, missing):
+            for user in await self.service.accounts.users(missing):
                 found[user["uuid"]] = user
                 self._rows[user["uuid"]] = (user, clock)
         return found

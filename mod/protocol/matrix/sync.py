@@ -108,7 +108,7 @@ async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> view
         batch = views.batch_from_changes(changes, query)
         if batch is not None:
             return views.render_batch(batch, query, await call.matrix.users.get(batch.users))
-    return await call.matrix.engine.read(views.sync_read, query)
+    return await call.service.timeline.read(views.sync_read, query)
 
 
 @route("POST", "/user/{userId}/filter")

@@ -1,18 +1,17 @@
 """Matrix views of the change log: sync batches, history pages, room state, single events.
 
-The functions that take a `Tx` run whole on a database reader thread (`engine.read`), query
-only through `dbhandler`, and return plain data or response models; `batch_from_changes` and
-`render_batch` build a sync batch on the event loop from changes the hub already delivered,
-with no query at all. Callers check rights first (the service's `require_member`);
-`sync_read` shows a user only their own flows and invites.
+The functions that take a `Reader` run whole on a database reader thread through the
+service's timeline (`read`, or `read_flow`, which checks the caller may read the flow in the
+same job), query only through that reader, and return plain data or response models;
+`batch_from_changes` and `render_batch` build a sync batch on the event loop from changes the
+hub already delivered, with no query at all. `sync_read` shows a user only their own flows
+and invites.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Tx
 from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import (
     Event,
@@ -30,6 +29,7 @@ from mod.protocol.matrix.events import (
     parse,
     users_named,
 )
+from mod.service import ChangeRow, Reader, UserRow
 
 # At most this many changes per incremental sync; the rest comes with the next one.
 SYNC_BATCH = 1000
@@ -66,11 +66,11 @@ class _Room:
     start: int
 
 
-def sync_read(tx: Tx, query: SyncQuery) -> SyncResult:
+def sync_read(reader: Reader, query: SyncQuery) -> SyncResult:
     renderer = Renderer(query.server, query.viewer)
     if query.since is None:
-        return _initial(tx, query, renderer)
-    return _incremental(tx, query, renderer)
+        return _initial(reader, query, renderer)
+    return _incremental(reader, query, renderer)
 
 
 def _newest(items: list[Parsed], limit: int) -> list[Parsed]:
@@ -79,34 +79,34 @@ def _newest(items: list[Parsed], limit: int) -> list[Parsed]:
     return items[len(items) - count:]
 
 
-def _window(tx: Tx, flow: str, upto: int, limit: int) -> tuple[list[Parsed], bool]:
-    rows = db.flow_changes(tx, [flow], before=upto + 1, limit=limit + 1, backwards=True)
+def _window(reader: Reader, flow: str, upto: int, limit: int) -> tuple[list[Parsed], bool]:
+    rows = reader.flow_changes([flow], before=upto + 1, limit=limit + 1, backwards=True)
     rows.reverse()
     items = parse(rows)
     timeline = _newest(items, limit)
     return timeline, len(timeline) < len(items)
 
 
-def _initial(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
+def _initial(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult:
     # Up to what is committed now, even if the hub has not delivered it yet: a client that
     # just joined a room sees it. (Later syncs start after this, so nothing comes twice.)
-    upto = max(query.upto, db.last_position(tx))
+    upto = max(query.upto, reader.last_position())
     rooms = api.no_rooms()
     joined: list[_Room] = []
-    for flow in db.member_flows(tx, query.user):
-        timeline, limited = _window(tx, flow, upto, query.limit)
+    for flow in reader.member_flows(query.user):
+        timeline, limited = _window(reader, flow, upto, query.limit)
         start = timeline[0].change.position if timeline else upto + 1
-        state = parse(db.flow_state_changes(tx, flow, before=start))
+        state = parse(reader.flow_state_changes(flow, before=start))
         joined.append(_Room(flow, timeline, state, limited, start))
-    renderer.load_users(tx, users_named(item for room in joined
+    renderer.load_users(reader, users_named(item for room in joined
                                         for item in (*room.timeline, *room.state)))
     for room in joined:
-        renderer.load_redactions(tx, room.flow, room.timeline)
+        renderer.load_redactions(reader, room.flow, room.timeline)
         rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
-    invites = db.invites_for(tx, query.user)
+    invites = reader.invites_for(query.user)
     if invites:
-        flows = {flow["uuid"]: flow for flow in db.flows_by_uuid(tx, [i[0] for i in invites])}
-        renderer.load_users(tx, [query.user, *(i[1] for i in invites),
+        flows = {flow["uuid"]: flow for flow in reader.flows([i[0] for i in invites])}
+        renderer.load_users(reader, [query.user, *(i[1] for i in invites),
                                  *(flow["owner"] for flow in flows.values())])
         for flow_uuid, inviter, _ in invites:
             if flow_uuid in flows:
@@ -135,10 +135,10 @@ def _my_membership(items: list[Parsed], user: str) -> tuple[str, int] | None:
     return last
 
 
-def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
+def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult:
     assert query.since is not None
-    members = db.member_flows(tx, query.user)
-    changes = db.user_changes(tx, members, query.user, query.since, query.upto, SYNC_BATCH)
+    members = reader.member_flows(query.user)
+    changes = reader.user_changes(members, query.user, query.since, query.upto, SYNC_BATCH)
     position = changes[-1].position if len(changes) == SYNC_BATCH else query.upto
     by_flow: dict[str, list[Parsed]] = {}
     for item in parse(changes):
@@ -159,7 +159,7 @@ def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
             timeline = _newest(items, query.limit)
             limited = len(timeline) < len(items)
             start = timeline[0].change.position if timeline else position + 1
-            state = (parse(db.flow_state_changes(tx, flow, before=start))
+            state = (parse(reader.flow_state_changes(flow, before=start))
                      if newly or limited or query.full_state else [])
             joined.append(_Room(flow, timeline, state, limited, start))
         elif status == "leave" and mine is not None:
@@ -168,9 +168,9 @@ def _incremental(tx: Tx, query: SyncQuery, renderer: Renderer) -> SyncResult:
         elif status == "invite" and mine is not None:
             invited.append(items[mine[1]])
     if invited:
-        still = {invite[0] for invite in db.invites_for(tx, query.user)}
+        still = {invite[0] for invite in reader.invites_for(query.user)}
         invited = [item for item in invited if item.change.flow_uuid in still]
-    renderer.load_users(tx, {query.user} | users_named(
+    renderer.load_users(reader, {query.user} | users_named(
         item for room in (*joined, *left) for item in (*room.timeline, *room.state))
         | users_named(invited) | {item.payload["flow"]["owner"] for item in invited})
     rooms = api.no_rooms()
@@ -225,7 +225,7 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
     return Batch(joined, left, users)
 
 
-def render_batch(batch: Batch, query: SyncQuery, users: dict[str, db.UserRow]) -> SyncResult:
+def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow]) -> SyncResult:
     renderer = Renderer(query.server, query.viewer, users)
     rooms = api.no_rooms()
     for room in batch.joined:
@@ -239,16 +239,16 @@ def render_batch(batch: Batch, query: SyncQuery, users: dict[str, db.UserRow]) -
 # -- history ----------------------------------------------------------------------------------
 
 
-def messages_read(tx: Tx, server: str, viewer: str, flow: str, start: int | None,
+def messages_read(reader: Reader, server: str, viewer: str, flow: str, start: int | None,
                   stop: int | None, backwards: bool, limit: int) -> Messages:
     """A page of a room's timeline from token `start` towards token `stop`."""
     if backwards:
-        rows = db.flow_changes(tx, [flow], after=stop or 0,
+        rows = reader.flow_changes([flow], after=stop or 0,
                                before=None if start is None else start + 1, limit=limit,
                                backwards=True)
         first = start if start is not None else (rows[0].position if rows else 0)
     else:
-        rows = db.flow_changes(tx, [flow], after=start or 0,
+        rows = reader.flow_changes([flow], after=start or 0,
                                before=None if stop is None else stop + 1, limit=limit)
         first = start or 0
     items = parse(rows)
@@ -263,8 +263,8 @@ def messages_read(tx: Tx, server: str, viewer: str, flow: str, start: int | None
     elif items:
         end = ids.token(items[-1].change.position)
     renderer = Renderer(server, viewer)
-    renderer.load_users(tx, users_named(items))
-    renderer.load_redactions(tx, flow, items)
+    renderer.load_users(reader, users_named(items))
+    renderer.load_redactions(reader, flow, items)
     chunk = renderer.all_events(items)
     if backwards:
         chunk.reverse()
@@ -274,39 +274,29 @@ def messages_read(tx: Tx, server: str, viewer: str, flow: str, start: int | None
 # -- state and single events ------------------------------------------------------------------
 
 
-def state_read(tx: Tx, server: str, flow: str) -> list[Event]:
+def state_read(reader: Reader, server: str, flow: str) -> list[Event]:
     """A room's current state events."""
-    items = parse(db.flow_state_changes(tx, flow))
+    items = parse(reader.flow_state_changes(flow))
     renderer = Renderer(server)
-    renderer.load_users(tx, users_named(items))
+    renderer.load_users(reader, users_named(items))
     return list(renderer.replay(items).values())
 
 
-def event_read(tx: Tx, server: str, viewer: str, flow: str, event_id: str) -> Event | None:
+def event_read(reader: Reader, server: str, viewer: str, flow: str, event_id: str) -> Event | None:
     """One event of a room by its ID, or None."""
     ref = ids.parse_event_id(event_id)
     if ref is None:
         return None
     if ref.message:
-        rows = db.subject_changes(tx, flow, ["message_sent"], [ref.message])
+        rows = reader.subject_changes(flow, ["message_sent"], [ref.message])
     else:
-        row = db.change_at(tx, ref.position)
+        row = reader.change_at(ref.position)
         rows = [row] if row is not None and row.flow_uuid == flow else []
     items = parse(rows[:1])
     renderer = Renderer(server, viewer)
-    renderer.load_users(tx, users_named(items))
-    renderer.load_redactions(tx, flow, items)
+    renderer.load_users(reader, users_named(items))
+    renderer.load_redactions(reader, flow, items)
     for event in renderer.all_events(items):
         if event["event_id"] == event_id:
             return event
-    return None
-
-
-def change_position(tx: Tx, flow: str, kind: str, subject: str, after: int, marker: str = "",
-                    actor: str = "") -> int | None:
-    """The position of the change a write of ours just logged, found by its payload marker
-    (or, for changes without one, by its actor)."""
-    for row in db.subject_changes(tx, flow, [kind], [subject], after=after):
-        if (not marker or marker in row.payload) and (not actor or row.actor == actor):
-            return row.position
     return None

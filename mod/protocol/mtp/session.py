@@ -29,10 +29,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod.config.validator import Server
 from mod.controller import MTPController
-from mod.db.engine import ChangeRow
 from mod.hub import Hub
 from mod.protocol.mtp import worker
-from mod.service import Caller
+from mod.service import Caller, ChangeRow
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008

@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from mod.db.engine import ChangeRow
 from mod.error import ServiceError, phrase
 from mod.protocol.mtp.api import (
     PROTOCOL_REVISION,
@@ -28,12 +27,10 @@ from mod.protocol.mtp.api import (
     Response,
     UserOut,
 )
-from mod.service import Caller, Service, Session
+from mod.service import CONTENT_FIELDS, Caller, ChangeRow, Credentials, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
 PublicMethod = Callable[[Service, Request], Awaitable[tuple[Response, Caller]]]
-
-CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
 
 
 def _jsonapi() -> JsonapiOut:
@@ -116,8 +113,9 @@ def _message_uuid(request: Request) -> str:
     return message.uuid
 
 
-def _session_user(session: Session) -> UserOut:
-    return UserOut(uuid=session.user["uuid"], auth_id=session.token, token_ttl=session.token_ttl)
+def _credentials(signed_in: Credentials) -> UserOut:
+    return UserOut(uuid=signed_in.user["uuid"], auth_id=signed_in.token,
+                   token_ttl=signed_in.token_ttl)
 
 
 
@@ -127,30 +125,22 @@ def _session_user(session: Session) -> UserOut:
 
 async def register_user(service: Service, request: Request) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
-    if user.email and not _valid_email(user.email):
-        raise ServiceError(415, "data.user[0].email is not a valid address")
-    session = await service.register(user.login or "", user.password or "",
-                                     user.username or "", user.email or "")
-    return respond(request.type, 201, user=[_session_user(session)]), session.caller
+    signed_in = await service.accounts.register(user.login or "", user.password or "",
+                                                user.username or "", user.email or "")
+    return respond(request.type, 201, user=[_credentials(signed_in)]), signed_in.caller
 
 
 async def authentication(service: Service, request: Request) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
-    session = await service.login(user.login or "", user.password or "")
-    return respond(request.type, 200, user=[_session_user(session)]), session.caller
-
-
-def _valid_email(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain and " " not in address
-                and not domain.startswith(".") and not domain.endswith("."))
+    signed_in = await service.accounts.login(user.login or "", user.password or "")
+    return respond(request.type, 200, user=[_credentials(signed_in)]), signed_in.caller
 
 
 # -- authenticated methods --------------------------------------------------------------------
 
 
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
-    flows, messages, users = await service.get_update(caller, _data(request).time or 0)
+    flows, messages, users = await service.timeline.get_update(caller, _data(request).time or 0)
     return await respond_off_loop(request.type, 200, flow=flows, message=messages, user=users)
 
 
@@ -161,7 +151,7 @@ async def send_message(service: Service, request: Request, caller: Caller) -> Re
         raise ServiceError(400, "The request needs data.message[0].client_id")
     content = {field: value for field in CONTENT_FIELDS
                if (value := getattr(message, field)) is not None}
-    stored = await service.send_message(caller, flow_uuid, message.client_id, content)
+    stored = (await service.messages.send(caller, flow_uuid, message.client_id, content)).value
     reply = MessageOut(uuid=stored["uuid"], client_id=stored["client_id"],
                        from_user=stored["from_user"], from_flow=stored["from_flow"],
                        time=stored["time"])
@@ -172,7 +162,7 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
     flow = _first(_data(request).flow, "flow")
     if not flow.uuid:
         raise ServiceError(400, "The request needs data.flow[0].uuid")
-    found = await service.all_messages(caller, flow.uuid, flow.message_start,
+    found = await service.messages.page(caller, flow.uuid, flow.message_start,
                                        flow.message_end, _data(request).time or 0)
     if found.total is None:
         return respond(request.type, 200, message=[]).with_raw("message", found.json)
@@ -186,9 +176,9 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
 async def add_flow(service: Service, request: Request, caller: Caller) -> Response:
     flow = _first(_data(request).flow, "flow")
     try:
-        created = await service.add_flow(caller, flow.type or "", flow.title or "",
-                                         flow.info or "", flow.users or [], flow.owner,
-                                         private=bool(flow.private))
+        created = (await service.flows.add(caller, flow.type or "", flow.title or "",
+                                           flow.info or "", flow.users or [], flow.owner,
+                                           private=bool(flow.private))).value
     except ServiceError as exc:
         if exc.code == 409 and exc.payload is not None:
             return error(request.type, 409, exc.detail, flow=[exc.payload])
@@ -197,7 +187,7 @@ async def add_flow(service: Service, request: Request, caller: Caller) -> Respon
 
 
 async def all_flow(service: Service, request: Request, caller: Caller) -> Response:
-    flows = await service.all_flows(caller)
+    flows = await service.flows.visible(caller)
     if not flows:
         raise ServiceError(404, "There are no flows yet")
     return await respond_off_loop(request.type, 200, flow=flows)
@@ -207,7 +197,7 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
     asked = [user.uuid for user in (_data(request).user or [])[1:]]
     if any(uuid is None for uuid in asked):
         raise ServiceError(400, "Every data.user entry after the first needs a uuid")
-    found, missing = await service.user_info(caller, [uuid for uuid in asked if uuid])
+    found, missing = await service.accounts.user_info(caller, [uuid for uuid in asked if uuid])
     if missing:
         return error(request.type, 404, f"Unknown user: {', '.join(missing)}",
                      user=found)
@@ -216,12 +206,12 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
 
 async def delete_user(service: Service, request: Request, caller: Caller) -> Response:
     user = _first(_data(request).user, "user")
-    await service.delete_user(caller, user.login or "", user.password or "")
+    await service.accounts.delete_user(caller, user.login or "", user.password or "")
     return respond(request.type, 200, with_data=False)
 
 
 async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
-    await service.delete_message(caller, _message_uuid(request))
+    await service.messages.delete(caller, _message_uuid(request))
     return respond(request.type, 200, with_data=False)
 
 
@@ -231,7 +221,7 @@ async def edited_message(service: Service, request: Request, caller: Caller) -> 
         raise ServiceError(400, "The request needs data.message[0].uuid")
     if message.text is None:
         raise ServiceError(400, "The request needs data.message[0].text")
-    await service.edit_message(caller, message.uuid, message.text)
+    await service.messages.edit(caller, message.uuid, message.text)
     return respond(request.type, 200, with_data=False)
 
 
@@ -240,12 +230,12 @@ async def ping_pong(service: Service, request: Request, caller: Caller) -> Respo
 
 
 async def join_flow(service: Service, request: Request, caller: Caller) -> Response:
-    flow = await service.join_flow(caller, _flow_uuid(request))
+    flow = (await service.flows.join(caller, _flow_uuid(request))).value
     return respond(request.type, 200, flow=[flow])
 
 
 async def leave_flow(service: Service, request: Request, caller: Caller) -> Response:
-    await service.leave_flow(caller, _flow_uuid(request))
+    await service.flows.leave(caller, _flow_uuid(request))
     return respond(request.type, 200, with_data=False)
 
 

@@ -1,0 +1,38 @@
+"""The one way into the data, for both protocols: every rule and every read and write.
+
+Split by area — `accounts`, `flows`, `messages`, `timeline` — with who may do what in
+`rights`. Protocols import from here only, never from `mod.db`; they translate requests into
+these calls and render `ServiceError` in their own format.
+"""
+
+from __future__ import annotations
+
+from mod.config.validator import Settings
+from mod.db.dbhandler import CONTENT_FIELDS, FlowRow, MessageRow, UserRow, public_profile
+from mod.db.engine import ChangeRow, Engine
+from mod.error import ServiceError
+from mod.service.accounts import Accounts
+from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
+from mod.service.flows import FLOW_TYPES, Flows
+from mod.service.messages import MessagePage, Messages
+from mod.service.timeline import Reader, Timeline
+
+__all__ = [
+    "CONTENT_FIELDS", "FLOW_TYPES", "RETRY_WINDOW", "Caller", "ChangeRow", "Committed",
+    "Credentials", "FlowRow", "MessagePage", "MessageRow", "Reader", "Service",
+    "ServiceError", "UserRow", "public_profile",
+]
+
+
+class Service:
+    """The areas of the service, on one database engine."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.accounts = Accounts(settings, engine)
+        self.flows = Flows(engine)
+        self.messages = Messages(settings, engine)
+        self.timeline = Timeline(engine)
+
+    def close(self) -> None:
+        self.accounts.close()

@@ -1,0 +1,248 @@
+"""Accounts: registration, logging in and out, tokens, profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from mod import lib
+from mod.config.validator import Settings
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow, Engine, Tx
+from mod.error import ServiceError
+from mod.service.common import RETRY_WINDOW, Caller, Credentials, now
+
+MAX_USERNAME = 256
+TOKEN_CACHE_SIZE = 100_000
+
+
+def valid_email(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and "." in domain and " " not in address
+                and not domain.startswith(".") and not domain.endswith("."))
+
+
+def _check_profile(username: str, email: str) -> None:
+    """The profile rules, for both protocols."""
+    if len(username) > MAX_USERNAME:
+        raise ServiceError(400, f"A username is at most {MAX_USERNAME} characters")
+    if email and not valid_email(email):
+        raise ServiceError(415, "The email is not a valid address")
+
+
+@dataclass(slots=True)
+class _CachedToken:
+    caller: Caller
+    expires: int
+    checked: float
+
+
+class Accounts:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
+        self._tokens: dict[str, _CachedToken] = {}
+
+    def close(self) -> None:
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    async def _hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hashing, lib.hash_password, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hashing, lib.verify_password, password_hash,
+                                          password)
+
+    # -- signing up and in -------------------------------------------------------------------
+
+    async def register(self, login: str, password: str, username: str = "", email: str = "",
+                       device: str = "", superuser: bool = False) -> Credentials:
+        if not login or not password:
+            raise ServiceError(400, "A login and a password are required")
+        _check_profile(username, email)
+        password_hash = await self._hash(password)
+        ttl = self.settings.security.token_ttl
+        token = lib.new_token()
+        stamp = now()
+
+        def create(tx: Tx) -> db.UserRow | None:
+            user = db.create_user(tx, lib.new_uuid(), login, password_hash, username or login,
+                                  email, ttl, stamp, is_superuser=superuser)
+            if user is not None:
+                db.add_token(tx, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
+            return user
+
+        user = await self.engine.write(create)
+        if user is None:
+            raise ServiceError(409, f"The login {login!r} is already taken")
+        logger.info("user registered: {}", user["uuid"])
+        return Credentials(user, token, ttl, device)
+
+    async def login(self, login: str, password: str, device: str = "") -> Credentials:
+        if not login or not password:
+            raise ServiceError(400, "A login and a password are required")
+        user = await self.engine.read(db.user_by_login, login)
+        if user is None:
+            await asyncio.get_running_loop().run_in_executor(self._hashing, lib.verify_unknown,
+                                                             password)
+            raise ServiceError(401, "Wrong login or password")
+        if not await self._verify(user["password_hash"], password):
+            raise ServiceError(401, "Wrong login or password")
+        ttl = user["token_ttl"] or self.settings.security.token_ttl
+        token = lib.new_token()
+        stamp = now()
+        await self.engine.write(db.add_token, user["uuid"], lib.token_hash(token), stamp,
+                                stamp + ttl, device)
+        logger.info("user logged in: {}", user["uuid"])
+        return Credentials(user, token, ttl, device)
+
+    async def authenticate(self, token: str, user_uuid: str | None = None) -> Caller:
+        """The caller a token belongs to; with `user_uuid`, it must be theirs. Else 401."""
+        if not token:
+            raise ServiceError(401, "Credentials are required")
+        clock = time.monotonic()
+        cached = self._tokens.get(token)  # by the token itself: no hashing on a cache hit
+        if cached is None or clock - cached.checked > self.settings.security.token_cache_seconds:
+            found = await self.engine.read(_token_caller, lib.token_hash(token), now())
+            if found is None:
+                self._tokens.pop(token, None)
+                raise ServiceError(401, "The credentials are wrong, expired or revoked")
+            caller, expires = found
+            if len(self._tokens) > TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            cached = self._tokens[token] = _CachedToken(caller, expires, clock)
+        if cached.expires <= now() or (user_uuid is not None and cached.caller.uuid != user_uuid):
+            raise ServiceError(401, "The credentials are wrong, expired or revoked")
+        return cached.caller
+
+    # -- signing out -------------------------------------------------------------------------
+
+    def _forget_user(self, user_uuid: str) -> None:
+        for token in [t for t, c in self._tokens.items() if c.caller.uuid == user_uuid]:
+            del self._tokens[token]
+
+    def _forget_token(self, token_hash: str) -> None:
+        for token in [t for t, c in self._tokens.items() if c.caller.token_hash == token_hash]:
+            del self._tokens[token]
+
+    def changes_committed(self, changes: list[ChangeRow]) -> None:
+        """Keep cached token checks true to revocations committed by any process."""
+        for change in changes:
+            if change.kind == "tokens_revoked":
+                token = json.loads(change.payload).get("token")
+                if token is None:
+                    self._forget_user(change.actor)
+                else:
+                    self._forget_token(token)
+
+    async def logout(self, caller: Caller) -> None:
+        self._forget_token(caller.token_hash)
+
+        def revoke(tx: Tx) -> None:
+            db.revoke_token(tx, caller.token_hash)
+            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
+                          {"token": caller.token_hash})
+
+        await self.engine.write(revoke)
+
+    async def logout_all(self, caller: Caller) -> None:
+        """Revoke every token of the caller, on every device."""
+        await self.engine.write(_revoke_all, caller.uuid)
+        self._forget_user(caller.uuid)
+
+    async def delete_user(self, caller: Caller, login: str, password: str) -> None:
+        user = await self.engine.read(db.user_by_uuid, caller.uuid)
+        if user is None or not password or login != user["login"]:
+            raise ServiceError(401, "Wrong login or password")
+        if not await self._verify(user["password_hash"], password):
+            raise ServiceError(401, "Wrong login or password")
+
+        def delete(tx: Tx) -> None:
+            db.delete_user(tx, caller.uuid)
+            _revoke_all(tx, caller.uuid)
+
+        await self.engine.write(delete)
+        self._forget_user(caller.uuid)
+        logger.info("user deleted: {}", caller.uuid)
+
+    async def purge_forever(self, every: float = 3600.0) -> None:
+        """Delete expired tokens and retry records past the retry window, now and then."""
+        while True:
+            stamp = now()
+            try:
+                removed = await self.engine.write(db.purge_expired, stamp, stamp - RETRY_WINDOW)
+            except ServiceError as exc:
+                logger.warning("purge of expired tokens failed: {}", exc.detail)
+            else:
+                if removed:
+                    logger.info("purged {} expired tokens and retry records", removed)
+            await asyncio.sleep(every)
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    async def user_info(self, caller: Caller, uuids: Sequence[str]
+                        ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Profiles of the users asked about, and the uuids that matched nobody."""
+        if not uuids:
+            raise ServiceError(400, "Name at least one user to look up")
+        if len(uuids) > self.settings.protocol.users_limit:
+            raise ServiceError(429, f"At most {self.settings.protocol.users_limit} users "
+                                    "may be asked about at once")
+        users = await self.engine.read(db.users_by_uuid, uuids)
+        found = {user["uuid"] for user in users}
+        profiles = []
+        for user in users:
+            profile = {**db.public_profile(user), "login": user["login"]}
+            if user["uuid"] == caller.uuid:
+                profile["email"] = user["email"]
+            profiles.append(profile)
+        return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found]
+
+    async def set_username(self, caller: Caller, user_uuid: str, username: str) -> None:
+        """Change a username: only one's own."""
+        if user_uuid != caller.uuid:
+            raise ServiceError(403, "You can only change your own name")
+        _check_profile(username, "")
+        await self.engine.write(db.set_username, caller.uuid, username)
+
+    async def profile(self, user_uuid: str) -> db.UserRow:
+        user = await self.engine.read(db.user_by_uuid, user_uuid)
+        if user is None:
+            raise ServiceError(404, f"No user {user_uuid}")
+        return user
+
+    async def by_login(self, login: str) -> db.UserRow:
+        user = await self.engine.read(db.user_by_login, login)
+        if user is None:
+            raise ServiceError(404, f"No user {login!r}")
+        return user
+
+    async def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
+        """The accounts of some uuids (unknown ones left out)."""
+        return await self.engine.read(db.users_by_uuid, list(uuids))
+
+
+def _revoke_all(tx: Tx, user_uuid: str) -> None:
+    db.revoke_user_tokens(tx, user_uuid)
+    db.log_change(tx, now(), "", "tokens_revoked", user_uuid, user_uuid, {})
+
+
+def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:
+    owner = db.token_owner(tx, digest, stamp)
+    if owner is None:
+        return None
+    user_uuid, expires, device = owner
+    user = db.user_by_uuid(tx, user_uuid)
+    if user is None or user["deleted"]:
+        return None
+    return Caller(user_uuid, digest, user["is_superuser"], device), expires

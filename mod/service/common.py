@@ -1,0 +1,68 @@
+"""What every area of the service shares: the caller, committed results, retry keys."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from mod import lib
+from mod.db import dbhandler as db
+from mod.db.engine import Tx
+
+T = TypeVar("T")
+
+# How long a retried request (MTP send_message, a Matrix transaction ID) returns what its
+# first run committed instead of doing it again.
+RETRY_WINDOW = 24 * 3600
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass(slots=True, frozen=True)
+class Caller:
+    """An authenticated user, as a request's credentials identify them."""
+
+    uuid: str
+    token_hash: str
+    is_superuser: bool
+    device: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Credentials:
+    """What a successful registration or login hands back to the client."""
+
+    user: db.UserRow
+    token: str
+    token_ttl: int
+    device: str = ""
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user["uuid"], lib.token_hash(self.token), self.user["is_superuser"],
+                      self.device)
+
+
+@dataclass(slots=True, frozen=True)
+class Committed(Generic[T]):
+    """What a write committed, and the change-log position of its last change (0: none)."""
+
+    value: T
+    position: int
+
+
+def logged_since(tx: Tx, mark: int) -> int:
+    """The position of the last change a write job logged after `len(tx.changes)` was
+    `mark`; 0 when it logged none."""
+    return tx.changes[-1].position if len(tx.changes) > mark else 0
+
+
+def retry_key(*parts: str) -> str:
+    """The key a retried request is known by: a hash of its parts, each length-prefixed so
+    that no two different requests give the same key."""
+    text = "".join(f"{len(part)}:{part}" for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()

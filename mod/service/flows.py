@@ -1,0 +1,168 @@
+"""Flows: creating them, who is in them, joining, leaving, inviting, renaming.
+
+Every write runs its rights check (`rights`) in the same writer job, and returns what it
+committed with the change-log position of its change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loguru import logger
+
+from mod import lib
+from mod.db import dbhandler as db
+from mod.db.engine import Engine, Tx
+from mod.error import ServiceError
+from mod.service import rights
+from mod.service.common import Caller, Committed, logged_since, now
+
+FLOW_TYPES = ("chat", "group", "channel")
+
+
+class Flows:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def add(self, caller: Caller, flow_type: str, title: str, info: str,
+                  users: Sequence[str], owner: str | None = None, private: bool = False
+                  ) -> Committed[db.FlowRow]:
+        """A new flow. `private` makes it invite-only (a chat is so anyway): only its members
+        see it, and others join it only when invited."""
+        if flow_type not in FLOW_TYPES:
+            raise ServiceError(400, f"Flow type must be one of {', '.join(FLOW_TYPES)}")
+        if owner is not None and owner != caller.uuid:
+            raise ServiceError(403, "The owner of a new flow is its creator")
+        members = list(dict.fromkeys([*users, caller.uuid]))
+        if flow_type == "chat" and len(members) != 2:
+            raise ServiceError(400, "A chat has exactly two members")
+        done = await self.engine.write(_create, caller, flow_type, title, info, members, private,
+                                       now())
+        logger.info("flow created: {} ({}{})", done.value["uuid"], flow_type,
+                    ", invite-only" if done.value["private"] else "")
+        return done
+
+    async def visible(self, caller: Caller) -> list[db.FlowRow]:
+        """Every public group and channel, and the invite-only flows the caller is in or
+        invited to."""
+        return await self.engine.read(db.visible_flows, caller.uuid)
+
+    async def public(self, search: str, offset: int, limit: int) -> tuple[list[db.FlowRow], int]:
+        """A page of the flows anyone may join (none invite-only), and how many there are."""
+        return await self.engine.read(db.public_flows, search, offset, limit)
+
+    async def joined(self, caller: Caller) -> list[str]:
+        """The uuids of the flows the caller is a member of."""
+        return await self.engine.read(db.member_flows, caller.uuid)
+
+    async def get(self, caller: Caller, flow_uuid: str) -> db.FlowRow:
+        """A flow; an invite-only one only to its members and those invited."""
+        return await self.engine.read(_visible_flow, caller, flow_uuid)
+
+    async def members(self, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
+        """The accounts of a flow's members; members only."""
+        return await self.engine.read(_members, caller, flow_uuid)
+
+    async def require_member(self, caller: Caller, flow_uuid: str) -> None:
+        """404 for an unknown flow, 403 unless the caller may read it."""
+        await self.engine.read(_readable, caller, flow_uuid)
+
+    async def join(self, caller: Caller, flow_uuid: str) -> Committed[db.FlowRow]:
+        """Become a member of a public group or channel, or of an invite-only one the caller
+        is invited to (idempotent: position 0 when already a member)."""
+        return await self.engine.write(_join, caller, flow_uuid, now())
+
+    async def leave(self, caller: Caller, flow_uuid: str) -> Committed[None]:
+        """Stop being a member, or decline an invitation."""
+        return await self.engine.write(_leave, caller, flow_uuid, now())
+
+    async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str) -> Committed[None]:
+        return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now())
+
+    async def rename(self, caller: Caller, flow_uuid: str, title: str | None = None,
+                     info: str | None = None) -> Committed[db.FlowRow]:
+        """Change a flow's title or info."""
+        return await self.engine.write(_rename, caller, flow_uuid, title, info, now())
+
+
+def _create(tx: Tx, caller: Caller, flow_type: str, title: str, info: str,
+            members: list[str], private: bool, stamp: int) -> Committed[db.FlowRow]:
+    mark = len(tx.changes)
+    known = {user["uuid"] for user in db.users_by_uuid(tx, members) if not user["deleted"]}
+    missing = [uuid for uuid in members if uuid not in known]
+    if missing:
+        raise ServiceError(404, f"Unknown user: {', '.join(missing)}")
+    chat_key = ":".join(sorted(members)) if flow_type == "chat" else None
+    if chat_key is not None:
+        existing = db.chat_by_key(tx, chat_key)
+        if existing is not None:
+            raise ServiceError(409, "A chat between these two users already exists",
+                               payload=existing)
+    flow = db.create_flow(tx, lib.new_uuid(), flow_type, title, info, caller.uuid, members,
+                          stamp, chat_key, private)
+    return Committed(flow, logged_since(tx, mark))
+
+
+def _visible_flow(tx: Tx, caller: Caller, flow_uuid: str) -> db.FlowRow:
+    flow = db.flow_by_uuid(tx, flow_uuid)
+    if flow is None:
+        raise ServiceError(404, f"No flow {flow_uuid}")
+    if flow["private"] and caller.uuid not in flow["users"] \
+            and not db.join_rights(tx, flow_uuid, caller.uuid)[1]:
+        raise ServiceError(403, "Only the members of this flow may see it")
+    return flow
+
+
+def _readable(tx: Tx, caller: Caller, flow_uuid: str) -> rights.Access:
+    flow = rights.access(tx, flow_uuid, caller)
+    rights.read(flow, caller)
+    return flow
+
+
+def _members(tx: Tx, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
+    _readable(tx, caller, flow_uuid)
+    return [user for user in db.users_by_uuid(tx, db.flow_members(tx, flow_uuid))
+            if not user["deleted"]]
+
+
+def _join(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> Committed[db.FlowRow]:
+    mark = len(tx.changes)
+    flow = rights.access(tx, flow_uuid, caller)
+    if not flow.member:
+        rights.join(flow, *db.join_rights(tx, flow_uuid, caller.uuid))
+        db.add_member(tx, flow_uuid, caller.uuid, stamp)
+    found = db.flow_by_uuid(tx, flow_uuid)
+    assert found is not None
+    return Committed(found, logged_since(tx, mark))
+
+
+def _leave(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> Committed[None]:
+    mark = len(tx.changes)
+    flow = rights.access(tx, flow_uuid, caller)
+    rights.leave(flow, caller)
+    if flow.member:
+        db.remove_member(tx, flow_uuid, caller.uuid, stamp)
+    else:
+        db.remove_invite(tx, flow_uuid, caller.uuid, stamp)
+    return Committed(None, logged_since(tx, mark))
+
+
+def _invite(tx: Tx, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int
+            ) -> Committed[None]:
+    mark = len(tx.changes)
+    rights.invite(rights.access(tx, flow_uuid, caller), caller)
+    invitee = db.user_by_uuid(tx, user_uuid)
+    if invitee is None or invitee["deleted"]:
+        raise ServiceError(404, f"No user {user_uuid}")
+    if user_uuid in db.flow_members(tx, flow_uuid):
+        raise ServiceError(403, "That user is already a member")
+    db.add_invite(tx, flow_uuid, user_uuid, caller.uuid, stamp)
+    return Committed(None, logged_since(tx, mark))
+
+
+def _rename(tx: Tx, caller: Caller, flow_uuid: str, title: str | None, info: str | None,
+            stamp: int) -> Committed[db.FlowRow]:
+    mark = len(tx.changes)
+    rights.rename(rights.access(tx, flow_uuid, caller), caller)
+    flow = db.update_flow(tx, flow_uuid, caller.uuid, stamp, title, info)
+    return Committed(flow, logged_since(tx, mark))

@@ -1,0 +1,157 @@
+"""Messages: sending, reading a flow's history, editing, deleting.
+
+Each write checks its rights (`rights`) in the same writer job, returns what it committed
+with the change-log position of its change, and is retry-safe when given a retry key: the
+first run records its result under the key (table `txns`, for `RETRY_WINDOW`), and a retry
+returns that result instead of writing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mod import lib
+from mod.config.validator import Settings
+from mod.db import dbhandler as db
+from mod.db.engine import Engine, Tx
+from mod.error import ServiceError
+from mod.service import rights
+from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
+
+CONTENT_FIELDS = db.CONTENT_FIELDS
+DELETED_TEXT = "Message deleted"
+
+
+@dataclass(slots=True, frozen=True)
+class MessagePage:
+    """Messages of a flow as the JSON text of their list, oldest first."""
+
+    json: str
+    count: int
+    total: int | None  # all the flow's messages, when this is only a page of them
+
+
+class Messages:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    async def send(self, caller: Caller, flow_uuid: str, client_id: int,
+                   content: dict[str, str], txn: str | None = None,
+                   extra: dict[str, Any] | None = None) -> Committed[db.MessageRow]:
+        """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
+        else (MTP) by the same client_id, flow and content with the same token."""
+        if txn is None:
+            key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
+                            *(content.get(field, "") for field in CONTENT_FIELDS))
+        else:
+            key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
+        return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
+                                       content, now(), key, extra)
+
+    async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
+                   since: int = 0) -> MessagePage:
+        """A flow's messages, oldest first, and the total when only a page is returned."""
+        if (start is not None and start < 0) or (end is not None and end < 0):
+            raise ServiceError(400, "message_start and message_end cannot be negative")
+        return await self.engine.read(_page, caller, flow_uuid, start, end, since,
+                                      self.settings.protocol.messages_limit)
+
+    async def edit(self, caller: Caller, message_uuid: str, text: str, flow_uuid: str = "",
+                   txn: str | None = None, extra: dict[str, Any] | None = None
+                   ) -> Committed[db.MessageRow]:
+        """Replace a message's text. With `flow_uuid`, the message must be in that flow
+        (404 otherwise); with `txn`, retry-safe by the client's transaction ID."""
+        key = None if txn is None else retry_key("txn", caller.token_hash, flow_uuid, "edit",
+                                                 txn)
+        return await self.engine.write(_change, caller, message_uuid, flow_uuid,
+                                       "message_edited", {"text": text}, now(), key, extra)
+
+    async def delete(self, caller: Caller, message_uuid: str, flow_uuid: str = "",
+                     txn: str | None = None, extra: dict[str, Any] | None = None
+                     ) -> Committed[db.MessageRow]:
+        """Delete a message (its content cleared), as `edit` names it."""
+        key = None if txn is None else retry_key("txn", caller.token_hash, flow_uuid, "delete",
+                                                 txn)
+        cleared = {"text": DELETED_TEXT, **{field: "" for field in CONTENT_FIELDS[1:]}}
+        return await self.engine.write(_change, caller, message_uuid, flow_uuid,
+                                       "message_deleted", cleared, now(), key, extra)
+
+    async def get(self, caller: Caller, message_uuid: str) -> db.MessageRow:
+        """A message of a flow the caller may read."""
+        return await self.engine.read(_readable_message, caller, message_uuid)
+
+
+def _repeat(tx: Tx, key: str, stamp: int) -> Committed[db.MessageRow] | None:
+    """What the first run of a retried write committed, if it was within the window."""
+    earlier = db.txn_result(tx, key, stamp - RETRY_WINDOW)
+    if earlier is None:
+        return None
+    position, _, uuid = earlier.partition(" ")
+    message = db.message_by_uuid(tx, uuid)
+    return Committed(message, int(position)) if message is not None else None
+
+
+def _remember(tx: Tx, key: str | None, stamp: int, done: Committed[db.MessageRow]
+              ) -> Committed[db.MessageRow]:
+    if key is not None:
+        db.txn_store(tx, key, f"{done.position} {done.value['uuid']}", stamp)
+    return done
+
+
+def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
+          content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None
+          ) -> Committed[db.MessageRow]:
+    earlier = _repeat(tx, key, stamp)
+    if earlier is not None:
+        return earlier
+    rights.send(rights.access(tx, flow_uuid, caller), caller)
+    mark = len(tx.changes)
+    message = db.insert_message(tx, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
+                                extra)
+    return _remember(tx, key, stamp, Committed(message, logged_since(tx, mark)))
+
+
+def _change(tx: Tx, caller: Caller, message_uuid: str, flow_uuid: str, kind: str,
+            content: dict[str, str], stamp: int, key: str | None,
+            extra: dict[str, Any] | None) -> Committed[db.MessageRow]:
+    if key is not None:
+        earlier = _repeat(tx, key, stamp)
+        if earlier is not None:
+            return earlier
+    found = db.message_state(tx, message_uuid)
+    if found is None or (flow_uuid and found[0]["from_flow"] != flow_uuid):
+        raise ServiceError(404, f"No message {message_uuid}")
+    message, deleted = found
+    flow = rights.access(tx, message["from_flow"], caller)
+    check = rights.edit if kind == "message_edited" else rights.delete
+    check(flow, caller, message, deleted)
+    mark = len(tx.changes)
+    changed = db.update_message(tx, message_uuid, caller.uuid, content, stamp, kind, extra)
+    return _remember(tx, key, stamp, Committed(changed, logged_since(tx, mark)))
+
+
+def _readable_message(tx: Tx, caller: Caller, message_uuid: str) -> db.MessageRow:
+    message = db.message_by_uuid(tx, message_uuid)
+    if message is None:
+        raise ServiceError(404, f"No message {message_uuid}")
+    rights.read(rights.access(tx, message["from_flow"], caller), caller)
+    return message
+
+
+def _page(tx: Tx, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
+          since: int, limit: int) -> MessagePage:
+    rights.read(rights.access(tx, flow_uuid, caller), caller)
+    total = db.count_messages(tx, flow_uuid, since)
+    if start is None and end is None and total <= limit:
+        return MessagePage(db.messages_page_json(tx, flow_uuid, 0, limit, since), total, None)
+    first = start or 0
+    last = end if end is not None else first + limit
+    if last < first:
+        raise ServiceError(400, "message_end is before message_start")
+    if last - first > limit:
+        raise ServiceError(403, f"At most {limit} messages can be read at once")
+    shown = max(0, min(last, total) - first)
+    return MessagePage(db.messages_page_json(tx, flow_uuid, first, last - first, since), shown,
+                       total)

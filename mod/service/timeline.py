@@ -1,0 +1,99 @@
+"""What clients catch up from: get_update, and read access to the change log for renderers.
+
+The Matrix side renders change-log rows as events. A rendering runs whole on a database
+reader thread, with a `Reader`: the queries it may make, and nothing that writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from mod.db import dbhandler as db
+from mod.db.engine import ChangeRow, Engine, Tx
+from mod.service import rights
+from mod.service.common import Caller
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Reader:
+    """Read-only queries of the change log, flows and users, inside one reader job."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    def last_position(self) -> int:
+        return db.last_position(self._tx)
+
+    def member_flows(self, user_uuid: str) -> list[str]:
+        return db.member_flows(self._tx, user_uuid)
+
+    def flow_changes(self, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
+                     limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
+        return db.flow_changes(self._tx, flow_uuids, after, before, limit, backwards)
+
+    def flow_state_changes(self, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
+        return db.flow_state_changes(self._tx, flow_uuid, before)
+
+    def user_changes(self, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
+                     limit: int) -> list[ChangeRow]:
+        return db.user_changes(self._tx, flow_uuids, user_uuid, after, upto, limit)
+
+    def subject_changes(self, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
+                        after: int = 0) -> list[ChangeRow]:
+        return db.subject_changes(self._tx, flow_uuid, kinds, subjects, after)
+
+    def change_at(self, position: int) -> ChangeRow | None:
+        return db.change_at(self._tx, position)
+
+    def invites_for(self, user_uuid: str) -> list[tuple[str, str, int]]:
+        return db.invites_for(self._tx, user_uuid)
+
+    def flows(self, uuids: Iterable[str]) -> list[db.FlowRow]:
+        return db.flows_by_uuid(self._tx, uuids)
+
+    def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
+        return db.users_by_uuid(self._tx, uuids)
+
+
+def _run(tx: Tx, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(Reader(tx), *args)
+
+
+def _run_readable(tx: Tx, caller: Caller, flow_uuid: str, fn: Callable[..., T],
+                  args: tuple[Any, ...]) -> T:
+    rights.read(rights.access(tx, flow_uuid, caller), caller)
+    return fn(Reader(tx), *args)
+
+
+class Timeline:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def read(self, fn: Callable[Concatenate[Reader, P], T], *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """Run `fn(reader, *args)` on a reader thread. It must read only what its caller may
+        see (a sync reads the caller's own flows and invites)."""
+        assert not kwargs, "the engine takes positional arguments"
+        return await self.engine.read(_run, fn, args)
+
+    async def read_flow(self, caller: Caller, flow_uuid: str,
+                        fn: Callable[Concatenate[Reader, P], T], *args: P.args,
+                        **kwargs: P.kwargs) -> T:
+        """`read`, for a flow the caller may read (checked in the same job: 404, 403)."""
+        assert not kwargs, "the engine takes positional arguments"
+        return await self.engine.read(_run_readable, caller, flow_uuid, fn, args)
+
+    async def get_update(self, caller: Caller, since: int
+                         ) -> tuple[list[db.FlowRow], list[db.MessageRow], list[dict[str, Any]]]:
+        """What changed at or after `since` in the caller's flows: flows, messages, the
+        public profiles of their members."""
+        flows, messages, users = await self.engine.read(db.update_since, caller.uuid, since)
+        return flows, messages, [db.public_profile(user) for user in users]
+
+    async def counts(self) -> dict[str, int]:
+        return await self.engine.read(db.counts)
