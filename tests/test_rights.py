@@ -167,24 +167,27 @@ class Session:
 
     async def mx(self, account: Account, method: str, path: str,
                  body: dict[str, Any] | None = None) -> httpx.Response:
+        if not account.token:
+            account.token = await self.matrix_log_in(account.login)
         return await self.http.request(method, V3 + path, json={} if body is None else body,
                                        headers={"Authorization": f"Bearer {account.token}"})
 
     async def log_in(self, login: str) -> Account:
-        """The account `login`, logged in over MTP and over Matrix."""
-        account = Account(login)
+        """The account `login`, logged in over MTP (and over Matrix when it first acts
+        there)."""
         reply = await self.ws.send_raw(frame("authentication", {
             "user": [{"login": login, "password": SEED_PASSWORD}]}))
         assert reply["errors"]["code"] == 200, reply
-        account.uuid = reply["data"]["user"][0]["uuid"]
-        account.auth_id = reply["data"]["user"][0]["auth_id"]
+        user = reply["data"]["user"][0]
+        return Account(login, user["uuid"], user["auth_id"])
+
+    async def matrix_log_in(self, login: str) -> str:
         response = await self.http.post(V3 + "/login", json={
             "type": "m.login.password", "password": SEED_PASSWORD,
             "identifier": {"type": "m.id.user", "user": login}})
         assert response.status_code == 200, response.text
-        assert response.json()["user_id"] == account.user_id
-        account.token = response.json()["access_token"]
-        return account
+        assert response.json()["user_id"] == f"@{login}:{SERVER_NAME}"
+        return str(response.json()["access_token"])
 
     async def fixed(self, role: str) -> Account:
         """The account that plays `role` in every group and channel."""
@@ -196,6 +199,7 @@ class Session:
     async def fresh(self, superuser: bool = False) -> Account:
         """An account in no flow yet (a chat between two users can be made only once)."""
         pool = self.server.superusers if superuser else self.server.users
+        assert pool, "every seeded account is used: raise USERS or SUPERUSERS"
         return await self.log_in(pool.pop())
 
     async def ok(self, account: Account, kind: str, **data: Any) -> dict[str, Any]:
@@ -207,7 +211,9 @@ class Session:
 @pytest.fixture
 async def session(server: Server) -> AsyncIterator[Session]:
     mtp = await Client.connect(server.process.url)
-    async with httpx.AsyncClient(base_url=server.process.http, timeout=10) as http:
+    # Plain HTTP on loopback: verify=False spares building a TLS context (40 ms) per test.
+    async with httpx.AsyncClient(base_url=server.process.http, timeout=10, verify=False
+                                 ) as http:
         yield Session(server, mtp, http)
     await mtp.close()
 
@@ -424,4 +430,5 @@ async def test_rights(session: Session, cell: Cell) -> None:
         if cell.action in ("read", "rename") or cell.expected != "yes" else None
     for name, act in requests:
         outcomes[name] = await act(session, shared or await build(session, cell))
-    assert outcomes == {name: cell.expected for name in outcomes}
+    assert outcomes == {name: cell.expected for name in outcomes}, \
+        f"the table says {cell.expected!r}; the server answered {outcomes}"
