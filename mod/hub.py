@@ -58,6 +58,19 @@ def recipients_extra(change: ChangeRow) -> set[str]:
     return set()
 
 
+# Changes of no flow that name in their payload ("users") whom they concern.
+ADDRESSED_KINDS = frozenset({"device_keys_changed", "to_device"})
+
+
+def addressed(change: ChangeRow) -> list[str]:
+    try:
+        users = json.loads(change.payload).get("users")
+    except Exception as exc:
+        skipped(change, exc)
+        return []
+    return [user for user in users if isinstance(user, str)] if isinstance(users, list) else []
+
+
 def members_at(tx: Tx, flow_uuid: str, position: int) -> set[str]:
     """The members of a flow as they were right after change `position`.
 
@@ -277,6 +290,9 @@ class Hub:
                     self._deliver_to(user_uuid, change)
             elif change.kind == "tokens_revoked":
                 self._revoke(change)
+            elif change.kind in ADDRESSED_KINDS:
+                for user_uuid in addressed(change):
+                    self._deliver_to(user_uuid, change)
             self.position = change.position
         for observer in self.observers:
             try:

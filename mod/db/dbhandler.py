@@ -110,6 +110,8 @@ def create_tables(tx: Tx) -> list[str]:
 _ADDED_COLUMNS: tuple[tuple[type[SQLObject], str, dict[str, str], str], ...] = (
     (Flow, "invite_only", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
                            "postgres": "BOOL NOT NULL DEFAULT FALSE"}, ""),
+    (Flow, "encrypted", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
+                         "postgres": "BOOL NOT NULL DEFAULT FALSE"}, ""),
     (Message, "deleted", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
                           "postgres": "BOOL NOT NULL DEFAULT FALSE"},
      "UPDATE messages SET deleted = {true} WHERE uuid IN "
@@ -330,7 +332,7 @@ def change_at(tx: Tx, position: int) -> ChangeRow | None:
 
 
 STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invite_declined",
-               "flow_changed")
+               "flow_changed", "flow_encrypted")
 
 
 def user_changes(tx: Tx, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
@@ -441,7 +443,7 @@ def member_flows(tx: Tx, user_uuid: str) -> list[str]:
 
 # Parameters: user uuid, then flow uuid.
 _FLOW_ACCESS = Query(Select(
-    [Flow.q.flow_type, Flow.q.owner, Member.q.id],
+    [Flow.q.flow_type, Flow.q.owner, Member.q.id, Flow.q.encrypted],
     join=LEFTJOINOn(None, Member, AND(Member.q.flow_uuid == Flow.q.uuid,
                                       Member.q.user_uuid == P)),
     where=Flow.q.uuid == P))
@@ -449,12 +451,22 @@ _FLOW_MEMBERS = Query(Select(Member.q.user_uuid, where=Member.q.flow_uuid == P,
                              orderBy=Member.q.id))
 
 
-def flow_access(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[str, str, bool] | None:
-    """(type, owner, caller is a member) of a flow, or None if there is no such flow."""
+def flow_access(tx: Tx, flow_uuid: str, user_uuid: str
+                ) -> tuple[str, str, bool, bool] | None:
+    """(type, owner, caller is a member, encrypted) of a flow, or None if there is no such
+    flow."""
     row = tx.one(_FLOW_ACCESS, user_uuid, flow_uuid)
     if row is None:
         return None
-    return row[0], row[1], row[2] is not None
+    return row[0], row[1], row[2] is not None, bool(row[3])
+
+
+def set_encrypted(tx: Tx, flow_uuid: str, actor: str, now: int, content: dict[str, Any]
+                  ) -> ChangeRow:
+    """Mark a flow end-to-end encrypted and log its Matrix m.room.encryption content."""
+    tx.execute(Update(Flow.sqlmeta.table, values={"encrypted": True},
+                      where=Flow.q.uuid == flow_uuid))
+    return log_change(tx, now, flow_uuid, "flow_encrypted", actor, "", {"content": content})
 
 
 def join_rights(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[bool, bool]:
@@ -485,6 +497,7 @@ def create_flow(tx: Tx, uuid: str, flow_type: str, title: str, info: str, owner:
     tx.execute(Insert(Flow.sqlmeta.table, values={
         "uuid": uuid, "time_created": now, "flow_type": flow_type, "title": title,
         "info": info, "owner": owner, "chat_key": chat_key, "invite_only": private,
+        "encrypted": False,
     }))
     tx.execute(Insert(Member.sqlmeta.table, valueList=[
         {"flow_uuid": uuid, "user_uuid": user, "time_joined": now} for user in users

@@ -47,6 +47,8 @@ class Flow(SQLObject):
     # Joined only by invitation and seen only by members (chats are so by nature). Added
     # after the first release: `dbhandler.create_tables` adds it to older databases.
     invite_only = BoolCol(notNone=True, default=False)
+    # End-to-end encrypted (Matrix m.room.encryption): plaintext can no longer be posted.
+    encrypted = BoolCol(notNone=True, default=False)
 
 
 class Member(SQLObject):
@@ -134,4 +136,94 @@ class Change(SQLObject):
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
 
 
-TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change)
+class Device(SQLObject):
+    """A Matrix device of a user: its name and its end-to-end identity keys (JSON, "" before
+    the device uploads them). Tokens name their device; this row outlives a token."""
+
+    class sqlmeta:
+        table = "devices"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    device_id = UnicodeCol(notNone=True)
+    display_name = UnicodeCol(notNone=True, default="")
+    keys = UnicodeCol(notNone=True, default="")
+    time_created = BigIntCol(notNone=True)
+    pair = DatabaseIndex("user_uuid", "device_id", unique=True)
+
+
+class OneTimeKey(SQLObject):
+    """A device's one-time key (claimed once) or fallback key (served when none is left)."""
+
+    class sqlmeta:
+        table = "one_time_keys"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    device_id = UnicodeCol(notNone=True)
+    algorithm = UnicodeCol(notNone=True)
+    key_id = UnicodeCol(notNone=True)
+    key_json = UnicodeCol(notNone=True)
+    fallback = BoolCol(notNone=True, default=False)
+    used = BoolCol(notNone=True, default=False)
+    by_device = DatabaseIndex("user_uuid", "device_id", "algorithm")
+
+
+class ToDevice(SQLObject):
+    """A to-device message waiting for its device; `position` is the change that woke the
+    device's /sync. Deleted once a /sync's `since` passes it."""
+
+    class sqlmeta:
+        table = "to_device"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    device_id = UnicodeCol(notNone=True)
+    position = BigIntCol(notNone=True)
+    sender = StringCol(length=40, notNone=True)
+    event_type = UnicodeCol(notNone=True)
+    content = UnicodeCol(notNone=True)
+    by_device = DatabaseIndex("user_uuid", "device_id", "position")
+
+
+class CrossSigningKey(SQLObject):
+    """A user's master, self-signing or user-signing key (JSON)."""
+
+    class sqlmeta:
+        table = "cross_signing_keys"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    key_type = StringCol(length=16, notNone=True)
+    key_json = UnicodeCol(notNone=True)
+    pair = DatabaseIndex("user_uuid", "key_type", unique=True)
+
+
+class KeyBackup(SQLObject):
+    """A version of a user's server-side room-key backup."""
+
+    class sqlmeta:
+        table = "key_backups"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    version = BigIntCol(notNone=True)
+    algorithm = UnicodeCol(notNone=True)
+    auth_data = UnicodeCol(notNone=True)
+    etag = BigIntCol(notNone=True, default=0)
+    deleted = BoolCol(notNone=True, default=False)
+    pair = DatabaseIndex("user_uuid", "version", unique=True)
+
+
+class BackupKey(SQLObject):
+    """One backed-up room key (encrypted by the client) of a backup version."""
+
+    class sqlmeta:
+        table = "backup_keys"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    version = BigIntCol(notNone=True)
+    room_id = UnicodeCol(notNone=True)
+    session_id = UnicodeCol(notNone=True)
+    key_json = UnicodeCol(notNone=True)
+    by_session = DatabaseIndex("user_uuid", "version", "room_id", "session_id", unique=True)
+
+
+TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
+                                       Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
+                                       BackupKey)

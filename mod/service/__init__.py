@@ -1,6 +1,7 @@
 """The one way into the data, for both protocols: every rule and every read and write.
 
-Split by area — `accounts`, `flows`, `messages`, `timeline` — with who may do what in
+Split by area — `accounts`, `flows`, `messages`, `timeline`, and for end-to-end
+encryption `keys`, `devices` and `backup` — with who may do what in
 `rights`. Protocols import from here only, never from `mod.db`; they translate requests into
 these calls and render `ServiceError` in their own format.
 """
@@ -12,15 +13,18 @@ from mod.db.dbhandler import CONTENT_FIELDS, FlowRow, MessageRow, UserRow, publi
 from mod.db.engine import ChangeRow, Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
+from mod.service.backup import Backup, BackupVersion
 from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
+from mod.service.devices import Devices
 from mod.service.flows import FLOW_TYPES, Flows
+from mod.service.keys import DeviceInfo, Keys, SyncKeys
 from mod.service.messages import MessagePage, Messages
 from mod.service.timeline import Reader, Timeline
 
 __all__ = [
-    "CONTENT_FIELDS", "FLOW_TYPES", "RETRY_WINDOW", "Caller", "ChangeRow", "Committed",
-    "Credentials", "FlowRow", "MessagePage", "MessageRow", "Reader", "Service",
-    "ServiceError", "UserRow", "public_profile",
+    "CONTENT_FIELDS", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "ChangeRow",
+    "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage", "MessageRow", "Reader",
+    "Service", "ServiceError", "SyncKeys", "UserRow", "public_profile",
 ]
 
 
@@ -33,6 +37,9 @@ class Service:
         self.flows = Flows(engine)
         self.messages = Messages(settings, engine)
         self.timeline = Timeline(engine)
+        self.keys = Keys(engine)
+        self.devices = Devices(engine, self.accounts)
+        self.backup = Backup(engine)
 
     def close(self) -> None:
         self.accounts.close()

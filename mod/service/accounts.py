@@ -160,6 +160,17 @@ class Accounts:
         await self.engine.write(_revoke_all, caller.uuid)
         self._forget_user(caller.uuid)
 
+    async def check_password(self, caller: Caller, password: str) -> None:
+        """401 unless `password` is the caller's (user-interactive authentication)."""
+        user = await self.engine.read(db.user_by_uuid, caller.uuid)
+        if user is None or not password or not await self._verify(user["password_hash"],
+                                                                  password):
+            raise ServiceError(401, "Wrong password")
+
+    def forget_user_tokens(self, user_uuid: str) -> None:
+        """Drop cached token checks of a user whose tokens were revoked elsewhere."""
+        self._forget_user(user_uuid)
+
     async def delete_user(self, caller: Caller, login: str, password: str) -> None:
         user = await self.engine.read(db.user_by_uuid, caller.uuid)
         if user is None or not password or login != user["login"]:

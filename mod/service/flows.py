@@ -7,6 +7,7 @@ committed with the change-log position of its change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from loguru import logger
 
@@ -25,10 +26,11 @@ class Flows:
         self.engine = engine
 
     async def add(self, caller: Caller, flow_type: str, title: str, info: str,
-                  users: Sequence[str], owner: str | None = None, private: bool = False
-                  ) -> Committed[db.FlowRow]:
+                  users: Sequence[str], owner: str | None = None, private: bool = False,
+                  encryption: dict[str, Any] | None = None) -> Committed[db.FlowRow]:
         """A new flow. `private` makes it invite-only (a chat is so anyway): only its members
-        see it, and others join it only when invited."""
+        see it, and others join it only when invited. With `encryption` (Matrix
+        m.room.encryption content) it is end-to-end encrypted from the start."""
         if flow_type not in FLOW_TYPES:
             raise ServiceError(400, f"Flow type must be one of {', '.join(FLOW_TYPES)}")
         if owner is not None and owner != caller.uuid:
@@ -37,7 +39,7 @@ class Flows:
         if flow_type == "chat" and len(members) != 2:
             raise ServiceError(400, "A chat has exactly two members")
         done = await self.engine.write(_create, caller, flow_type, title, info, members, private,
-                                       now())
+                                       now(), encryption)
         logger.info("flow created: {} ({}{})", done.value["uuid"], flow_type,
                     ", invite-only" if done.value["private"] else "")
         return done
@@ -76,6 +78,11 @@ class Flows:
         """Stop being a member, or decline an invitation."""
         return await self.engine.write(_leave, caller, flow_uuid, now())
 
+    async def encrypt(self, caller: Caller, flow_uuid: str, encryption: dict[str, Any]
+                      ) -> Committed[None]:
+        """Turn on end-to-end encryption (Matrix m.room.encryption content); it stays on."""
+        return await self.engine.write(_encrypt, caller, flow_uuid, encryption, now())
+
     async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str) -> Committed[None]:
         return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now())
 
@@ -86,7 +93,8 @@ class Flows:
 
 
 def _create(tx: Tx, caller: Caller, flow_type: str, title: str, info: str,
-            members: list[str], private: bool, stamp: int) -> Committed[db.FlowRow]:
+            members: list[str], private: bool, stamp: int,
+            encryption: dict[str, Any] | None = None) -> Committed[db.FlowRow]:
     mark = len(tx.changes)
     known = {user["uuid"] for user in db.users_by_uuid(tx, members) if not user["deleted"]}
     missing = [uuid for uuid in members if uuid not in known]
@@ -100,7 +108,17 @@ def _create(tx: Tx, caller: Caller, flow_type: str, title: str, info: str,
                                payload=existing)
     flow = db.create_flow(tx, lib.new_uuid(), flow_type, title, info, caller.uuid, members,
                           stamp, chat_key, private)
+    if encryption is not None:
+        db.set_encrypted(tx, flow["uuid"], caller.uuid, stamp, encryption)
     return Committed(flow, logged_since(tx, mark))
+
+
+def _encrypt(tx: Tx, caller: Caller, flow_uuid: str, encryption: dict[str, Any], stamp: int
+             ) -> Committed[None]:
+    rights.encrypt(rights.access(tx, flow_uuid, caller), caller)
+    change = db.set_encrypted(tx, flow_uuid, caller.uuid, stamp, encryption)
+    logger.info("flow encrypted: {}", flow_uuid)
+    return Committed(None, change.position)
 
 
 def _visible_flow(tx: Tx, caller: Caller, flow_uuid: str) -> db.FlowRow:

@@ -39,16 +39,18 @@ class Messages:
 
     async def send(self, caller: Caller, flow_uuid: str, client_id: int,
                    content: dict[str, str], txn: str | None = None,
-                   extra: dict[str, Any] | None = None) -> Committed[db.MessageRow]:
+                   extra: dict[str, Any] | None = None, encrypted: bool = False
+                   ) -> Committed[db.MessageRow]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
-        else (MTP) by the same client_id, flow and content with the same token."""
+        else (MTP) by the same client_id, flow and content with the same token. Only an
+        `encrypted` one (Matrix ciphertext) goes into an end-to-end encrypted flow."""
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
                             *(content.get(field, "") for field in CONTENT_FIELDS))
         else:
             key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
-                                       content, now(), key, extra)
+                                       content, now(), key, extra, encrypted)
 
     async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
                    since: int = 0) -> MessagePage:
@@ -101,12 +103,15 @@ def _remember(tx: Tx, key: str | None, stamp: int, done: Committed[db.MessageRow
 
 
 def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
-          content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None
-          ) -> Committed[db.MessageRow]:
+          content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
+          encrypted: bool) -> Committed[db.MessageRow]:
     earlier = _repeat(tx, key, stamp)
     if earlier is not None:
         return earlier
-    rights.send(rights.access(tx, flow_uuid, caller), caller)
+    flow = rights.access(tx, flow_uuid, caller)
+    rights.send(flow, caller)
+    if not encrypted:
+        rights.plaintext(flow)
     mark = len(tx.changes)
     message = db.insert_message(tx, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
                                 extra)
@@ -127,6 +132,8 @@ def _change(tx: Tx, caller: Caller, message_uuid: str, flow_uuid: str, kind: str
     flow = rights.access(tx, message["from_flow"], caller)
     check = rights.edit if kind == "message_edited" else rights.delete
     check(flow, caller, message, deleted)
+    if kind == "message_edited":
+        rights.plaintext(flow)
     mark = len(tx.changes)
     changed = db.update_message(tx, message_uuid, caller.uuid, content, stamp, kind, extra)
     return _remember(tx, key, stamp, Committed(changed, logged_since(tx, mark)))

@@ -22,6 +22,7 @@ class Access:
     flow_type: str
     owner: str
     member: bool
+    encrypted: bool = False
 
 
 def access(tx: Tx, flow_uuid: str, caller: Caller) -> Access:
@@ -29,8 +30,8 @@ def access(tx: Tx, flow_uuid: str, caller: Caller) -> Access:
     found = db.flow_access(tx, flow_uuid, caller.uuid)
     if found is None:
         raise ServiceError(404, f"No flow {flow_uuid}")
-    flow_type, owner, member = found
-    return Access(flow_uuid, flow_type, owner, member)
+    flow_type, owner, member, encrypted = found
+    return Access(flow_uuid, flow_type, owner, member, encrypted)
 
 
 def leads(flow: Access, caller: Caller) -> bool:
@@ -48,6 +49,21 @@ def send(flow: Access, caller: Caller) -> None:
         raise ServiceError(403, "Only the members of this flow may write in it")
     if flow.flow_type == "channel" and not leads(flow, caller):
         raise ServiceError(403, "Only the owner may write in a channel")
+
+
+def plaintext(flow: Access) -> None:
+    """Nothing readable goes into an end-to-end encrypted flow: its members' Matrix clients
+    expect only ciphertext there, and MTP cannot encrypt."""
+    if flow.encrypted:
+        raise ServiceError(403, "This flow is end-to-end encrypted: only a Matrix client with "
+                                "encryption can post in it")
+
+
+def encrypt(flow: Access, caller: Caller) -> None:
+    if not flow.member:
+        raise ServiceError(403, "Only members may change this flow")
+    if flow.flow_type != "group" and not leads(flow, caller):
+        raise ServiceError(403, "Only the owner may turn on encryption in this flow")
 
 
 def edit(flow: Access, caller: Caller, message: db.MessageRow, deleted: bool) -> None:

@@ -10,8 +10,11 @@ from starlette.routing import BaseRoute
 
 # Importing the endpoint modules registers their routes.
 import mod.protocol.matrix.account
+import mod.protocol.matrix.backup
 import mod.protocol.matrix.compat
+import mod.protocol.matrix.devices
 import mod.protocol.matrix.directory
+import mod.protocol.matrix.keys
 import mod.protocol.matrix.rooms
 import mod.protocol.matrix.send
 import mod.protocol.matrix.sync  # noqa: F401

@@ -316,6 +316,7 @@ class SyncReply(Reply):
     to_device: Events = Field(default_factory=Events)
     device_lists: DeviceLists = Field(default_factory=DeviceLists)
     device_one_time_keys_count: dict[str, int] = Field(default_factory=dict)
+    device_unused_fallback_key_types: list[str] | None = None
 
 
 class FilterId(Reply):

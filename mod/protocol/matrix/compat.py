@@ -1,8 +1,8 @@
 """Endpoints full clients (Element) call on start-up or as they go, answered plainly.
 
-This server keeps no push rules, account data, receipts, typing notices, presence or
-end-to-end keys: those requests succeed and store nothing, and reads answer with empty sets,
-so clients work without those features instead of failing.
+This server keeps no push rules, account data, receipts, typing notices or presence: those
+requests succeed and store nothing, and reads answer with empty sets, so clients work
+without those features instead of failing.
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ async def accepted(call: Call) -> Empty:
 
 
 @route("GET", "/user/{userId}/account_data/{type}")
-@route("GET", "/room_keys/version")
 async def not_kept(call: Call) -> Empty:
-    """GET /_matrix/client/v3/user/{userId}/account_data/{type} (and key backups): none."""
+    """GET /_matrix/client/v3/user/{userId}/account_data/{type}: none."""
     raise MatrixError(404, Code.NOT_FOUND, "This server keeps none")
 
 
@@ -67,17 +66,3 @@ async def not_kept(call: Call) -> Empty:
 async def nothing(call: Call) -> Empty:
     """GET /_matrix/client/v3/voip/turnServer (and third-party protocols): none."""
     return Empty()
-
-
-@route("POST", "/keys/upload")
-async def keys_upload(call: Call) -> JSONResponse:
-    """POST /_matrix/client/v3/keys/upload: end-to-end encryption is not supported."""
-    await call.json()
-    return _json({"one_time_key_counts": {}})
-
-
-@route("POST", "/keys/query")
-async def keys_query(call: Call) -> JSONResponse:
-    """POST /_matrix/client/v3/keys/query: no device keys are kept."""
-    await call.json()
-    return _json({"device_keys": {}, "failures": {}})

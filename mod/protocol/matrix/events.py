@@ -100,6 +100,8 @@ def _well_formed(kind: str, payload: dict[str, Any]) -> bool:
         return isinstance(users, list) and all(isinstance(user, str) for user in users)
     if kind == "flow_changed":
         return _strings(payload.get("flow"), "title", "info")
+    if kind == "flow_encrypted":
+        return isinstance(payload.get("content"), dict)
     return True
 
 
@@ -127,6 +129,8 @@ def event_count(item: Parsed) -> int:
             [user for user in flow["users"] if user != flow["owner"]])
     if kind == "flow_changed":
         return 2
+    if kind == "flow_encrypted":
+        return 1
     return 1 if kind in MEMBERSHIP or kind.startswith("message_") else 0
 
 
@@ -195,6 +199,8 @@ class Renderer:
             return self._created(item)
         if kind in MEMBERSHIP:
             return [self._membership(item)]
+        if kind == "flow_encrypted":
+            return [self._state(item, None, "m.room.encryption", item.payload["content"])]
         if kind == "flow_changed":
             flow = item.payload["flow"]
             return [self._state(item, 0, "m.room.name", {"name": flow["title"]}),
@@ -246,6 +252,7 @@ class Renderer:
         return {
             "users": {self.user_id(flow["owner"]): 100}, "users_default": 0,
             "events": {"m.room.name": editors, "m.room.topic": editors,
+                       "m.room.encryption": editors,
                        "m.room.power_levels": 100, "m.room.join_rules": 100,
                        "m.room.history_visibility": 100},
             "events_default": 50 if kind == "channel" else 0, "state_default": 100,
@@ -268,8 +275,8 @@ class Renderer:
         message = item.payload["message"]
         extra = item.payload.get("mx") or {}
         content = extra.get("content") or {"msgtype": "m.text", "body": mtp_body(message)}
-        event = self._base(item, ids.message_event_id(message["uuid"]), "m.room.message",
-                           message["from_user"], content)
+        event = self._base(item, ids.message_event_id(message["uuid"]),
+                           extra.get("type") or "m.room.message", message["from_user"], content)
         unsigned: dict[str, Any] = {}
         if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
             unsigned["transaction_id"] = extra["txn"]

@@ -34,6 +34,7 @@ from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.routing import Call, route, validate
 
 MAX_PAGE = 1000
+ENCRYPTION = "m.room.encryption"
 PRIVATE_PRESETS = ("private_chat", "trusted_private_chat")
 
 
@@ -55,6 +56,7 @@ async def create_room(call: Call) -> RoomIdReply:
     body = await call.body(CreateRoomRequest)
     name, topic = body.name, body.topic
     private = body.is_direct or body.preset in PRIVATE_PRESETS
+    encryption: dict[str, Any] | None = None
     for event in body.initial_state:
         if event.type == "m.room.name" and name is None:
             name = validate(NameContent, event.content).name
@@ -64,9 +66,11 @@ async def create_room(call: Call) -> RoomIdReply:
             # Initial state outranks the preset; rules this server lacks (knock, restricted)
             # close the room rather than open it.
             private = validate(JoinRulesContent, event.content).join_rule != "public"
+        elif event.type == ENCRYPTION:
+            encryption = _encryption(event.content)
     invitees = [await user_uuid(call, user) for user in dict.fromkeys(body.invite)]
     flow = (await call.service.flows.add(call.caller, "group", name or "", topic or "", [],
-                                         private=private)).value
+                                         private=private, encryption=encryption)).value
     for invitee in invitees:
         if invitee != call.caller.uuid:
             await call.service.flows.invite(call.caller, flow["uuid"], invitee)
@@ -178,13 +182,23 @@ async def state_event(call: Call) -> JSONResponse:
     return await _state_event(call, call.param("stateKey"))
 
 
+def _encryption(content: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(content.get("algorithm"), str):
+        raise MatrixError(400, Code.BAD_JSON, "m.room.encryption needs an algorithm")
+    return content
+
+
 async def _put_state(call: Call, state_key: str) -> EventIdReply:
     kind = call.param("eventType")
     content = await call.json()
     flow = room_flow(call)
+    if kind == ENCRYPTION and not state_key:
+        encrypted = await call.service.flows.encrypt(call.caller, flow, _encryption(content))
+        return EventIdReply(event_id=ids.change_event_id(encrypted.position))
     if kind not in ("m.room.name", "m.room.topic") or state_key:
         raise MatrixError(403, Code.FORBIDDEN,
-                          "This server keeps only the m.room.name and m.room.topic state")
+                          "This server keeps only the m.room.name, m.room.topic and "
+                          "m.room.encryption state")
     if kind == "m.room.name":
         done = await call.service.flows.rename(call.caller, flow,
                                                title=validate(NameContent, content).name)

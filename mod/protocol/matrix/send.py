@@ -22,6 +22,11 @@ from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call, route, validate
 
+ENCRYPTED = "m.room.encrypted"
+# What an MTP client reads for a Matrix message it cannot decrypt (PROTOCOL.md).
+ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
+                  "Matrix client of its room")
+
 
 def _extra(call: Call, **more: Any) -> dict[str, Any]:
     extra: dict[str, Any] = {"txn": call.param("txnId"), "ts": int(time.time() * 1000),
@@ -38,9 +43,11 @@ async def send(call: Call) -> EventIdReply:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
     flow = room_flow(call)
     content = await call.json()
+    if call.param("eventType") == ENCRYPTED:
+        return await _encrypted(call, flow, content)
     if call.param("eventType") != "m.room.message":
         raise MatrixError(400, Code.UNRECOGNIZED,
-                          "This server stores only m.room.message events")
+                          "This server stores only m.room.message and m.room.encrypted events")
     relation = content.get("m.relates_to")
     if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
         return await _edit(call, flow, content)
@@ -48,6 +55,16 @@ async def send(call: Call) -> EventIdReply:
     extra = _extra(call) if _plain(content) else _extra(call, content=content)
     stored = await call.service.messages.send(call.caller, flow, 0, {"text": message.body},
                                               txn=call.param("txnId"), extra=extra)
+    return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+async def _encrypted(call: Call, flow: str, content: dict[str, Any]) -> EventIdReply:
+    """Ciphertext, stored whole and relayed as it came; MTP shows ENCRYPTED_TEXT instead."""
+    if not isinstance(content.get("algorithm"), str):
+        raise MatrixError(400, Code.BAD_JSON, "m.room.encrypted needs an algorithm")
+    stored = await call.service.messages.send(
+        call.caller, flow, 0, {"text": ENCRYPTED_TEXT}, txn=call.param("txnId"),
+        extra=_extra(call, content=content, type=ENCRYPTED), encrypted=True)
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
 
 

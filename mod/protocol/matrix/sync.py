@@ -20,7 +20,7 @@ import json
 from starlette.responses import JSONResponse
 
 from mod import content
-from mod.protocol.matrix import api, ids, views
+from mod.protocol.matrix import api, ids, sync_keys, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
@@ -83,8 +83,9 @@ async def sync(call: Call) -> SyncReply:
             query = views.SyncQuery(caller.uuid, viewer, matrix.server_name, since, upto, limit,
                                     full_state)
             result = await _batch(call, query, stream)
+            keys = await sync_keys.read(call, since, result.position)
             remaining = deadline - loop.time()
-            if (since is None or full_state or not result.empty or remaining <= 0
+            if (since is None or full_state or not result.empty or keys.news or remaining <= 0
                     or matrix.hub.stopped):
                 break
             if not stream.newer_than(upto):
@@ -95,7 +96,8 @@ async def sync(call: Call) -> SyncReply:
                     break
     finally:
         matrix.streams.close(stream)
-    return api.sync_reply(ids.token(result.position), result.rooms)
+    return await sync_keys.add(call, api.sync_reply(ids.token(result.position), result.rooms),
+                               keys)
 
 
 async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> views.SyncResult:

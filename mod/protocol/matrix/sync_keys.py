@@ -1,0 +1,31 @@
+"""What a device's /sync carries of end-to-end encryption: `to_device` messages,
+`device_lists.changed`, `device_one_time_keys_count` and
+`device_unused_fallback_key_types` (from `service.keys.for_sync`)."""
+
+from __future__ import annotations
+
+from mod.protocol.matrix.api import DeviceLists, Events, SyncReply
+from mod.protocol.matrix.keys import ids_of
+from mod.protocol.matrix.routing import Call
+from mod.service import SyncKeys
+
+
+async def read(call: Call, since: int | None, upto: int) -> SyncKeys:
+    return await call.service.keys.for_sync(call.caller, since, upto)
+
+
+async def add(call: Call, reply: SyncReply, keys: SyncKeys) -> SyncReply:
+    """The reply with the device's share of the batch."""
+    if not call.caller.device:
+        return reply
+    names = await ids_of(call, {sender for sender, _, _ in keys.to_device} | set(keys.changed))
+    reply.device_one_time_keys_count = keys.counts
+    reply.device_unused_fallback_key_types = keys.unused_fallback
+    if keys.to_device:
+        reply.to_device = Events.model_construct(events=[
+            {"sender": names.get(sender, ""), "type": kind, "content": content}
+            for sender, kind, content in keys.to_device])
+    if keys.changed:
+        reply.device_lists = DeviceLists.model_construct(
+            changed=sorted(names[user] for user in keys.changed if user in names), left=[])
+    return reply

@@ -1,0 +1,124 @@
+"""Devices and cross-signing: a user's devices (a token names its device), their names,
+deleting them (their keys, waiting messages and tokens go with them), and the user's
+cross-signing keys and the signatures made with them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loguru import logger
+
+from mod.db import dbhandler as db
+from mod.db import keystore as ks
+from mod.db.engine import Engine, Tx
+from mod.error import ServiceError
+from mod.service.accounts import Accounts
+from mod.service.common import Caller, now
+from mod.service.keys import DeviceInfo, _device_changed, _parse
+
+KEY_TYPES = ("master", "self_signing", "user_signing")
+
+
+class Devices:
+    def __init__(self, engine: Engine, accounts: Accounts) -> None:
+        self.engine = engine
+        self.accounts = accounts
+
+    async def all(self, caller: Caller) -> list[DeviceInfo]:
+        rows = await self.engine.read(ks.devices_of, [caller.uuid])
+        return [DeviceInfo(user, device, name, _parse(keys)) for user, device, name, keys in rows]
+
+    async def get(self, caller: Caller, device_id: str) -> DeviceInfo:
+        for device in await self.all(caller):
+            if device.device == device_id:
+                return device
+        raise ServiceError(404, f"No device {device_id}")
+
+    async def rename(self, caller: Caller, device_id: str, name: str) -> None:
+        await self.get(caller, device_id)
+        await self.engine.write(ks.set_display_name, caller.uuid, device_id, name, now())
+
+    async def delete(self, caller: Caller, device_ids: list[str], password: str) -> None:
+        """Delete devices of the caller's, after their password: their keys and waiting
+        messages go, and their tokens are revoked (they are logged out)."""
+        await self.accounts.check_password(caller, password)
+        await self.engine.write(_delete, caller.uuid, device_ids, now())
+        self.accounts.forget_user_tokens(caller.uuid)
+        logger.info("devices deleted: {} ({})", caller.uuid, len(device_ids))
+
+    # -- cross-signing ------------------------------------------------------------------------
+
+    async def signing_keys(self, user_uuids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        found = await self.engine.read(ks.cross_signing_keys, user_uuids)
+        return {key: json.loads(text) for key, text in found.items()}
+
+    async def upload_signing_keys(self, caller: Caller, keys: dict[str, dict[str, Any]],
+                                  password: str | None) -> None:
+        """Store cross-signing keys. The first ones need no password (as Element sets them
+        up right after registering); replacing a master key does."""
+        stored = await self.engine.read(ks.cross_signing_keys, [caller.uuid])
+        master = stored.get((caller.uuid, "master"))
+        replacing = master is not None and "master" in keys and \
+            json.loads(master) != keys["master"]
+        if replacing:
+            if password is None:
+                raise ServiceError(401, "Replacing cross-signing keys needs your password")
+            await self.accounts.check_password(caller, password)
+        await self.engine.write(_store_signing_keys, caller.uuid, keys, now())
+        logger.info("cross-signing keys stored: {}", caller.uuid)
+
+    async def upload_signatures(self, caller: Caller,
+                                signed: dict[str, dict[str, dict[str, Any]]]
+                                ) -> dict[str, dict[str, str]]:
+        """Add signatures to stored device or master keys (user -> key ID -> signed object);
+        the keys that matched nothing, with the reason."""
+        return await self.engine.write(_store_signatures, caller.uuid, signed, now())
+
+
+def _delete(tx: Tx, user_uuid: str, device_ids: list[str], stamp: int) -> None:
+    for device in device_ids:
+        ks.delete_device(tx, user_uuid, device)
+    db.log_change(tx, stamp, "", "tokens_revoked", user_uuid, user_uuid, {})
+    _device_changed(tx, user_uuid, stamp)
+
+
+def _store_signing_keys(tx: Tx, user_uuid: str, keys: dict[str, dict[str, Any]],
+                        stamp: int) -> None:
+    for key_type in KEY_TYPES:
+        if key_type in keys:
+            ks.set_cross_signing_key(tx, user_uuid, key_type, ks.dumps(keys[key_type]))
+    _device_changed(tx, user_uuid, stamp)
+
+
+def _merge(stored: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
+    signatures = stored.setdefault("signatures", {})
+    for signer, sigs in (signed.get("signatures") or {}).items():
+        if isinstance(sigs, dict):
+            signatures.setdefault(signer, {}).update(sigs)
+    return stored
+
+
+def _store_signatures(tx: Tx, caller_uuid: str, signed: dict[str, dict[str, dict[str, Any]]],
+                      stamp: int) -> dict[str, dict[str, str]]:
+    failures: dict[str, dict[str, str]] = {}
+    for user, objects in signed.items():
+        masters = ks.cross_signing_keys(tx, [user])
+        master_text = masters.get((user, "master"))
+        master = json.loads(master_text) if master_text else None
+        changed = False
+        for key_id, obj in objects.items():
+            device_text = ks.device_keys(tx, user, key_id) if user == caller_uuid else ""
+            if device_text:
+                ks.set_device_keys(tx, user, key_id, ks.dumps(_merge(json.loads(device_text),
+                                                                      obj)), stamp)
+                changed = True
+            elif master is not None and key_id in (master.get("keys") or {}).values():
+                master = _merge(master, obj)
+                ks.set_cross_signing_key(tx, user, "master", ks.dumps(master))
+                changed = True
+            else:
+                failures.setdefault(user, {})[key_id] = "unknown key"
+        if changed:
+            _device_changed(tx, user, stamp)
+    return failures

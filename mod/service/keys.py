@@ -1,0 +1,191 @@
+"""End-to-end encryption keys: device and one-time keys, to-device messages, device-list
+changes, and what a device's /sync carries of them.
+
+The server never reads key material: it keeps the JSON a client uploads and hands it out.
+A device's identity keys changing logs a `device_keys_changed` change (no flow, subject the
+user) addressed in its payload to everyone who shares a flow with the user; a to-device
+message logs a `to_device` change addressed to its recipient. The hub delivers both to the
+users named, which ends their waiting /sync; the change's position orders the message and
+says when a device has acknowledged it (a /sync whose `since` is at or past it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from mod.db import dbhandler as db
+from mod.db import keystore as ks
+from mod.db.engine import Engine, Tx
+from mod.error import ServiceError
+from mod.service.common import RETRY_WINDOW, Caller, now, retry_key
+
+ALL_DEVICES = "*"
+MAX_TO_DEVICE = 500
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceInfo:
+    user: str
+    device: str
+    display_name: str
+    keys: dict[str, Any] | None
+
+
+@dataclass(slots=True, frozen=True)
+class SyncKeys:
+    """What a device's /sync carries besides rooms."""
+
+    to_device: list[tuple[str, str, dict[str, Any]]]  # (sender uuid, type, content)
+    changed: list[str]  # user uuids whose devices changed
+    counts: dict[str, int]
+    unused_fallback: list[str]
+
+    @property
+    def news(self) -> bool:
+        """Whether this ends a waiting /sync."""
+        return bool(self.to_device or self.changed)
+
+
+def _device_changed(tx: Tx, user_uuid: str, stamp: int) -> None:
+    users = sorted(ks.room_mates(tx, user_uuid))
+    db.log_change(tx, stamp, "", "device_keys_changed", user_uuid, user_uuid, {"users": users})
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
+
+class Keys:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- device keys and one-time keys --------------------------------------------------------
+
+    async def upload(self, caller: Caller, device_keys: dict[str, Any] | None,
+                     one_time_keys: dict[str, Any], fallback_keys: dict[str, Any]
+                     ) -> dict[str, int]:
+        """Store the caller's device's keys; the unclaimed one-time keys per algorithm."""
+        if not caller.device:
+            raise ServiceError(400, "This access token has no device")
+        return await self.engine.write(_upload, caller, device_keys, one_time_keys,
+                                       fallback_keys, now())
+
+    async def query(self, users: dict[str, list[str]]) -> dict[str, list[DeviceInfo]]:
+        """The devices (all, or those named) of some users, with their keys."""
+        rows = await self.engine.read(ks.devices_of, list(users))
+        found: dict[str, list[DeviceInfo]] = {user: [] for user in users}
+        for user, device, name, keys in rows:
+            wanted = users.get(user)
+            if wanted and device not in wanted:
+                continue
+            found[user].append(DeviceInfo(user, device, name, _parse(keys)))
+        return found
+
+    async def claim(self, wanted: dict[str, dict[str, str]]
+                    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """One key of each device asked for (user -> device -> algorithm): a one-time key,
+        handed out once, else the device's fallback key."""
+        return await self.engine.write(_claim, wanted)
+
+    async def changes(self, caller: Caller, after: int, upto: int) -> list[str]:
+        """The users sharing a flow with the caller whose devices changed in (after, upto]."""
+        return await self.engine.read(_changed_for, caller.uuid, after, upto)
+
+    # -- to-device messages -------------------------------------------------------------------
+
+    async def send_to_device(self, caller: Caller, event_type: str,
+                             messages: dict[str, dict[str, dict[str, Any]]], txn: str) -> None:
+        """Queue messages (user -> device or "*" -> content); retry-safe by `txn`."""
+        count = sum(len(devices) for devices in messages.values())
+        if count > MAX_TO_DEVICE:
+            raise ServiceError(413, f"At most {MAX_TO_DEVICE} to-device messages at once")
+        key = retry_key("txn", caller.token_hash, "", "to_device", txn)
+        await self.engine.write(_send_to_device, caller, event_type, messages, key, now())
+
+    # -- /sync --------------------------------------------------------------------------------
+
+    async def for_sync(self, caller: Caller, since: int | None, upto: int) -> SyncKeys:
+        """What the caller's device gets in a /sync covering (since, upto]; messages the
+        device acknowledged (logged at or before `since`) are deleted first."""
+        if not caller.device:
+            return SyncKeys([], [], {}, [])
+        found, acknowledged = await self.engine.read(_for_sync, caller, since, upto)
+        if acknowledged:
+            await self.engine.write(ks.drop_to_device, caller.uuid, caller.device, since or 0)
+        return found
+
+
+def _upload(tx: Tx, caller: Caller, device_keys: dict[str, Any] | None,
+            one_time_keys: dict[str, Any], fallback_keys: dict[str, Any], stamp: int
+            ) -> dict[str, int]:
+    if device_keys is not None and ks.set_device_keys(tx, caller.uuid, caller.device,
+                                                      ks.dumps(device_keys), stamp):
+        _device_changed(tx, caller.uuid, stamp)
+        logger.info("device keys stored: {} {}", caller.uuid, caller.device)
+    if one_time_keys:
+        ks.add_one_time_keys(tx, caller.uuid, caller.device, one_time_keys, False)
+    if fallback_keys:
+        ks.add_one_time_keys(tx, caller.uuid, caller.device, fallback_keys, True)
+    return ks.key_counts(tx, caller.uuid, caller.device)[0]
+
+
+def _claim(tx: Tx, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, dict[str, Any]]]:
+    claimed: dict[str, dict[str, dict[str, Any]]] = {}
+    for user, devices in wanted.items():
+        for device, algorithm in devices.items():
+            key = ks.claim_key(tx, user, device, algorithm)
+            if key is not None:
+                claimed.setdefault(user, {})[device] = {key[0]: json.loads(key[1])}
+    return claimed
+
+
+def _changed_for(tx: Tx, user_uuid: str, after: int, upto: int) -> list[str]:
+    changed: dict[str, None] = {}
+    for subject, payload in ks.device_changes(tx, after, upto):
+        try:
+            users = json.loads(payload).get("users", [])
+        except (ValueError, AttributeError):
+            continue
+        if user_uuid in users:
+            changed.setdefault(subject)
+    return list(changed)
+
+
+def _send_to_device(tx: Tx, caller: Caller, event_type: str,
+                    messages: dict[str, dict[str, dict[str, Any]]], key: str,
+                    stamp: int) -> None:
+    if db.txn_result(tx, key, stamp - RETRY_WINDOW) is not None:
+        return
+    for user, devices in messages.items():
+        known = {row[1] for row in ks.devices_of(tx, [user])}
+        targets: list[tuple[str, dict[str, Any]]] = []
+        for device, content in devices.items():
+            if device == ALL_DEVICES:
+                targets.extend((each, content) for each in sorted(known))
+            elif device in known:
+                targets.append((device, content))
+        if not targets:
+            continue
+        change = db.log_change(tx, stamp, "", "to_device", caller.uuid, user,
+                               {"users": [user]})
+        for device, content in targets:
+            ks.add_to_device(tx, user, device, change.position, caller.uuid, event_type,
+                             content)
+    db.txn_store(tx, key, "sent", stamp)
+
+
+def _for_sync(tx: Tx, caller: Caller, since: int | None, upto: int) -> tuple[SyncKeys, bool]:
+    messages = [(sender, kind, json.loads(content)) for sender, kind, content in
+                ks.to_device_between(tx, caller.uuid, caller.device, since or 0, upto)]
+    changed = _changed_for(tx, caller.uuid, since, upto) if since is not None else []
+    counts, unused = ks.key_counts(tx, caller.uuid, caller.device)
+    acknowledged = since is not None and ks.to_device_waiting(tx, caller.uuid, caller.device,
+                                                              since)
+    return SyncKeys(messages, changed, counts, unused), acknowledged
