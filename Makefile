@@ -2,7 +2,7 @@
 #
 #   make install   create .venv and install exactly Pipfile.lock (incl. dev packages)
 #   make run       start the server (manage.py runserver, 127.0.0.1:8080 by default)
-#   make test      ruff + mypy + pytest
+#   make test      ruff + mypy + pytest (and `npm ci` in tests/js when npm is there)
 #   make bench     run the benchmarks
 #   make clean     remove .venv
 
@@ -12,6 +12,8 @@ PIPENV_VERSION := 2026.10.3
 VENV := $(CURDIR)/.venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+JS := $(CURDIR)/tests/js
+JS_STAMP := $(JS)/node_modules/.installed
 
 # Make pipenv install into $(VENV) and never create a virtualenv of its own
 # (e.g. under ~/.local/share/virtualenvs): VIRTUAL_ENV points it at our venv,
@@ -28,7 +30,7 @@ PIPENV := env -u PIPENV_ACTIVE -u PIPENV_DOTENV_LOCATION \
 	PIPENV_DONT_LOAD_ENV=1 \
 	$(VENV)/bin/pipenv
 
-.PHONY: install run test bench clean
+.PHONY: install js run test bench clean
 
 install: $(STAMP)
 
@@ -43,10 +45,20 @@ $(STAMP): Pipfile.lock
 	@test "$$($(PIPENV) --venv)" = "$(VENV)" || { echo "error: pipenv used a virtualenv other than $(VENV)" >&2; exit 1; }
 	@touch $@
 
+# Element's SDK for tests/test_matrix_e2ee_js.py, exactly as tests/js/package-lock.json says;
+# skipped (and that test with it) where npm is missing.
+js:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(JS_STAMP); \
+	else echo "npm not found: the matrix-js-sdk test will be skipped"; fi
+
+$(JS_STAMP): $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	@touch $@
+
 run: install
 	$(VPY) manage.py runserver
 
-test: install
+test: install js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VPY) -m pytest

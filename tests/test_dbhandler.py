@@ -55,6 +55,7 @@ def test_create_tables_adds_the_invite_only_column_to_an_older_database(engine: 
                                                                         ) -> None:
     def downgrade(tx: Tx) -> None:
         tx.execute("ALTER TABLE flows DROP COLUMN invite_only")
+        tx.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
         for uuid, kind in (("g1", "group"), ("c1", "chat")):
             tx.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
                        f"VALUES ('{uuid}', 1, '{kind}', '', '', 'u1')")
@@ -65,6 +66,7 @@ def test_create_tables_adds_the_invite_only_column_to_an_older_database(engine: 
     flows = {flow["uuid"]: flow for flow in engine.read_sync(db.flows_by_uuid, ["g1", "c1"])}
     assert flows["g1"]["private"] is False and flows["c1"]["private"] is True
     assert [flow["uuid"] for flow in engine.read_sync(db.visible_flows, "u2")] == ["g1"]
+    assert engine.read_sync(db.flow_access, "g1", "u1") == ("group", "u1", False, False)
 
 
 def test_invite_only_flows_are_listed_to_members_and_invitees_only(engine: Engine) -> None:

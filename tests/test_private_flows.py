@@ -248,6 +248,7 @@ def _drop_flag(tx: Any) -> None:
 
     dbhandler.create_tables(tx)
     tx.execute("ALTER TABLE flows DROP COLUMN invite_only")
+    tx.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
     tx.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
                "VALUES ('1234', 1, 'group', 'old group', '', '1')")
 
