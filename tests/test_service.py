@@ -3,6 +3,7 @@ on PostgreSQL when MORELIA_TEST_POSTGRES_URI is set."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -234,3 +235,84 @@ async def test_a_deleted_flag_is_filled_in_for_older_databases(tmp_path: Path) -
     finally:
         engine._drop_thread_tx()
         engine.stop()
+
+
+# -- end-to-end encryption --------------------------------------------------------------------
+
+ENCRYPTION = {"algorithm": "m.megolm.v1.aes-sha2"}
+
+
+def device(caller: Caller, name: str) -> Caller:
+    return dataclasses.replace(caller, device=name)
+
+
+async def test_plaintext_stays_out_of_an_encrypted_flow(world: World) -> None:
+    owner, member, outsider = (await world.user("o"), await world.user("m"),
+                               await world.user("x"))
+    flow = await world.flow(owner, "group", member)
+    sent = await world.service.messages.send(member, flow, 1, {"text": "before"})
+    await refused(403, world.service.flows.encrypt(outsider, flow, ENCRYPTION))
+    done = await world.service.flows.encrypt(member, flow, ENCRYPTION)
+    assert await world.last_change() == (done.position, "flow_encrypted", "")
+    assert "end-to-end encrypted" in await refused(403, world.service.messages.send(
+        member, flow, 2, {"text": "plain"}))
+    assert "end-to-end encrypted" in await refused(403, world.service.messages.edit(
+        member, sent.value["uuid"], "changed"))
+    stored = await world.service.messages.send(member, flow, 3, {"text": "(encrypted)"},
+                                               encrypted=True)
+    assert stored.value["text"] == "(encrypted)"
+    await world.service.messages.delete(member, sent.value["uuid"])  # deleting still works
+    # a flow made encrypted from the start
+    made = await world.service.flows.add(owner, "group", "", "", [], encryption=ENCRYPTION)
+    await refused(403, world.service.messages.send(owner, made.value["uuid"], 1,
+                                                   {"text": "plain"}))
+
+
+async def test_one_time_keys_are_claimed_once_then_the_fallback(world: World) -> None:
+    alice = device(await world.user("a"), "A1")
+    counts = await world.service.keys.upload(
+        alice, {"keys": {}}, {"signed_curve25519:1": {"k": 1}, "signed_curve25519:2": {"k": 2}},
+        {"signed_curve25519:F": {"k": "f"}})
+    assert counts == {"signed_curve25519": 2}
+    want = {alice.uuid: {"A1": "signed_curve25519"}}
+    first, second, third = [await world.service.keys.claim(want) for _ in range(3)]
+    assert first[alice.uuid]["A1"] != second[alice.uuid]["A1"]
+    assert third[alice.uuid]["A1"] == {"signed_curve25519:F": {"k": "f"}}
+    found = await world.service.keys.for_sync(alice, None, 10**9)
+    assert found.counts == {} and found.unused_fallback == []
+    # a new fallback key replaces the used one
+    await world.service.keys.upload(alice, None, {}, {"signed_curve25519:G": {"k": "g"}})
+    assert (await world.service.keys.for_sync(alice, None, 10**9)).unused_fallback == [
+        "signed_curve25519"]
+
+
+async def test_to_device_waits_until_acknowledged(world: World) -> None:
+    alice, bob = device(await world.user("a"), "A1"), device(await world.user("b"), "B1")
+    await world.service.keys.upload(bob, {"keys": {}}, {}, {})
+    before = (await world.last_change())[0]
+    messages = {bob.uuid: {"B1": {"n": 1}, "NOSUCH": {"n": 2}}}
+    await world.service.keys.send_to_device(alice, "m.x", messages, "t1")
+    await world.service.keys.send_to_device(alice, "m.x", messages, "t1")  # a retry
+    upto = (await world.last_change())[0]
+    got = await world.service.keys.for_sync(bob, before, upto)
+    assert got.to_device == [(alice.uuid, "m.x", {"n": 1})] and got.news
+    assert (await world.service.keys.for_sync(bob, before, upto)).to_device  # not yet acked
+    assert not (await world.service.keys.for_sync(bob, upto, upto)).to_device
+    assert not (await world.service.keys.for_sync(bob, before, upto)).to_device  # deleted
+
+
+async def test_device_changes_are_addressed_to_room_mates(world: World) -> None:
+    alice, bob, carol = (device(await world.user("a"), "A1"), await world.user("b"),
+                         await world.user("c"))
+    await world.flow(alice, "group", bob)
+    await world.service.keys.upload(alice, {"keys": {"ed25519:A1": "x"}}, {}, {})
+    rows = await world.engine.read(db.changes_after, 0, 100_000)
+    change = rows[-1]
+    assert (change.kind, change.flow_uuid, change.subject) == ("device_keys_changed", "",
+                                                               alice.uuid)
+    assert sorted(json.loads(change.payload)["users"]) == sorted([alice.uuid, bob.uuid])
+    assert await world.service.keys.changes(bob, 0, change.position) == [alice.uuid]
+    assert await world.service.keys.changes(carol, 0, change.position) == []
+    # the same keys again are no change
+    await world.service.keys.upload(alice, {"keys": {"ed25519:A1": "x"}}, {}, {})
+    assert (await world.last_change())[0] == change.position
