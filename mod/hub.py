@@ -59,7 +59,7 @@ def recipients_extra(change: ChangeRow) -> set[str]:
 
 
 # Changes of no flow that name in their payload ("users") whom they concern.
-ADDRESSED_KINDS = frozenset({"device_keys_changed", "to_device"})
+ADDRESSED_KINDS = frozenset({"device_keys_changed", "one_time_keys_changed", "to_device"})
 
 
 def addressed(change: ChangeRow) -> list[str]:

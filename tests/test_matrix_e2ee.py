@@ -351,3 +351,21 @@ async def owner_encrypts_over_matrix(mx: Matrix, owner: Client, room: str) -> No
     put = await mx.raw("PUT", f"{V3}/rooms/{room}/state/m.room.encryption", token,
                        json={"algorithm": "m.megolm.v1.aes-sha2"})
     assert put.status_code == 200, put.text
+
+
+async def test_incremental_sync_counts_follow_uploads_and_claims(mx: Matrix) -> None:
+    alice, bob = await account(mx, "A1"), await account(mx, "B1")
+    await alice.call("POST", "/keys/upload", {"device_keys": alice.device_keys(),
+                                              "one_time_keys": {f"{OTK}:1": {"k": 1}}})
+    first = await alice.sync()
+    second = await alice.sync(first["next_batch"])
+    assert second["device_one_time_keys_count"] == {OTK: 1}
+    third = await alice.sync(second["next_batch"])  # nothing changed: no read needed
+    assert third["device_one_time_keys_count"] == {OTK: 1}
+    await bob.call("POST", "/keys/claim", {"one_time_keys": {alice.user_id: {"A1": OTK}}})
+    after_claim = await alice.sync(third["next_batch"], timeout=2000)
+    assert after_claim["device_one_time_keys_count"] == {}
+    await alice.call("POST", "/keys/upload", {"one_time_keys": {f"{OTK}:2": {"k": 2},
+                                                                f"{OTK}:3": {"k": 3}}})
+    after_upload = await alice.sync(after_claim["next_batch"])
+    assert after_upload["device_one_time_keys_count"] == {OTK: 2}

@@ -6,7 +6,9 @@ A device's identity keys changing logs a `device_keys_changed` change (no flow, 
 user) addressed in its payload to everyone who shares a flow with the user; a to-device
 message logs a `to_device` change addressed to its recipient. The hub delivers both to the
 users named, which ends their waiting /sync; the change's position orders the message and
-says when a device has acknowledged it (a /sync whose `since` is at or past it).
+says when a device has acknowledged it (a /sync whose `since` is at or past it). Uploading
+or claiming one-time keys logs `one_time_keys_changed`, addressed to the keys' owner, so a
+/sync knows when the counts it last read may be stale (`streams.DeviceKeysCache`).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class Keys:
                     ) -> dict[str, dict[str, dict[str, Any]]]:
         """One key of each device asked for (user -> device -> algorithm): a one-time key,
         handed out once, else the device's fallback key."""
-        return await self.engine.write(_claim, wanted)
+        return await self.engine.write(_claim, wanted, now())
 
     async def changes(self, caller: Caller, after: int, upto: int) -> list[str]:
         """The users sharing a flow with the caller whose devices changed in (after, upto]."""
@@ -133,16 +135,27 @@ def _upload(tx: Tx, caller: Caller, device_keys: dict[str, Any] | None,
         ks.add_one_time_keys(tx, caller.uuid, caller.device, one_time_keys, False)
     if fallback_keys:
         ks.add_one_time_keys(tx, caller.uuid, caller.device, fallback_keys, True)
+    if one_time_keys or fallback_keys:
+        _counts_changed(tx, caller.uuid, stamp)
     return ks.key_counts(tx, caller.uuid, caller.device)[0]
 
 
-def _claim(tx: Tx, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, dict[str, Any]]]:
+def _counts_changed(tx: Tx, user_uuid: str, stamp: int) -> None:
+    """Log that a user's key counts changed, so their devices' /sync read them again."""
+    db.log_change(tx, stamp, "", "one_time_keys_changed", user_uuid, user_uuid,
+                  {"users": [user_uuid]})
+
+
+def _claim(tx: Tx, wanted: dict[str, dict[str, str]], stamp: int
+           ) -> dict[str, dict[str, dict[str, Any]]]:
     claimed: dict[str, dict[str, dict[str, Any]]] = {}
     for user, devices in wanted.items():
         for device, algorithm in devices.items():
             key = ks.claim_key(tx, user, device, algorithm)
             if key is not None:
                 claimed.setdefault(user, {})[device] = {key[0]: json.loads(key[1])}
+        if user in claimed:
+            _counts_changed(tx, user, stamp)
     return claimed
 
 

@@ -37,7 +37,7 @@ from mod.protocol.matrix.errors import (
     missing_token,
     unrecognized,
 )
-from mod.protocol.matrix.streams import IDLE, Streams, UserCache
+from mod.protocol.matrix.streams import IDLE, DeviceKeysCache, Streams, UserCache
 from mod.service import Caller, Service
 
 CLIENT = "/_matrix/client"
@@ -70,6 +70,7 @@ class Matrix:
         self.hub = runtime.hub
         self.streams = Streams(runtime.hub, max(IDLE, 2 * self.settings.sync_timeout_max))
         self.users = UserCache(runtime.service)
+        self.device_keys = DeviceKeysCache()
 
 
 def matrix_of(request: Request) -> Matrix:

@@ -5,6 +5,8 @@
   whose `since` it covers takes its batch from memory, and a long-poll wakes on `event`.
   It holds at most KEEP changes; a /sync that asks for more goes to the database.
 - `UserCache`: user rows for rendering events (logins, display names), for a few seconds.
+- `DeviceKeysCache`: what each device's last /sync read of its keys found, so that a /sync
+  whose user stream shows no change of the device's keys since then skips that read.
 
 Both are only ever an optimisation: the change log stays the truth, and whatever they
 cannot answer is read from it.
@@ -16,14 +18,18 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mod.hub import Hub
-from mod.service import ChangeRow, Service, UserRow
+from mod.service import ChangeRow, Service, SyncKeys, UserRow
 
 KEEP = 512
 IDLE = 120.0
 USER_TTL = 10.0
 USER_CACHE = 20_000
+DEVICE_CACHE = 100_000
+# Changes that may alter what a device's /sync carries of its keys (`service.keys`).
+KEY_KINDS = frozenset({"to_device", "device_keys_changed", "one_time_keys_changed"})
 
 
 class UserStream:
@@ -131,3 +137,36 @@ class UserCache:
 
     def forget(self, uuid: str) -> None:
         self._rows.pop(uuid, None)
+
+
+@dataclass(slots=True, frozen=True)
+class _KeysRead:
+    since: int | None
+    upto: int
+    keys: SyncKeys
+
+
+class DeviceKeysCache:
+    """The last read of each device's keys for /sync, by (user uuid, device ID)."""
+
+    def __init__(self) -> None:
+        self._reads: dict[tuple[str, str], _KeysRead] = {}
+
+    def get(self, stream: UserStream, device: str, since: int | None, upto: int
+            ) -> SyncKeys | None:
+        """The counts a read would find now, without reading, when nothing can have changed:
+        the last read covered (since, its upto] and returned no messages or device changes,
+        and the user's stream holds every change after it, none of KEY_KINDS."""
+        last = self._reads.get((stream.user_uuid, device))
+        if (last is None or since is None or last.since is None or last.since > since
+                or last.keys.news or not stream.covers(last.upto)):
+            return None
+        if any(change.kind in KEY_KINDS for change in stream.between(last.upto, upto)):
+            return None
+        return SyncKeys([], [], last.keys.counts, last.keys.unused_fallback)
+
+    def put(self, user_uuid: str, device: str, since: int | None, upto: int,
+            keys: SyncKeys) -> None:
+        if len(self._reads) >= DEVICE_CACHE:
+            self._reads.clear()
+        self._reads[(user_uuid, device)] = _KeysRead(since, upto, keys)

@@ -83,7 +83,7 @@ async def sync(call: Call) -> SyncReply:
             query = views.SyncQuery(caller.uuid, viewer, matrix.server_name, since, upto, limit,
                                     full_state)
             result = await _batch(call, query, stream)
-            keys = await sync_keys.read(call, since, result.position)
+            keys = await sync_keys.read(call, stream, since, result.position)
             remaining = deadline - loop.time()
             if (since is None or full_state or not result.empty or keys.news or remaining <= 0
                     or matrix.hub.stopped):

@@ -7,11 +7,21 @@ from __future__ import annotations
 from mod.protocol.matrix.api import DeviceLists, Events, SyncReply
 from mod.protocol.matrix.keys import ids_of
 from mod.protocol.matrix.routing import Call
+from mod.protocol.matrix.streams import UserStream
 from mod.service import SyncKeys
 
 
-async def read(call: Call, since: int | None, upto: int) -> SyncKeys:
-    return await call.service.keys.for_sync(call.caller, since, upto)
+async def read(call: Call, stream: UserStream, since: int | None, upto: int) -> SyncKeys:
+    """The device's share of a batch covering (since, upto]: from the last read when the
+    user's stream shows nothing changed since (no database round trip), else read."""
+    caller = call.caller
+    cache = call.matrix.device_keys
+    kept = cache.get(stream, caller.device, since, upto)
+    if kept is not None:
+        return kept
+    keys = await call.service.keys.for_sync(caller, since, upto)
+    cache.put(caller.uuid, caller.device, since, upto, keys)
+    return keys
 
 
 async def add(call: Call, reply: SyncReply, keys: SyncKeys) -> SyncReply:
