@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mod.protocol.matrix.send import ENCRYPTED_TEXT
+from mod.service import ENCRYPTED_TEXT
 from tests.support import Client
 from tests.test_matrix_support import PASSWORD, SERVER_NAME, Matrix, login_name, user_id
 

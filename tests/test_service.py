@@ -16,7 +16,7 @@ from mod.config.validator import Database, Settings
 from mod.db import dbhandler as db
 from mod.db.engine import Engine
 from mod.error import ServiceError
-from mod.service import Caller, Service
+from mod.service import ENCRYPTED_TEXT, Caller, Service
 from tests.support import DATABASE_KINDS, database_uri
 
 pytestmark = pytest.mark.anyio
@@ -258,9 +258,9 @@ async def test_plaintext_stays_out_of_an_encrypted_flow(world: World) -> None:
         member, flow, 2, {"text": "plain"}))
     assert "end-to-end encrypted" in await refused(403, world.service.messages.edit(
         member, sent.value["uuid"], "changed"))
-    stored = await world.service.messages.send(member, flow, 3, {"text": "(encrypted)"},
+    stored = await world.service.messages.send(member, flow, 3, {"text": "ignored"},
                                                encrypted=True)
-    assert stored.value["text"] == "(encrypted)"
+    assert stored.value["text"] == ENCRYPTED_TEXT
     await world.service.messages.delete(member, sent.value["uuid"])  # deleting still works
     # a flow made encrypted from the start
     made = await world.service.flows.add(owner, "group", "", "", [], encryption=ENCRYPTION)

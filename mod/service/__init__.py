@@ -18,13 +18,13 @@ from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
 from mod.service.devices import Devices
 from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.keys import DeviceInfo, Keys, SyncKeys
-from mod.service.messages import MessagePage, Messages
+from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
 from mod.service.timeline import Reader, Timeline
 
 __all__ = [
-    "CONTENT_FIELDS", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "ChangeRow",
-    "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage", "MessageRow", "Reader",
-    "Service", "ServiceError", "SyncKeys", "UserRow", "public_profile",
+    "CONTENT_FIELDS", "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller",
+    "ChangeRow", "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage",
+    "MessageRow", "Reader", "Service", "ServiceError", "SyncKeys", "UserRow", "public_profile",
 ]
 
 

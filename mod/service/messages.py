@@ -21,6 +21,9 @@ from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, no
 
 CONTENT_FIELDS = db.CONTENT_FIELDS
 DELETED_TEXT = "Message deleted"
+# What MTP reads for an end-to-end encrypted message, which it cannot decrypt (PROTOCOL.md).
+ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
+                  "Matrix client of its room")
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,7 +46,10 @@ class Messages:
                    ) -> Committed[db.MessageRow]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
-        `encrypted` one (Matrix ciphertext) goes into an end-to-end encrypted flow."""
+        `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
+        into an end-to-end encrypted flow."""
+        if encrypted:
+            content = {"text": ENCRYPTED_TEXT}
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
                             *(content.get(field, "") for field in CONTENT_FIELDS))

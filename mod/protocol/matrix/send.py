@@ -23,9 +23,6 @@ from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call, route, validate
 
 ENCRYPTED = "m.room.encrypted"
-# What an MTP client reads for a Matrix message it cannot decrypt (PROTOCOL.md).
-ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
-                  "Matrix client of its room")
 
 
 def _extra(call: Call, **more: Any) -> dict[str, Any]:
@@ -59,11 +56,12 @@ async def send(call: Call) -> EventIdReply:
 
 
 async def _encrypted(call: Call, flow: str, content: dict[str, Any]) -> EventIdReply:
-    """Ciphertext, stored whole and relayed as it came; MTP shows ENCRYPTED_TEXT instead."""
+    """Ciphertext, stored whole and relayed as it came; MTP reads the service's
+    ENCRYPTED_TEXT instead."""
     if not isinstance(content.get("algorithm"), str):
         raise MatrixError(400, Code.BAD_JSON, "m.room.encrypted needs an algorithm")
     stored = await call.service.messages.send(
-        call.caller, flow, 0, {"text": ENCRYPTED_TEXT}, txn=call.param("txnId"),
+        call.caller, flow, 0, {}, txn=call.param("txnId"),
         extra=_extra(call, content=content, type=ENCRYPTED), encrypted=True)
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
 
