@@ -369,3 +369,19 @@ async def test_incremental_sync_counts_follow_uploads_and_claims(mx: Matrix) -> 
                                                                 f"{OTK}:3": {"k": 3}}})
     after_upload = await alice.sync(after_claim["next_batch"])
     assert after_upload["device_one_time_keys_count"] == {OTK: 2}
+
+
+async def test_logging_out_ends_the_device_as_on_synapse(mx: Matrix) -> None:
+    alice = await account(mx, "STAY")
+    leaving = await account(mx, "LEAVING", alice.login)
+    await leaving.call("POST", "/keys/upload", {"device_keys": leaving.device_keys()})
+    await alice.call("PUT", "/devices/LEAVING", {"display_name": "old phone"})
+    await leaving.call("POST", "/logout", {})
+    queried = await alice.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert queried["device_keys"][alice.user_id] == {}
+    assert [d["device_id"] for d in (await alice.call("GET", "/devices"))["devices"]] == [
+        "STAY"]
+    await alice.call("POST", "/logout/all", {})
+    again = await account(mx, "NEW", alice.login)
+    assert [d["device_id"] for d in (await again.call("GET", "/devices"))["devices"]] == [
+        "NEW"]

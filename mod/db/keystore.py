@@ -75,16 +75,25 @@ def devices_of(tx: Tx, user_uuids: Sequence[str]) -> list[tuple[str, str, str, s
     return list(found.values())
 
 
-def delete_device(tx: Tx, user_uuid: str, device_id: str) -> int:
-    """Forget a device: its row, keys, waiting messages and tokens. How many tokens it had."""
+def delete_device(tx: Tx, user_uuid: str, device_id: str, tokens: bool = True) -> bool:
+    """Forget a device: its row, keys, waiting messages and (unless `tokens` is False) its
+    tokens. Whether it had a row (it had made itself known beyond a token)."""
     mine = AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)
-    tx.execute(Delete(Device.sqlmeta.table, where=mine))
+    had = tx.execute(Delete(Device.sqlmeta.table, where=mine)) > 0
     tx.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
         OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id)))
     tx.execute(Delete(ToDevice.sqlmeta.table, where=AND(
         ToDevice.q.user_uuid == user_uuid, ToDevice.q.device_id == device_id)))
-    return int(tx.execute(Delete(Token.sqlmeta.table, where=AND(
-        Token.q.user_uuid == user_uuid, Token.q.device == device_id))))
+    if tokens:
+        tx.execute(Delete(Token.sqlmeta.table, where=AND(Token.q.user_uuid == user_uuid,
+                                                         Token.q.device == device_id)))
+    return had
+
+
+def device_ids(tx: Tx, user_uuid: str) -> list[str]:
+    """The devices of a user that have a row."""
+    return [row[0] for row in tx.all(Select(Device.q.device_id,
+                                            where=Device.q.user_uuid == user_uuid))]
 
 
 # -- one-time and fallback keys ---------------------------------------------------------------

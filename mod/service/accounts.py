@@ -15,9 +15,11 @@ from loguru import logger
 from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
+from mod.db import keystore as ks
 from mod.db.engine import ChangeRow, Engine, Tx
 from mod.error import ServiceError
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now
+from mod.service.keys import forget_devices
 
 MAX_USERNAME = 256
 TOKEN_CACHE_SIZE = 100_000
@@ -152,6 +154,8 @@ class Accounts:
             db.revoke_token(tx, caller.token_hash)
             db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
                           {"token": caller.token_hash})
+            if caller.device:
+                forget_devices(tx, caller.uuid, [caller.device], now())
 
         await self.engine.write(revoke)
 
@@ -246,6 +250,7 @@ class Accounts:
 def _revoke_all(tx: Tx, user_uuid: str) -> None:
     db.revoke_user_tokens(tx, user_uuid)
     db.log_change(tx, now(), "", "tokens_revoked", user_uuid, user_uuid, {})
+    forget_devices(tx, user_uuid, ks.device_ids(tx, user_uuid), now())
 
 
 def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:

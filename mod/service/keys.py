@@ -124,6 +124,13 @@ class Keys:
         return found
 
 
+def forget_devices(tx: Tx, user_uuid: str, device_ids: list[str], stamp: int) -> None:
+    """Logging a device out ends it, as on Synapse: its keys and waiting messages go, and the
+    user's room-mates hear of the change (the tokens are the caller's business)."""
+    if any([ks.delete_device(tx, user_uuid, device, tokens=False) for device in device_ids]):
+        _device_changed(tx, user_uuid, stamp)
+
+
 def _upload(tx: Tx, caller: Caller, device_keys: dict[str, Any] | None,
             one_time_keys: dict[str, Any], fallback_keys: dict[str, Any], stamp: int
             ) -> dict[str, int]:
