@@ -124,9 +124,15 @@ def restore(database: Database, source: Path) -> str:
     if target.exists():
         refuse_if_served(database)
     partial = target.with_name(target.name + ".restoring")
+    with source.open("rb") as head:
+        if head.read(16) != b"SQLite format 3\x00":
+            raise CliError(f"{source} is not an SQLite database")
     try:
         with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
-            src.execute("PRAGMA quick_check").fetchone()
+            if src.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                raise CliError(f"{source} is damaged (PRAGMA quick_check fails)")
+            if not src.execute("SELECT 1 FROM sqlite_master WHERE name = 'users'").fetchone():
+                raise CliError(f"{source} holds no Morelia Server database")
             partial.unlink(missing_ok=True)
             with contextlib.closing(sqlite3.connect(partial)) as dst:
                 src.backup(dst)
