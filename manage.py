@@ -7,12 +7,14 @@ Run `python manage.py --help` for the commands. The original server's forms work
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from mod import log_handler
 from mod.cli import admin, backup
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
@@ -310,6 +312,9 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
         version = admin.schema_version(database)
     if version is not None and version > schema.CURRENT:
         raise CliError(str(schema.too_new(version)))
+    # The server's log set-up for uvicorn's lines here too (a reloader's, a supervisor's),
+    # instead of uvicorn's own format; a function resolves standard error at each line.
+    log_handler.setup_logging(settings.logging, lambda line: sys.stderr.write(line))
     uvicorn.run(
         "server:app",
         app_dir=str(ROOT),
@@ -323,6 +328,7 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
         ws_ping_interval=settings.server.ping_interval,
         ws_ping_timeout=settings.server.ping_timeout,
         ws_per_message_deflate=settings.server.compression,
+        log_config=None,
     )
 
 

@@ -150,7 +150,11 @@ def build_app(settings: Settings | None = None) -> Starlette:
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
-    app.state.settings = settings or _settings()
+    if settings is None:
+        settings = _settings()
+        # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
+        setup_logging(settings.logging)
+    app.state.settings = settings
     return app
 
 
