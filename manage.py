@@ -7,18 +7,21 @@ Run `python manage.py --help` for the commands. The original server's forms work
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mod.cli import admin
+from mod import log_handler
+from mod.cli import admin, backup
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
 from mod.config.config import ConfigError, load_settings
+from mod.db import schema
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -102,7 +105,9 @@ def db_create() -> None:
     """Create every table in the configured database (safe to repeat)."""
     settings = load()
     with Database(settings, create=True) as database:
-        created, present = admin.create_tables(database)
+        created, present, outcome = admin.create_tables(database)
+    if outcome.steps:
+        click.echo(_upgraded(outcome))
     if created:
         click.echo(f"Created {len(created)} tables in {database.uri}: {', '.join(created)}.")
         if present:
@@ -127,6 +132,97 @@ def db_delete(yes: bool) -> None:
                           "flow and message?", abort=True)
         dropped = admin.drop_tables(database)
     click.echo(f"Dropped {len(dropped)} tables in {database.uri}: {', '.join(dropped)}.")
+
+
+# -- schema versions and backups ---------------------------------------------------------------
+
+
+def _upgraded(outcome: schema.Outcome) -> str:
+    steps = ", ".join(f"{step.version} ({step.summary})" for step in outcome.steps)
+    kept = f"; the version {outcome.before} file was copied to {outcome.backup}" \
+        if outcome.backup else ""
+    return f"Upgraded from schema version {outcome.before} to {outcome.after}: {steps}{kept}."
+
+
+@db_group.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+def db_migrate(dry_run: bool) -> None:
+    """Upgrade the database to this code's schema version, step by step.
+
+    The server does the same when it starts. On SQLite the file is copied first, beside it,
+    as FILE.vN.bak (N: the version before). A fresh database is created at the current
+    version.
+    """
+    settings = load()
+    with Database(settings, create=not dry_run) as database:
+        outcome = admin.migrate(database, dry_run)
+    if outcome.before is None:
+        verb = "Would create" if dry_run else "Created"
+        click.echo(f"{verb} the tables in {database.uri} at schema version {outcome.after}.")
+    elif not outcome.steps:
+        click.echo(f"{database.uri} is at schema version {outcome.before}, this code's; "
+                   "nothing to do.")
+    elif dry_run:
+        steps = "".join(f"\n  {step.version}: {step.summary}" for step in outcome.steps)
+        click.echo(f"{database.uri} is at schema version {outcome.before}; migrate would "
+                   f"upgrade it to {outcome.after}:{steps}")
+    else:
+        click.echo(_upgraded(outcome))
+
+
+@db_group.command("version")
+def db_version() -> None:
+    """Print the database's schema version and this code's.
+
+    Exit status 0 when they match, 3 when the database needs `db migrate` (or has no tables
+    yet), 1 when it was made by a newer server.
+    """
+    settings = load()
+    with Database(settings) as database:
+        version = admin.schema_version(database)
+    if version is None:
+        click.echo(f"{database.uri} has no tables yet; this code's schema version is "
+                   f"{schema.CURRENT}.")
+        click.get_current_context().exit(3)
+    click.echo(f"{database.uri}: schema version {version}; this code's: {schema.CURRENT}.")
+    if version > schema.CURRENT:
+        raise CliError(str(schema.too_new(version)))
+    if version < schema.CURRENT:
+        click.echo("Upgrade it with `python manage.py db migrate` (the server does so when "
+                   "it starts).")
+        click.get_current_context().exit(3)
+
+
+@db_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(file: Path) -> None:
+    """Copy a consistent snapshot of the database to FILE, while servers run.
+
+    SQLite: through SQLite's online backup, into a new SQLite file. PostgreSQL: with
+    pg_dump (custom format) when it is on PATH; otherwise the command to run is printed
+    and the exit status is 1.
+    """
+    settings = load()
+    with Database(settings) as database:
+        click.echo(backup.backup(database, file))
+
+
+@db_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def db_restore(file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE (asks first).
+
+    Refused while any server process uses the database: each running server refreshes a
+    row in the `heartbeats` table every 5 s; one seen in the last 15 s counts as running.
+    SQLite: FILE is copied into place. PostgreSQL: pg_restore (or psql for a plain SQL
+    dump) restores it into the configured database, best an empty one.
+    """
+    settings = load()
+    with Database(settings, create=True) as database:
+        if not yes:
+            click.confirm(f"Replace everything in {database.uri} with {file}?", abort=True)
+        click.echo(backup.restore(database, file))
 
 
 def _account_options(fn: Any) -> Any:
@@ -213,6 +309,12 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
     # Reach the database first: a server that cannot would stop with a traceback instead.
     with Database(settings, create=True) as database:
         admin.existing_tables(database)
+        version = admin.schema_version(database)
+    if version is not None and version > schema.CURRENT:
+        raise CliError(str(schema.too_new(version)))
+    # The server's log set-up for uvicorn's lines here too (a reloader's, a supervisor's),
+    # instead of uvicorn's own format; a function resolves standard error at each line.
+    log_handler.setup_logging(settings.logging, lambda line: sys.stderr.write(line))
     uvicorn.run(
         "server:app",
         app_dir=str(ROOT),
@@ -226,6 +328,7 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
         ws_ping_interval=settings.server.ping_interval,
         ws_ping_timeout=settings.server.ping_timeout,
         ws_per_message_deflate=settings.server.compression,
+        log_config=None,
     )
 
 

@@ -22,7 +22,7 @@ from mod import __version__
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
 from mod.controller import MTPController
-from mod.db import dbhandler
+from mod.db import heartbeat, schema
 from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
@@ -48,21 +48,35 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
         probe(settings.database.uri)
+        _check_schema(settings)
     except ConfigError as exc:
         print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except DatabaseUnreachable as exc:
         print(f"Morelia Server cannot start: [DATABASE] URI: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except schema.SchemaError as exc:
+        print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     return settings
+
+
+def _check_schema(settings: Settings) -> None:
+    """Refuse a database made by a newer server before serving anything (SchemaError)."""
+    engine = Engine(settings.database)
+    try:
+        schema.pending(schema.current_version(engine))
+    finally:
+        engine.stop()
 
 
 async def _open(settings: Settings) -> Runtime:
     engine = Engine(settings.database)
+    # Before the writer starts: an upgrade holds the database's write lock while it runs.
+    outcome = await asyncio.to_thread(schema.migrate, engine)
+    if outcome.created:
+        logger.info("created tables: {}", ", ".join(outcome.created))
     engine.start(asyncio.get_running_loop())
-    created = await engine.write(dbhandler.create_tables)
-    if created:
-        logger.info("created tables: {}", ", ".join(created))
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
@@ -81,6 +95,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     runtime = await _open(settings)
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
+    alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
     if not attach(settings.server, runtime.hub):
         logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
@@ -89,6 +104,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         purge.cancel()
+        alive.cancel()
+        await asyncio.gather(alive, return_exceptions=True)
         await runtime.hub.stop()
         runtime.service.close()
         runtime.engine.stop()
@@ -133,7 +150,11 @@ def build_app(settings: Settings | None = None) -> Starlette:
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
-    app.state.settings = settings or _settings()
+    if settings is None:
+        settings = _settings()
+        # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
+        setup_logging(settings.logging)
+    app.state.settings = settings
     return app
 
 

@@ -119,6 +119,10 @@ class Database:
         """One committed transaction. Arguments are positional: the engine takes no keywords."""
         return self._run(fn.__name__, lambda: self.engine.write_sync(fn, *args))
 
+    def run(self, name: str, call: Callable[[], T]) -> T:
+        """Any database work (`call`), its failure turned into one line."""
+        return self._run(name, call)
+
     def _run(self, name: str, call: Callable[[], T]) -> T:
         try:
             return call()

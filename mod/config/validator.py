@@ -93,11 +93,17 @@ class Logging(BaseModel):
     file: str = ""
     rotation: str = "10 MB"
     retention: str = "10 days"
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Matrix(BaseModel):

@@ -45,7 +45,7 @@ class Flow(SQLObject):
     # "<smaller uuid>:<larger uuid>" for chats, so one pair of users has at most one chat.
     chat_key = StringCol(length=90, default=None, unique=True)
     # Joined only by invitation and seen only by members (chats are so by nature). Added
-    # after the first release: `dbhandler.create_tables` adds it to older databases.
+    # in schema version 2 (mod.db.schema).
     invite_only = BoolCol(notNone=True, default=False)
 
 
@@ -134,4 +134,19 @@ class Change(SQLObject):
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
 
 
-TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change)
+class Heartbeat(SQLObject):
+    """A running server process, refreshed every few seconds: restores refuse while any is
+    fresh. Added in schema version 4 (mod.db.schema)."""
+
+    class sqlmeta:
+        table = "heartbeats"
+
+    process = StringCol(length=64, notNone=True, unique=True)
+    host = UnicodeCol(notNone=True, default="")
+    pid = BigIntCol(notNone=True, default=0)
+    time_started = BigIntCol(notNone=True)
+    time_seen = BigIntCol(notNone=True)
+
+
+TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
+                                       Heartbeat)
