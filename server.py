@@ -125,7 +125,7 @@ async def status_page(request: Request) -> HTMLResponse:
     )
 
 
-def build_app(settings: Settings | None = None) -> Starlette:
+def build_app() -> Starlette:
     routes: list[BaseRoute] = [
         Route("/", status_page),
         WebSocketRoute("/ws", websocket_endpoint),
@@ -133,7 +133,7 @@ def build_app(settings: Settings | None = None) -> Starlette:
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
-    app.state.settings = settings or _settings()
+    app.state.settings = _settings()
     return app
 
 
