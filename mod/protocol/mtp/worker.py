@@ -277,7 +277,10 @@ def _push_tail(event: str) -> str:
     return json.dumps(tail, separators=(",", ":"))[1:]
 
 
-@lru_cache(maxsize=1024)
+# The hub hands each change to all its recipients in a row, so remembering the last frame
+# renders each change once (1,000 renders for a 1,000-member flow without it); remembering
+# more would only pin frames, each as large as the change.
+@lru_cache(maxsize=1)
 def push_frame(change: ChangeRow) -> str:
     """The get_update-shaped frame that tells members of one committed change.
 
