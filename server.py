@@ -75,9 +75,6 @@ async def _open(settings: Settings) -> Runtime:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     setup_logging(settings.logging)
-    # Database threads hold the GIL while they turn rows into Python objects; a short switch
-    # interval hands it back to the event loop sooner, so one large read delays others less.
-    sys.setswitchinterval(0.001)
     runtime = await _open(settings)
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
