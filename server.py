@@ -89,9 +89,6 @@ async def _open(settings: Settings) -> Runtime:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     setup_logging(settings.logging)
-    # Database threads hold the GIL while they turn rows into Python objects; a short switch
-    # interval hands it back to the event loop sooner, so one large read delays others less.
-    sys.setswitchinterval(0.001)
     runtime = await _open(settings)
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
@@ -142,7 +139,7 @@ async def status_page(request: Request) -> HTMLResponse:
     )
 
 
-def build_app(settings: Settings | None = None) -> Starlette:
+def build_app() -> Starlette:
     routes: list[BaseRoute] = [
         Route("/", status_page),
         WebSocketRoute("/ws", websocket_endpoint),
@@ -150,10 +147,9 @@ def build_app(settings: Settings | None = None) -> Starlette:
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
-    if settings is None:
-        settings = _settings()
-        # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
-        setup_logging(settings.logging)
+    settings = _settings()
+    # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
+    setup_logging(settings.logging)
     app.state.settings = settings
     return app
 

@@ -104,7 +104,7 @@ class _Reconnecting:
         failures = 0
         while True:
             try:
-                await self._listen(self._subscribed)
+                await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -138,7 +138,8 @@ class _Reconnecting:
         if position > 0:
             self._on_hint(position)
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
+        """Connect and subscribe, call `_subscribed`, then relay hints until the link fails."""
         raise NotImplementedError
 
 
@@ -148,7 +149,7 @@ class RedisBroker(_Reconnecting):
     name = "redis broker"
     shared = True
 
-    def __init__(self, uri: str, channel: str, check_interval: float = 5.0) -> None:
+    def __init__(self, uri: str, channel: str, check_interval: float) -> None:
         super().__init__(uri, check_interval)
         self.channel = channel
         self._pending = 0
@@ -212,12 +213,12 @@ class RedisBroker(_Reconnecting):
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
         client = self._client()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await asyncio.wait_for(pubsub.subscribe(self.channel), 3.0)
-            subscribed()
+            self._subscribed()
             heard = time.monotonic()
             pinged = heard
             while True:
@@ -259,7 +260,7 @@ class PostgresBroker(_Reconnecting):
     shared = True
 
     def __init__(self, uri: str, channel: str, engine: Engine,
-                 check_interval: float = 5.0) -> None:
+                 check_interval: float) -> None:
         super().__init__(uri, check_interval)
         if not engine.postgres:
             raise ValueError("[BROKER] URI postgres:// needs [DATABASE] URI on PostgreSQL too")
@@ -281,14 +282,14 @@ class PostgresBroker(_Reconnecting):
             self.engine.before_commit = None
         await super().stop()
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
         import psycopg
 
         connection = await asyncio.wait_for(
             psycopg.AsyncConnection.connect(libpq_uri(self.uri), autocommit=True), 5.0)
         try:
             await connection.execute(f"LISTEN {self.channel}")
-            subscribed()
+            self._subscribed()
             while True:
                 async for notify in connection.notifies(timeout=self.check_interval):
                     self._hint(notify.payload)

@@ -3,7 +3,9 @@
 SQLObject has no asyncio support and its connections belong to one thread each, so every
 statement runs on a thread of this module and the event loop only awaits futures. Writes go
 through a single writer thread: concurrent writes are committed together in one transaction,
-each inside its own savepoint so that one failing request never undoes another's work.
+and one failing request never undoes another's work: on PostgreSQL each runs in a savepoint;
+on SQLite, where a savepoint costs more than the job, a job that fails before changing a row
+is simply dropped, and one that fails after it rolls the batch back and the others run again.
 """
 
 from __future__ import annotations

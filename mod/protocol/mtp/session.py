@@ -6,14 +6,15 @@ its answer, and nothing else. Only once a request that authenticates has asked f
 changes; `"push": false` unbinds it. Pushes that arrive while a request is being handled are
 held until its answer is queued, so an answer always precedes the push of the change it made.
 
-Everything the server sends on a connection — responses and pushes, in order — goes through
-one bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender
-task that exists only while there is something to send. Pushes are put in the outbox without
-ever waiting, so a client that stops reading slows nobody: once its outbox is full it is
-disconnected (close code 1008, or an abort when it cannot even take a close frame) and its
-outbox is dropped. Dead peers are found by the server's websocket pings; a connection whose
-peer accepts no bytes for a whole sweep interval is aborted by the sweeper below, because a
-graceful close never finishes on a socket nobody drains.
+Everything the server sends on a connection — responses and pushes, in order — goes through one
+bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender task,
+started with the first frame, that lives as long as the connection and sleeps while the outbox
+is empty (cheaper than a task per burst). Pushes are put in the outbox without ever waiting, so
+a client that stops reading slows nobody: once its outbox is full it is disconnected (close
+code 1008, or an abort when it cannot even take a close frame) and its outbox is dropped. Dead
+peers are found by the server's websocket pings; a connection whose peer accepts no bytes for a
+whole sweep interval is aborted by the sweeper below, because a graceful close never finishes
+on a socket nobody drains.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ TRANSPORT_KEY = "morelia.transport"
 # a client that sends many requests back to back is answered as fast as it reads, in order,
 # and its answers never fill the outbox; only pushes, which never wait, can.
 READ_AHEAD = 32
+FLUSH_TIMEOUT = 2.0  # how long a stopping server waits for a connection's outbox to empty
 
 
 class RateLimit:
@@ -221,9 +223,9 @@ class MTPSession:
             await self._flush()
             await self._close(CLOSE_RESTARTING, "Server restarting")
 
-    async def _flush(self, timeout: float = 2.0) -> None:
-        """Wait (a bounded time) until everything queued has been handed to the transport."""
-        deadline = time.monotonic() + timeout
+    async def _flush(self) -> None:
+        """Wait (at most FLUSH_TIMEOUT) until everything queued is handed to the transport."""
+        deadline = time.monotonic() + FLUSH_TIMEOUT
         while (self.outbox or (self._sender is not None and not self._sender.done()
                                and self._waiter is None)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
