@@ -127,8 +127,9 @@ class MTPController:
             kind = "error"
         return worker.error(kind, code, detail)
 
-    async def handle(self, frame: str | bytes) -> Handled:
+    async def handle(self, frame: str | bytes, address: str = "") -> Handled:
         """The response to one frame, the caller it authenticated as, and its push wish.
+        `address` is the client's, for the service's count of failed logins.
 
         Every frame is answered: a failure nobody foresaw is a 500 answer, not a closed
         connection."""
@@ -139,11 +140,12 @@ class MTPController:
             return Handled(self.refuse(frame, 500, "The server failed to read this request"))
         if isinstance(request, Response):
             return Handled(request)
-        response, caller = await self._answer(request)
+        response, caller = await self._answer(request, address)
         push = request.meta.push if request.meta is not None and caller is not None else None
         return Handled(response, caller, push)
 
-    async def _answer(self, request: Request) -> tuple[Response, Caller | None]:
+    async def _answer(self, request: Request, address: str
+                      ) -> tuple[Response, Caller | None]:
         echo = request.type
         version = _version(request.jsonapi.version)
         low, high = self.versions
@@ -155,7 +157,7 @@ class MTPController:
         try:
             public = worker.PUBLIC.get(request.type)
             if public is not None:
-                return await public(self.service, request)
+                return await public(self.service, request, address)
             method = worker.AUTHENTICATED.get(request.type)
             if method is None:
                 return worker.error(echo, 405, f"Unknown method {request.type!r}"), None

@@ -37,7 +37,7 @@ MEMBER_CACHE = 20_000
 YIELD_EVERY = 64
 
 
-MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left"})
+MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left", "flow_deleted"})
 
 
 class Listener(Protocol):
@@ -55,6 +55,13 @@ def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
     if change.kind in ("flow_left", "flow_invited", "invite_declined"):
         return {change.subject}
+    if change.kind == "flow_deleted":  # its members have left it: tell who they were
+        try:
+            users = json.loads(change.payload).get("users")
+        except (ValueError, AttributeError):
+            return set()
+        return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
+            else set()
     return set()
 
 
@@ -326,6 +333,8 @@ class Hub:
                 members.add(change.subject)
             elif change.kind == "flow_left":
                 members.discard(change.subject)
+            elif change.kind == "flow_deleted":
+                members = set()
         return self._remember(flow_uuid, members)
 
     def _remember(self, flow_uuid: str, members: set[str]) -> set[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 
@@ -36,6 +37,7 @@ from mod.service import Caller, ChangeRow
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
 CLOSE_RESTARTING = 1012
+CLOSE_LOCKED = 1008
 TRANSPORT_KEY = "morelia.transport"
 # The reader takes the next request only while fewer frames than this wait in the outbox, so
 # a client that sends many requests back to back is answered as fast as it reads, in order,
@@ -91,6 +93,8 @@ class MTPSession:
         "_sender",
         "_swept",
         "_waiter",
+        "address",
+        "caller_uuid",
         "closing",
         "controller",
         "handling",
@@ -117,6 +121,9 @@ class MTPSession:
         self.settings = settings
         self.user_uuid = ""  # the user whose pushes this connection takes; "" for none
         self.token_hash = ""
+        self.caller_uuid = ""  # whom the last authenticated request came from
+        client = websocket.scope.get("client")
+        self.address: str = client[0] if client else ""
         self.push = False
         self.handling = False
         self.held: list[str] = []
@@ -180,7 +187,7 @@ class MTPSession:
             return True
         self.handling = True
         try:
-            handled = await self.controller.handle(frame)
+            handled = await self.controller.handle(frame, self.address)
         finally:
             self.handling = False
         if handled.caller is not None and not self.closing:
@@ -199,6 +206,7 @@ class MTPSession:
     def _bind(self, caller: Caller, push: bool | None) -> None:
         """Take the caller's pushes from now on if this connection asked for them."""
         self.token_hash = caller.token_hash
+        self.caller_uuid = caller.uuid
         if push is not None:
             self.push = push
         listening = caller.uuid if self.push else ""
@@ -355,6 +363,36 @@ def _unrenderable(change: ChangeRow, exc: BaseException) -> None:
         _skipped_position = change.position
         logger.warning("change {} ({}) cannot be pushed and is skipped: {}", change.position,
                        change.kind, type(exc).__name__)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _locking(change: ChangeRow) -> bool:
+    try:
+        return json.loads(change.payload).get("locked") is True
+    except (ValueError, AttributeError):
+        return False
+
+
+def close_locked(changes: list[ChangeRow]) -> None:
+    """A hub observer: close every connection of a user an operator locked, lockstep ones
+    too (their next request would fail anyway)."""
+    instance = Sweeper._instance
+    if instance is None:
+        return
+    locked = {change.actor for change in changes
+              if change.kind == "tokens_revoked" and _locking(change)}
+    if not locked:
+        return
+    for session in list(instance.sessions):
+        if session.caller_uuid in locked and not session.closing:
+            logger.info("closing a connection of locked user {}", session.caller_uuid)
+            session._drop()
+            task = asyncio.get_running_loop().create_task(
+                session._close(CLOSE_LOCKED, "Account locked"))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
 
 
 def open_sessions() -> int:
