@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any, NamedTuple
 
 from loguru import logger
 from pydantic import ValidationError
 
+from mod import metrics
 from mod.config.validator import Protocol
 from mod.error import ServiceError
 from mod.protocol.mtp import worker
@@ -139,8 +141,12 @@ class MTPController:
             logger.exception("reading a frame failed")
             return Handled(self.refuse(frame, 500, "The server failed to read this request"))
         if isinstance(request, Response):
+            metrics.mtp_answered("error", request.errors.code, 0.0)
             return Handled(request)
+        started = time.perf_counter()
         response, caller = await self._answer(request, address)
+        method = request.type if request.type in worker.METHODS else "other"
+        metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)
         push = request.meta.push if request.meta is not None and caller is not None else None
         return Handled(response, caller, push)
 

@@ -18,12 +18,14 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
 from loguru import logger
 
+from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
@@ -111,6 +113,7 @@ class Hub:
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._members: dict[str, set[str]] = {}
         self._local: list[ChangeRow] = []
+        self._local_since = 0.0  # when the oldest undelivered local commit was made
         self._hinted = 0
         self._catch_up = False
         self._paused = False
@@ -194,6 +197,8 @@ class Hub:
 
     def committed(self, changes: list[ChangeRow]) -> None:
         """Changes this process just committed (called on the event loop, in commit order)."""
+        if not self._local:
+            self._local_since = time.perf_counter()
         self._local.extend(changes)
         if self.broker.shared:
             self.broker.publish(changes[-1].position)
@@ -242,6 +247,7 @@ class Hub:
                     except BaseException:
                         self._catch_up = True  # the rest is read back from the log
                         raise
+                    metrics.DELIVERY_LAG.observe(time.perf_counter() - self._local_since)
                     continue
                 self._hinted = max(self._hinted, batch[-1].position)
             if not (self._catch_up or self._hinted > self.position):

@@ -34,6 +34,10 @@ class RegistrationTokenRow(TypedDict):
     time_created: int
 
 
+def ping(tx: Tx) -> None:
+    tx.one("SELECT 1")
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from mod import metrics
 from mod.config.validator import Server
 from mod.controller import MTPController
 from mod.hub import Hub
@@ -312,6 +313,7 @@ class MTPSession:
             drained.set_result(None)
 
     def _too_slow(self) -> None:
+        metrics.DROPPED_SLOW.inc()
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
                        "queued; user {})", len(self.outbox), self.queued_bytes,
                        self.user_uuid or "-")
@@ -441,6 +443,7 @@ class Sweeper:
                 if not session.sweep() and session.transport is not None:
                     logger.warning("aborting a connection whose peer took no data for {:.0f} s "
                                    "(user {})", self.interval, session.user_uuid or "-")
+                    metrics.DROPPED_SLOW.inc()
                     session._drop()
                     session.transport.abort()
                     self.sessions.discard(session)

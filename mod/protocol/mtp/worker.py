@@ -308,3 +308,5 @@ def push_frame(change: ChangeRow) -> str:
               "detail": change.kind.replace("_", " ")}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
+
+METHODS = frozenset({*PUBLIC, *AUTHENTICATED})
