@@ -241,7 +241,8 @@ class Hub:
         while True:
             if self._local:
                 batch, self._local = self._local, []
-                if not self.broker.shared or batch[0].position <= self.position + 1:
+                # A gap before it: another process (manage.py, another worker) committed.
+                if batch[0].position <= self.position + 1:
                     try:
                         await self._dispatch(batch)
                     except BaseException:
@@ -379,4 +380,6 @@ def hub_for(settings: Settings, engine: Engine) -> Hub:
                        "made through another worker are only found by polling the change log "
                        "every second; set [BROKER] URI to redis:// or postgres://", workers)
         return Hub(engine, MemoryBroker(shared=True), poll_interval=1.0)
-    return Hub(engine, broker)
+    # Polled all the same: manage.py's changes (a locked user, a deleted flow) come from
+    # another process.
+    return Hub(engine, broker, poll_interval=settings.broker.check_interval)
