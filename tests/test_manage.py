@@ -24,7 +24,8 @@ from mod.db import dbhandler
 from mod.db.engine import Engine
 from tests.support import ROOT, Client, ServerProcess, free_port
 
-ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes"]
+ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
+              "registration_tokens"]
 
 
 @pytest.fixture
