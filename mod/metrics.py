@@ -16,9 +16,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
+
+disable_created_metrics()  # *_created samples: noise for counters that start with the process
 
 CONNECTIONS = Gauge("morelia_open_connections", "Open client connections (MTP websockets, "
                     "HTTP requests in progress)", ["protocol"], multiprocess_mode="livesum")
