@@ -234,3 +234,28 @@ async def test_flow_delete_tells_members(live: ServerProcess) -> None:
         await matrix.close()
         await owner.close()
     assert "Traceback" not in live.log()
+
+
+async def test_promote_takes_effect_on_a_running_server(live: ServerProcess) -> None:
+    owner = await Client.connect(live.url)
+    await owner.register(unique_login("owner"))
+    carol = await Client.connect(live.url)
+    await carol.register(unique_login("carol"))
+    try:
+        flow = await owner.group("rights", users=[carol.uuid])
+        sent = await owner.send(flow, "mine")
+        message = [{"uuid": sent["data"]["message"][0]["uuid"]}]
+        refused = await carol.call("delete_message", message=message)
+        assert refused["errors"]["code"] == 403  # her token check is cached now
+        ok("user", "promote", carol.login)
+
+        async def deleted() -> bool:
+            reply = await carol.call("delete_message", message=message)
+            return bool(reply["errors"]["code"] == 200)
+
+        started = time.monotonic()
+        assert await until(deleted)
+        assert time.monotonic() - started < 3  # before the 5 s token cache would expire
+    finally:
+        await owner.close()
+        await carol.close()
