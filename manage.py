@@ -16,12 +16,13 @@ import click
 
 from mod import log_handler
 from mod.cli import admin, backup
+from mod.cli import operator as ops
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
 from mod.config.config import ConfigError, load_settings
-from mod.db import schema
+from mod.db import dbhandler, operator, schema
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -282,6 +283,184 @@ def db_flow_create(title: str, info: str, flow_type: str, owner: str | None) -> 
         flow, user = admin.create_flow(database, title, info, flow_type, owner)
     click.echo(f"Created the {flow_type} {title!r} owned by {user['login']!r}:", err=True)
     click.echo(flow["uuid"])
+
+
+# -- accounts, flows and registration tokens --------------------------------------------------
+
+
+@cli.group("user")
+def user_group() -> None:
+    """List, lock, unlock and reset accounts; grant or take superuser rights.
+
+    Changes reach running servers within [BROKER] CHECK_INTERVAL seconds.
+    """
+
+
+@user_group.command("list")
+def user_list() -> None:
+    """List the accounts: login, username, created, superuser, locked."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        users = database.read(operator.all_users)
+    click.echo(f"{'LOGIN':<24} {'USERNAME':<24} {'CREATED (UTC)':<16} SUPERUSER LOCKED")
+    for row in users:
+        click.echo(f"{row['login']:<24} {row['username']:<24} {ops.when(row['time_created']):<16} "
+                   f"{'yes' if row['is_superuser'] else 'no':<9} "
+                   f"{'yes' if row['locked'] else 'no'}")
+
+
+@user_group.command("lock")
+@click.argument("login")
+def user_lock(login: str) -> None:
+    """Lock an account: revoke every token, close its connections, refuse its logins.
+
+    Its messages stay. `user unlock` lets it log in again.
+    """
+    settings = load()
+    with Database(settings) as database:
+        revoked = ops.lock(database, login, True)
+    click.echo(f"User {login!r} locked; {revoked} tokens revoked.")
+
+
+@user_group.command("unlock")
+@click.argument("login")
+def user_unlock(login: str) -> None:
+    """Let a locked account log in again."""
+    settings = load()
+    with Database(settings) as database:
+        ops.lock(database, login, False)
+    click.echo(f"User {login!r} unlocked.")
+
+
+@user_group.command("reset-password")
+@click.argument("login")
+@click.option("--password", "-p", help="The new password (prompted, hidden, if not given).")
+def user_reset_password(login: str, password: str | None) -> None:
+    """Set a new password; every token of the account is revoked."""
+    settings = load()
+    with Database(settings) as database:
+        ops.user(database, login)  # before the prompt, not after it
+        if password is None:
+            password = click.prompt("New password", hide_input=True, confirmation_prompt=True,
+                                    type=str)
+        revoked = ops.reset_password(database, login, password)
+    click.echo(f"Password of {login!r} reset; {revoked} tokens revoked.")
+
+
+@user_group.command("promote")
+@click.argument("login")
+def user_promote(login: str) -> None:
+    """Give an account superuser rights."""
+    settings = load()
+    with Database(settings) as database:
+        ops.set_superuser(database, login, True)
+    click.echo(f"User {login!r} is a superuser.")
+
+
+@user_group.command("demote")
+@click.argument("login")
+def user_demote(login: str) -> None:
+    """Take superuser rights from an account."""
+    settings = load()
+    with Database(settings) as database:
+        ops.set_superuser(database, login, False)
+    click.echo(f"User {login!r} is no longer a superuser.")
+
+
+@cli.group("flow")
+def flow_group() -> None:
+    """List flows and their members; delete a flow."""
+
+
+@flow_group.command("list")
+def flow_list() -> None:
+    """List the flows: uuid, type, members, private, title."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        flows = database.read(operator.all_flows)
+    click.echo(f"{'UUID':<40} {'TYPE':<8} {'MEMBERS':>7} {'PRIVATE':<7} TITLE")
+    for row in flows:
+        click.echo(f"{row['uuid']:<40} {row['type']:<8} {len(row['users']):>7} "
+                   f"{'yes' if row['private'] else 'no':<7} {row['title']}")
+
+
+@flow_group.command("members")
+@click.argument("uuid")
+def flow_members(uuid: str) -> None:
+    """List a flow's members: login and username (the owner marked)."""
+    settings = load()
+    with Database(settings) as database:
+        found = ops.flow(database, uuid)
+        users = {row["uuid"]: row for row in database.read(dbhandler.users_by_uuid,
+                                                           found["users"])}
+    for member in found["users"]:
+        row = users.get(member)
+        if row is not None:
+            owner = " (owner)" if member == found["owner"] else ""
+            click.echo(f"{row['login']}\t{row['username']}{owner}")
+
+
+@flow_group.command("delete")
+@click.argument("uuid")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def flow_delete(uuid: str, yes: bool) -> None:
+    """Delete a flow with its messages; its members are told (MTP push, Matrix leave)."""
+    settings = load()
+    with Database(settings) as database:
+        found = ops.flow(database, uuid)
+        if not yes:
+            click.confirm(f"Delete the {found['type']} {found['title']!r} with its "
+                          f"{len(found['users'])} members' messages?", abort=True)
+        ops.delete_flow(database, uuid)
+    click.echo(f"Flow {uuid} deleted.")
+
+
+@cli.group("registration-token")
+def token_group() -> None:
+    """Tokens that let people register while [SECURITY] REGISTRATION = token."""
+
+
+@token_group.command("create")
+@click.option("--uses", type=click.IntRange(min=1), help="How many registrations it allows "
+              "[default: any number].")
+@click.option("--expires", type=click.FloatRange(min=0, min_open=True), metavar="DAYS",
+              help="Days until it expires [default: never].")
+@click.option("--token", help="The token itself [default: 16 random letters and digits].")
+def token_create(uses: int | None, expires: float | None, token: str | None) -> None:
+    """Create a registration token and print it."""
+    settings = load()
+    with Database(settings) as database:
+        made = ops.create_token(database, token, uses, expires)
+    if settings.security.registration != "token":
+        click.echo(f"note: [SECURITY] REGISTRATION is {settings.security.registration}; "
+                   "tokens are asked for only when it is token", err=True)
+    click.echo(made["token"])
+
+
+@token_group.command("list")
+def token_list() -> None:
+    """List the registration tokens: token, uses, allowed, expires."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        tokens = database.read(operator.registration_tokens)
+    click.echo(f"{'TOKEN':<24} {'USES':>5} {'ALLOWED':>7} EXPIRES (UTC)")
+    for row in tokens:
+        allowed = "-" if row["uses_allowed"] is None else str(row["uses_allowed"])
+        expires = ops.when(row["expires"]) if row["expires"] else "never"
+        click.echo(f"{row['token']:<24} {row['uses']:>5} {allowed:>7} {expires}")
+
+
+@token_group.command("delete")
+@click.argument("token")
+def token_delete(token: str) -> None:
+    """Delete a registration token."""
+    settings = load()
+    with Database(settings) as database:
+        ops.delete_token(database, token)
+    click.echo(f"Registration token {token!r} deleted.")
 
 
 # -- server -----------------------------------------------------------------------------------

@@ -26,9 +26,10 @@ from mod.db import heartbeat, schema
 from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
+from mod.monitor import Instrument, health, metrics_page
 from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession, TransportAccess, open_sessions
+from mod.protocol.mtp.session import MTPSession, TransportAccess, close_locked, open_sessions
 from mod.service import Service
 from mod.stopping import attach
 
@@ -80,6 +81,7 @@ async def _open(settings: Settings) -> Runtime:
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
+    hub.observers.append(close_locked)
     await hub.start()
     controller = MTPController(service, settings.protocol)
     return Runtime(settings, engine, service, hub, controller, time.monotonic())
@@ -141,12 +143,16 @@ async def status_page(request: Request) -> HTMLResponse:
 
 def build_app() -> Starlette:
     routes: list[BaseRoute] = [
-        Route("/", status_page),
+        Route("/status", status_page),
+        Route("/", status_page),  # until a web client takes "/"
+        Route("/health", health),
+        Route("/metrics", metrics_page),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
+                    middleware=[Middleware(Instrument), Middleware(TransportAccess),
+                                Middleware(MatrixCORS)])
     settings = _settings()
     # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
     setup_logging(settings.logging)

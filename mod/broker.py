@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from loguru import logger
 
+from mod import metrics
 from mod.config.validator import Broker as BrokerSettings
 from mod.db.engine import Engine, Tx
 
@@ -114,6 +115,7 @@ class _Reconnecting:
                     self.connected.clear()
                     logger.warning("{} lost ({}): {}; reconnecting", self.name,
                                    _redact(self.uri), reason)
+                    metrics.BROKER_RECONNECTS.inc()
                 delay = min(BACKOFF_FIRST * 2 ** failures, BACKOFF_MAX)
                 failures += 1
                 if failures > 1 or not self._ever_connected:

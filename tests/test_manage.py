@@ -25,7 +25,7 @@ from mod.db.engine import Engine
 from tests.support import ROOT, Client, ServerProcess, free_port
 
 ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
-              "heartbeats"]
+              "heartbeats", "registration_tokens"]
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_db_delete_asks_first(env: dict[str, str]) -> None:
     refused = run("--db", "delete", input="n\n")
     assert refused.exit_code == 1 and "Aborted" in refused.output
     assert "Drop 9 tables" in refused.output
-    assert len(read(uri, dbhandler.existing_tables)) == 9
+    assert len(read(uri, dbhandler.existing_tables)) == len(ALL_TABLES)
     accepted = ok("--db", "delete", input="y\n")
     assert "Dropped 9 tables" in accepted.output
     assert read(uri, dbhandler.existing_tables) == []

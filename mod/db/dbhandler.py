@@ -44,6 +44,7 @@ class UserRow(TypedDict):
     time_created: int
     deleted: bool
     password_hash: str
+    locked: bool
 
 
 class FlowRow(TypedDict):
@@ -125,7 +126,7 @@ def drop_tables(tx: Tx) -> list[str]:
 _USER_COLUMNS = (
     User.q.uuid, User.q.login, User.q.username, User.q.bio, User.q.avatar, User.q.email,
     User.q.is_bot, User.q.is_superuser, User.q.token_ttl, User.q.time_created, User.q.deleted,
-    User.q.password_hash,
+    User.q.password_hash, User.q.locked,
 )
 
 
@@ -134,6 +135,7 @@ def _user(row: Sequence[Any]) -> UserRow:
         uuid=row[0], login=row[1], username=row[2], bio=row[3], avatar=row[4], email=row[5],
         is_bot=bool(row[6]), is_superuser=bool(row[7]), token_ttl=int(row[8]),
         time_created=int(row[9]), deleted=bool(row[10]), password_hash=row[11],
+        locked=bool(row[12]),
     )
 
 
@@ -146,7 +148,7 @@ def create_user(tx: Tx, uuid: str, login: str, password_hash: str, username: str
         "uuid": uuid, "login": login, "login_key": login, "password_hash": password_hash,
         "username": username, "bio": "", "avatar": "", "email": email, "is_bot": False,
         "is_superuser": is_superuser, "token_ttl": token_ttl, "time_created": now,
-        "deleted": False,
+        "deleted": False, "locked": False,
     }))
     return user_by_uuid(tx, uuid)
 

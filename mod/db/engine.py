@@ -29,6 +29,7 @@ from sqlobject.converters import sqlrepr
 from sqlobject.dbconnection import DBConnection
 from sqlobject.sqlbuilder import Insert, SQLExpression
 
+from mod import metrics
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
 
@@ -416,6 +417,7 @@ class Engine:
     def _run_batch(self, batch: list[_Job]) -> None:
         changes: list[ChangeRow] = []
         pending = batch
+        started = time.perf_counter()
         try:
             while pending:
                 tx = self._thread_tx()
@@ -431,6 +433,8 @@ class Engine:
                     self.before_commit(tx)
                 tx.execute("COMMIT")
                 changes = tx.changes
+                metrics.BATCH_SIZE.observe(len(pending))
+                metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 break
         except Exception as exc:
             changes = []

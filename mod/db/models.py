@@ -30,6 +30,9 @@ class User(SQLObject):
     token_ttl = BigIntCol(notNone=True)
     time_created = BigIntCol(notNone=True)
     deleted = BoolCol(notNone=True, default=False)
+    # Locked by an operator (`manage.py user lock`): no logins, no tokens. Added after the
+    # first release: `dbhandler.create_tables` adds it to older databases.
+    locked = BoolCol(notNone=True, default=False)
 
 
 class Flow(SQLObject):
@@ -148,5 +151,18 @@ class Heartbeat(SQLObject):
     time_seen = BigIntCol(notNone=True)
 
 
+class RegistrationToken(SQLObject):
+    """A token that lets one register while `[SECURITY] REGISTRATION = token`."""
+
+    class sqlmeta:
+        table = "registration_tokens"
+
+    token = StringCol(length=64, notNone=True, unique=True)
+    uses_allowed = BigIntCol(default=None)  # NULL: any number of uses
+    uses = BigIntCol(notNone=True, default=0)
+    expires = BigIntCol(notNone=True, default=0)  # 0: never
+    time_created = BigIntCol(notNone=True)
+
+
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
-                                       Heartbeat)
+                                       Heartbeat, RegistrationToken)

@@ -30,7 +30,8 @@ from mod.protocol.mtp.api import (
 from mod.service import CONTENT_FIELDS, Caller, ChangeRow, Credentials, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
-PublicMethod = Callable[[Service, Request], Awaitable[tuple[Response, Caller]]]
+# Public methods also take the client's address (failed logins are counted per address).
+PublicMethod = Callable[[Service, Request, str], Awaitable[tuple[Response, Caller]]]
 
 
 def _jsonapi() -> JsonapiOut:
@@ -122,16 +123,20 @@ def _credentials(signed_in: Credentials) -> UserOut:
 # -- public methods ---------------------------------------------------------------------------
 
 
-async def register_user(service: Service, request: Request) -> tuple[Response, Caller]:
+async def register_user(service: Service, request: Request, address: str
+                        ) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
     signed_in = await service.accounts.register(user.login or "", user.password or "",
-                                                user.username or "", user.email or "")
+                                                user.username or "", user.email or "",
+                                                registration_token=user.registration_token)
     return respond(request.type, 201, user=[_credentials(signed_in)]), signed_in.caller
 
 
-async def authentication(service: Service, request: Request) -> tuple[Response, Caller]:
+async def authentication(service: Service, request: Request, address: str
+                         ) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
-    signed_in = await service.accounts.login(user.login or "", user.password or "")
+    signed_in = await service.accounts.login(user.login or "", user.password or "",
+                                             address=address)
     return respond(request.type, 200, user=[_credentials(signed_in)]), signed_in.caller
 
 
@@ -267,7 +272,7 @@ AUTHENTICATED: dict[str, Method] = {
 PUSH_EVENTS = frozenset({
     "message_sent", "message_edited", "message_deleted",
     "flow_created", "flow_joined", "flow_left", "flow_changed",
-    "flow_invited", "invite_declined",
+    "flow_invited", "invite_declined", "flow_deleted",
 })
 
 
@@ -305,3 +310,5 @@ def push_frame(change: ChangeRow) -> str:
               "detail": change.kind.replace("_", " ")}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
+
+METHODS = frozenset({*PUBLIC, *AUTHENTICATED})
