@@ -313,3 +313,41 @@ def make_broker(settings: BrokerSettings, engine: Engine) -> Broker:
         return PostgresBroker(uri, settings.channel, engine, settings.check_interval)
     raise ValueError(f"[BROKER] URI: no broker for {uri.split(':', 1)[0]}://")
 
+
+
+class CommandHints:
+    """Hints for changes a command outside the servers commits (manage.py), so that running
+    servers act on them at once rather than at their next poll of the change log."""
+
+    def __init__(self, settings: BrokerSettings, engine: Engine) -> None:
+        self.uri = settings.uri
+        self.channel = settings.channel
+        self.position = 0
+        if self.uri.startswith(("postgres://", "postgresql://")) and engine.postgres \
+                and CHANNEL_RE.match(self.channel):
+            engine.before_commit = self._notify_in
+        elif self.uri.startswith(("redis://", "rediss://")):
+            engine.before_commit = self._remember
+
+    def _notify_in(self, tx: Tx) -> None:
+        tx.execute(f"SELECT pg_notify('{self.channel}', '{tx.changes[-1].position}')")
+
+    def _remember(self, tx: Tx) -> None:
+        self.position = tx.changes[-1].position
+
+    def committed(self) -> None:
+        """Publish the hint of the last commit (Redis: after it, as the servers do)."""
+        position, self.position = self.position, 0
+        if not position:
+            return
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.uri, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                client.publish(self.channel, str(position))
+            finally:
+                client.close()
+        except redis.RedisError as exc:
+            logger.warning("cannot tell running servers of change {} through the broker ({}); "
+                           "they find it at their next poll", position, exc)

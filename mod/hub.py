@@ -380,6 +380,6 @@ def hub_for(settings: Settings, engine: Engine) -> Hub:
                        "made through another worker are only found by polling the change log "
                        "every second; set [BROKER] URI to redis:// or postgres://", workers)
         return Hub(engine, MemoryBroker(shared=True), poll_interval=1.0)
-    # Polled all the same: manage.py's changes (a locked user, a deleted flow) come from
-    # another process.
-    return Hub(engine, broker, poll_interval=settings.broker.check_interval)
+    # Polled all the same, every second at most: manage.py's changes (a locked user, a deleted
+    # flow) come from another process, and with no broker nothing else tells of them.
+    return Hub(engine, broker, poll_interval=min(1.0, settings.broker.check_interval))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import websockets
 
 from mod.db import dbhandler
-from tests.support import Client, ServerProcess, unique_login, write_database
+from tests.support import REDIS_URI, Client, ServerProcess, unique_login, write_database
 from tests.test_manage import fails, ok, run
 from tests.test_push import drain
 
@@ -259,3 +260,28 @@ async def test_promote_takes_effect_on_a_running_server(live: ServerProcess) -> 
     finally:
         await owner.close()
         await carol.close()
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+async def test_a_lock_reaches_a_running_server_at_once(broker: str, env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """Not at the server's next safety-net poll of the log (an hour here): with a shared
+    broker manage.py sends a hint, and with none a server checks the log every second."""
+    if broker == "redis" and not REDIS_URI:
+        pytest.skip("MORELIA_TEST_REDIS_URI unset")
+    if broker == "redis" and not env["MORELIA_DATABASE_URI"].startswith("postgres"):
+        pytest.skip("a shared broker is for servers on PostgreSQL")
+    env = {**env, "MORELIA_BROKER_CHECK_INTERVAL": "3600",
+           "MORELIA_BROKER_URI": REDIS_URI if broker == "redis" else "memory://",
+           "MORELIA_BROKER_CHANNEL": f"morelia_test_{uuid.uuid4().hex[:10]}"}
+    with ServerProcess(tmp_path, env=env) as server:
+        name = unique_login("locked")
+        client = await Client.connect(server.url)
+        await client.register(name, push=True)
+        started = time.monotonic()
+        with pytest.MonkeyPatch.context() as patch:
+            for key in ("MORELIA_BROKER_URI", "MORELIA_BROKER_CHANNEL"):
+                patch.setenv(key, env[key])
+            ok("user", "lock", name)
+        assert await closed_code(client, timeout=8) == 1008
+        assert time.monotonic() - started < 5
