@@ -7,18 +7,22 @@ Run `python manage.py --help` for the commands. The original server's forms work
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mod.cli import admin
+from mod import log_handler
+from mod.cli import admin, backup
+from mod.cli import operator as ops
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
 from mod.config.config import ConfigError, load_settings
+from mod.db import dbhandler, operator, schema
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -102,7 +106,9 @@ def db_create() -> None:
     """Create every table in the configured database (safe to repeat)."""
     settings = load()
     with Database(settings, create=True) as database:
-        created, present = admin.create_tables(database)
+        created, present, outcome = admin.create_tables(database)
+    if outcome.steps:
+        click.echo(_upgraded(outcome))
     if created:
         click.echo(f"Created {len(created)} tables in {database.uri}: {', '.join(created)}.")
         if present:
@@ -127,6 +133,97 @@ def db_delete(yes: bool) -> None:
                           "flow and message?", abort=True)
         dropped = admin.drop_tables(database)
     click.echo(f"Dropped {len(dropped)} tables in {database.uri}: {', '.join(dropped)}.")
+
+
+# -- schema versions and backups ---------------------------------------------------------------
+
+
+def _upgraded(outcome: schema.Outcome) -> str:
+    steps = ", ".join(f"{step.version} ({step.summary})" for step in outcome.steps)
+    kept = f"; the version {outcome.before} file was copied to {outcome.backup}" \
+        if outcome.backup else ""
+    return f"Upgraded from schema version {outcome.before} to {outcome.after}: {steps}{kept}."
+
+
+@db_group.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+def db_migrate(dry_run: bool) -> None:
+    """Upgrade the database to this code's schema version, step by step.
+
+    The server does the same when it starts. On SQLite the file is copied first, beside it,
+    as FILE.vN.bak (N: the version before). A fresh database is created at the current
+    version.
+    """
+    settings = load()
+    with Database(settings, create=not dry_run) as database:
+        outcome = admin.migrate(database, dry_run)
+    if outcome.before is None:
+        verb = "Would create" if dry_run else "Created"
+        click.echo(f"{verb} the tables in {database.uri} at schema version {outcome.after}.")
+    elif not outcome.steps:
+        click.echo(f"{database.uri} is at schema version {outcome.before}, this code's; "
+                   "nothing to do.")
+    elif dry_run:
+        steps = "".join(f"\n  {step.version}: {step.summary}" for step in outcome.steps)
+        click.echo(f"{database.uri} is at schema version {outcome.before}; migrate would "
+                   f"upgrade it to {outcome.after}:{steps}")
+    else:
+        click.echo(_upgraded(outcome))
+
+
+@db_group.command("version")
+def db_version() -> None:
+    """Print the database's schema version and this code's.
+
+    Exit status 0 when they match, 3 when the database needs `db migrate` (or has no tables
+    yet), 1 when it was made by a newer server.
+    """
+    settings = load()
+    with Database(settings) as database:
+        version = admin.schema_version(database)
+    if version is None:
+        click.echo(f"{database.uri} has no tables yet; this code's schema version is "
+                   f"{schema.CURRENT}.")
+        click.get_current_context().exit(3)
+    click.echo(f"{database.uri}: schema version {version}; this code's: {schema.CURRENT}.")
+    if version > schema.CURRENT:
+        raise CliError(str(schema.too_new(version)))
+    if version < schema.CURRENT:
+        click.echo("Upgrade it with `python manage.py db migrate` (the server does so when "
+                   "it starts).")
+        click.get_current_context().exit(3)
+
+
+@db_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(file: Path) -> None:
+    """Copy a consistent snapshot of the database to FILE, while servers run.
+
+    SQLite: through SQLite's online backup, into a new SQLite file. PostgreSQL: with
+    pg_dump (custom format) when it is on PATH; otherwise the command to run is printed
+    and the exit status is 1.
+    """
+    settings = load()
+    with Database(settings) as database:
+        click.echo(backup.backup(database, file))
+
+
+@db_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def db_restore(file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE (asks first).
+
+    Refused while any server process uses the database: each running server refreshes a
+    row in the `heartbeats` table every 5 s; one seen in the last 15 s counts as running.
+    SQLite: FILE is copied into place. PostgreSQL: pg_restore (or psql for a plain SQL
+    dump) restores it into the configured database, best an empty one.
+    """
+    settings = load()
+    with Database(settings, create=True) as database:
+        if not yes:
+            click.confirm(f"Replace everything in {database.uri} with {file}?", abort=True)
+        click.echo(backup.restore(database, file))
 
 
 def _account_options(fn: Any) -> Any:
@@ -188,6 +285,184 @@ def db_flow_create(title: str, info: str, flow_type: str, owner: str | None) -> 
     click.echo(flow["uuid"])
 
 
+# -- accounts, flows and registration tokens --------------------------------------------------
+
+
+@cli.group("user")
+def user_group() -> None:
+    """List, lock, unlock and reset accounts; grant or take superuser rights.
+
+    Changes reach running servers within [BROKER] CHECK_INTERVAL seconds.
+    """
+
+
+@user_group.command("list")
+def user_list() -> None:
+    """List the accounts: login, username, created, superuser, locked."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        users = database.read(operator.all_users)
+    click.echo(f"{'LOGIN':<24} {'USERNAME':<24} {'CREATED (UTC)':<16} SUPERUSER LOCKED")
+    for row in users:
+        click.echo(f"{row['login']:<24} {row['username']:<24} {ops.when(row['time_created']):<16} "
+                   f"{'yes' if row['is_superuser'] else 'no':<9} "
+                   f"{'yes' if row['locked'] else 'no'}")
+
+
+@user_group.command("lock")
+@click.argument("login")
+def user_lock(login: str) -> None:
+    """Lock an account: revoke every token, close its connections, refuse its logins.
+
+    Its messages stay. `user unlock` lets it log in again.
+    """
+    settings = load()
+    with Database(settings) as database:
+        revoked = ops.lock(database, login, True)
+    click.echo(f"User {login!r} locked; {revoked} tokens revoked.")
+
+
+@user_group.command("unlock")
+@click.argument("login")
+def user_unlock(login: str) -> None:
+    """Let a locked account log in again."""
+    settings = load()
+    with Database(settings) as database:
+        ops.lock(database, login, False)
+    click.echo(f"User {login!r} unlocked.")
+
+
+@user_group.command("reset-password")
+@click.argument("login")
+@click.option("--password", "-p", help="The new password (prompted, hidden, if not given).")
+def user_reset_password(login: str, password: str | None) -> None:
+    """Set a new password; every token of the account is revoked."""
+    settings = load()
+    with Database(settings) as database:
+        ops.user(database, login)  # before the prompt, not after it
+        if password is None:
+            password = click.prompt("New password", hide_input=True, confirmation_prompt=True,
+                                    type=str)
+        revoked = ops.reset_password(database, login, password)
+    click.echo(f"Password of {login!r} reset; {revoked} tokens revoked.")
+
+
+@user_group.command("promote")
+@click.argument("login")
+def user_promote(login: str) -> None:
+    """Give an account superuser rights."""
+    settings = load()
+    with Database(settings) as database:
+        ops.set_superuser(database, login, True)
+    click.echo(f"User {login!r} is a superuser.")
+
+
+@user_group.command("demote")
+@click.argument("login")
+def user_demote(login: str) -> None:
+    """Take superuser rights from an account."""
+    settings = load()
+    with Database(settings) as database:
+        ops.set_superuser(database, login, False)
+    click.echo(f"User {login!r} is no longer a superuser.")
+
+
+@cli.group("flow")
+def flow_group() -> None:
+    """List flows and their members; delete a flow."""
+
+
+@flow_group.command("list")
+def flow_list() -> None:
+    """List the flows: uuid, type, members, private, title."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        flows = database.read(operator.all_flows)
+    click.echo(f"{'UUID':<40} {'TYPE':<8} {'MEMBERS':>7} {'PRIVATE':<7} TITLE")
+    for row in flows:
+        click.echo(f"{row['uuid']:<40} {row['type']:<8} {len(row['users']):>7} "
+                   f"{'yes' if row['private'] else 'no':<7} {row['title']}")
+
+
+@flow_group.command("members")
+@click.argument("uuid")
+def flow_members(uuid: str) -> None:
+    """List a flow's members: login and username (the owner marked)."""
+    settings = load()
+    with Database(settings) as database:
+        found = ops.flow(database, uuid)
+        users = {row["uuid"]: row for row in database.read(dbhandler.users_by_uuid,
+                                                           found["users"])}
+    for member in found["users"]:
+        row = users.get(member)
+        if row is not None:
+            owner = " (owner)" if member == found["owner"] else ""
+            click.echo(f"{row['login']}\t{row['username']}{owner}")
+
+
+@flow_group.command("delete")
+@click.argument("uuid")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def flow_delete(uuid: str, yes: bool) -> None:
+    """Delete a flow with its messages; its members are told (MTP push, Matrix leave)."""
+    settings = load()
+    with Database(settings) as database:
+        found = ops.flow(database, uuid)
+        if not yes:
+            click.confirm(f"Delete the {found['type']} {found['title']!r} with its "
+                          f"{len(found['users'])} members' messages?", abort=True)
+        ops.delete_flow(database, uuid)
+    click.echo(f"Flow {uuid} deleted.")
+
+
+@cli.group("registration-token")
+def token_group() -> None:
+    """Tokens that let people register while [SECURITY] REGISTRATION = token."""
+
+
+@token_group.command("create")
+@click.option("--uses", type=click.IntRange(min=1), help="How many registrations it allows "
+              "[default: any number].")
+@click.option("--expires", type=click.FloatRange(min=0, min_open=True), metavar="DAYS",
+              help="Days until it expires [default: never].")
+@click.option("--token", help="The token itself [default: 16 random letters and digits].")
+def token_create(uses: int | None, expires: float | None, token: str | None) -> None:
+    """Create a registration token and print it."""
+    settings = load()
+    with Database(settings) as database:
+        made = ops.create_token(database, token, uses, expires)
+    if settings.security.registration != "token":
+        click.echo(f"note: [SECURITY] REGISTRATION is {settings.security.registration}; "
+                   "tokens are asked for only when it is token", err=True)
+    click.echo(made["token"])
+
+
+@token_group.command("list")
+def token_list() -> None:
+    """List the registration tokens: token, uses, allowed, expires."""
+    settings = load()
+    with Database(settings) as database:
+        admin.require_tables(database)
+        tokens = database.read(operator.registration_tokens)
+    click.echo(f"{'TOKEN':<24} {'USES':>5} {'ALLOWED':>7} EXPIRES (UTC)")
+    for row in tokens:
+        allowed = "-" if row["uses_allowed"] is None else str(row["uses_allowed"])
+        expires = ops.when(row["expires"]) if row["expires"] else "never"
+        click.echo(f"{row['token']:<24} {row['uses']:>5} {allowed:>7} {expires}")
+
+
+@token_group.command("delete")
+@click.argument("token")
+def token_delete(token: str) -> None:
+    """Delete a registration token."""
+    settings = load()
+    with Database(settings) as database:
+        ops.delete_token(database, token)
+    click.echo(f"Registration token {token!r} deleted.")
+
+
 # -- server -----------------------------------------------------------------------------------
 
 
@@ -213,6 +488,12 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
     # Reach the database first: a server that cannot would stop with a traceback instead.
     with Database(settings, create=True) as database:
         admin.existing_tables(database)
+        version = admin.schema_version(database)
+    if version is not None and version > schema.CURRENT:
+        raise CliError(str(schema.too_new(version)))
+    # The server's log set-up for uvicorn's lines here too (a reloader's, a supervisor's),
+    # instead of uvicorn's own format; a function resolves standard error at each line.
+    log_handler.setup_logging(settings.logging, lambda line: sys.stderr.write(line))
     uvicorn.run(
         "server:app",
         app_dir=str(ROOT),
@@ -226,6 +507,7 @@ def runserver(host: str | None, port: int | None, log_level: str, use_colors: bo
         ws_ping_interval=settings.server.ping_interval,
         ws_ping_timeout=settings.server.ping_timeout,
         ws_per_message_deflate=settings.server.compression,
+        log_config=None,
     )
 
 

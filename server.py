@@ -22,13 +22,14 @@ from mod import __version__
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
 from mod.controller import MTPController
-from mod.db import dbhandler
+from mod.db import heartbeat, schema
 from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
+from mod.monitor import Instrument, health, metrics_page
 from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession, TransportAccess, open_sessions
+from mod.protocol.mtp.session import MTPSession, TransportAccess, close_locked, open_sessions
 from mod.service import Service
 from mod.stopping import attach
 
@@ -48,24 +49,39 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
         probe(settings.database.uri)
+        _check_schema(settings)
     except ConfigError as exc:
         print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except DatabaseUnreachable as exc:
         print(f"Morelia Server cannot start: [DATABASE] URI: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except schema.SchemaError as exc:
+        print(f"Morelia Server cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     return settings
+
+
+def _check_schema(settings: Settings) -> None:
+    """Refuse a database made by a newer server before serving anything (SchemaError)."""
+    engine = Engine(settings.database)
+    try:
+        schema.pending(schema.current_version(engine))
+    finally:
+        engine.stop()
 
 
 async def _open(settings: Settings) -> Runtime:
     engine = Engine(settings.database)
+    # Before the writer starts: an upgrade holds the database's write lock while it runs.
+    outcome = await asyncio.to_thread(schema.migrate, engine)
+    if outcome.created:
+        logger.info("created tables: {}", ", ".join(outcome.created))
     engine.start(asyncio.get_running_loop())
-    created = await engine.write(dbhandler.create_tables)
-    if created:
-        logger.info("created tables: {}", ", ".join(created))
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
+    hub.observers.append(close_locked)
     await hub.start()
     controller = MTPController(service, settings.protocol)
     return Runtime(settings, engine, service, hub, controller, time.monotonic())
@@ -75,12 +91,10 @@ async def _open(settings: Settings) -> Runtime:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     setup_logging(settings.logging)
-    # Database threads hold the GIL while they turn rows into Python objects; a short switch
-    # interval hands it back to the event loop sooner, so one large read delays others less.
-    sys.setswitchinterval(0.001)
     runtime = await _open(settings)
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
+    alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
     if not attach(settings.server, runtime.hub):
         logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
@@ -89,6 +103,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         purge.cancel()
+        alive.cancel()
+        await asyncio.gather(alive, return_exceptions=True)
         await runtime.hub.stop()
         runtime.service.close()
         runtime.engine.stop()
@@ -125,15 +141,22 @@ async def status_page(request: Request) -> HTMLResponse:
     )
 
 
-def build_app(settings: Settings | None = None) -> Starlette:
+def build_app() -> Starlette:
     routes: list[BaseRoute] = [
-        Route("/", status_page),
+        Route("/status", status_page),
+        Route("/", status_page),  # until a web client takes "/"
+        Route("/health", health),
+        Route("/metrics", metrics_page),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     routes.extend(matrix_routes())
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(TransportAccess), Middleware(MatrixCORS)])
-    app.state.settings = settings or _settings()
+                    middleware=[Middleware(Instrument), Middleware(TransportAccess),
+                                Middleware(MatrixCORS)])
+    settings = _settings()
+    # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
+    setup_logging(settings.logging)
+    app.state.settings = settings
     return app
 
 

@@ -2,8 +2,10 @@
 
 Starts its own servers on free loopback ports and prints one line per figure:
 
-    python bench/push_bench.py [--only latency,fanout,idle,cross] [--seconds 5]
+    python bench/push_bench.py [--only render,latency,fanout,idle,cross] [--seconds 5]
 
+render   in this process: rendering one change's push frame for 1,000 recipients, with the
+         one-frame cache of `push_frame` and without it
 latency  16 senders in one group flow, one process on SQLite: send-to-push latency p50/p99
 fanout   one message to a group of 1,000 connected members: all delivered, p50/p99
 idle     5,000 idle bound connections held by one process: server RSS per connection
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mod import lib
 from mod.config.validator import Database as DatabaseSettings
 from mod.db import dbhandler
-from mod.db.engine import Engine, Tx
+from mod.db.engine import ChangeRow, Engine, Tx
 from tests.support import POSTGRES_URI, REDIS_URI, ServerProcess, frame, postgres_database
 
 UVICORN_ARGS = ["--log-level", "warning", "--no-access-log"]
@@ -176,6 +178,28 @@ def sqlite_server(directory: Path, users: int) -> Iterator[tuple[ServerProcess,
         yield server, people, flow
 
 
+def bench_render(recipients: int = 1000, rounds: int = 5) -> None:
+    """What `Session.deliver` spends on frames when one change reaches `recipients`."""
+    from mod.protocol.mtp.worker import push_frame
+
+    message = {"uuid": "1", "client_id": 1, "text": "x" * 100, "from_user": "u",
+               "from_flow": "f", "time": 1_700_000_000, "edited_status": False}
+    figures = []
+    for name, render in (("cached", push_frame), ("uncached", push_frame.__wrapped__)):
+        runs = []
+        for number in range(rounds):
+            change = ChangeRow(number + 1, 1_700_000_000, "f", "message_sent", "u", "1",
+                               json.dumps({"message": message}))
+            started = time.perf_counter()
+            for _ in range(recipients):
+                render(change)
+            runs.append((time.perf_counter() - started) * 1000)
+        figures.append(f"{name} {statistics.median(runs):.2f} ms "
+                       f"({min(runs):.2f}-{max(runs):.2f})")
+    print(f"render: one change's push frame for {recipients} recipients, median of {rounds}: "
+          + ", ".join(figures))
+
+
 async def bench_latency(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, sqlite_server(Path(tmp), 16) as (server, people,
                                                                                flow):
@@ -289,7 +313,7 @@ async def bench_cross(seconds: float) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="latency,fanout,idle,cross")
+    parser.add_argument("--only", default="render,latency,fanout,idle,cross")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--idle", type=int, default=5000)
@@ -298,6 +322,8 @@ async def main() -> None:
     args = parser.parse_args()
     COMPRESSION["client"] = None if args.compression == "none" else "deflate"
     wanted = set(args.only.split(","))
+    if "render" in wanted:
+        bench_render()
     if "latency" in wanted:
         await bench_latency(args.seconds)
     if "fanout" in wanted:

@@ -2,7 +2,7 @@
 
     python bench/run_all.py
 
-Each script starts its own servers on free loopback ports. The cross-process push figure
+Each script starts the servers it needs on free loopback ports. The cross-process push figure
 needs MORELIA_TEST_POSTGRES_URI and MORELIA_TEST_REDIS_URI (PostgreSQL and Redis to use).
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("mtp_bench.py", "push_bench.py", "matrix_bench.py")
+SCRIPTS = ("mtp_bench.py", "push_bench.py", "matrix_bench.py", "matrix_routing_bench.py")
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from loguru import logger
 
+from mod import metrics
 from mod.config.validator import Broker as BrokerSettings
 from mod.db.engine import Engine, Tx
 
@@ -104,7 +105,7 @@ class _Reconnecting:
         failures = 0
         while True:
             try:
-                await self._listen(self._subscribed)
+                await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -114,6 +115,7 @@ class _Reconnecting:
                     self.connected.clear()
                     logger.warning("{} lost ({}): {}; reconnecting", self.name,
                                    _redact(self.uri), reason)
+                    metrics.BROKER_RECONNECTS.inc()
                 delay = min(BACKOFF_FIRST * 2 ** failures, BACKOFF_MAX)
                 failures += 1
                 if failures > 1 or not self._ever_connected:
@@ -138,7 +140,8 @@ class _Reconnecting:
         if position > 0:
             self._on_hint(position)
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
+        """Connect and subscribe, call `_subscribed`, then relay hints until the link fails."""
         raise NotImplementedError
 
 
@@ -148,7 +151,7 @@ class RedisBroker(_Reconnecting):
     name = "redis broker"
     shared = True
 
-    def __init__(self, uri: str, channel: str, check_interval: float = 5.0) -> None:
+    def __init__(self, uri: str, channel: str, check_interval: float) -> None:
         super().__init__(uri, check_interval)
         self.channel = channel
         self._pending = 0
@@ -212,12 +215,12 @@ class RedisBroker(_Reconnecting):
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
         client = self._client()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await asyncio.wait_for(pubsub.subscribe(self.channel), 3.0)
-            subscribed()
+            self._subscribed()
             heard = time.monotonic()
             pinged = heard
             while True:
@@ -259,7 +262,7 @@ class PostgresBroker(_Reconnecting):
     shared = True
 
     def __init__(self, uri: str, channel: str, engine: Engine,
-                 check_interval: float = 5.0) -> None:
+                 check_interval: float) -> None:
         super().__init__(uri, check_interval)
         if not engine.postgres:
             raise ValueError("[BROKER] URI postgres:// needs [DATABASE] URI on PostgreSQL too")
@@ -281,14 +284,14 @@ class PostgresBroker(_Reconnecting):
             self.engine.before_commit = None
         await super().stop()
 
-    async def _listen(self, subscribed: Callable[[], None]) -> None:
+    async def _listen(self) -> None:
         import psycopg
 
         connection = await asyncio.wait_for(
             psycopg.AsyncConnection.connect(libpq_uri(self.uri), autocommit=True), 5.0)
         try:
             await connection.execute(f"LISTEN {self.channel}")
-            subscribed()
+            self._subscribed()
             while True:
                 async for notify in connection.notifies(timeout=self.check_interval):
                     self._hint(notify.payload)
@@ -310,3 +313,41 @@ def make_broker(settings: BrokerSettings, engine: Engine) -> Broker:
         return PostgresBroker(uri, settings.channel, engine, settings.check_interval)
     raise ValueError(f"[BROKER] URI: no broker for {uri.split(':', 1)[0]}://")
 
+
+
+class CommandHints:
+    """Hints for changes a command outside the servers commits (manage.py), so that running
+    servers act on them at once rather than at their next poll of the change log."""
+
+    def __init__(self, settings: BrokerSettings, engine: Engine) -> None:
+        self.uri = settings.uri
+        self.channel = settings.channel
+        self.position = 0
+        if self.uri.startswith(("postgres://", "postgresql://")) and engine.postgres \
+                and CHANNEL_RE.match(self.channel):
+            engine.before_commit = self._notify_in
+        elif self.uri.startswith(("redis://", "rediss://")):
+            engine.before_commit = self._remember
+
+    def _notify_in(self, tx: Tx) -> None:
+        tx.execute(f"SELECT pg_notify('{self.channel}', '{tx.changes[-1].position}')")
+
+    def _remember(self, tx: Tx) -> None:
+        self.position = tx.changes[-1].position
+
+    def committed(self) -> None:
+        """Publish the hint of the last commit (Redis: after it, as the servers do)."""
+        position, self.position = self.position, 0
+        if not position:
+            return
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.uri, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                client.publish(self.channel, str(position))
+            finally:
+                client.close()
+        except redis.RedisError as exc:
+            logger.warning("cannot tell running servers of change {} through the broker ({}); "
+                           "they find it at their next poll", position, exc)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any, NamedTuple
 
 from loguru import logger
 from pydantic import ValidationError
 
+from mod import metrics
 from mod.config.validator import Protocol
 from mod.error import ServiceError
 from mod.protocol.mtp import worker
@@ -127,8 +129,9 @@ class MTPController:
             kind = "error"
         return worker.error(kind, code, detail)
 
-    async def handle(self, frame: str | bytes) -> Handled:
+    async def handle(self, frame: str | bytes, address: str = "") -> Handled:
         """The response to one frame, the caller it authenticated as, and its push wish.
+        `address` is the client's, for the service's count of failed logins.
 
         Every frame is answered: a failure nobody foresaw is a 500 answer, not a closed
         connection."""
@@ -138,12 +141,17 @@ class MTPController:
             logger.exception("reading a frame failed")
             return Handled(self.refuse(frame, 500, "The server failed to read this request"))
         if isinstance(request, Response):
+            metrics.mtp_answered("error", request.errors.code, 0.0)
             return Handled(request)
-        response, caller = await self._answer(request)
+        started = time.perf_counter()
+        response, caller = await self._answer(request, address)
+        method = request.type if request.type in worker.METHODS else "other"
+        metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)
         push = request.meta.push if request.meta is not None and caller is not None else None
         return Handled(response, caller, push)
 
-    async def _answer(self, request: Request) -> tuple[Response, Caller | None]:
+    async def _answer(self, request: Request, address: str
+                      ) -> tuple[Response, Caller | None]:
         echo = request.type
         version = _version(request.jsonapi.version)
         low, high = self.versions
@@ -155,7 +163,7 @@ class MTPController:
         try:
             public = worker.PUBLIC.get(request.type)
             if public is not None:
-                return await public(self.service, request)
+                return await public(self.service, request, address)
             method = worker.AUTHENTICATED.get(request.type)
             if method is None:
                 return worker.error(echo, 405, f"Unknown method {request.type!r}"), None

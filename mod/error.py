@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from http import HTTPStatus
 
 PROTOCOL_PHRASES: dict[int, str] = {
@@ -42,3 +43,19 @@ class Unavailable(ServiceError):
 
     def __init__(self, detail: str = "The database is unavailable, try again later") -> None:
         super().__init__(503, detail)
+
+
+class Locked(ServiceError):
+    """The account is locked by an operator: MTP answers 401, Matrix M_USER_DEACTIVATED."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "This account is locked")
+
+
+class Throttled(ServiceError):
+    """Too many attempts: 429, with the whole seconds to wait before trying again."""
+
+    def __init__(self, retry_after: float, what: str) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(429, f"{what}; try again in {seconds} s")
+        self.retry_after = seconds

@@ -18,12 +18,14 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
 from loguru import logger
 
+from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
@@ -37,7 +39,7 @@ MEMBER_CACHE = 20_000
 YIELD_EVERY = 64
 
 
-MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left"})
+MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left", "flow_deleted"})
 
 
 class Listener(Protocol):
@@ -55,6 +57,13 @@ def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
     if change.kind in ("flow_left", "flow_invited", "invite_declined"):
         return {change.subject}
+    if change.kind == "flow_deleted":  # its members have left it: tell who they were
+        try:
+            users = json.loads(change.payload).get("users")
+        except (ValueError, AttributeError):
+            return set()
+        return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
+            else set()
     return set()
 
 
@@ -117,6 +126,7 @@ class Hub:
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._members: dict[str, set[str]] = {}
         self._local: list[ChangeRow] = []
+        self._local_since = 0.0  # when the oldest undelivered local commit was made
         self._hinted = 0
         self._catch_up = False
         self._paused = False
@@ -200,6 +210,8 @@ class Hub:
 
     def committed(self, changes: list[ChangeRow]) -> None:
         """Changes this process just committed (called on the event loop, in commit order)."""
+        if not self._local:
+            self._local_since = time.perf_counter()
         self._local.extend(changes)
         if self.broker.shared:
             self.broker.publish(changes[-1].position)
@@ -242,12 +254,14 @@ class Hub:
         while True:
             if self._local:
                 batch, self._local = self._local, []
-                if not self.broker.shared or batch[0].position <= self.position + 1:
+                # A gap before it: another process (manage.py, another worker) committed.
+                if batch[0].position <= self.position + 1:
                     try:
                         await self._dispatch(batch)
                     except BaseException:
                         self._catch_up = True  # the rest is read back from the log
                         raise
+                    metrics.DELIVERY_LAG.observe(time.perf_counter() - self._local_since)
                     continue
                 self._hinted = max(self._hinted, batch[-1].position)
             if not (self._catch_up or self._hinted > self.position):
@@ -342,6 +356,8 @@ class Hub:
                 members.add(change.subject)
             elif change.kind == "flow_left":
                 members.discard(change.subject)
+            elif change.kind == "flow_deleted":
+                members = set()
         return self._remember(flow_uuid, members)
 
     def _remember(self, flow_uuid: str, members: set[str]) -> set[str]:
@@ -380,4 +396,6 @@ def hub_for(settings: Settings, engine: Engine) -> Hub:
                        "made through another worker are only found by polling the change log "
                        "every second; set [BROKER] URI to redis:// or postgres://", workers)
         return Hub(engine, MemoryBroker(shared=True), poll_interval=1.0)
-    return Hub(engine, broker)
+    # Polled all the same, every second at most: manage.py's changes (a locked user, a deleted
+    # flow) come from another process, and with no broker nothing else tells of them.
+    return Hub(engine, broker, poll_interval=min(1.0, settings.broker.check_interval))

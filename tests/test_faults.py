@@ -134,7 +134,7 @@ async def until(check: Any, timeout: float) -> Any:
         result = await check()
         if result or time.monotonic() > deadline:
             return result
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.redis
@@ -160,7 +160,12 @@ async def test_redis_restart_loses_nothing_and_repeats_nothing(tmp_path: Path) -
                 for number in range(5):  # committed while no hint can travel
                     reply = await alice.send(flow, f"during {number}", client_id=10 + number)
                     assert reply["errors"]["code"] == 200
-                await asyncio.sleep(1.0)  # reconnect attempts fail and back off meanwhile
+
+                async def both_retrying() -> bool:  # a reconnect attempt failed on each
+                    return all("redis broker connection attempt" in server.log()
+                               for server in (first, second))
+
+                assert await until(both_retrying, 10), "no reconnect attempt failed"
                 redis.start()  # same port
                 started = time.monotonic()
 

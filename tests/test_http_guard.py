@@ -108,7 +108,8 @@ async def test_websockets_keep_their_place_under_the_cap_until_they_close(
         guarded: ServerProcess) -> None:
     sockets = [await websockets.connect(guarded.url) for _ in range(3)]
     try:
-        # Past the head timeout an open websocket is not cut.
+        # Past the head timeout an open websocket is not cut: idling longer than the timeout
+        # (1 s) is the point, so this sleep stays.
         await asyncio.sleep(1.5)
         for ws in sockets:
             await ws.send('{"type": "ping_pong", "jsonapi": {"version": "1.0"}}')

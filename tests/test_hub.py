@@ -266,6 +266,30 @@ class Pusher(Sink):
         super().deliver(change)
 
 
+async def test_a_change_is_rendered_once_for_all_its_recipients_and_only_its_frame_is_kept(
+        ) -> None:
+    log = FakeLog()
+    log.members["f"] = [f"u{index}" for index in range(50)]
+    hub = Hub(log, MemoryBroker())  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        sinks = [Pusher(f"u{index}") for index in range(50)]
+        for sink in sinks:
+            hub.register(sink)
+        push_frame.cache_clear()
+        text = "x" * 100_000
+        hub.committed([log.add("f", payload=json.dumps({"message": {"uuid": str(n),
+                                                                     "text": text}}))
+                       for n in range(3)])
+        await settle_hub()
+        assert all(sink.got == [1, 2, 3] for sink in sinks)
+        cache = push_frame.cache_info()
+        assert cache.misses == 3 and cache.hits == 3 * 49  # rendered once per change
+        assert cache.currsize == 1  # a large frame is not kept past the next change
+    finally:
+        await hub.stop()
+
+
 @pytest.mark.parametrize("shared", [False, True])
 async def test_a_change_that_cannot_be_rendered_is_skipped_once(shared: bool) -> None:
     log = FakeLog()

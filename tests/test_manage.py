@@ -24,7 +24,9 @@ from mod.db import dbhandler
 from mod.db.engine import Engine
 from tests.support import ROOT, Client, ServerProcess, free_port
 
-ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes"]
+ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
+              "heartbeats", "registration_tokens", "devices", "one_time_keys", "to_device",
+              "cross_signing_keys", "key_backups", "backup_keys"]
 
 
 @pytest.fixture
@@ -114,7 +116,7 @@ def test_root_help_shows_each_subcommand_description() -> None:
 def test_db_create_makes_every_table_and_is_idempotent(env: dict[str, str],
                                                        form: tuple[str, ...]) -> None:
     first = ok(*form).output
-    assert first.startswith("Created 8 tables")
+    assert first.startswith(f"Created {len(ALL_TABLES)} tables")
     for name in ALL_TABLES:
         assert name in first
     assert sorted(read(env["MORELIA_DATABASE_URI"], dbhandler.existing_tables)) == \
@@ -128,10 +130,10 @@ def test_db_delete_asks_first(env: dict[str, str]) -> None:
     ok("--db", "create")
     refused = run("--db", "delete", input="n\n")
     assert refused.exit_code == 1 and "Aborted" in refused.output
-    assert "Drop 8 tables" in refused.output
-    assert len(read(uri, dbhandler.existing_tables)) == 8
+    assert f"Drop {len(ALL_TABLES)} tables" in refused.output
+    assert len(read(uri, dbhandler.existing_tables)) == len(ALL_TABLES)
     accepted = ok("--db", "delete", input="y\n")
-    assert "Dropped 8 tables" in accepted.output
+    assert f"Dropped {len(ALL_TABLES)} tables" in accepted.output
     assert read(uri, dbhandler.existing_tables) == []
     assert "nothing changed" in ok("db", "delete").output
 
@@ -140,7 +142,7 @@ def test_db_delete_asks_first(env: dict[str, str]) -> None:
 def test_db_delete_yes_skips_the_prompt(env: dict[str, str], form: tuple[str, ...]) -> None:
     ok("db", "create")
     result = ok(*form)
-    assert "[y/N]" not in result.output and "Dropped 8 tables" in result.output
+    assert "[y/N]" not in result.output and f"Dropped {len(ALL_TABLES)} tables" in result.output
     assert read(env["MORELIA_DATABASE_URI"], dbhandler.existing_tables) == []
 
 

@@ -54,7 +54,9 @@ async def test_mtp_to_matrix(mx: Matrix) -> None:
 
     # send: a long-poll already waiting wakes at once
     poll = asyncio.create_task(reader.sync(timeout=5000, since=reader.next_batch))
-    await asyncio.sleep(0.2)
+    # A round trip meanwhile, so the poll is most likely waiting when the message lands (a
+    # poll that came later would get it at once all the same).
+    await expect_ok(await owner.call("ping_pong"))
     sent_at = time.monotonic()
     reply = await expect_ok(await owner.send(flow, "hello from MTP", client_id=7))
     message = reply["data"]["message"][0]["uuid"]

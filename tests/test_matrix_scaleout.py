@@ -43,7 +43,10 @@ async def test_two_processes(tmp_path: Path) -> None:
 
             # A /sync waiting on the first process wakes for a message sent to the second.
             poll = asyncio.create_task(reader.sync(timeout=5000, since=reader.next_batch))
-            await asyncio.sleep(0.3)
+            # Round trips to both processes meanwhile, so the poll is most likely waiting
+            # when the message lands (a poll that came later would get it at once anyway).
+            assert isinstance(await reader.whoami(), nio.WhoamiResponse)
+            assert (await mtp.call("ping_pong"))["errors"]["code"] == 200
             sent_at = time.monotonic()
             assert (await mtp.send(flow, "across"))["errors"]["code"] == 200
             response = await asyncio.wait_for(poll, 5)

@@ -72,9 +72,11 @@ async def update(client: Client, since: int | None = 0) -> dict[str, Any]:
     return dict(expect_reply(reply, "get_update", 200)["data"])
 
 
-async def next_second() -> None:
-    """Sleep into the next whole second, so the next change has a later time."""
-    await asyncio.sleep(1.02 - time.time() % 1)
+async def after_second(stamp: int) -> None:
+    """Wait until the wall clock is past the whole second `stamp`, so the next change has a
+    later time: MTP times are whole seconds, and these tests are about what `time` selects."""
+    while int(time.time()) <= stamp:
+        await asyncio.sleep(0.01)
 
 
 # -- send_message -----------------------------------------------------------------------------
@@ -279,7 +281,7 @@ async def test_time_filters_of_get_update_and_all_messages(clients: Clients) -> 
     bob = await clients.user("time")
     flow = await alice.group("clock", users=[bob.uuid])
     first = await sent(alice, flow, "first", client_id=1)
-    await next_second()
+    await after_second(first["time"])
     second = await sent(bob, flow, "second", client_id=2)
     assert second["time"] > first["time"]
 
@@ -304,7 +306,7 @@ async def test_time_filters_of_get_update_and_all_messages(clients: Clients) -> 
     assert [m["uuid"] for m in messages] == [first["uuid"], second["uuid"]]
 
     # An edit is a change at its own time: the edited message comes again, edited.
-    await next_second()
+    await after_second(second["time"])
     expect_reply(await alice.call("edited_message", message=[{"uuid": first["uuid"],
                                                               "text": "first, edited"}]),
                  "edited_message", 200)

@@ -14,6 +14,7 @@ import pytest
 from mod import lib
 from mod.config.validator import Database, Settings
 from mod.db import dbhandler as db
+from mod.db import schema
 from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.service import ENCRYPTED_TEXT, Caller, Service
@@ -226,7 +227,7 @@ async def test_a_deleted_flag_is_filled_in_for_older_databases(tmp_path: Path) -
             engine.write_sync(db.insert_message, uuid, "f1", "u1", 1, {"text": "x"}, 7)
         engine.write_sync(db.update_message, "m1", "u1", {"text": "gone"}, 8, "message_deleted")
         engine.write_sync(lambda tx: tx.execute("ALTER TABLE messages DROP COLUMN deleted"))
-        engine.write_sync(db.create_tables)
+        schema.migrate(engine)
         states = {uuid: engine.read_sync(db.message_state, uuid) for uuid in ("m1", "m2")}
         assert {uuid: state[1] for uuid, state in states.items() if state} == {
             "m1": True, "m2": False}

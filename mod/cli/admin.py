@@ -9,7 +9,7 @@ from loguru import logger
 from mod import lib
 from mod.cli.common import CliError, Database
 from mod.config.validator import Settings
-from mod.db import dbhandler
+from mod.db import dbhandler, schema
 from mod.db.models import TABLES
 
 ALL_TABLES = tuple(table.sqlmeta.table for table in TABLES)
@@ -21,13 +21,31 @@ MAX_TITLE = 4096
 MAX_INFO = 65536
 
 
-def create_tables(database: Database) -> tuple[list[str], list[str]]:
-    """Create the missing tables; return (created, already there)."""
-    created = database.write(dbhandler.create_tables)
+def migrate(database: Database, dry_run: bool = False) -> schema.Outcome:
+    """Create a fresh database at the current schema version, or upgrade an older one."""
+    def run() -> schema.Outcome:
+        try:
+            return schema.migrate(database.engine, dry_run)
+        except schema.SchemaError as exc:
+            raise CliError(str(exc)) from None
+    return database.run("migrate", run)
+
+
+def schema_version(database: Database) -> int | None:
+    def run() -> int | None:
+        return schema.current_version(database.engine)
+    return database.run("schema_version", run)
+
+
+def create_tables(database: Database) -> tuple[list[str], list[str], schema.Outcome]:
+    """Create the missing tables (upgrading older ones); return (created, already there,
+    what the schema check did)."""
+    outcome = migrate(database)
+    created = outcome.created
     present = [name for name in ALL_TABLES if name not in created]
     if created:
         logger.info("tables created in {}: {}", database.uri, ", ".join(created))
-    return created, present
+    return created, present, outcome
 
 
 def existing_tables(database: Database) -> list[str]:
@@ -35,14 +53,21 @@ def existing_tables(database: Database) -> list[str]:
 
 
 def drop_tables(database: Database) -> list[str]:
-    dropped = database.write(dbhandler.drop_tables)
+    dropped = database.write(schema.drop_all)
     if dropped:
         logger.info("tables dropped in {}: {}", database.uri, ", ".join(dropped))
     return dropped
 
 
 def require_tables(database: Database) -> None:
-    """Stop with one line unless every table of the server exists."""
+    """Stop with one line unless every table of the server exists, at the current version."""
+    version = schema_version(database)
+    if version is not None and version > schema.CURRENT:
+        raise CliError(str(schema.too_new(version)))
+    if version is not None and version < schema.CURRENT:
+        raise CliError(f"the database {database.uri} is at schema version {version}, older "
+                       f"than this code ({schema.CURRENT}): upgrade it with "
+                       "`python manage.py db migrate`, or start the server")
     existing = existing_tables(database)
     missing = [name for name in ALL_TABLES if name not in existing]
     if not existing:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from loguru import logger
 
+from mod.broker import CommandHints
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
 from mod.db.engine import Engine
@@ -95,6 +96,7 @@ class Database:
             self.engine = Engine(settings.database)
         except Exception as exc:
             raise CliError(f"cannot use the database {self.uri}: {first_line(exc)}") from None
+        self.hints = CommandHints(settings.broker, self.engine)
         connection = self.engine.connection
         if connection.dbName == "sqlite" and connection.filename != ":memory:":
             path = Path(connection.filename)
@@ -117,7 +119,13 @@ class Database:
 
     def write(self, fn: Callable[..., T], *args: Any) -> T:
         """One committed transaction. Arguments are positional: the engine takes no keywords."""
-        return self._run(fn.__name__, lambda: self.engine.write_sync(fn, *args))
+        result = self._run(fn.__name__, lambda: self.engine.write_sync(fn, *args))
+        self.hints.committed()
+        return result
+
+    def run(self, name: str, call: Callable[[], T]) -> T:
+        """Any database work (`call`), its failure turned into one line."""
+        return self._run(name, call)
 
     def _run(self, name: str, call: Callable[[], T]) -> T:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,6 +68,21 @@ class Security(BaseModel):
 
     token_ttl: Positive = 30 * 24 * 3600
     token_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
+    registration: Literal["open", "token", "closed"] = "open"
+    # Failed logins: counted per (login, client address) and per address over LOGIN_WINDOW
+    # seconds; past LOGIN_FAILURES (ADDRESS_FAILURES) further tries are refused (429) until
+    # the oldest failure leaves the window. Each failure past the first waits LOGIN_DELAY
+    # seconds, doubling, at most LOGIN_DELAY_MAX, before it is answered. 0 turns a limit off.
+    login_window: Annotated[float, Field(gt=0)] = 300.0
+    login_failures: Annotated[int, Field(ge=0)] = 5
+    address_failures: Annotated[int, Field(ge=0)] = 50
+    login_delay: Annotated[float, Field(ge=0, le=10)] = 0.25
+    login_delay_max: Annotated[float, Field(ge=0, le=60)] = 2.0
+
+    @field_validator("registration", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Protocol(BaseModel):
@@ -93,11 +109,17 @@ class Logging(BaseModel):
     file: str = ""
     rotation: str = "10 MB"
     retention: str = "10 days"
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Matrix(BaseModel):
@@ -106,6 +128,27 @@ class Matrix(BaseModel):
     server_name: str = "localhost"
     base_url: str = ""
     sync_timeout_max: Annotated[float, Field(ge=0)] = 60.0
+
+
+class Metrics(BaseModel):
+    model_config = _SECTION
+
+    # Addresses or networks (CIDR) that may read /metrics, separated by commas or spaces.
+    allow: str = "127.0.0.1, ::1"
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network") from None
+        return value
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False)
+                for item in self.allow.replace(",", " ").split()]
 
 
 class Settings(BaseModel):
@@ -118,3 +161,4 @@ class Settings(BaseModel):
     protocol: Protocol = Protocol()
     logging: Logging = Logging()
     matrix: Matrix = Matrix()
+    metrics: Metrics = Metrics()

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
-from loguru import logger
 from pydantic_core import to_json
-from sqlobject import SQLObject
 from sqlobject.sqlbuilder import (
     AND,
     CONTAINSSTRING,
@@ -46,6 +44,7 @@ class UserRow(TypedDict):
     time_created: int
     deleted: bool
     password_hash: str
+    locked: bool
 
 
 class FlowRow(TypedDict):
@@ -78,53 +77,37 @@ class MessageRow(TypedDict):
 # -- schema -----------------------------------------------------------------------------------
 
 
+def table_exists(tx: Tx, name: str) -> bool:
+    """Whether the table exists, as seen by this transaction (SQLObject's `tableExists`
+    asks on a connection of its own, blind to tables made in an open transaction)."""
+    if tx.postgres:
+        sql = ("SELECT 1 FROM information_schema.tables "
+               "WHERE table_schema = current_schema() AND table_name = %s")
+    else:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return tx.one(sql, name) is not None
+
+
 def existing_tables(tx: Tx) -> list[str]:
-    return [t.sqlmeta.table for t in TABLES if tx.connection.tableExists(t.sqlmeta.table)]
+    return [t.sqlmeta.table for t in TABLES if table_exists(tx, t.sqlmeta.table)]
 
 
 def create_tables(tx: Tx) -> list[str]:
-    """Create the missing tables; return the names of those created."""
+    """Create the missing tables as the models define them; return the names of those created.
+
+    Only for a fresh database or a missing table: mod.db.schema upgrades older tables."""
     if tx.postgres:  # several processes starting at once on a fresh database take turns
         tx.execute("SELECT pg_advisory_xact_lock(7340)")
     created = []
     for table in TABLES:
         name = table.sqlmeta.table
-        if tx.connection.tableExists(name):
+        if table_exists(tx, name):
             continue
         sql, constraints = table.createTableSQL(connection=tx.connection)
         for statement in [*sql.split(";\n"), *constraints]:
             tx.execute(statement)
         created.append(name)
-    for table, column, types, fill in _ADDED_COLUMNS:
-        name = table.sqlmeta.table
-        if name not in created and column not in _column_names(tx, name):
-            tx.execute(f"ALTER TABLE {name} ADD COLUMN {column} {types[tx.db]}")
-            if fill:
-                tx.execute(fill.format(true="TRUE" if tx.postgres else "1"))
-            logger.info("column added to an older database: {}.{}", name, column)
     return created
-
-
-# Columns added after the first release: how each is added to a table made without it, and
-# the statement that fills it in from what the database already holds (or "").
-_ADDED_COLUMNS: tuple[tuple[type[SQLObject], str, dict[str, str], str], ...] = (
-    (Flow, "invite_only", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
-                           "postgres": "BOOL NOT NULL DEFAULT FALSE"}, ""),
-    (Flow, "encrypted", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
-                         "postgres": "BOOL NOT NULL DEFAULT FALSE"}, ""),
-    (Message, "deleted", {"sqlite": "BOOLEAN NOT NULL DEFAULT 0",
-                          "postgres": "BOOL NOT NULL DEFAULT FALSE"},
-     "UPDATE messages SET deleted = {true} WHERE uuid IN "
-     "(SELECT subject FROM changes WHERE kind = 'message_deleted')"),
-)
-
-
-def _column_names(tx: Tx, table: str) -> set[str]:
-    if tx.postgres:
-        rows = tx.all("SELECT column_name FROM information_schema.columns "
-                      "WHERE table_schema = current_schema() AND table_name = %s", table)
-        return {str(row[0]) for row in rows}
-    return {str(row[1]) for row in tx.all(f"PRAGMA table_info({table})")}
 
 
 def drop_tables(tx: Tx) -> list[str]:
@@ -132,7 +115,7 @@ def drop_tables(tx: Tx) -> list[str]:
     dropped = []
     for table in reversed(TABLES):
         name = table.sqlmeta.table
-        if tx.connection.tableExists(name):
+        if table_exists(tx, name):
             tx.execute(f"DROP TABLE {name}")
             dropped.append(name)
     return dropped
@@ -143,7 +126,7 @@ def drop_tables(tx: Tx) -> list[str]:
 _USER_COLUMNS = (
     User.q.uuid, User.q.login, User.q.username, User.q.bio, User.q.avatar, User.q.email,
     User.q.is_bot, User.q.is_superuser, User.q.token_ttl, User.q.time_created, User.q.deleted,
-    User.q.password_hash,
+    User.q.password_hash, User.q.locked,
 )
 
 
@@ -152,6 +135,7 @@ def _user(row: Sequence[Any]) -> UserRow:
         uuid=row[0], login=row[1], username=row[2], bio=row[3], avatar=row[4], email=row[5],
         is_bot=bool(row[6]), is_superuser=bool(row[7]), token_ttl=int(row[8]),
         time_created=int(row[9]), deleted=bool(row[10]), password_hash=row[11],
+        locked=bool(row[12]),
     )
 
 
@@ -164,7 +148,7 @@ def create_user(tx: Tx, uuid: str, login: str, password_hash: str, username: str
         "uuid": uuid, "login": login, "login_key": login, "password_hash": password_hash,
         "username": username, "bio": "", "avatar": "", "email": email, "is_bot": False,
         "is_superuser": is_superuser, "token_ttl": token_ttl, "time_created": now,
-        "deleted": False,
+        "deleted": False, "locked": False,
     }))
     return user_by_uuid(tx, uuid)
 

@@ -30,6 +30,9 @@ class User(SQLObject):
     token_ttl = BigIntCol(notNone=True)
     time_created = BigIntCol(notNone=True)
     deleted = BoolCol(notNone=True, default=False)
+    # Locked by an operator (`manage.py user lock`): no logins, no tokens. Added after the
+    # first release: `dbhandler.create_tables` adds it to older databases.
+    locked = BoolCol(notNone=True, default=False)
 
 
 class Flow(SQLObject):
@@ -45,9 +48,10 @@ class Flow(SQLObject):
     # "<smaller uuid>:<larger uuid>" for chats, so one pair of users has at most one chat.
     chat_key = StringCol(length=90, default=None, unique=True)
     # Joined only by invitation and seen only by members (chats are so by nature). Added
-    # after the first release: `dbhandler.create_tables` adds it to older databases.
+    # in schema version 2 (mod.db.schema).
     invite_only = BoolCol(notNone=True, default=False)
     # End-to-end encrypted (Matrix m.room.encryption): plaintext can no longer be posted.
+    # Added in schema version 6, with the tables of end-to-end encryption below.
     encrypted = BoolCol(notNone=True, default=False)
 
 
@@ -134,6 +138,33 @@ class Change(SQLObject):
     payload = UnicodeCol(notNone=True, default="{}")
     by_time = DatabaseIndex("time_created")
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
+
+
+class Heartbeat(SQLObject):
+    """A running server process, refreshed every few seconds: restores refuse while any is
+    fresh. Added in schema version 4 (mod.db.schema)."""
+
+    class sqlmeta:
+        table = "heartbeats"
+
+    process = StringCol(length=64, notNone=True, unique=True)
+    host = UnicodeCol(notNone=True, default="")
+    pid = BigIntCol(notNone=True, default=0)
+    time_started = BigIntCol(notNone=True)
+    time_seen = BigIntCol(notNone=True)
+
+
+class RegistrationToken(SQLObject):
+    """A token that lets one register while `[SECURITY] REGISTRATION = token`."""
+
+    class sqlmeta:
+        table = "registration_tokens"
+
+    token = StringCol(length=64, notNone=True, unique=True)
+    uses_allowed = BigIntCol(default=None)  # NULL: any number of uses
+    uses = BigIntCol(notNone=True, default=0)
+    expires = BigIntCol(notNone=True, default=0)  # 0: never
+    time_created = BigIntCol(notNone=True)
 
 
 class Device(SQLObject):
@@ -225,5 +256,5 @@ class BackupKey(SQLObject):
 
 
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
-                                       Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
-                                       BackupKey)
+                                       Heartbeat, RegistrationToken, Device, OneTimeKey,
+                                       ToDevice, CrossSigningKey, KeyBackup, BackupKey)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from loguru import logger
 
@@ -16,10 +16,12 @@ from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
+from mod.db import operator
 from mod.db.engine import ChangeRow, Engine, Tx
-from mod.error import ServiceError
-from mod.service.common import RETRY_WINDOW, Caller, Credentials, now
+from mod.error import Locked, ServiceError
+from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
+from mod.service.throttle import LoginThrottle
 
 MAX_USERNAME = 256
 TOKEN_CACHE_SIZE = 100_000
@@ -52,6 +54,7 @@ class Accounts:
         self.engine = engine
         self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
         self._tokens: dict[str, _CachedToken] = {}
+        self.throttle = LoginThrottle(settings.security)
 
     def close(self) -> None:
         self._hashing.shutdown(wait=False, cancel_futures=True)
@@ -67,8 +70,39 @@ class Accounts:
 
     # -- signing up and in -------------------------------------------------------------------
 
+    @property
+    def registration(self) -> str:
+        """Who may register: "open", "token" (with a registration token) or "closed"."""
+        return self.settings.security.registration
+
+    async def registration_token_valid(self, token: str) -> bool:
+        return await self.engine.read(operator.registration_token_valid, token, now())
+
+    async def hold_registration_token(self, session: str, token: str) -> None:
+        """Remember a valid token for a multi-step registration (Matrix user-interactive
+        authentication), in the database so any process finishes it; 403 if invalid. The
+        token is used up only when the account is made."""
+
+        def hold(tx: Tx) -> None:
+            if not operator.registration_token_valid(tx, token, now()):
+                raise ServiceError(403, "The registration token is wrong, used up or expired")
+            db.txn_store(tx, retry_key("registration-session", session), token, now())
+
+        await self.engine.write(hold)
+
+    async def held_registration_token(self, session: str) -> str | None:
+        """The token `hold_registration_token` remembered for a session, for a day."""
+        return await self.engine.read(db.txn_result, retry_key("registration-session", session),
+                                      now() - RETRY_WINDOW)
+
     async def register(self, login: str, password: str, username: str = "", email: str = "",
-                       device: str = "", superuser: bool = False) -> Credentials:
+                       device: str = "", superuser: bool = False,
+                       registration_token: str | None = None) -> Credentials:
+        mode = self.registration
+        if mode == "closed":
+            raise ServiceError(403, "Registration is closed on this server")
+        if mode == "token" and not registration_token:
+            raise ServiceError(403, "Registration on this server needs a registration token")
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
         _check_profile(username, email)
@@ -78,9 +112,14 @@ class Accounts:
         stamp = now()
 
         def create(tx: Tx) -> db.UserRow | None:
+            if registration_token is not None and mode == "token" and \
+                    not operator.registration_token_valid(tx, registration_token, stamp):
+                raise ServiceError(403, "The registration token is wrong, used up or expired")
             user = db.create_user(tx, lib.new_uuid(), login, password_hash, username or login,
                                   email, ttl, stamp, is_superuser=superuser)
             if user is not None:
+                if registration_token is not None and mode == "token":
+                    operator.use_registration_token(tx, registration_token, stamp)
                 db.add_token(tx, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
             return user
 
@@ -90,16 +129,23 @@ class Accounts:
         logger.info("user registered: {}", user["uuid"])
         return Credentials(user, token, ttl, device)
 
-    async def login(self, login: str, password: str, device: str = "") -> Credentials:
+    async def login(self, login: str, password: str, device: str = "",
+                    address: str = "") -> Credentials:
+        """Log in. `address` is the client's: failures from it are slowed, then refused."""
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
+        self.throttle.check(login, address)
         user = await self.engine.read(db.user_by_login, login)
         if user is None:
             await asyncio.get_running_loop().run_in_executor(self._hashing, lib.verify_unknown,
                                                              password)
-            raise ServiceError(401, "Wrong login or password")
-        if not await self._verify(user["password_hash"], password):
-            raise ServiceError(401, "Wrong login or password")
+            await self._failed(login, address)
+        elif not await self._verify(user["password_hash"], password):
+            await self._failed(login, address)
+        self.throttle.succeeded(login, address)
+        if user["locked"]:
+            logger.info("login refused, account locked: {}", user["uuid"])
+            raise Locked()
         ttl = user["token_ttl"] or self.settings.security.token_ttl
         token = lib.new_token()
         stamp = now()
@@ -107,6 +153,16 @@ class Accounts:
                                 stamp + ttl, device)
         logger.info("user logged in: {}", user["uuid"])
         return Credentials(user, token, ttl, device)
+
+    async def _failed(self, login: str, address: str) -> NoReturn:
+        delay = self.throttle.failed(login, address)
+        if delay:
+            await asyncio.sleep(delay)
+        raise ServiceError(401, "Wrong login or password")
+
+    async def still_valid(self, caller: Caller) -> bool:
+        """Whether the caller's token is still valid, asking the database (not the cache)."""
+        return await self.engine.read(_token_caller, caller.token_hash, now()) is not None
 
     async def authenticate(self, token: str, user_uuid: str | None = None) -> Caller:
         """The caller a token belongs to; with `user_uuid`, it must be theirs. Else 401."""
@@ -140,7 +196,9 @@ class Accounts:
     def changes_committed(self, changes: list[ChangeRow]) -> None:
         """Keep cached token checks true to revocations committed by any process."""
         for change in changes:
-            if change.kind == "tokens_revoked":
+            if change.kind == "user_changed":  # rights changed: cached checks carry them
+                self._forget_user(change.actor)
+            elif change.kind == "tokens_revoked":
                 token = json.loads(change.payload).get("token")
                 if token is None:
                     self._forget_user(change.actor)
@@ -259,6 +317,6 @@ def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:
         return None
     user_uuid, expires, device = owner
     user = db.user_by_uuid(tx, user_uuid)
-    if user is None or user["deleted"]:
+    if user is None or user["deleted"] or user["locked"]:
         return None
     return Caller(user_uuid, digest, user["is_superuser"], device), expires

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mod.db import dbhandler as db
+from mod.db import operator
 from mod.db.engine import ChangeRow, Engine, Tx
 from mod.service import rights
 from mod.service.common import Caller
@@ -97,3 +98,7 @@ class Timeline:
 
     async def counts(self) -> dict[str, int]:
         return await self.engine.read(db.counts)
+
+    async def ping(self) -> None:
+        """A trivial query: whether the database answers (GET /health)."""
+        await self.engine.read(operator.ping)

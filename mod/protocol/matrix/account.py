@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from mod.error import ServiceError
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import (
+    AuthData,
     AuthFlows,
     Available,
     BaseUrl,
@@ -24,6 +25,7 @@ from mod.protocol.matrix.api import (
     Profile,
     RegisterRequest,
     Stages,
+    Validity,
     Versions,
     WellKnown,
     WhoAmI,
@@ -33,6 +35,7 @@ from mod.protocol.matrix.routing import Call, new_device_id, route
 
 SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
 DUMMY = "m.login.dummy"
+TOKEN = "m.login.registration_token"
 
 
 @route("GET", "/_matrix/client/versions", auth=False, absolute=True)
@@ -74,7 +77,9 @@ async def login(call: Call) -> LoginReply:
     if name is None:
         raise MatrixError(403, Code.FORBIDDEN, "Wrong login or password")
     device = body.device_id or new_device_id()
-    signed_in = await call.service.accounts.login(name, body.password, device=device)
+    address = call.request.client.host if call.request.client else ""
+    signed_in = await call.service.accounts.login(name, body.password, device=device,
+                                                  address=address)
     return LoginReply(user_id=ids.user_id(signed_in.user["login"], call.server_name),
                       access_token=signed_in.token, device_id=device,
                       home_server=call.server_name)
@@ -116,21 +121,21 @@ async def register(call: Call) -> LoginReply | Response:
         raise MatrixError(403, Code.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
     if kind != "user":
         raise MatrixError(400, Code.INVALID_PARAM, f"Unknown kind {kind}")
+    accounts = call.service.accounts
+    if accounts.registration == "closed":
+        raise MatrixError(403, Code.FORBIDDEN, "Registration is closed on this server")
     body = await call.body(RegisterRequest)
     if body.username is not None:
         await _check_available(call, body.username)
-    auth = body.auth
-    if auth is None or auth.type != DUMMY:
-        flows = AuthFlows(flows=[Stages(stages=[DUMMY])], params={},
-                          session=(auth.session if auth and auth.session else new_session()))
-        if auth is not None and auth.type is not None:
-            flows.errcode, flows.error = str(Code.UNRECOGNIZED), f"Unknown stage {auth.type}"
-        return JSONResponse(flows.dump(), status_code=401)
+    token = await _authenticated(call, body.auth)
+    if isinstance(token, Response):
+        return token
     if not body.password:
         raise MatrixError(400, Code.MISSING_PARAM, "Missing field: password")
     username = body.username or f"user-{new_session()[:10].lower()}"
     device = body.device_id or new_device_id()
-    signed_in = await call.service.accounts.register(username, body.password, device=device)
+    signed_in = await accounts.register(username, body.password, device=device,
+                                        registration_token=token)
     user_id = ids.user_id(signed_in.user["login"], call.server_name)
     if body.inhibit_login:
         return LoginReply(user_id=user_id, home_server=call.server_name)
@@ -138,9 +143,47 @@ async def register(call: Call) -> LoginReply | Response:
                       home_server=call.server_name)
 
 
+async def _authenticated(call: Call, auth: AuthData | None) -> str | Response | None:
+    """User-interactive authentication of a registration: m.login.dummy when registration is
+    open; m.login.registration_token then m.login.dummy when it needs a token (the stage's
+    token is held for the session in the database, so any process finishes it). The
+    registration token once done (None when open), or the 401 telling what is left."""
+    session = auth.session if auth is not None and auth.session else None
+    stages = [DUMMY] if call.service.accounts.registration == "open" else [TOKEN, DUMMY]
+    held = None
+    if TOKEN in stages and session is not None:
+        if auth is not None and auth.type == TOKEN:
+            given = (auth.model_extra or {}).get("token")
+            if not isinstance(given, str) or not given:
+                raise MatrixError(400, Code.MISSING_PARAM, "Missing field: auth.token")
+            await call.service.accounts.hold_registration_token(session, given)
+        held = await call.service.accounts.held_registration_token(session)
+    done = [TOKEN] if held is not None else []
+    if auth is not None and auth.type == DUMMY and len(done) == len(stages) - 1:
+        return held
+    flows = AuthFlows(flows=[Stages(stages=stages)], params={}, completed=done or None,
+                      session=session or new_session())
+    if auth is not None and auth.type not in (None, DUMMY, TOKEN):
+        flows.errcode, flows.error = str(Code.UNRECOGNIZED), f"Unknown stage {auth.type}"
+    return JSONResponse(flows.dump(), status_code=401)
+
+
+@route("GET", "/_matrix/client/v1/register/m.login.registration_token/validity", auth=False,
+       absolute=True)
+async def registration_token_validity(call: Call) -> Validity:
+    """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
+    token = call.query("token")
+    if not token:
+        raise MatrixError(400, Code.MISSING_PARAM, "Missing parameter: token")
+    if call.service.accounts.registration != "token":
+        raise MatrixError(403, Code.FORBIDDEN, "This server does not register with tokens")
+    return Validity(valid=await call.service.accounts.registration_token_valid(token))
+
+
 def new_session() -> str:
-    """A user-interactive authentication session: only m.login.dummy exists, so it carries
-    nothing and any session the client names is good."""
+    """A user-interactive authentication session's ID. Only a registration token stage
+    carries anything (held in the database by session ID); any other session the client
+    names is good."""
     return new_device_id() + new_device_id()
 
 

@@ -173,6 +173,10 @@ class Stages(Reply):
     stages: list[str]
 
 
+class Validity(Reply):
+    valid: bool
+
+
 class AuthFlows(Reply):
     """The 401 body of user-interactive authentication."""
 

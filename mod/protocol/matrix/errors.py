@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mod.error import ServiceError
+from mod.error import Locked, ServiceError, Throttled
 
 
 class Code(StrEnum):
@@ -27,6 +27,7 @@ class Code(StrEnum):
     INVALID_PARAM = "M_INVALID_PARAM"
     TOO_LARGE = "M_TOO_LARGE"
     GUEST_ACCESS_FORBIDDEN = "M_GUEST_ACCESS_FORBIDDEN"
+    USER_DEACTIVATED = "M_USER_DEACTIVATED"
 
 
 class MatrixError(Exception):
@@ -64,6 +65,11 @@ REGISTER: Translation = {409: (400, Code.USER_IN_USE)}
 
 
 def from_service(exc: ServiceError, translation: Translation | None = None) -> MatrixError:
+    if isinstance(exc, Locked):
+        return MatrixError(403, Code.USER_DEACTIVATED, exc.detail)
+    if isinstance(exc, Throttled):
+        return MatrixError(429, Code.LIMIT_EXCEEDED, exc.detail,
+                           retry_after_ms=exc.retry_after * 1000)
     status, code = (translation or {}).get(exc.code) or DEFAULT.get(exc.code) or (
         500, Code.UNKNOWN)
     extra: dict[str, Any] = {"soft_logout": False} if code is Code.UNKNOWN_TOKEN else {}

@@ -35,7 +35,7 @@ KEY_KINDS = frozenset({"to_device", "device_keys_changed", "one_time_keys_change
 class UserStream:
     """The changes the hub delivered for one user, newest last."""
 
-    __slots__ = ("busy", "changes", "dropped", "event", "used", "user_uuid")
+    __slots__ = ("busy", "changes", "dropped", "event", "revocations", "used", "user_uuid")
 
     def __init__(self, user_uuid: str, position: int) -> None:
         self.user_uuid = user_uuid
@@ -45,6 +45,7 @@ class UserStream:
         self.event = asyncio.Event()
         self.used = time.monotonic()
         self.busy = 0
+        self.revocations = 0  # counts the user's token revocations: a waiting /sync rechecks
 
     def deliver(self, change: ChangeRow) -> None:
         self.changes.append(change)
@@ -53,7 +54,9 @@ class UserStream:
         self.event.set()
 
     def revoked(self, token_hash: str | None) -> None:
-        """Nothing to do: every /sync authenticates its own token."""
+        """A token of the user was revoked: a waiting /sync checks whether it was its own."""
+        self.revocations += 1
+        self.event.set()
 
     def wake(self) -> None:
         """The server is stopping: a waiting /sync answers with what it has."""

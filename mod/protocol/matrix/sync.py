@@ -75,6 +75,7 @@ async def sync(call: Call) -> SyncReply:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     stream = matrix.streams.open(caller.uuid)
+    revocations = stream.revocations
     try:
         if since is not None:
             stream.acknowledge(since)
@@ -94,6 +95,11 @@ async def sync(call: Call) -> SyncReply:
                     await asyncio.wait_for(stream.event.wait(), remaining)
                 except TimeoutError:
                     break
+                if stream.revocations != revocations:  # logged out, or locked by an operator
+                    revocations = stream.revocations
+                    if not await call.service.accounts.still_valid(caller):
+                        raise MatrixError(401, Code.UNKNOWN_TOKEN, "The access token was revoked",
+                                          soft_logout=False)
     finally:
         matrix.streams.close(stream)
     return await sync_keys.add(call, api.sync_reply(ids.token(result.position), result.rooms),

@@ -70,6 +70,8 @@ class UserIn(_In):
     auth_id: str | None = Field(default=None, max_length=256)
     token_ttl: Int64 | None = None
     time_created: Int64 | None = None
+    # register_user, when [SECURITY] REGISTRATION = token (an extension)
+    registration_token: str | None = Field(default=None, max_length=256)
 
 
 class FlowIn(_In):

@@ -6,20 +6,22 @@ its answer, and nothing else. Only once a request that authenticates has asked f
 changes; `"push": false` unbinds it. Pushes that arrive while a request is being handled are
 held until its answer is queued, so an answer always precedes the push of the change it made.
 
-Everything the server sends on a connection — responses and pushes, in order — goes through
-one bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender
-task that exists only while there is something to send. Pushes are put in the outbox without
-ever waiting, so a client that stops reading slows nobody: once its outbox is full it is
-disconnected (close code 1008, or an abort when it cannot even take a close frame) and its
-outbox is dropped. Dead peers are found by the server's websocket pings; a connection whose
-peer accepts no bytes for a whole sweep interval is aborted by the sweeper below, because a
-graceful close never finishes on a socket nobody drains.
+Everything the server sends on a connection — responses and pushes, in order — goes through one
+bounded outbox (at most `send_queue` frames and `send_queue_bytes` bytes) and one sender task,
+started with the first frame, that lives as long as the connection and sleeps while the outbox
+is empty (cheaper than a task per burst). Pushes are put in the outbox without ever waiting, so
+a client that stops reading slows nobody: once its outbox is full it is disconnected (close
+code 1008, or an abort when it cannot even take a close frame) and its outbox is dropped. Dead
+peers are found by the server's websocket pings; a connection whose peer accepts no bytes for a
+whole sweep interval is aborted by the sweeper below, because a graceful close never finishes
+on a socket nobody drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 
@@ -27,6 +29,7 @@ from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from mod import metrics
 from mod.config.validator import Server
 from mod.controller import MTPController
 from mod.hub import Hub
@@ -36,11 +39,13 @@ from mod.service import Caller, ChangeRow
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
 CLOSE_RESTARTING = 1012
+CLOSE_LOCKED = 1008
 TRANSPORT_KEY = "morelia.transport"
 # The reader takes the next request only while fewer frames than this wait in the outbox, so
 # a client that sends many requests back to back is answered as fast as it reads, in order,
 # and its answers never fill the outbox; only pushes, which never wait, can.
 READ_AHEAD = 32
+FLUSH_TIMEOUT = 2.0  # how long a stopping server waits for a connection's outbox to empty
 
 
 class RateLimit:
@@ -91,6 +96,8 @@ class MTPSession:
         "_sender",
         "_swept",
         "_waiter",
+        "address",
+        "caller_uuid",
         "closing",
         "controller",
         "handling",
@@ -117,6 +124,9 @@ class MTPSession:
         self.settings = settings
         self.user_uuid = ""  # the user whose pushes this connection takes; "" for none
         self.token_hash = ""
+        self.caller_uuid = ""  # whom the last authenticated request came from
+        client = websocket.scope.get("client")
+        self.address: str = client[0] if client else ""
         self.push = False
         self.handling = False
         self.held: list[str] = []
@@ -180,7 +190,7 @@ class MTPSession:
             return True
         self.handling = True
         try:
-            handled = await self.controller.handle(frame)
+            handled = await self.controller.handle(frame, self.address)
         finally:
             self.handling = False
         if handled.caller is not None and not self.closing:
@@ -199,6 +209,7 @@ class MTPSession:
     def _bind(self, caller: Caller, push: bool | None) -> None:
         """Take the caller's pushes from now on if this connection asked for them."""
         self.token_hash = caller.token_hash
+        self.caller_uuid = caller.uuid
         if push is not None:
             self.push = push
         listening = caller.uuid if self.push else ""
@@ -221,9 +232,9 @@ class MTPSession:
             await self._flush()
             await self._close(CLOSE_RESTARTING, "Server restarting")
 
-    async def _flush(self, timeout: float = 2.0) -> None:
-        """Wait (a bounded time) until everything queued has been handed to the transport."""
-        deadline = time.monotonic() + timeout
+    async def _flush(self) -> None:
+        """Wait (at most FLUSH_TIMEOUT) until everything queued is handed to the transport."""
+        deadline = time.monotonic() + FLUSH_TIMEOUT
         while (self.outbox or (self._sender is not None and not self._sender.done()
                                and self._waiter is None)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -304,6 +315,7 @@ class MTPSession:
             drained.set_result(None)
 
     def _too_slow(self) -> None:
+        metrics.DROPPED_SLOW.inc()
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
                        "queued; user {})", len(self.outbox), self.queued_bytes,
                        self.user_uuid or "-")
@@ -357,6 +369,36 @@ def _unrenderable(change: ChangeRow, exc: BaseException) -> None:
                        change.kind, type(exc).__name__)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _locking(change: ChangeRow) -> bool:
+    try:
+        return json.loads(change.payload).get("locked") is True
+    except (ValueError, AttributeError):
+        return False
+
+
+def close_locked(changes: list[ChangeRow]) -> None:
+    """A hub observer: close every connection of a user an operator locked, lockstep ones
+    too (their next request would fail anyway)."""
+    instance = Sweeper._instance
+    if instance is None:
+        return
+    locked = {change.actor for change in changes
+              if change.kind == "tokens_revoked" and _locking(change)}
+    if not locked:
+        return
+    for session in list(instance.sessions):
+        if session.caller_uuid in locked and not session.closing:
+            logger.info("closing a connection of locked user {}", session.caller_uuid)
+            session._drop()
+            task = asyncio.get_running_loop().create_task(
+                session._close(CLOSE_LOCKED, "Account locked"))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
 def open_sessions() -> int:
     """How many MTP connections this process holds."""
     instance = Sweeper._instance
@@ -403,6 +445,7 @@ class Sweeper:
                 if not session.sweep() and session.transport is not None:
                     logger.warning("aborting a connection whose peer took no data for {:.0f} s "
                                    "(user {})", self.interval, session.user_uuid or "-")
+                    metrics.DROPPED_SLOW.inc()
                     session._drop()
                     session.transport.abort()
                     self.sessions.discard(session)

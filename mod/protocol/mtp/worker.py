@@ -30,7 +30,8 @@ from mod.protocol.mtp.api import (
 from mod.service import CONTENT_FIELDS, Caller, ChangeRow, Credentials, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
-PublicMethod = Callable[[Service, Request], Awaitable[tuple[Response, Caller]]]
+# Public methods also take the client's address (failed logins are counted per address).
+PublicMethod = Callable[[Service, Request, str], Awaitable[tuple[Response, Caller]]]
 
 
 def _jsonapi() -> JsonapiOut:
@@ -42,7 +43,7 @@ _JSONAPI = _jsonapi()  # never changed after this, so every response can share i
 
 def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
             message: Sequence[Any] | None = None, user: Sequence[Any] | None = None,
-            push: bool = False, with_data: bool = True) -> Response:
+            with_data: bool = True) -> Response:
     stamp = int(time.time())
     data = None
     if with_data:
@@ -67,14 +68,13 @@ def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | Non
 LARGE_RESPONSE = 256
 
 
-async def respond_off_loop(kind: str, code: int, detail: str = "", **objects: Any
-                           ) -> Response:
+async def respond_off_loop(kind: str, code: int, **objects: Any) -> Response:
     """`respond`, rendered to its text on a worker thread when it is large."""
     if sum(len(items) for items in objects.values() if items is not None) <= LARGE_RESPONSE:
-        return respond(kind, code, detail, **objects)
+        return respond(kind, code, **objects)
 
     def render() -> Response:
-        response = respond(kind, code, detail, **objects)
+        response = respond(kind, code, **objects)
         response.dump()
         return response
 
@@ -123,16 +123,20 @@ def _credentials(signed_in: Credentials) -> UserOut:
 # -- public methods ---------------------------------------------------------------------------
 
 
-async def register_user(service: Service, request: Request) -> tuple[Response, Caller]:
+async def register_user(service: Service, request: Request, address: str
+                        ) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
     signed_in = await service.accounts.register(user.login or "", user.password or "",
-                                                user.username or "", user.email or "")
+                                                user.username or "", user.email or "",
+                                                registration_token=user.registration_token)
     return respond(request.type, 201, user=[_credentials(signed_in)]), signed_in.caller
 
 
-async def authentication(service: Service, request: Request) -> tuple[Response, Caller]:
+async def authentication(service: Service, request: Request, address: str
+                         ) -> tuple[Response, Caller]:
     user = _first(_data(request).user, "user")
-    signed_in = await service.accounts.login(user.login or "", user.password or "")
+    signed_in = await service.accounts.login(user.login or "", user.password or "",
+                                             address=address)
     return respond(request.type, 200, user=[_credentials(signed_in)]), signed_in.caller
 
 
@@ -268,7 +272,7 @@ AUTHENTICATED: dict[str, Method] = {
 PUSH_EVENTS = frozenset({
     "message_sent", "message_edited", "message_deleted",
     "flow_created", "flow_joined", "flow_left", "flow_changed",
-    "flow_invited", "invite_declined",
+    "flow_invited", "invite_declined", "flow_deleted",
 })
 
 
@@ -278,7 +282,10 @@ def _push_tail(event: str) -> str:
     return json.dumps(tail, separators=(",", ":"))[1:]
 
 
-@lru_cache(maxsize=1024)
+# The hub hands each change to all its recipients in a row, so remembering the last frame
+# renders each change once (1,000 renders for a 1,000-member flow without it); remembering
+# more would only pin frames, each as large as the change.
+@lru_cache(maxsize=1)
 def push_frame(change: ChangeRow) -> str:
     """The get_update-shaped frame that tells members of one committed change.
 
@@ -303,3 +310,5 @@ def push_frame(change: ChangeRow) -> str:
               "detail": change.kind.replace("_", " ")}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
+
+METHODS = frozenset({*PUBLIC, *AUTHENTICATED})
