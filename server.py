@@ -66,6 +66,7 @@ async def _open(settings: Settings) -> Runtime:
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
+    hub.observers.append(service.ephemeral.changes_committed)
     await hub.start()
     controller = MTPController(service, settings.protocol)
     return Runtime(settings, engine, service, hub, controller, time.monotonic())

@@ -39,8 +39,7 @@ async def send(call: Call) -> EventIdReply:
     flow = room_flow(call)
     content = await call.json()
     if call.param("eventType") != "m.room.message":
-        raise MatrixError(400, Code.UNRECOGNIZED,
-                          "This server stores only m.room.message events")
+        return await _opaque(call, flow, call.param("eventType"), content)
     relation = content.get("m.relates_to")
     if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
         return await _edit(call, flow, content)
@@ -49,6 +48,19 @@ async def send(call: Call) -> EventIdReply:
     stored = await call.service.messages.send(call.caller, flow, 0, {"text": message.body},
                                               txn=call.param("txnId"), extra=extra)
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+async def _opaque(call: Call, flow: str, event_type: str, content: dict[str, Any]
+                  ) -> EventIdReply:
+    """Any other event type (a reaction, a custom one): kept and relayed as it came."""
+    if not event_type or len(event_type) > 255:
+        raise MatrixError(400, Code.INVALID_PARAM, "An event type has 1 to 255 characters")
+    relation = content.get("m.relates_to")
+    target = relation.get("event_id") if isinstance(relation, dict) else None
+    done = await call.service.room_events.send(
+        call.caller, flow, event_type, target if isinstance(target, str) else "",
+        call.param("txnId"), _extra(call, type=event_type, content=content))
+    return EventIdReply(event_id=ids.change_event_id(done.position))
 
 
 def _target(event_id: str) -> str:
