@@ -334,9 +334,19 @@ async def test_reactions_and_custom_events_round_trip(mx: Matrix) -> None:
     context = await call(mx, alice, "GET", f"{V3}/rooms/{room}/context/{sent.event_id}?limit=4")
     assert context["event"]["event_id"] == sent.event_id
     assert context["events_before"][0]["event_id"] == message
-    assert [e["event_id"] for e in context["events_after"]][0] == other["event_id"]
+    assert context["events_after"][0]["event_id"] == other["event_id"]
     assert any(e["type"] == "m.room.create" for e in context["state"])
     await call(mx, alice, "GET", f"{V3}/rooms/{room}/context/$999999999", status=404)
+
+    # Taking a reaction back: its author redacts it; another member (not the owner) may not.
+    carol = await mx.user()
+    assert isinstance(await carol.join(room), nio.JoinResponse)
+    await call(mx, carol, "PUT", f"{V3}/rooms/{room}/redact/{sent.event_id}/x1", {},
+               status=403)
+    redacted = await call(mx, bob, "PUT", f"{V3}/rooms/{room}/redact/{sent.event_id}/x1", {})
+    redaction = next(e for e in timeline(await sync(mx, alice), room)
+                     if e["event_id"] == redacted["event_id"])
+    assert redaction["type"] == "m.room.redaction" and redaction["redacts"] == sent.event_id
 
 
 async def test_reactions_in_a_channel_and_custom_events_follow_the_rules(mx: Matrix) -> None:

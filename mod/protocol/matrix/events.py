@@ -277,6 +277,9 @@ class Renderer:
         extra = item.payload["mx"]
         event = self._base(item, ids.change_event_id(item.change.position), extra["type"],
                            item.change.actor, extra["content"])
+        if extra["type"] == "m.room.redaction" and isinstance(extra["content"].get("redacts"),
+                                                              str):
+            event["redacts"] = extra["content"]["redacts"]
         if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
             event["unsigned"] = {"transaction_id": extra["txn"]}
         return event

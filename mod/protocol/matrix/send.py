@@ -1,7 +1,9 @@
-"""Matrix message events: send (new messages and `m.replace` edits) and redact.
+"""Matrix room events: send (new messages, `m.replace` edits, any other type) and redact.
 
 An `m.room.message` becomes an MTP message whose text is the event's `body`; an edit becomes
-`edited_message`, a redaction `delete_message`. The full Matrix content, the transaction ID
+`edited_message`, a redaction `delete_message`. Any other event type (`m.reaction`, custom
+ones) is kept whole and relayed to Matrix clients only (the service's `room_events`), and so
+is the redaction of such an event. The full Matrix content, the transaction ID
 and a one-way tag of the sending token travel in the change's payload under "mx", so Matrix
 readers get back exactly what was sent, and the sender its `unsigned.transaction_id`; so does
 the time the server took the event in, in milliseconds, for `origin_server_ts`.
@@ -85,6 +87,13 @@ async def redact(call: Call) -> EventIdReply:
     flow = room_flow(call)
     body = await call.body(RedactRequest)
     more = {"reason": body.reason} if body.reason else {}
+    ref = ids.parse_event_id(call.param("eventId"))
+    if ref is not None and not ref.message and ref.index is None:
+        content = {"redacts": call.param("eventId"), **more}
+        redacted = await call.service.room_events.redact(
+            call.caller, flow, ref.position, call.param("txnId"),
+            _extra(call, type="m.room.redaction", content=content))
+        return EventIdReply(event_id=ids.change_event_id(redacted.position))
     done = await call.service.messages.delete(
         call.caller, _target(call.param("eventId")), flow, txn=call.param("txnId"),
         extra=_extra(call, **more))
