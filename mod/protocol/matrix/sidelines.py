@@ -126,9 +126,9 @@ async def decorate(matrix: Any, caller_uuid: str, reply: SyncReply, side_items: 
     if kept_data is not None:
         _from_kept(side, kept_data)
         side.typing.update(flow for flow in kept_data.flows if typing_now.typing(flow))
-    if since is not None:
-        side.typing.update(ids.flow_of(room, server) for room in reply.rooms.join
-                           if typing_now.changed_after(ids.flow_of(room, server), since))
+    if since is not None and typing_now.changed:
+        flows = (ids.flow_of(room, server) for room in reply.rooms.join)
+        side.typing.update(flow for flow in flows if typing_now.changed_after(flow, since))
     if not (side.global_data or side.room_data or side.receipts or side.typing
             or since is None):
         return
