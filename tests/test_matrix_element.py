@@ -151,12 +151,23 @@ async def test_receipts_and_read_markers(mx: Matrix) -> None:
     got = await call(mx, bob, "GET",
                      f"{V3}/user/{bob.user_id}/rooms/{room}/account_data/m.fully_read")
     assert got == {"event_id": second}
+    # A threaded receipt keeps its thread.
+    await call(mx, bob, "POST", f"{V3}/rooms/{room}/receipt/m.read/{second}",
+               {"thread_id": "main"})
+    response, since = await sync_until(mx, alice, since,
+                                       lambda r: bool(ephemeral(r, room, "m.receipt")))
+    assert ephemeral(response, room, "m.receipt")[0]["content"] == {
+        second: {"m.read": {bob.user_id: {
+            "ts": ephemeral(response, room, "m.receipt")[0]["content"][second]["m.read"][
+                bob.user_id]["ts"], "thread_id": "main"}}}}
 
     # Alice never sees the private receipt, not even in an initial sync.
     fresh = await sync(mx, alice)
     receipts = ephemeral(fresh, room, "m.receipt")
-    assert receipts and second not in receipts[0]["content"]
-    assert receipts[0]["content"][first]["m.read"].keys() == {bob.user_id}
+    assert receipts and all("m.read.private" not in by_type
+                            for by_type in receipts[0]["content"].values())
+    # (nio sends its receipts for the main thread: the later one replaced the first)
+    assert receipts[0]["content"][second]["m.read"].keys() == {bob.user_id}
     # Bob's initial sync shows his private one.
     own = ephemeral(await sync(mx, bob), room, "m.receipt")[0]["content"]
     assert bob.user_id in own[second]["m.read.private"]

@@ -61,8 +61,8 @@ async def receipt(call: Call) -> Empty:
     flow = room_flow(call)
     body = await call.json()
     thread = body.get("thread_id", "")
-    if not isinstance(thread, str) or thread == "main":
-        thread = ""  # the main timeline is where unthreaded receipts go too
+    if not isinstance(thread, str) or len(thread) > 255:
+        raise MatrixError(400, Code.BAD_JSON, "thread_id must be a thread's event ID or main")
     await _mark(call, flow, call.param("receiptType"),
                 _event_id(call.param("eventId"), "eventId"), thread)
     return Empty()
