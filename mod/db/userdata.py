@@ -13,10 +13,6 @@ from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Tx
 from mod.db.models import AccountData, Change, Member, Receipt, User
 
-MATRIX_ONLY_KINDS = db.MATRIX_ONLY_KINDS
-PERSONAL_KINDS = db.PERSONAL_KINDS
-
-
 # -- account data -----------------------------------------------------------------------------
 
 
