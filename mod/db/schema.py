@@ -23,7 +23,7 @@ from sqlobject import SQLObject
 
 from mod.db import dbhandler
 from mod.db.engine import Engine, Tx
-from mod.db.models import Heartbeat, RegistrationToken
+from mod.db.models import AccountData, Heartbeat, Receipt, RegistrationToken
 
 VERSION_TABLE = "schema_version"
 # Held for the check-and-upgrade on PostgreSQL, so several processes starting at once upgrade
@@ -84,11 +84,17 @@ def _to_5(tx: Tx) -> None:
     _create(tx, RegistrationToken)
 
 
+def _to_6(tx: Tx) -> None:
+    _create(tx, AccountData)
+    _create(tx, Receipt)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
     Step(4, "heartbeats (which servers use the database)", _to_4),
     Step(5, "users.locked and registration_tokens (operators' account controls)", _to_5),
+    Step(6, "account_data and receipts (Matrix account data, read receipts)", _to_6),
 )
 CURRENT = 1 + len(STEPS)
 

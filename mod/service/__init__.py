@@ -13,9 +13,12 @@ from mod.db.engine import ChangeRow, Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
 from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
+from mod.service.ephemeral import Ephemeral
 from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.messages import MessagePage, Messages
+from mod.service.roomevents import RoomEvents
 from mod.service.timeline import Reader, Timeline
+from mod.service.userdata import UserData
 
 __all__ = [
     "CONTENT_FIELDS", "FLOW_TYPES", "RETRY_WINDOW", "Caller", "ChangeRow", "Committed",
@@ -33,6 +36,10 @@ class Service:
         self.flows = Flows(engine)
         self.messages = Messages(settings, engine)
         self.timeline = Timeline(engine)
+        self.ephemeral = Ephemeral(engine)
+        self.userdata = UserData(settings, engine)
+        self.room_events = RoomEvents(engine)
 
     def close(self) -> None:
         self.accounts.close()
+        self.ephemeral.stop()

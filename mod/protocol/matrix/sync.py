@@ -20,7 +20,7 @@ import json
 from starlette.responses import JSONResponse
 
 from mod import content
-from mod.protocol.matrix import api, ids, views
+from mod.protocol.matrix import api, ids, sidelines, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
@@ -101,7 +101,10 @@ async def sync(call: Call) -> SyncReply:
                                           soft_logout=False)
     finally:
         matrix.streams.close(stream)
-    return api.sync_reply(ids.token(result.position), result.rooms)
+    reply = api.sync_reply(ids.token(result.position), result.rooms)
+    await sidelines.decorate(matrix, caller.uuid, reply, result.side, result.kept, since,
+                             result.position)
+    return reply
 
 
 async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> views.SyncResult:
