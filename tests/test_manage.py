@@ -25,7 +25,7 @@ from mod.db.engine import Engine
 from tests.support import ROOT, Client, ServerProcess, free_port
 
 ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
-              "heartbeats", "registration_tokens"]
+              "heartbeats", "registration_tokens", "account_data", "receipts"]
 
 
 @pytest.fixture
