@@ -82,6 +82,7 @@ async def _open(settings: Settings) -> Runtime:
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
     hub.observers.append(close_locked)
+    hub.observers.append(service.ephemeral.changes_committed)
     await hub.start()
     controller = MTPController(service, settings.protocol)
     return Runtime(settings, engine, service, hub, controller, time.monotonic())

@@ -302,6 +302,8 @@ class Hub:
                     members = await self._flow_members(change)
                 for user_uuid in members | recipients_extra(change):
                     self._deliver_to(user_uuid, change)
+            elif change.kind in db.PERSONAL_KINDS:
+                self._deliver_to(change.subject, change)
             elif change.kind == "tokens_revoked":
                 self._revoke(change)
             elif change.kind in ADDRESSED_KINDS:

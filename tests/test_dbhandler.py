@@ -61,8 +61,8 @@ def test_migrate_adds_the_invite_only_column_to_an_older_database(engine: Engine
                        f"VALUES ('{uuid}', 1, '{kind}', '', '', 'u1')")
 
     engine.write_sync(downgrade)
-    assert [step.version for step in schema.migrate(engine).steps] == list(
-        range(2, schema.CURRENT + 1))
+    steps = [step.version for step in schema.migrate(engine).steps]
+    assert steps == list(range(2, schema.CURRENT + 1))
     assert schema.migrate(engine).steps == []  # and once is enough
     flows = {flow["uuid"]: flow for flow in engine.read_sync(db.flows_by_uuid, ["g1", "c1"])}
     assert flows["g1"]["private"] is False and flows["c1"]["private"] is True

@@ -290,7 +290,7 @@ async def test_an_unexpected_error_is_one_log_line_and_a_json_500() -> None:
     app.state.runtime = SimpleNamespace(settings=Settings(), engine=None, service=None,
                                         hub=SimpleNamespace(position=0))
     lines: list[str] = []
-    handler = logger.add(lines.append, level="DEBUG", format="{level} {message}")
+    handler = logger.add(lines.append, level="DEBUG", format="{level} {message}", filter="mod")
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:

@@ -82,3 +82,69 @@ async def test_two_processes(tmp_path: Path) -> None:
             await reader.close()
             await elsewhere.close()
             await mtp.close()
+
+
+async def test_typing_and_receipts_across_processes(tmp_path: Path) -> None:
+    """A typing notice or receipt sent to one process wakes a /sync waiting on the other, and
+    a notice's timeout ends it there too."""
+    channel = f"morelia_mx_{uuid.uuid4().hex[:12]}"
+    with postgres_database() as database, \
+            ServerProcess(tmp_path, env=env(database, channel)) as first, \
+            ServerProcess(tmp_path, env=env(database, channel)) as second:
+        alice = nio.AsyncClient(first.http, unique_login("mx"))
+        bob = nio.AsyncClient(second.http, unique_login("mx"))
+        try:
+            for client in (alice, bob):
+                assert isinstance(await client.register(client.user, PASSWORD),
+                                  nio.RegisterResponse)
+            created = await alice.room_create()
+            assert isinstance(created, nio.RoomCreateResponse), created
+            room = created.room_id
+            assert isinstance(await bob.join(room), nio.JoinResponse)
+            await bob.sync(timeout=0)
+
+            def typing(response: nio.SyncResponse) -> list[str] | None:
+                joined = response.rooms.join.get(room)
+                found = [event for event in joined.ephemeral
+                         if isinstance(event, nio.TypingNoticeEvent)] if joined else []
+                return list(found[-1].users) if found else None
+
+            poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
+            await asyncio.sleep(0.3)
+            sent_at = time.monotonic()
+            assert isinstance(await alice.room_typing(room, True, timeout=800),
+                              nio.RoomTypingResponse)
+            response = await asyncio.wait_for(poll, 5)
+            assert time.monotonic() - sent_at < 1.5
+            assert isinstance(response, nio.SyncResponse)
+            assert typing(response) == [alice.user_id]
+
+            ended = None
+            for _ in range(5):  # the first process logs the end when the timeout passes
+                response = await bob.sync(timeout=3000, since=bob.next_batch)
+                assert isinstance(response, nio.SyncResponse)
+                ended = typing(response)
+                if ended is not None:
+                    break
+            assert ended == []
+
+            message = await alice.room_send(room, "m.room.message",
+                                            {"msgtype": "m.text", "body": "read it"})
+            assert isinstance(message, nio.RoomSendResponse)
+            await alice.sync(timeout=0)
+            await bob.update_receipt_marker(room, message.event_id)
+            receipts: list[nio.Receipt] = []
+            for _ in range(5):
+                response = await alice.sync(timeout=3000, since=alice.next_batch)
+                assert isinstance(response, nio.SyncResponse)
+                joined = response.rooms.join.get(room)
+                receipts += [receipt for event in (joined.ephemeral if joined else [])
+                             if isinstance(event, nio.ReceiptEvent)
+                             for receipt in event.receipts]
+                if receipts:
+                    break
+            assert [(r.event_id, r.receipt_type, r.user_id) for r in receipts] == [
+                (message.event_id, "m.read", bob.user_id)]
+        finally:
+            await alice.close()
+            await bob.close()

@@ -128,6 +128,7 @@ class Matrix(BaseModel):
     server_name: str = "localhost"
     base_url: str = ""
     sync_timeout_max: Annotated[float, Field(ge=0)] = 60.0
+    user_directory: Literal["shared", "all"] = "shared"
 
 
 class Metrics(BaseModel):

@@ -16,6 +16,7 @@ from sqlobject.sqlbuilder import (
     CONTAINSSTRING,
     DESC,
     IN,
+    NOTIN,
     OR,
     Delete,
     Insert,
@@ -299,10 +300,12 @@ def changes_after(tx: Tx, position: int, limit: int = 1000) -> list[ChangeRow]:
 
 def flow_changes(tx: Tx, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
                  limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
-    """Changes of some flows between two positions, oldest first (or newest first)."""
+    """Changes of some flows between two positions, oldest first (or newest first), but
+    for typing notices and receipts (no timeline shows them)."""
     if not flow_uuids:
         return []
-    where = [IN(Change.q.flow_uuid, list(flow_uuids)), Change.q.id > after]
+    where = [IN(Change.q.flow_uuid, list(flow_uuids)), Change.q.id > after,
+             NOTIN(Change.q.kind, list(EPHEMERAL_KINDS))]
     if before is not None:
         where.append(Change.q.id < before)
     order = DESC(Change.q.id) if backwards else Change.q.id
@@ -314,6 +317,13 @@ def change_at(tx: Tx, position: int) -> ChangeRow | None:
     row = tx.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
     return _change(row) if row else None
 
+
+# Change kinds of the Matrix side only (mod.db.userdata): no MTP message or flow change, so
+# get_update and MTP pushes pass them over. Those without a flow concern their subject alone.
+MATRIX_ONLY_KINDS = frozenset({"typing", "receipt", "private_receipt", "account_data",
+                               "room_event"})
+PERSONAL_KINDS = frozenset({"private_receipt", "account_data"})
+EPHEMERAL_KINDS = ("typing", "receipt")
 
 STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invite_declined",
                "flow_changed", "flow_encrypted")
@@ -534,7 +544,9 @@ def _log_membership(tx: Tx, flow_uuid: str, user_uuid: str, now: int, kind: str)
     return flow
 
 
-def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int) -> bool:
+def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int,
+               direct: bool = False) -> bool:
+    """Invite a user; `direct` marks the invitation as one to a direct chat (Matrix DMs)."""
     if tx.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
                                             Invite.q.user_uuid == user_uuid))):
         return False
@@ -542,7 +554,10 @@ def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int) -
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "inviter": inviter,
         "time_created": now}))
     flow = flow_by_uuid(tx, flow_uuid)
-    log_change(tx, now, flow_uuid, "flow_invited", inviter, user_uuid, {"flow": flow})
+    payload: dict[str, Any] = {"flow": flow}
+    if direct:
+        payload["is_direct"] = True
+    log_change(tx, now, flow_uuid, "flow_invited", inviter, user_uuid, payload)
     return True
 
 
@@ -701,6 +716,8 @@ def update_since(tx: Tx, user_uuid: str, since: int
     flow_ids: dict[str, None] = {}
     message_ids: dict[str, None] = {}
     for flow_uuid, kind, subject in rows:
+        if kind in MATRIX_ONLY_KINDS:
+            continue
         if kind.startswith("message_"):
             message_ids.setdefault(subject)
         else:

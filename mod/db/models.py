@@ -167,6 +167,35 @@ class RegistrationToken(SQLObject):
     time_created = BigIntCol(notNone=True)
 
 
+class AccountData(SQLObject):
+    """A user's Matrix account data: global (`room` empty) or for one room (its flow uuid)."""
+
+    class sqlmeta:
+        table = "account_data"
+
+    user_uuid = StringCol(length=40, notNone=True)
+    room = StringCol(length=40, notNone=True, default="")
+    data_type = UnicodeCol(length=255, notNone=True)
+    content = UnicodeCol(notNone=True, default="{}")
+    time_created = BigIntCol(notNone=True)
+    unique_key = DatabaseIndex("user_uuid", "room", "data_type", unique=True)
+
+
+class Receipt(SQLObject):
+    """The latest read receipt of each user, receipt type and thread in a flow."""
+
+    class sqlmeta:
+        table = "receipts"
+
+    flow_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    receipt_type = StringCol(length=40, notNone=True)
+    thread = UnicodeCol(length=255, notNone=True, default="")
+    event_id = UnicodeCol(length=255, notNone=True)
+    ts = BigIntCol(notNone=True)
+    unique_key = DatabaseIndex("flow_uuid", "user_uuid", "receipt_type", "thread", unique=True)
+
+
 class Device(SQLObject):
     """A Matrix device of a user: its name and its end-to-end identity keys (JSON, "" before
     the device uploads them). Tokens name their device; this row outlives a token."""
@@ -256,5 +285,6 @@ class BackupKey(SQLObject):
 
 
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
-                                       Heartbeat, RegistrationToken, Device, OneTimeKey,
-                                       ToDevice, CrossSigningKey, KeyBackup, BackupKey)
+                                       Heartbeat, RegistrationToken, AccountData, Receipt,
+                                       Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
+                                       BackupKey)

@@ -24,12 +24,14 @@ from sqlobject import SQLObject
 from mod.db import dbhandler
 from mod.db.engine import Engine, Tx
 from mod.db.models import (
+    AccountData,
     BackupKey,
     CrossSigningKey,
     Device,
     Heartbeat,
     KeyBackup,
     OneTimeKey,
+    Receipt,
     RegistrationToken,
     ToDevice,
 )
@@ -94,6 +96,11 @@ def _to_5(tx: Tx) -> None:
 
 
 def _to_6(tx: Tx) -> None:
+    _create(tx, AccountData)
+    _create(tx, Receipt)
+
+
+def _to_7(tx: Tx) -> None:
     _add_flag(tx, "flows", "encrypted")
     for table in (Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup, BackupKey):
         _create(tx, table)
@@ -104,8 +111,9 @@ STEPS: tuple[Step, ...] = (
     Step(3, "messages.deleted, filled in from the change log", _to_3),
     Step(4, "heartbeats (which servers use the database)", _to_4),
     Step(5, "users.locked and registration_tokens (operators' account controls)", _to_5),
-    Step(6, "flows.encrypted and the end-to-end encryption tables (devices, one_time_keys, "
-            "to_device, cross_signing_keys, key_backups, backup_keys)", _to_6),
+    Step(6, "account_data and receipts (Matrix account data, read receipts)", _to_6),
+    Step(7, "flows.encrypted and the end-to-end encryption tables (devices, one_time_keys, "
+            "to_device, cross_signing_keys, key_backups, backup_keys)", _to_7),
 )
 CURRENT = 1 + len(STEPS)
 

@@ -16,10 +16,13 @@ from mod.service.accounts import Accounts
 from mod.service.backup import Backup, BackupVersion
 from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
 from mod.service.devices import Devices
+from mod.service.ephemeral import Ephemeral
 from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.keys import DeviceInfo, Keys, SyncKeys
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
+from mod.service.roomevents import RoomEvents
 from mod.service.timeline import Reader, Timeline
+from mod.service.userdata import UserData
 
 __all__ = [
     "CONTENT_FIELDS", "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller",
@@ -40,6 +43,10 @@ class Service:
         self.keys = Keys(engine)
         self.devices = Devices(engine, self.accounts)
         self.backup = Backup(engine)
+        self.ephemeral = Ephemeral(engine)
+        self.userdata = UserData(settings, engine)
+        self.room_events = RoomEvents(engine)
 
     def close(self) -> None:
         self.accounts.close()
+        self.ephemeral.stop()

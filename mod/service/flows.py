@@ -83,8 +83,10 @@ class Flows:
         """Turn on end-to-end encryption (Matrix m.room.encryption content); it stays on."""
         return await self.engine.write(_encrypt, caller, flow_uuid, encryption, now())
 
-    async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str) -> Committed[None]:
-        return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now())
+    async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str, direct: bool = False
+                     ) -> Committed[None]:
+        """Invite a user; `direct`: to a direct chat (a Matrix DM, which shows it as one)."""
+        return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now(), direct)
 
     async def rename(self, caller: Caller, flow_uuid: str, title: str | None = None,
                      info: str | None = None) -> Committed[db.FlowRow]:
@@ -165,8 +167,8 @@ def _leave(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> Committed[None
     return Committed(None, logged_since(tx, mark))
 
 
-def _invite(tx: Tx, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int
-            ) -> Committed[None]:
+def _invite(tx: Tx, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int,
+            direct: bool = False) -> Committed[None]:
     mark = len(tx.changes)
     rights.invite(rights.access(tx, flow_uuid, caller), caller)
     invitee = db.user_by_uuid(tx, user_uuid)
@@ -174,7 +176,7 @@ def _invite(tx: Tx, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int
         raise ServiceError(404, f"No user {user_uuid}")
     if user_uuid in db.flow_members(tx, flow_uuid):
         raise ServiceError(403, "That user is already a member")
-    db.add_invite(tx, flow_uuid, user_uuid, caller.uuid, stamp)
+    db.add_invite(tx, flow_uuid, user_uuid, caller.uuid, stamp, direct)
     return Committed(None, logged_since(tx, mark))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mod.db import dbhandler as db
-from mod.db import operator
+from mod.db import operator, userdata
 from mod.db.engine import ChangeRow, Engine, Tx
 from mod.service import rights
 from mod.service.common import Caller
@@ -59,6 +59,21 @@ class Reader:
 
     def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
         return db.users_by_uuid(self._tx, uuids)
+
+    def receipts(self, flow_uuids: list[str], viewer: str
+                 ) -> list[tuple[str, str, str, str, str, int]]:
+        """(flow, user, type, thread, event ID, ts): everyone's public receipts in these
+        flows, and the viewer's private ones."""
+        return userdata.receipts(self._tx, flow_uuids, viewer)
+
+    def account_data(self, user_uuid: str) -> list[tuple[str, str, str]]:
+        """(room, type, content JSON) of the user's account data."""
+        return userdata.all_account_data(self._tx, user_uuid)
+
+    def related_changes(self, flow_uuid: str, event_id: str, message_uuid: str, after: int,
+                        before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
+        return userdata.related_changes(self._tx, flow_uuid, event_id, message_uuid, after,
+                                        before, limit, backwards)
 
 
 def _run(tx: Tx, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -10,14 +10,18 @@ from starlette.routing import BaseRoute
 
 # Importing the endpoint modules registers their routes.
 import mod.protocol.matrix.account
+import mod.protocol.matrix.accountdata
 import mod.protocol.matrix.backup
 import mod.protocol.matrix.compat
 import mod.protocol.matrix.devices
 import mod.protocol.matrix.directory
 import mod.protocol.matrix.keys
+import mod.protocol.matrix.receipts
+import mod.protocol.matrix.relations
 import mod.protocol.matrix.rooms
 import mod.protocol.matrix.send
-import mod.protocol.matrix.sync  # noqa: F401
+import mod.protocol.matrix.sync
+import mod.protocol.matrix.users  # noqa: F401
 from mod.protocol.matrix.routing import MatrixCORS, build_routes
 
 __all__ = ["MatrixCORS", "matrix_routes"]

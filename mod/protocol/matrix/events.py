@@ -102,6 +102,9 @@ def _well_formed(kind: str, payload: dict[str, Any]) -> bool:
         return _strings(payload.get("flow"), "title", "info")
     if kind == "flow_encrypted":
         return isinstance(payload.get("content"), dict)
+    if kind == "room_event":
+        return extra is not None and _strings(extra, "type") and isinstance(
+            extra.get("content"), dict)
     return True
 
 
@@ -131,7 +134,7 @@ def event_count(item: Parsed) -> int:
         return 2
     if kind == "flow_encrypted":
         return 1
-    return 1 if kind in MEMBERSHIP or kind.startswith("message_") else 0
+    return 1 if kind in MEMBERSHIP or kind.startswith("message_") or kind == "room_event" else 0
 
 
 def fitting(items: Sequence[Parsed], limit: int) -> int:
@@ -205,6 +208,8 @@ class Renderer:
             flow = item.payload["flow"]
             return [self._state(item, 0, "m.room.name", {"name": flow["title"]}),
                     self._state(item, 1, "m.room.topic", {"topic": flow["info"]})]
+        if kind == "room_event":
+            return [self._room_event(item)]
         return []
 
     def all_events(self, items: Iterable[Parsed]) -> list[Event]:
@@ -269,7 +274,22 @@ class Renderer:
 
     def _membership(self, item: Parsed) -> Event:
         change = item.change
-        return self._member(item, None, change.subject, MEMBERSHIP[change.kind], change.actor)
+        event = self._member(item, None, change.subject, MEMBERSHIP[change.kind], change.actor)
+        if change.kind == "flow_invited" and item.payload.get("is_direct"):
+            event["content"]["is_direct"] = True
+        return event
+
+    def _room_event(self, item: Parsed) -> Event:
+        """An event kept as it came (a reaction, any custom type)."""
+        extra = item.payload["mx"]
+        event = self._base(item, ids.change_event_id(item.change.position), extra["type"],
+                           item.change.actor, extra["content"])
+        if extra["type"] == "m.room.redaction" and isinstance(extra["content"].get("redacts"),
+                                                              str):
+            event["redacts"] = extra["content"]["redacts"]
+        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
+            event["unsigned"] = {"transaction_id": extra["txn"]}
+        return event
 
     def _message(self, item: Parsed) -> Event:
         message = item.payload["message"]
@@ -327,8 +347,9 @@ class Renderer:
                     state[(event["type"], event["state_key"])] = event
         return state
 
-    def stripped(self, flow: FlowRow, inviter: str, invitee: str) -> list[Event]:
-        """The stripped state an invited user sees of a room."""
+    def stripped(self, flow: FlowRow, inviter: str, invitee: str, direct: bool = False
+                 ) -> list[Event]:
+        """The stripped state an invited user sees of a room (`direct`: invited to a DM)."""
 
         def strip(kind: str, content: dict[str, Any], sender: str, key: str = "") -> Event:
             return {"type": kind, "state_key": key, "sender": self.user_id(sender),
@@ -346,7 +367,9 @@ class Renderer:
         events.append(strip("m.room.member", {"membership": "join",
                                               "displayname": self.displayname(inviter)},
                             inviter, self.user_id(inviter)))
-        events.append(strip("m.room.member", {"membership": "invite",
-                                              "displayname": self.displayname(invitee)},
-                            inviter, self.user_id(invitee)))
+        invited: dict[str, Any] = {"membership": "invite",
+                                   "displayname": self.displayname(invitee)}
+        if direct:
+            invited["is_direct"] = True
+        events.append(strip("m.room.member", invited, inviter, self.user_id(invitee)))
         return events

@@ -73,7 +73,8 @@ async def create_room(call: Call) -> RoomIdReply:
                                          private=private, encryption=encryption)).value
     for invitee in invitees:
         if invitee != call.caller.uuid:
-            await call.service.flows.invite(call.caller, flow["uuid"], invitee)
+            await call.service.flows.invite(call.caller, flow["uuid"], invitee,
+                                            direct=body.is_direct)
     return RoomIdReply(room_id=ids.room_id(flow["uuid"], call.server_name))
 
 

@@ -1,7 +1,9 @@
-"""Matrix message events: send (new messages and `m.replace` edits) and redact.
+"""Matrix room events: send (new messages, `m.replace` edits, any other type) and redact.
 
 An `m.room.message` becomes an MTP message whose text is the event's `body`; an edit becomes
-`edited_message`, a redaction `delete_message`. The full Matrix content, the transaction ID
+`edited_message`, a redaction `delete_message`. Any other event type (`m.reaction`, custom
+ones) is kept whole and relayed to Matrix clients only (the service's `room_events`), and so
+is the redaction of such an event. The full Matrix content, the transaction ID
 and a one-way tag of the sending token travel in the change's payload under "mx", so Matrix
 readers get back exactly what was sent, and the sender its `unsigned.transaction_id`; so does
 the time the server took the event in, in milliseconds, for `origin_server_ts`.
@@ -43,8 +45,7 @@ async def send(call: Call) -> EventIdReply:
     if call.param("eventType") == ENCRYPTED:
         return await _encrypted(call, flow, content)
     if call.param("eventType") != "m.room.message":
-        raise MatrixError(400, Code.UNRECOGNIZED,
-                          "This server stores only m.room.message and m.room.encrypted events")
+        return await _opaque(call, flow, call.param("eventType"), content)
     relation = content.get("m.relates_to")
     if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
         return await _edit(call, flow, content)
@@ -64,6 +65,19 @@ async def _encrypted(call: Call, flow: str, content: dict[str, Any]) -> EventIdR
         call.caller, flow, 0, {}, txn=call.param("txnId"),
         extra=_extra(call, content=content, type=ENCRYPTED), encrypted=True)
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+async def _opaque(call: Call, flow: str, event_type: str, content: dict[str, Any]
+                  ) -> EventIdReply:
+    """Any other event type (a reaction, a custom one): kept and relayed as it came."""
+    if not event_type or len(event_type) > 255:
+        raise MatrixError(400, Code.INVALID_PARAM, "An event type has 1 to 255 characters")
+    relation = content.get("m.relates_to")
+    target = relation.get("event_id") if isinstance(relation, dict) else None
+    done = await call.service.room_events.send(
+        call.caller, flow, event_type, target if isinstance(target, str) else "",
+        call.param("txnId"), _extra(call, type=event_type, content=content))
+    return EventIdReply(event_id=ids.change_event_id(done.position))
 
 
 def _target(event_id: str) -> str:
@@ -88,6 +102,13 @@ async def redact(call: Call) -> EventIdReply:
     flow = room_flow(call)
     body = await call.body(RedactRequest)
     more = {"reason": body.reason} if body.reason else {}
+    ref = ids.parse_event_id(call.param("eventId"))
+    if ref is not None and not ref.message and ref.index is None:
+        content = {"redacts": call.param("eventId"), **more}
+        redacted = await call.service.room_events.redact(
+            call.caller, flow, ref.position, call.param("txnId"),
+            _extra(call, type="m.room.redaction", content=content))
+        return EventIdReply(event_id=ids.change_event_id(redacted.position))
     done = await call.service.messages.delete(
         call.caller, _target(call.param("eventId")), flow, txn=call.param("txnId"),
         extra=_extra(call, **more))

@@ -20,7 +20,7 @@ import json
 from starlette.responses import JSONResponse
 
 from mod import content
-from mod.protocol.matrix import api, ids, sync_keys, views
+from mod.protocol.matrix import api, ids, sidelines, sync_keys, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
@@ -102,8 +102,10 @@ async def sync(call: Call) -> SyncReply:
                                           soft_logout=False)
     finally:
         matrix.streams.close(stream)
-    return await sync_keys.add(call, api.sync_reply(ids.token(result.position), result.rooms),
-                               keys)
+    reply = api.sync_reply(ids.token(result.position), result.rooms)
+    await sidelines.decorate(matrix, caller.uuid, reply, result.side, result.kept, since,
+                             result.position)
+    return await sync_keys.add(call, reply, keys)
 
 
 async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> views.SyncResult:

@@ -10,9 +10,9 @@ and invites.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mod.protocol.matrix import api, ids
+from mod.protocol.matrix import api, ids, sidelines
 from mod.protocol.matrix.api import (
     Event,
     Events,
@@ -51,10 +51,13 @@ class SyncQuery:
 class SyncResult:
     rooms: Rooms
     position: int
+    # Typing, receipts and account data: changes in the batch, or (initial) what is kept.
+    side: list[Parsed] = field(default_factory=list)
+    kept: sidelines.Kept | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.rooms.join or self.rooms.invite or self.rooms.leave)
+        return not (self.rooms.join or self.rooms.invite or self.rooms.leave or self.side)
 
 
 @dataclass(slots=True)
@@ -110,10 +113,18 @@ def _initial(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult
                                  *(flow["owner"] for flow in flows.values())])
         for flow_uuid, inviter, _ in invites:
             if flow_uuid in flows:
+                direct = _invited_direct(reader, flow_uuid, query.user)
                 rooms.invite[ids.room_id(flow_uuid, query.server)] = InvitedRoom(
                     invite_state=Events(events=renderer.stripped(flows[flow_uuid], inviter,
-                                                                 query.user)))
-    return SyncResult(rooms, upto)
+                                                                 query.user, direct)))
+    kept = sidelines.kept(reader, query.user, [room.flow for room in joined])
+    return SyncResult(rooms, upto, kept=kept)
+
+
+def _invited_direct(reader: Reader, flow: str, user: str) -> bool:
+    """Whether the user's open invitation to a flow is one to a direct chat."""
+    invited = parse(reader.subject_changes(flow, ["flow_invited"], [user]))
+    return bool(invited) and bool(invited[-1].payload.get("is_direct"))
 
 
 def _joined(renderer: Renderer, room: _Room) -> JoinedRoom:
@@ -141,7 +152,8 @@ def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncRe
     changes = reader.user_changes(members, query.user, query.since, query.upto, SYNC_BATCH)
     position = changes[-1].position if len(changes) == SYNC_BATCH else query.upto
     by_flow: dict[str, list[Parsed]] = {}
-    for item in parse(changes):
+    items, side = sidelines.split(parse(changes))
+    for item in items:
         if item.change.flow_uuid:
             by_flow.setdefault(item.change.flow_uuid, []).append(item)
     if query.full_state:
@@ -181,9 +193,12 @@ def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncRe
             renderer.all_events(room.timeline), False, ids.token(room.start - 1)))
     for item in invited:
         rooms.invite[ids.room_id(item.change.flow_uuid, query.server)] = InvitedRoom(
-            invite_state=Events(events=renderer.stripped(item.payload["flow"],
-                                                         item.change.actor, query.user)))
-    return SyncResult(rooms, position)
+            invite_state=Events(events=renderer.stripped(
+                item.payload["flow"], item.change.actor, query.user,
+                bool(item.payload.get("is_direct")))))
+    kept = (sidelines.kept(reader, query.user, [room.flow for room in joined])
+            if query.full_state else None)
+    return SyncResult(rooms, position, side, kept)
 
 
 # -- incremental sync from memory -------------------------------------------------------------
@@ -196,6 +211,7 @@ class Batch:
     joined: list[_Room]
     left: list[_Room]
     users: set[str]
+    side: list[Parsed]
 
 
 def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | None:
@@ -203,7 +219,8 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
     user newly joined or was invited to, and no timeline over the limit (those need state).
     None otherwise."""
     by_flow: dict[str, list[Parsed]] = {}
-    for item in parse(changes):
+    timeline_items, side = sidelines.split(parse(changes))
+    for item in timeline_items:
         if item.change.flow_uuid:
             by_flow.setdefault(item.change.flow_uuid, []).append(item)
     joined: list[_Room] = []
@@ -222,7 +239,7 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
         else:
             return None
     users = users_named(item for room in (*joined, *left) for item in room.timeline)
-    return Batch(joined, left, users)
+    return Batch(joined, left, users, side)
 
 
 def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow]) -> SyncResult:
@@ -233,7 +250,7 @@ def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow]) -> S
     for room in batch.left:
         rooms.leave[ids.room_id(room.flow, query.server)] = api.left_room(api.timeline(
             renderer.all_events(room.timeline), False, ids.token(room.start - 1)))
-    return SyncResult(rooms, query.upto)
+    return SyncResult(rooms, query.upto, batch.side)
 
 
 # -- history ----------------------------------------------------------------------------------

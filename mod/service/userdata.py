@@ -1,0 +1,110 @@
+"""What a user keeps for their clients: account data (global and per room), push rules (kept
+as the `m.push_rules` account data), and the user directory.
+
+Account data is the user's own: only they read or write it. Every write is logged as an
+"account_data" change about that user alone, so their other devices' /sync echo it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic_core import from_json
+
+from mod.config.validator import Settings
+from mod.db import dbhandler as db
+from mod.db import userdata
+from mod.db.engine import Engine, Tx
+from mod.error import ServiceError
+from mod.service import rights
+from mod.service.common import Caller, Committed, logged_since, now
+from mod.service.pushrules_default import default_rules
+
+PUSH_RULES = "m.push_rules"
+MAX_TYPE = 255
+
+
+class UserData:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    async def put(self, caller: Caller, user_uuid: str, room: str, data_type: str,
+                  content: dict[str, Any]) -> Committed[None]:
+        """Store account data: global (`room` empty) or for a room the caller is in or was
+        invited to."""
+        _own(caller, user_uuid)
+        if not data_type or len(data_type) > MAX_TYPE:
+            raise ServiceError(400, f"An account data type has 1 to {MAX_TYPE} characters")
+        if data_type == PUSH_RULES:
+            raise ServiceError(400, "Push rules are changed through /pushrules")
+        return await self.engine.write(_put, caller, room, data_type, content, now())
+
+    async def get(self, caller: Caller, user_uuid: str, room: str, data_type: str
+                  ) -> dict[str, Any]:
+        _own(caller, user_uuid)
+        text = await self.engine.read(userdata.account_data, caller.uuid, room, data_type)
+        if text is None:
+            raise ServiceError(404, f"No account data of type {data_type}")
+        found: dict[str, Any] = from_json(text)
+        return found
+
+    async def everything(self, caller: Caller) -> list[tuple[str, str, dict[str, Any]]]:
+        """(room, type, content) of all the caller's account data."""
+        rows = await self.engine.read(userdata.all_account_data, caller.uuid)
+        return [(room, data_type, from_json(text)) for room, data_type, text in rows]
+
+    # -- push rules --------------------------------------------------------------------------
+
+    async def push_rules(self, caller: Caller, user_id: str, localpart: str) -> dict[str, Any]:
+        """The caller's push rules: the default set until they change one."""
+        text = await self.engine.read(userdata.account_data, caller.uuid, "", PUSH_RULES)
+        if text is None:
+            return default_rules(user_id, localpart)
+        rules: dict[str, Any] = from_json(text)
+        return rules
+
+    async def change_push_rules(self, caller: Caller, user_id: str, localpart: str,
+                                change: Callable[..., None], *args: Any) -> Committed[None]:
+        """Apply `change(rules, *args)` (a `pushrules` function) to the caller's rules and
+        keep the result, in one writer job."""
+        return await self.engine.write(_change_rules, caller, user_id, localpart, change, args,
+                                       now())
+
+    # -- user directory ----------------------------------------------------------------------
+
+    async def search_users(self, caller: Caller, term: str, limit: int
+                           ) -> tuple[list[db.UserRow], bool]:
+        """Users whose login or name holds `term`: those who share a flow with the caller, or
+        everyone when `[MATRIX] USER_DIRECTORY = all`. And whether there were more."""
+        everyone = self.settings.matrix.user_directory == "all"
+        return await self.engine.read(userdata.search_users, caller.uuid, term,
+                                      max(0, min(limit, 100)), everyone)
+
+
+def _own(caller: Caller, user_uuid: str) -> None:
+    if caller.uuid != user_uuid:
+        raise ServiceError(403, "Only the user themself may use their account data")
+
+
+def _put(tx: Tx, caller: Caller, room: str, data_type: str, content: dict[str, Any],
+         stamp: int) -> Committed[None]:
+    if room:
+        flow = rights.access(tx, room, caller)
+        if not flow.member and not db.join_rights(tx, room, caller.uuid)[1]:
+            raise ServiceError(403, "Only members keep account data for a room")
+    mark = len(tx.changes)
+    userdata.put_account_data(tx, caller.uuid, room, data_type, content, stamp)
+    return Committed(None, logged_since(tx, mark))
+
+
+def _change_rules(tx: Tx, caller: Caller, user_id: str, localpart: str,
+                  change: Callable[..., None], args: tuple[Any, ...], stamp: int
+                  ) -> Committed[None]:
+    text = userdata.account_data(tx, caller.uuid, "", PUSH_RULES)
+    rules = default_rules(user_id, localpart) if text is None else from_json(text)
+    change(rules, *args)
+    mark = len(tx.changes)
+    userdata.put_account_data(tx, caller.uuid, "", PUSH_RULES, rules, stamp)
+    return Committed(None, logged_since(tx, mark))
