@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mod import lib
 from mod.config.validator import Database as DatabaseSettings
 from mod.db import dbhandler
-from mod.db.engine import ChangeRow, Engine, Tx
+from mod.db.engine import ChangeRow, Engine
+from mod.db.engine import Conn as DbConn
 from tests.support import POSTGRES_URI, REDIS_URI, ServerProcess, frame, postgres_database
 
 UVICORN_ARGS = ["--log-level", "warning", "--no-access-log"]
@@ -107,12 +108,12 @@ def seed(uri: str, users: int) -> tuple[list[tuple[str, str]], str]:
     people = [(lib.new_uuid(), lib.new_token()) for _ in range(users)]
     flow = lib.new_uuid()
 
-    def write(tx: Tx) -> None:
+    def write(conn: DbConn) -> None:
         for number, (user, token) in enumerate(people):
-            dbhandler.create_user(tx, user, f"bench{number}", password_hash, f"bench{number}",
+            dbhandler.create_user(conn, user, f"bench{number}", password_hash, f"bench{number}",
                                   "", 86400, stamp)
-            dbhandler.add_token(tx, user, lib.token_hash(token), stamp, stamp + 86400)
-        dbhandler.create_flow(tx, flow, "group", "bench", "", people[0][0],
+            dbhandler.add_token(conn, user, lib.token_hash(token), stamp, stamp + 86400)
+        dbhandler.create_flow(conn, flow, "group", "bench", "", people[0][0],
                               [user for user, _ in people], stamp)
 
     engine.write_sync(dbhandler.create_tables)

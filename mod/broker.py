@@ -25,7 +25,7 @@ from loguru import logger
 
 from mod import metrics
 from mod.config.validator import Broker as BrokerSettings
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 
 HintHandler = Callable[[int], None]
 """Called with a position the log grew to, or 0 for "catch up from where you are"."""
@@ -272,9 +272,9 @@ class PostgresBroker(_Reconnecting):
         self.engine = engine
         engine.before_commit = self.notify_in
 
-    def notify_in(self, tx: Tx) -> None:
+    def notify_in(self, conn: Conn) -> None:
         """Send the hint inside the transaction about to commit (runs on the writer thread)."""
-        tx.execute(f"SELECT pg_notify('{self.channel}', '{tx.changes[-1].position}')")
+        conn.execute(f"SELECT pg_notify('{self.channel}', '{conn.changes[-1].position}')")
 
     def publish(self, position: int) -> None:
         return None  # already sent by notify_in, with the commit
@@ -329,11 +329,11 @@ class CommandHints:
         elif self.uri.startswith(("redis://", "rediss://")):
             engine.before_commit = self._remember
 
-    def _notify_in(self, tx: Tx) -> None:
-        tx.execute(f"SELECT pg_notify('{self.channel}', '{tx.changes[-1].position}')")
+    def _notify_in(self, conn: Conn) -> None:
+        conn.execute(f"SELECT pg_notify('{self.channel}', '{conn.changes[-1].position}')")
 
-    def _remember(self, tx: Tx) -> None:
-        self.position = tx.changes[-1].position
+    def _remember(self, conn: Conn) -> None:
+        self.position = conn.changes[-1].position
 
     def committed(self) -> None:
         """Publish the hint of the last commit (Redis: after it, as the servers do)."""

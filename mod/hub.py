@@ -29,7 +29,7 @@ from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Engine, Tx
+from mod.db.engine import ChangeRow, Conn, Engine
 
 __all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for", "make_broker",
            "skipped"]
@@ -80,15 +80,15 @@ def addressed(change: ChangeRow) -> list[str]:
     return [user for user in users if isinstance(user, str)] if isinstance(users, list) else []
 
 
-def members_at(tx: Tx, flow_uuid: str, position: int) -> set[str]:
+def members_at(conn: Conn, flow_uuid: str, position: int) -> set[str]:
     """The members of a flow as they were right after change `position`.
 
     The members now, with the membership changes logged after `position` undone newest
     first; any change committed between the two reads is in the second and undoes nothing
     wrongly, so the answer is exact even while others commit.
     """
-    members = set(db.flow_members(tx, flow_uuid))
-    later = db.flow_changes(tx, [flow_uuid], after=position, limit=READ_BATCH)
+    members = set(db.flow_members(conn, flow_uuid))
+    later = db.flow_changes(conn, [flow_uuid], after=position, limit=READ_BATCH)
     for change in reversed(later):
         if change.kind == "flow_joined":
             members.discard(change.subject)

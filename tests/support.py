@@ -224,7 +224,7 @@ _SEEDED: dict[str, list[str]] = {}
 
 
 def write_database(uri: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run `fn(tx, *args)` in one write transaction on a server's database, from the test."""
+    """Run `fn(conn, *args)` in one write transaction on a server's database, from the test."""
     from mod.config.validator import Database
     from mod.db.engine import Engine
 
@@ -250,11 +250,11 @@ def seed_users(uri: str, count: int) -> list[str]:
     cheap = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(SEED_PASSWORD)
     logins = [f"seeded-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
 
-    def seed(tx: Any) -> None:
-        dbhandler.create_tables(tx)
+    def seed(conn: Any) -> None:
+        dbhandler.create_tables(conn)
         stamp = int(time.time())
         for login in logins:
-            dbhandler.create_user(tx, new_uuid(), login, cheap, login, "", 30 * 86400, stamp)
+            dbhandler.create_user(conn, new_uuid(), login, cheap, login, "", 30 * 86400, stamp)
 
     write_database(uri, seed)
     return logins

@@ -10,7 +10,7 @@ import pytest
 from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db import schema
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 
 
 @pytest.fixture
@@ -53,11 +53,11 @@ def test_page_json_matches_the_rows_it_renders(engine: Engine) -> None:
 
 
 def test_migrate_adds_the_invite_only_column_to_an_older_database(engine: Engine) -> None:
-    def downgrade(tx: Tx) -> None:
-        tx.execute("ALTER TABLE flows DROP COLUMN invite_only")
-        tx.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
+    def downgrade(conn: Conn) -> None:
+        conn.execute("ALTER TABLE flows DROP COLUMN invite_only")
+        conn.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
         for uuid, kind in (("g1", "group"), ("c1", "chat")):
-            tx.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
+            conn.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
                        f"VALUES ('{uuid}', 1, '{kind}', '', '', 'u1')")
 
     engine.write_sync(downgrade)

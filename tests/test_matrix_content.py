@@ -182,10 +182,10 @@ def bad_payloads(flow: str) -> list[str]:
     ]
 
 
-def insert_bad_changes(tx: Any, flow: str) -> None:
+def insert_bad_changes(conn: Any, flow: str) -> None:
     for payload in bad_payloads(flow):
-        tx.insert(db._INSERT_CHANGE, 0, flow, "message_sent", "1", "1", payload)
-    tx.insert(db._INSERT_CHANGE, 0, flow, "flow_created", "1", "", "{}")
+        conn.insert(db._INSERT_CHANGE, 0, flow, "message_sent", "1", "1", payload)
+    conn.insert(db._INSERT_CHANGE, 0, flow, "flow_created", "1", "", "{}")
 
 
 async def test_a_change_that_cannot_be_rendered_is_skipped(mx: Matrix) -> None:

@@ -75,14 +75,14 @@ def big_flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with database_uri(request.param, directory) as uri:
         logins = seed_users(uri, 12)
 
-        def fill(tx: Any) -> None:
-            users = [dbhandler.user_by_login(tx, login) for login in logins]
+        def fill(conn: Any) -> None:
+            users = [dbhandler.user_by_login(conn, login) for login in logins]
             members = [user["uuid"] for user in users if user is not None]
             flow = new_uuid()
             stamp = int(time.time()) - 3600
-            dbhandler.create_flow(tx, flow, "group", "big", "", members[0], members, stamp)
+            dbhandler.create_flow(conn, flow, "group", "big", "", members[0], members, stamp)
             for index in range(MESSAGES):
-                dbhandler.insert_message(tx, new_uuid(), flow, members[index % len(members)],
+                dbhandler.insert_message(conn, new_uuid(), flow, members[index % len(members)],
                                          index, {"text": f"{index} {TEXT}"}, stamp + index // 10)
 
         write_database(uri, fill)

@@ -243,13 +243,13 @@ async def test_bad_private_flag_gets_415(mx: Matrix) -> None:
 # -- databases made before the flag -----------------------------------------------------------
 
 
-def _drop_flag(tx: Any) -> None:
+def _drop_flag(conn: Any) -> None:
     from mod.db import dbhandler
 
-    dbhandler.create_tables(tx)
-    tx.execute("ALTER TABLE flows DROP COLUMN invite_only")
-    tx.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
-    tx.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
+    dbhandler.create_tables(conn)
+    conn.execute("ALTER TABLE flows DROP COLUMN invite_only")
+    conn.execute("ALTER TABLE flows DROP COLUMN encrypted")  # added later still
+    conn.execute("INSERT INTO flows (uuid, time_created, flow_type, title, info, owner) "
                "VALUES ('1234', 1, 'group', 'old group', '', '1')")
 
 

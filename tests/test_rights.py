@@ -130,10 +130,10 @@ def seed_superusers(uri: str, count: int) -> list[str]:
     cheap = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(SEED_PASSWORD)
     logins = [f"super-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
 
-    def seed(tx: Any) -> None:
+    def seed(conn: Any) -> None:
         stamp = int(time.time())
         for login in logins:
-            dbhandler.create_user(tx, new_uuid(), login, cheap, login, "", 30 * 86400, stamp,
+            dbhandler.create_user(conn, new_uuid(), login, cheap, login, "", 30 * 86400, stamp,
                                   is_superuser=True)
 
     write_database(uri, seed)

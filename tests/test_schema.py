@@ -18,7 +18,7 @@ from manage import cli
 from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db import schema
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from tests.fixtures.make_schema_v1 import ALICE, BOB, CHAT, LOBBY, MESSAGES, PASSWORD
 from tests.support import DATABASE_KINDS, POSTGRES_URI, Client, ServerProcess, postgres_database
 
@@ -61,8 +61,8 @@ def engine(old_uri: str) -> Iterator[Engine]:
     engine.stop()
 
 
-def _raw(tx: Tx, sql: str) -> list[Any]:
-    return [tuple(row) for row in tx.all(sql)]
+def _raw(conn: Conn, sql: str) -> list[Any]:
+    return [tuple(row) for row in conn.all(sql)]
 
 
 def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) -> None:
@@ -127,7 +127,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     engine = Engine(Database(uri=f"sqlite:{tmp_path / 'new.db'}"))
     try:
         schema.migrate(engine)
-        engine.write_sync(lambda tx: tx.execute("UPDATE schema_version SET version = 99"))
+        engine.write_sync(lambda conn: conn.execute("UPDATE schema_version SET version = 99"))
         with pytest.raises(schema.SchemaError, match="version 99, newer than this server"):
             schema.migrate(engine)
     finally:
@@ -167,7 +167,7 @@ def test_manage_version_of_a_newer_database_is_one_line(tmp_path: Path) -> None:
     assert _manage(uri, "db", "create").exit_code == 0
     engine = Engine(Database(uri=uri))
     try:
-        engine.write_sync(lambda tx: tx.execute("UPDATE schema_version SET version = 99"))
+        engine.write_sync(lambda conn: conn.execute("UPDATE schema_version SET version = 99"))
     finally:
         engine.stop()
     for args in (("db", "version"), ("db", "migrate")):
@@ -209,7 +209,7 @@ def test_a_server_refuses_a_newer_schema_in_one_line(tmp_path: Path) -> None:
     engine = Engine(Database(uri=uri))
     try:
         schema.migrate(engine)
-        engine.write_sync(lambda tx: tx.execute("UPDATE schema_version SET version = 99"))
+        engine.write_sync(lambda conn: conn.execute("UPDATE schema_version SET version = 99"))
     finally:
         engine.stop()
     server = ServerProcess(tmp_path, env={"MORELIA_DATABASE_URI": uri})

@@ -226,7 +226,7 @@ async def test_a_deleted_flag_is_filled_in_for_older_databases(tmp_path: Path) -
         for uuid in ("m1", "m2"):
             engine.write_sync(db.insert_message, uuid, "f1", "u1", 1, {"text": "x"}, 7)
         engine.write_sync(db.update_message, "m1", "u1", {"text": "gone"}, 8, "message_deleted")
-        engine.write_sync(lambda tx: tx.execute("ALTER TABLE messages DROP COLUMN deleted"))
+        engine.write_sync(lambda conn: conn.execute("ALTER TABLE messages DROP COLUMN deleted"))
         schema.migrate(engine)
         states = {uuid: engine.read_sync(db.message_state, uuid) for uuid in ("m1", "m2")}
         assert {uuid: state[1] for uuid, state in states.items() if state} == {

@@ -19,7 +19,7 @@ from loguru import logger
 from mod.cli.common import CliError, Database, first_line
 from mod.db import heartbeat, schema
 from mod.db.dbhandler import table_exists
-from mod.db.engine import Tx
+from mod.db.engine import Conn
 
 # libpq's own URI parameters; the rest of a configured URI (SQLObject's cache=0, ...) is not
 # libpq's and would make pg_dump refuse the URI.
@@ -100,8 +100,8 @@ def _run(command: list[str], pg: PgTarget) -> None:
         raise CliError(f"{command[0]} failed (exit status {done.returncode}): {lines[0]}")
 
 
-def live_servers(tx: Tx, now: int) -> list[tuple[str, int, int]]:
-    return heartbeat.live(tx, now) if table_exists(tx, "heartbeats") else []
+def live_servers(conn: Conn, now: int) -> list[tuple[str, int, int]]:
+    return heartbeat.live(conn, now) if table_exists(conn, "heartbeats") else []
 
 
 def refuse_if_served(database: Database) -> None:

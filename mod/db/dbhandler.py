@@ -1,8 +1,8 @@
-"""Every query of the server. Functions take an open `Tx` and return plain data.
+"""Every query of the server. Functions take an open `Conn` and return plain data.
 
 Each function runs on a database thread (see mod.db.engine); callers pick `Engine.read` or
 `Engine.write`. Writing functions append what they changed to the change log and to
-`tx.changes`, which the hub delivers once the transaction commits.
+`conn.changes`, which the hub delivers once the transaction commits.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlobject.sqlbuilder import (
     func,
 )
 
-from mod.db.engine import ChangeRow, P, Query, Row, Tx, insert_query
+from mod.db.engine import ChangeRow, Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
 DELETED_LOGIN = "User deleted"
@@ -78,46 +78,46 @@ class MessageRow(TypedDict):
 # -- schema -----------------------------------------------------------------------------------
 
 
-def table_exists(tx: Tx, name: str) -> bool:
+def table_exists(conn: Conn, name: str) -> bool:
     """Whether the table exists, as seen by this transaction (SQLObject's `tableExists`
     asks on a connection of its own, blind to tables made in an open transaction)."""
-    if tx.postgres:
+    if conn.postgres:
         sql = ("SELECT 1 FROM information_schema.tables "
                "WHERE table_schema = current_schema() AND table_name = %s")
     else:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    return tx.one(sql, name) is not None
+    return conn.one(sql, name) is not None
 
 
-def existing_tables(tx: Tx) -> list[str]:
-    return [t.sqlmeta.table for t in TABLES if table_exists(tx, t.sqlmeta.table)]
+def existing_tables(conn: Conn) -> list[str]:
+    return [t.sqlmeta.table for t in TABLES if table_exists(conn, t.sqlmeta.table)]
 
 
-def create_tables(tx: Tx) -> list[str]:
+def create_tables(conn: Conn) -> list[str]:
     """Create the missing tables as the models define them; return the names of those created.
 
     Only for a fresh database or a missing table: mod.db.schema upgrades older tables."""
-    if tx.postgres:  # several processes starting at once on a fresh database take turns
-        tx.execute("SELECT pg_advisory_xact_lock(7340)")
+    if conn.postgres:  # several processes starting at once on a fresh database take turns
+        conn.execute("SELECT pg_advisory_xact_lock(7340)")
     created = []
     for table in TABLES:
         name = table.sqlmeta.table
-        if table_exists(tx, name):
+        if table_exists(conn, name):
             continue
-        sql, constraints = table.createTableSQL(connection=tx.connection)
+        sql, constraints = table.createTableSQL(connection=conn.connection)
         for statement in [*sql.split(";\n"), *constraints]:
-            tx.execute(statement)
+            conn.execute(statement)
         created.append(name)
     return created
 
 
-def drop_tables(tx: Tx) -> list[str]:
+def drop_tables(conn: Conn) -> list[str]:
     """Drop every table of the server that exists; return their names."""
     dropped = []
     for table in reversed(TABLES):
         name = table.sqlmeta.table
-        if table_exists(tx, name):
-            tx.execute(f"DROP TABLE {name}")
+        if table_exists(conn, name):
+            conn.execute(f"DROP TABLE {name}")
             dropped.append(name)
     return dropped
 
@@ -140,67 +140,67 @@ def _user(row: Sequence[Any]) -> UserRow:
     )
 
 
-def create_user(tx: Tx, uuid: str, login: str, password_hash: str, username: str, email: str,
+def create_user(conn: Conn, uuid: str, login: str, password_hash: str, username: str, email: str,
                 token_ttl: int, now: int, is_superuser: bool = False) -> UserRow | None:
     """Insert a user; None when the login is taken."""
-    if tx.one(Select(User.q.id, where=User.q.login_key == login)) is not None:
+    if conn.one(Select(User.q.id, where=User.q.login_key == login)) is not None:
         return None
-    tx.execute(Insert(User.sqlmeta.table, values={
+    conn.execute(Insert(User.sqlmeta.table, values={
         "uuid": uuid, "login": login, "login_key": login, "password_hash": password_hash,
         "username": username, "bio": "", "avatar": "", "email": email, "is_bot": False,
         "is_superuser": is_superuser, "token_ttl": token_ttl, "time_created": now,
         "deleted": False, "locked": False,
     }))
-    return user_by_uuid(tx, uuid)
+    return user_by_uuid(conn, uuid)
 
 
-def user_by_login(tx: Tx, login: str) -> UserRow | None:
-    row = tx.one(Select(_USER_COLUMNS, where=User.q.login_key == login))
+def user_by_login(conn: Conn, login: str) -> UserRow | None:
+    row = conn.one(Select(_USER_COLUMNS, where=User.q.login_key == login))
     return _user(row) if row else None
 
 
 _USER_BY_UUID = Query(Select(_USER_COLUMNS, where=User.q.uuid == P))
 
 
-def user_by_uuid(tx: Tx, uuid: str) -> UserRow | None:
-    row = tx.one(_USER_BY_UUID, uuid)
+def user_by_uuid(conn: Conn, uuid: str) -> UserRow | None:
+    row = conn.one(_USER_BY_UUID, uuid)
     return _user(row) if row else None
 
 
-def users_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[UserRow]:
+def users_by_uuid(conn: Conn, uuids: Iterable[str]) -> list[UserRow]:
     wanted = list(dict.fromkeys(uuids))
     if not wanted:
         return []
-    return [_user(row) for row in tx.all(Select(_USER_COLUMNS, where=IN(User.q.uuid, wanted)))]
+    return [_user(row) for row in conn.all(Select(_USER_COLUMNS, where=IN(User.q.uuid, wanted)))]
 
 
-def first_superuser(tx: Tx) -> UserRow | None:
-    row = tx.one(Select(_USER_COLUMNS, where=AND(User.q.is_superuser == True,  # noqa: E712
+def first_superuser(conn: Conn) -> UserRow | None:
+    row = conn.one(Select(_USER_COLUMNS, where=AND(User.q.is_superuser == True,  # noqa: E712
                                                  User.q.deleted == False),  # noqa: E712
                         orderBy=User.q.id, limit=1))
     return _user(row) if row else None
 
 
-def set_username(tx: Tx, uuid: str, username: str) -> None:
-    tx.execute(Update(User.sqlmeta.table, values={"username": username},
+def set_username(conn: Conn, uuid: str, username: str) -> None:
+    conn.execute(Update(User.sqlmeta.table, values={"username": username},
                       where=User.q.uuid == uuid))
 
 
-def delete_user(tx: Tx, uuid: str) -> None:
+def delete_user(conn: Conn, uuid: str) -> None:
     """Anonymise an account, destroy its password hash and revoke every token."""
-    tx.execute(Update(User.sqlmeta.table, values={
+    conn.execute(Update(User.sqlmeta.table, values={
         "login": DELETED_LOGIN, "login_key": None, "username": DELETED_LOGIN, "bio": "deleted",
         "email": "", "avatar": "", "password_hash": "", "deleted": True,
     }, where=User.q.uuid == uuid))
-    tx.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == uuid))
+    conn.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == uuid))
 
 
 # -- tokens -----------------------------------------------------------------------------------
 
 
-def add_token(tx: Tx, user_uuid: str, token_hash: str, now: int, expires: int,
+def add_token(conn: Conn, user_uuid: str, token_hash: str, now: int, expires: int,
               device: str = "") -> None:
-    tx.execute(Insert(Token.sqlmeta.table, values={
+    conn.execute(Insert(Token.sqlmeta.table, values={
         "token_hash": token_hash, "user_uuid": user_uuid, "device": device,
         "time_created": now, "expires": expires,
     }))
@@ -210,24 +210,24 @@ _TOKEN_OWNER = Query(Select([Token.q.user_uuid, Token.q.expires, Token.q.device]
                             where=AND(Token.q.token_hash == P, Token.q.expires > P)))
 
 
-def token_owner(tx: Tx, token_hash: str, now: int) -> tuple[str, int, str] | None:
+def token_owner(conn: Conn, token_hash: str, now: int) -> tuple[str, int, str] | None:
     """(user uuid, expiry, device) of a valid token, else None."""
-    row = tx.one(_TOKEN_OWNER, token_hash, now)
+    row = conn.one(_TOKEN_OWNER, token_hash, now)
     return (row[0], int(row[1]), row[2]) if row else None
 
 
-def revoke_token(tx: Tx, token_hash: str) -> None:
-    tx.execute(Delete(Token.sqlmeta.table, where=Token.q.token_hash == token_hash))
+def revoke_token(conn: Conn, token_hash: str) -> None:
+    conn.execute(Delete(Token.sqlmeta.table, where=Token.q.token_hash == token_hash))
 
 
-def revoke_user_tokens(tx: Tx, user_uuid: str) -> int:
+def revoke_user_tokens(conn: Conn, user_uuid: str) -> int:
     """Revoke every token of a user (log out everywhere); return how many there were."""
-    return int(tx.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == user_uuid)))
+    return int(conn.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == user_uuid)))
 
 
-def purge_expired(tx: Tx, now: int, txn_before: int) -> int:
-    removed = tx.execute(Delete(Token.sqlmeta.table, where=Token.q.expires <= now))
-    removed += tx.execute(Delete(Txn.sqlmeta.table, where=Txn.q.time_created < txn_before))
+def purge_expired(conn: Conn, now: int, txn_before: int) -> int:
+    removed = conn.execute(Delete(Token.sqlmeta.table, where=Token.q.expires <= now))
+    removed += conn.execute(Delete(Txn.sqlmeta.table, where=Txn.q.time_created < txn_before))
     return removed
 
 
@@ -240,15 +240,15 @@ _TXN_FORGET = Query(Delete(Txn.sqlmeta.table, where=Txn.q.txn_key == P))
 _TXN_STORE = insert_query(Txn.sqlmeta.table, ("txn_key", "result", "time_created"))
 
 
-def txn_result(tx: Tx, key: str, since: int) -> str | None:
+def txn_result(conn: Conn, key: str, since: int) -> str | None:
     """What the first run of a retried request stored, if it ran after `since`."""
-    row = tx.one(_TXN_RESULT, key, since)
+    row = conn.one(_TXN_RESULT, key, since)
     return row[0] if row else None
 
 
-def txn_store(tx: Tx, key: str, result: str, now: int) -> None:
-    tx.execute(_TXN_FORGET, key)  # a record of the same key past the window
-    tx.execute(_TXN_STORE, key, result, now)
+def txn_store(conn: Conn, key: str, result: str, now: int) -> None:
+    conn.execute(_TXN_FORGET, key)  # a record of the same key past the window
+    conn.execute(_TXN_STORE, key, result, now)
 
 
 # -- change log -------------------------------------------------------------------------------
@@ -258,17 +258,17 @@ _INSERT_CHANGE = insert_query(Change.sqlmeta.table, ("time_created", "flow_uuid"
                                                       "subject", "payload"))
 
 
-def log_change(tx: Tx, now: int, flow_uuid: str, kind: str, actor: str, subject: str,
+def log_change(conn: Conn, now: int, flow_uuid: str, kind: str, actor: str, subject: str,
                payload: dict[str, Any]) -> ChangeRow:
     """Append one change; positions follow commit order, across processes too."""
-    if tx.postgres and not tx.changes:
+    if conn.postgres and not conn.changes:
         # Held to the end of the transaction: no other process logs a change until this
         # one commits, so positions are handed out in commit order.
-        tx.execute("SELECT pg_advisory_xact_lock(7341)")
+        conn.execute("SELECT pg_advisory_xact_lock(7341)")
     text = to_json(payload).decode()
-    position = tx.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
+    position = conn.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
     change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
-    tx.changes.append(change)
+    conn.changes.append(change)
     return change
 
 
@@ -280,8 +280,8 @@ def _change(row: Sequence[Any]) -> ChangeRow:
     return ChangeRow(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6])
 
 
-def last_position(tx: Tx) -> int:
-    row = tx.one(Select(func.MAX(Change.q.id)))
+def last_position(conn: Conn) -> int:
+    row = conn.one(Select(func.MAX(Change.q.id)))
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -289,16 +289,16 @@ _CHANGES_AFTER = Query(Select(_CHANGE_COLUMNS, where=Change.q.id > P, orderBy=Ch
                               limit=1000))
 
 
-def changes_after(tx: Tx, position: int, limit: int = 1000) -> list[ChangeRow]:
+def changes_after(conn: Conn, position: int, limit: int = 1000) -> list[ChangeRow]:
     if limit == 1000:
-        rows = tx.all(_CHANGES_AFTER, position)
+        rows = conn.all(_CHANGES_AFTER, position)
     else:
-        rows = tx.all(Select(_CHANGE_COLUMNS, where=Change.q.id > position,
+        rows = conn.all(Select(_CHANGE_COLUMNS, where=Change.q.id > position,
                              orderBy=Change.q.id, limit=limit))
     return [_change(row) for row in rows]
 
 
-def flow_changes(tx: Tx, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
+def flow_changes(conn: Conn, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
                  limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
     """Changes of some flows between two positions, oldest first (or newest first), but
     for typing notices and receipts (no timeline shows them)."""
@@ -309,12 +309,12 @@ def flow_changes(tx: Tx, flow_uuids: Sequence[str], after: int = 0, before: int 
     if before is not None:
         where.append(Change.q.id < before)
     order = DESC(Change.q.id) if backwards else Change.q.id
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
     return [_change(row) for row in rows]
 
 
-def change_at(tx: Tx, position: int) -> ChangeRow | None:
-    row = tx.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
+def change_at(conn: Conn, position: int) -> ChangeRow | None:
+    row = conn.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
     return _change(row) if row else None
 
 
@@ -329,34 +329,34 @@ STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invi
                "flow_changed", "flow_encrypted")
 
 
-def user_changes(tx: Tx, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
+def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
                  limit: int) -> list[ChangeRow]:
     """Changes in (after, upto] of some flows or about a user (their invites, joins and
     leaves anywhere), oldest first."""
     about = Change.q.subject == user_uuid
     scope = OR(IN(Change.q.flow_uuid, list(flow_uuids)), about) if flow_uuids else about
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(Change.q.id > after, Change.q.id <= upto,
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(Change.q.id > after, Change.q.id <= upto,
                                                     scope),
                          orderBy=Change.q.id, limit=limit))
     return [_change(row) for row in rows]
 
 
-def flow_state_changes(tx: Tx, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
+def flow_state_changes(conn: Conn, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
     """A flow's changes of STATE_KINDS (creation, membership, title and info) before a
     position, oldest first."""
     where = [Change.q.flow_uuid == flow_uuid, IN(Change.q.kind, list(STATE_KINDS))]
     if before is not None:
         where.append(Change.q.id < before)
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=Change.q.id))
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=Change.q.id))
     return [_change(row) for row in rows]
 
 
-def subject_changes(tx: Tx, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
+def subject_changes(conn: Conn, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
                     after: int = 0) -> list[ChangeRow]:
     """A flow's changes of some kinds about some subjects (e.g. message uuids), oldest first."""
     if not subjects:
         return []
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(
         Change.q.flow_uuid == flow_uuid, Change.q.id > after, IN(Change.q.kind, list(kinds)),
         IN(Change.q.subject, list(subjects))), orderBy=Change.q.id))
     return [_change(row) for row in rows]
@@ -370,12 +370,12 @@ _FLOW_COLUMNS = (Flow.q.uuid, Flow.q.time_created, Flow.q.flow_type, Flow.q.titl
 _OPEN = AND(Flow.q.flow_type != "chat", Flow.q.invite_only == False)  # noqa: E712
 
 
-def _flows_with_members(tx: Tx, rows: list[Row]) -> list[FlowRow]:
+def _flows_with_members(conn: Conn, rows: list[Row]) -> list[FlowRow]:
     flows = [FlowRow(uuid=r[0], time=int(r[1]), type=r[2], title=r[3], info=r[4], owner=r[5],
                      users=[], private=bool(r[6]) or r[2] == "chat") for r in rows]
     if flows:
         by_uuid = {flow["uuid"]: flow for flow in flows}
-        for flow_uuid, user_uuid in tx.all(Select(
+        for flow_uuid, user_uuid in conn.all(Select(
                 [Member.q.flow_uuid, Member.q.user_uuid],
                 where=IN(Member.q.flow_uuid, list(by_uuid)), orderBy=Member.q.id)):
             by_uuid[flow_uuid]["users"].append(user_uuid)
@@ -383,38 +383,38 @@ def _flows_with_members(tx: Tx, rows: list[Row]) -> list[FlowRow]:
 
 
 
-def flow_by_uuid(tx: Tx, uuid: str) -> FlowRow | None:
-    rows = tx.all(Select(_FLOW_COLUMNS, where=Flow.q.uuid == uuid))
-    flows = _flows_with_members(tx, rows)
+def flow_by_uuid(conn: Conn, uuid: str) -> FlowRow | None:
+    rows = conn.all(Select(_FLOW_COLUMNS, where=Flow.q.uuid == uuid))
+    flows = _flows_with_members(conn, rows)
     return flows[0] if flows else None
 
 
-def flows_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[FlowRow]:
+def flows_by_uuid(conn: Conn, uuids: Iterable[str]) -> list[FlowRow]:
     wanted = list(dict.fromkeys(uuids))
     if not wanted:
         return []
-    rows = tx.all(Select(_FLOW_COLUMNS, where=IN(Flow.q.uuid, wanted), orderBy=Flow.q.id))
-    return _flows_with_members(tx, rows)
+    rows = conn.all(Select(_FLOW_COLUMNS, where=IN(Flow.q.uuid, wanted), orderBy=Flow.q.id))
+    return _flows_with_members(conn, rows)
 
 
-def chat_by_key(tx: Tx, chat_key: str) -> FlowRow | None:
-    rows = tx.all(Select(_FLOW_COLUMNS, where=Flow.q.chat_key == chat_key))
-    flows = _flows_with_members(tx, rows)
+def chat_by_key(conn: Conn, chat_key: str) -> FlowRow | None:
+    rows = conn.all(Select(_FLOW_COLUMNS, where=Flow.q.chat_key == chat_key))
+    flows = _flows_with_members(conn, rows)
     return flows[0] if flows else None
 
 
-def visible_flows(tx: Tx, user_uuid: str) -> list[FlowRow]:
+def visible_flows(conn: Conn, user_uuid: str) -> list[FlowRow]:
     """Every public group and channel, and the invite-only flows (chats among them) the user
     is in or invited to."""
     mine = Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid)
     invited = Select(Invite.q.flow_uuid, where=Invite.q.user_uuid == user_uuid)
-    rows = tx.all(Select(_FLOW_COLUMNS, where=OR(_OPEN, IN(Flow.q.uuid, mine),
+    rows = conn.all(Select(_FLOW_COLUMNS, where=OR(_OPEN, IN(Flow.q.uuid, mine),
                                                   IN(Flow.q.uuid, invited)),
                          orderBy=Flow.q.id))
-    return _flows_with_members(tx, rows)
+    return _flows_with_members(conn, rows)
 
 
-def public_flows(tx: Tx, search: str, offset: int, limit: int) -> tuple[list[FlowRow], int]:
+def public_flows(conn: Conn, search: str, offset: int, limit: int) -> tuple[list[FlowRow], int]:
     """A page of the groups and channels anyone may join (those whose title or info holds
     `search`, if given), oldest first, and how many there are in all."""
     where = _OPEN
@@ -422,15 +422,15 @@ def public_flows(tx: Tx, search: str, offset: int, limit: int) -> tuple[list[Flo
         needle = search.lower()
         where = AND(where, OR(CONTAINSSTRING(func.LOWER(Flow.q.title), needle),
                               CONTAINSSTRING(func.LOWER(Flow.q.info), needle)))
-    row = tx.one(Select(func.COUNT(Flow.q.id), where=where))
+    row = conn.one(Select(func.COUNT(Flow.q.id), where=where))
     total = int(row[0]) if row else 0
-    rows = tx.all(Select(_FLOW_COLUMNS, where=where, orderBy=Flow.q.id, start=offset,
+    rows = conn.all(Select(_FLOW_COLUMNS, where=where, orderBy=Flow.q.id, start=offset,
                          end=offset + limit))
-    return _flows_with_members(tx, rows), total
+    return _flows_with_members(conn, rows), total
 
 
-def member_flows(tx: Tx, user_uuid: str) -> list[str]:
-    rows = tx.all(Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid,
+def member_flows(conn: Conn, user_uuid: str) -> list[str]:
+    rows = conn.all(Select(Member.q.flow_uuid, where=Member.q.user_uuid == user_uuid,
                          orderBy=Member.q.id))
     return [row[0] for row in rows]
 
@@ -445,35 +445,35 @@ _FLOW_MEMBERS = Query(Select(Member.q.user_uuid, where=Member.q.flow_uuid == P,
                              orderBy=Member.q.id))
 
 
-def flow_access(tx: Tx, flow_uuid: str, user_uuid: str
+def flow_access(conn: Conn, flow_uuid: str, user_uuid: str
                 ) -> tuple[str, str, bool, bool] | None:
     """(type, owner, caller is a member, encrypted) of a flow, or None if there is no such
     flow."""
-    row = tx.one(_FLOW_ACCESS, user_uuid, flow_uuid)
+    row = conn.one(_FLOW_ACCESS, user_uuid, flow_uuid)
     if row is None:
         return None
     return row[0], row[1], row[2] is not None, bool(row[3])
 
 
-def set_encrypted(tx: Tx, flow_uuid: str, actor: str, now: int, content: dict[str, Any]
+def set_encrypted(conn: Conn, flow_uuid: str, actor: str, now: int, content: dict[str, Any]
                   ) -> ChangeRow:
     """Mark a flow end-to-end encrypted and log its Matrix m.room.encryption content."""
-    tx.execute(Update(Flow.sqlmeta.table, values={"encrypted": True},
+    conn.execute(Update(Flow.sqlmeta.table, values={"encrypted": True},
                       where=Flow.q.uuid == flow_uuid))
-    return log_change(tx, now, flow_uuid, "flow_encrypted", actor, "", {"content": content})
+    return log_change(conn, now, flow_uuid, "flow_encrypted", actor, "", {"content": content})
 
 
-def join_rights(tx: Tx, flow_uuid: str, user_uuid: str) -> tuple[bool, bool]:
+def join_rights(conn: Conn, flow_uuid: str, user_uuid: str) -> tuple[bool, bool]:
     """(invite-only, the user is invited) of a flow."""
-    row = tx.one(Select([Flow.q.flow_type, Flow.q.invite_only], where=Flow.q.uuid == flow_uuid))
+    row = conn.one(Select([Flow.q.flow_type, Flow.q.invite_only], where=Flow.q.uuid == flow_uuid))
     private = row is not None and (bool(row[1]) or row[0] == "chat")
-    invited = tx.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
+    invited = conn.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
                                                    Invite.q.user_uuid == user_uuid)))
     return private, invited is not None
 
 
-def flow_members(tx: Tx, flow_uuid: str) -> list[str]:
-    rows = tx.all(_FLOW_MEMBERS, flow_uuid)
+def flow_members(conn: Conn, flow_uuid: str) -> list[str]:
+    rows = conn.all(_FLOW_MEMBERS, flow_uuid)
     return [row[0] for row in rows]
 
 
@@ -484,96 +484,96 @@ def public_profile(user: UserRow) -> dict[str, Any]:
             "time_created": user["time_created"]}
 
 
-def create_flow(tx: Tx, uuid: str, flow_type: str, title: str, info: str, owner: str,
+def create_flow(conn: Conn, uuid: str, flow_type: str, title: str, info: str, owner: str,
                 users: Sequence[str], now: int, chat_key: str | None = None,
                 private: bool = False) -> FlowRow:
     private = private or flow_type == "chat"
-    tx.execute(Insert(Flow.sqlmeta.table, values={
+    conn.execute(Insert(Flow.sqlmeta.table, values={
         "uuid": uuid, "time_created": now, "flow_type": flow_type, "title": title,
         "info": info, "owner": owner, "chat_key": chat_key, "invite_only": private,
         "encrypted": False,
     }))
-    tx.execute(Insert(Member.sqlmeta.table, valueList=[
+    conn.execute(Insert(Member.sqlmeta.table, valueList=[
         {"flow_uuid": uuid, "user_uuid": user, "time_joined": now} for user in users
     ]))
     flow = FlowRow(uuid=uuid, time=now, type=flow_type, title=title, info=info, owner=owner,
                    users=list(users), private=private)
-    log_change(tx, now, uuid, "flow_created", owner, "", {"flow": flow})
+    log_change(conn, now, uuid, "flow_created", owner, "", {"flow": flow})
     return flow
 
 
-def update_flow(tx: Tx, uuid: str, actor: str, now: int, title: str | None = None,
+def update_flow(conn: Conn, uuid: str, actor: str, now: int, title: str | None = None,
                 info: str | None = None) -> FlowRow:
     values = {key: value for key, value in (("title", title), ("info", info))
               if value is not None}
     if values:
-        tx.execute(Update(Flow.sqlmeta.table, values=values, where=Flow.q.uuid == uuid))
-    flow = flow_by_uuid(tx, uuid)
+        conn.execute(Update(Flow.sqlmeta.table, values=values, where=Flow.q.uuid == uuid))
+    flow = flow_by_uuid(conn, uuid)
     assert flow is not None
-    log_change(tx, now, uuid, "flow_changed", actor, "", {"flow": flow})
+    log_change(conn, now, uuid, "flow_changed", actor, "", {"flow": flow})
     return flow
 
 
-def add_member(tx: Tx, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
+def add_member(conn: Conn, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
     """Make a user a member; None when they already were."""
-    if tx.one(Select(Member.q.id, where=AND(Member.q.flow_uuid == flow_uuid,
+    if conn.one(Select(Member.q.id, where=AND(Member.q.flow_uuid == flow_uuid,
                                             Member.q.user_uuid == user_uuid))):
         return None
-    tx.execute(Insert(Member.sqlmeta.table, values={
+    conn.execute(Insert(Member.sqlmeta.table, values={
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "time_joined": now}))
-    tx.execute(Delete(Invite.sqlmeta.table, where=AND(Invite.q.flow_uuid == flow_uuid,
+    conn.execute(Delete(Invite.sqlmeta.table, where=AND(Invite.q.flow_uuid == flow_uuid,
                                                       Invite.q.user_uuid == user_uuid)))
-    return _log_membership(tx, flow_uuid, user_uuid, now, "flow_joined")
+    return _log_membership(conn, flow_uuid, user_uuid, now, "flow_joined")
 
 
-def remove_member(tx: Tx, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
+def remove_member(conn: Conn, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
     """End a membership; None when there was none."""
-    removed = tx.execute(Delete(Member.sqlmeta.table, where=AND(
+    removed = conn.execute(Delete(Member.sqlmeta.table, where=AND(
         Member.q.flow_uuid == flow_uuid, Member.q.user_uuid == user_uuid)))
     if not removed:
         return None
-    return _log_membership(tx, flow_uuid, user_uuid, now, "flow_left")
+    return _log_membership(conn, flow_uuid, user_uuid, now, "flow_left")
 
 
-def _log_membership(tx: Tx, flow_uuid: str, user_uuid: str, now: int, kind: str) -> FlowRow:
-    flow = flow_by_uuid(tx, flow_uuid)
-    user = user_by_uuid(tx, user_uuid)
+def _log_membership(conn: Conn, flow_uuid: str, user_uuid: str, now: int, kind: str) -> FlowRow:
+    flow = flow_by_uuid(conn, flow_uuid)
+    user = user_by_uuid(conn, user_uuid)
     assert flow is not None and user is not None
-    log_change(tx, now, flow_uuid, kind, user_uuid, user_uuid,
+    log_change(conn, now, flow_uuid, kind, user_uuid, user_uuid,
                {"flow": flow, "user": public_profile(user)})
     return flow
 
 
-def add_invite(tx: Tx, flow_uuid: str, user_uuid: str, inviter: str, now: int,
+def add_invite(conn: Conn, flow_uuid: str, user_uuid: str, inviter: str, now: int,
                direct: bool = False) -> bool:
     """Invite a user; `direct` marks the invitation as one to a direct chat (Matrix DMs)."""
-    if tx.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
+    if conn.one(Select(Invite.q.id, where=AND(Invite.q.flow_uuid == flow_uuid,
                                             Invite.q.user_uuid == user_uuid))):
         return False
-    tx.execute(Insert(Invite.sqlmeta.table, values={
+    conn.execute(Insert(Invite.sqlmeta.table, values={
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "inviter": inviter,
         "time_created": now}))
-    flow = flow_by_uuid(tx, flow_uuid)
+    flow = flow_by_uuid(conn, flow_uuid)
     payload: dict[str, Any] = {"flow": flow}
     if direct:
         payload["is_direct"] = True
-    log_change(tx, now, flow_uuid, "flow_invited", inviter, user_uuid, payload)
+    log_change(conn, now, flow_uuid, "flow_invited", inviter, user_uuid, payload)
     return True
 
 
-def remove_invite(tx: Tx, flow_uuid: str, user_uuid: str, now: int | None = None) -> bool:
+def remove_invite(conn: Conn, flow_uuid: str, user_uuid: str, now: int | None = None) -> bool:
     """Withdraw an invite; with `now`, log it as declined (the invitee's Matrix client shows
     it gone)."""
-    removed = bool(tx.execute(Delete(Invite.sqlmeta.table, where=AND(
+    removed = bool(conn.execute(Delete(Invite.sqlmeta.table, where=AND(
         Invite.q.flow_uuid == flow_uuid, Invite.q.user_uuid == user_uuid))))
     if removed and now is not None:
-        log_change(tx, now, flow_uuid, "invite_declined", user_uuid, user_uuid, {})
+        log_change(conn, now, flow_uuid, "invite_declined", user_uuid, user_uuid, {})
     return removed
 
 
-def invites_for(tx: Tx, user_uuid: str) -> list[tuple[str, str, int]]:
+def invites_for(conn: Conn, user_uuid: str) -> list[tuple[str, str, int]]:
     """(flow uuid, inviter uuid, time) of the user's open invites."""
-    rows = tx.all(Select([Invite.q.flow_uuid, Invite.q.inviter, Invite.q.time_created],
+    rows = conn.all(Select([Invite.q.flow_uuid, Invite.q.inviter, Invite.q.time_created],
                          where=Invite.q.user_uuid == user_uuid, orderBy=Invite.q.id))
     return [(row[0], row[1], int(row[2])) for row in rows]
 
@@ -604,7 +604,7 @@ _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "deleted"))
 
 
-def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
+def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
                    content: dict[str, str], now: int, extra: dict[str, Any] | None = None
                    ) -> MessageRow:
     """Store a message and log it; `extra` goes into the change's payload."""
@@ -615,39 +615,39 @@ def insert_message(tx: Tx, uuid: str, flow_uuid: str, user_uuid: str, client_id:
         file_document=content.get("file_document", ""), emoji=content.get("emoji", ""),
         edited_time=0, edited_status=False,
     )
-    tx.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
+    conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
                message["file_document"], message["emoji"], now, 0, False, False)
-    log_change(tx, now, flow_uuid, "message_sent", user_uuid, uuid,
+    log_change(conn, now, flow_uuid, "message_sent", user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
 
 
-def message_by_uuid(tx: Tx, uuid: str) -> MessageRow | None:
-    row = tx.one(Select(_MESSAGE_COLUMNS, where=Message.q.uuid == uuid))
+def message_by_uuid(conn: Conn, uuid: str) -> MessageRow | None:
+    row = conn.one(Select(_MESSAGE_COLUMNS, where=Message.q.uuid == uuid))
     return _message(row) if row else None
 
 
 _MESSAGE_STATE = Query(Select([*_MESSAGE_COLUMNS, Message.q.deleted], where=Message.q.uuid == P))
 
 
-def message_state(tx: Tx, uuid: str) -> tuple[MessageRow, bool] | None:
+def message_state(conn: Conn, uuid: str) -> tuple[MessageRow, bool] | None:
     """A message, and whether it was deleted."""
-    row = tx.one(_MESSAGE_STATE, uuid)
+    row = conn.one(_MESSAGE_STATE, uuid)
     return (_message(row), bool(row[-1])) if row else None
 
 
-def update_message(tx: Tx, uuid: str, actor: str, content: dict[str, str], now: int,
+def update_message(conn: Conn, uuid: str, actor: str, content: dict[str, str], now: int,
                    kind: str, extra: dict[str, Any] | None = None) -> MessageRow:
     """Replace some content fields, mark the message edited (and, for "message_deleted",
     deleted), and log `kind`."""
     values: dict[str, Any] = {**content, "edited_time": now, "edited_status": True}
     if kind == "message_deleted":
         values["deleted"] = True
-    tx.execute(Update(Message.sqlmeta.table, values=values, where=Message.q.uuid == uuid))
-    message = message_by_uuid(tx, uuid)
+    conn.execute(Update(Message.sqlmeta.table, values=values, where=Message.q.uuid == uuid))
+    message = message_by_uuid(conn, uuid)
     assert message is not None
-    log_change(tx, now, message["from_flow"], kind, actor, uuid,
+    log_change(conn, now, message["from_flow"], kind, actor, uuid,
                {"message": message, **(extra or {})})
     return message
 
@@ -656,8 +656,8 @@ _COUNT_MESSAGES = Query(Select(func.COUNT(Message.q.id),
                                where=AND(Message.q.flow_uuid == P, Message.q.time_created > P)))
 
 
-def count_messages(tx: Tx, flow_uuid: str, since: int = 0) -> int:
-    row = tx.one(_COUNT_MESSAGES, flow_uuid, since or -1)
+def count_messages(conn: Conn, flow_uuid: str, since: int = 0) -> int:
+    row = conn.one(_COUNT_MESSAGES, flow_uuid, since or -1)
     return int(row[0]) if row else 0
 
 
@@ -684,19 +684,19 @@ _PAGE_JSON = {
 }
 
 
-def messages_page_json(tx: Tx, flow_uuid: str, start: int, count: int, since: int = 0) -> str:
+def messages_page_json(conn: Conn, flow_uuid: str, start: int, count: int, since: int = 0) -> str:
     """The JSON list of the messages at positions [start, start+count) of a flow (those after
     `since`, if given), oldest first."""
-    sql = _PAGE_JSON[tx.db].format(count=int(count), start=int(start))
-    row = tx.one(sql, flow_uuid, since or -1)
+    sql = _PAGE_JSON[conn.db].format(count=int(count), start=int(start))
+    row = conn.one(sql, flow_uuid, since or -1)
     return str(row[0]) if row and row[0] is not None else "[]"
 
 
-def messages_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[MessageRow]:
+def messages_by_uuid(conn: Conn, uuids: Iterable[str]) -> list[MessageRow]:
     wanted = list(dict.fromkeys(uuids))
     if not wanted:
         return []
-    rows = tx.all(Select(_MESSAGE_COLUMNS, where=IN(Message.q.uuid, wanted),
+    rows = conn.all(Select(_MESSAGE_COLUMNS, where=IN(Message.q.uuid, wanted),
                          orderBy=Message.q.id))
     return [_message(row) for row in rows]
 
@@ -704,13 +704,13 @@ def messages_by_uuid(tx: Tx, uuids: Iterable[str]) -> list[MessageRow]:
 # -- get_update -------------------------------------------------------------------------------
 
 
-def update_since(tx: Tx, user_uuid: str, since: int
+def update_since(conn: Conn, user_uuid: str, since: int
                  ) -> tuple[list[FlowRow], list[MessageRow], list[UserRow]]:
     """What changed at or after `since` in the user's flows: flows, messages, members."""
-    mine = member_flows(tx, user_uuid)
+    mine = member_flows(conn, user_uuid)
     if not mine:
         return [], [], []
-    rows = tx.all(Select([Change.q.flow_uuid, Change.q.kind, Change.q.subject],
+    rows = conn.all(Select([Change.q.flow_uuid, Change.q.kind, Change.q.subject],
                          where=AND(IN(Change.q.flow_uuid, mine), Change.q.time_created >= since),
                          orderBy=Change.q.id))
     flow_ids: dict[str, None] = {}
@@ -722,19 +722,19 @@ def update_since(tx: Tx, user_uuid: str, since: int
             message_ids.setdefault(subject)
         else:
             flow_ids.setdefault(flow_uuid)
-    flows = flows_by_uuid(tx, flow_ids)
-    messages = messages_by_uuid(tx, message_ids)
+    flows = flows_by_uuid(conn, flow_ids)
+    messages = messages_by_uuid(conn, message_ids)
     members = {user for flow in flows for user in flow["users"]}
     members.update(message["from_user"] for message in messages)
-    return flows, messages, users_by_uuid(tx, sorted(members))
+    return flows, messages, users_by_uuid(conn, sorted(members))
 
 
 # -- status -----------------------------------------------------------------------------------
 
 
-def counts(tx: Tx) -> dict[str, int]:
+def counts(conn: Conn) -> dict[str, int]:
     result = {}
     for name, table in (("users", User), ("flows", Flow), ("messages", Message)):
-        row = tx.one(Select(func.COUNT(table.q.id)))
+        row = conn.one(Select(func.COUNT(table.q.id)))
         result[name] = int(row[0]) if row else 0
     return result

@@ -85,7 +85,7 @@ class Query:
 
 
 def insert_query(table: str, columns: Sequence[str]) -> Query:
-    """INSERT INTO table (columns) VALUES (params...); `Tx.insert` returns the new id."""
+    """INSERT INTO table (columns) VALUES (params...); `Conn.insert` returns the new id."""
     return Query(Insert(table, template=list(columns), valueList=[[P] * len(columns)]))
 
 
@@ -124,7 +124,7 @@ def probe(uri: str) -> None:
         raise DatabaseUnreachable(lines[0]) from None
 
 
-class Tx:
+class Conn:
     """One thread's open connection, through which query functions run their statements."""
 
     def __init__(self, connection: DBConnection, raw: Any, postgres: bool) -> None:
@@ -213,7 +213,7 @@ class _Job:
 
 @dataclass
 class _ThreadState(threading.local):
-    tx: Tx | None = field(default=None)
+    conn: Conn | None = field(default=None)
 
 
 class Engine:
@@ -224,14 +224,14 @@ class Engine:
         self.connection = connection_for(settings.uri)
         self.postgres = self.connection.dbName == "postgres"
         self.on_commit: CommitHook | None = None
-        self.before_commit: Callable[[Tx], None] | None = None
+        self.before_commit: Callable[[Conn], None] | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(settings.readers, thread_name_prefix="db-read")
         self._local = _ThreadState()
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._watchdog: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
-        self._opened: list[Tx] = []
+        self._opened: list[Conn] = []
         self._writer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         module = self.connection.module
@@ -243,7 +243,7 @@ class Engine:
 
     # -- connections ------------------------------------------------------------------------
 
-    def open_tx(self) -> Tx:
+    def open_tx(self) -> Conn:
         raw = self.connection.makeConnection()
         if self.postgres:
             raw.autocommit = True
@@ -253,24 +253,24 @@ class Engine:
             for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL",
                            "foreign_keys=OFF"):
                 raw.execute(f"PRAGMA {pragma}")
-        return Tx(self.connection, raw, self.postgres)
+        return Conn(self.connection, raw, self.postgres)
 
-    def _thread_tx(self) -> Tx:
-        tx = self._local.tx
-        if tx is None:
-            tx = self._local.tx = self.open_tx()
+    def _thread_tx(self) -> Conn:
+        conn = self._local.conn
+        if conn is None:
+            conn = self._local.conn = self.open_tx()
             with self._lock:
-                self._opened.append(tx)
-        return tx
+                self._opened.append(conn)
+        return conn
 
     def _drop_thread_tx(self) -> None:
-        tx, self._local.tx = self._local.tx, None
-        if tx is not None:
+        conn, self._local.conn = self._local.conn, None
+        if conn is not None:
             with self._lock:
-                if tx in self._opened:
-                    self._opened.remove(tx)
+                if conn in self._opened:
+                    self._opened.remove(conn)
             with contextlib.suppress(Exception):
-                tx.raw.close()
+                conn.raw.close()
 
     def _is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, self._disconnect_errors)
@@ -291,18 +291,18 @@ class Engine:
         self._readers.shutdown(wait=True)
         with self._lock:
             opened, self._opened = self._opened, []
-        for tx in opened:
+        for conn in opened:
             with contextlib.suppress(Exception):
-                tx.raw.close()
-        self._local.tx = None
+                conn.raw.close()
+        self._local.conn = None
         with contextlib.suppress(Exception):
             self.connection.close()
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def read(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+    async def read(self, fn: Callable[Concatenate[Conn, Args], T], *args: Args.args,
                    **kwargs: Args.kwargs) -> T:
-        """Run `fn(tx, ...)` on a reader thread; it must not write."""
+        """Run `fn(conn, ...)` on a reader thread; it must not write."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._readers, self._run_read, fn, args)
         return await self._bounded(future)
@@ -319,16 +319,16 @@ class Engine:
                 raise Unavailable() from exc
             raise
 
-    def read_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+    def read_sync(self, fn: Callable[Concatenate[Conn, Args], T], *args: Args.args,
                   **kwargs: Args.kwargs) -> T:
         """Run a read on the calling thread (for manage.py, never on the event loop)."""
         return self._run_read(functools.partial(fn, **kwargs), args)
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+    async def write(self, fn: Callable[Concatenate[Conn, Args], T], *args: Args.args,
                     **kwargs: Args.kwargs) -> T:
-        """Run `fn(tx, ...)` in the writer's next transaction; return once it is committed."""
+        """Run `fn(conn, ...)` in the writer's next transaction; return once it is committed."""
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(fn, args, future))
@@ -359,25 +359,25 @@ class Engine:
                 future.cancel(_TIMED_OUT)
         self._watchdog = loop.call_later(WATCH_EVERY, self._expire, loop) if deadlines else None
 
-    def write_sync(self, fn: Callable[Concatenate[Tx, Args], T], *args: Args.args,
+    def write_sync(self, fn: Callable[Concatenate[Conn, Args], T], *args: Args.args,
                    **kwargs: Args.kwargs) -> T:
         """Run one write transaction on the calling thread (for manage.py)."""
-        tx = self._thread_tx()
-        self._begin(tx)
+        conn = self._thread_tx()
+        self._begin(conn)
         try:
-            result = fn(tx, *args, **kwargs)
-            if self.before_commit is not None and tx.changes:
-                self.before_commit(tx)
-            tx.execute("COMMIT")
+            result = fn(conn, *args, **kwargs)
+            if self.before_commit is not None and conn.changes:
+                self.before_commit(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            tx.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         finally:
-            tx.changes = []
+            conn.changes = []
         return result
 
-    def _begin(self, tx: Tx) -> None:
-        tx.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+    def _begin(self, conn: Conn) -> None:
+        conn.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
 
     def _write_loop(self) -> None:
         while True:
@@ -420,19 +420,19 @@ class Engine:
         started = time.perf_counter()
         try:
             while pending:
-                tx = self._thread_tx()
-                self._begin(tx)
-                spoiled = next((job for job in pending if not self._run_job(tx, job)), None)
+                conn = self._thread_tx()
+                self._begin(conn)
+                spoiled = next((job for job in pending if not self._run_job(conn, job)), None)
                 if spoiled is not None:
                     # A job failed after writing: undo the transaction, run the others again.
-                    tx.execute("ROLLBACK")
-                    tx.changes = []
+                    conn.execute("ROLLBACK")
+                    conn.changes = []
                     pending = [job for job in pending if job is not spoiled]
                     continue
-                if self.before_commit is not None and tx.changes:
-                    self.before_commit(tx)
-                tx.execute("COMMIT")
-                changes = tx.changes
+                if self.before_commit is not None and conn.changes:
+                    self.before_commit(conn)
+                conn.execute("COMMIT")
+                changes = conn.changes
                 metrics.BATCH_SIZE.observe(len(pending))
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 break
@@ -448,39 +448,39 @@ class Engine:
             for job in pending:
                 job.error, job.result = failure, None
         finally:
-            if self._local.tx is not None:
-                self._local.tx.changes = []
+            if self._local.conn is not None:
+                self._local.conn.changes = []
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._finish, batch, changes)
 
-    def _run_job(self, tx: Tx, job: _Job) -> bool:
+    def _run_job(self, conn: Conn, job: _Job) -> bool:
         """Run one job in the open transaction; False if it failed after writing something.
 
         On PostgreSQL each job runs in a savepoint, so a failure never spoils the others. On
         SQLite savepoints cost more than the jobs themselves; a failing job is harmless when
         it changed no row (rights checks fail before writing), and spoils the batch otherwise.
         """
-        mark = len(tx.changes)
+        mark = len(conn.changes)
         if self.postgres:
-            tx.execute("SAVEPOINT job")
+            conn.execute("SAVEPOINT job")
         else:
-            before = tx.raw.total_changes
+            before = conn.raw.total_changes
         job.error = None
         try:
-            job.result = job.fn(tx, *job.args)
+            job.result = job.fn(conn, *job.args)
             if self.postgres:
-                tx.execute("RELEASE SAVEPOINT job")
+                conn.execute("RELEASE SAVEPOINT job")
             return True
         except Exception as exc:
             if self._is_disconnect(exc):
                 raise
-            del tx.changes[mark:]
+            del conn.changes[mark:]
             job.result, job.error = None, self._failure(job, exc)
             if self.postgres:
-                tx.execute("ROLLBACK TO SAVEPOINT job")
-                tx.execute("RELEASE SAVEPOINT job")
+                conn.execute("ROLLBACK TO SAVEPOINT job")
+                conn.execute("RELEASE SAVEPOINT job")
                 return True
-            return bool(tx.raw.total_changes == before)
+            return bool(conn.raw.total_changes == before)
 
     def _failure(self, job: _Job, exc: Exception) -> ServiceError:
         if isinstance(exc, ServiceError):

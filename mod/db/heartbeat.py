@@ -16,7 +16,7 @@ import uuid
 from loguru import logger
 from sqlobject.sqlbuilder import Delete, Insert, Select, Update
 
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.db.models import Heartbeat
 from mod.error import ServiceError
 
@@ -24,31 +24,31 @@ EVERY = 5  # seconds between refreshes
 FRESH = 3 * EVERY  # a row older than this belongs to a process that is gone
 
 
-def beat(tx: Tx, process: str, host: str, pid: int, started: int, now: int) -> None:
+def beat(conn: Conn, process: str, host: str, pid: int, started: int, now: int) -> None:
     """Say that `process` is running, now."""
-    changed = tx.execute(Update(Heartbeat.sqlmeta.table, values={"time_seen": now},
+    changed = conn.execute(Update(Heartbeat.sqlmeta.table, values={"time_seen": now},
                                 where=Heartbeat.q.process == process))
     if not changed:
-        tx.execute(Insert(Heartbeat.sqlmeta.table, values={
+        conn.execute(Insert(Heartbeat.sqlmeta.table, values={
             "process": process, "host": host, "pid": pid, "time_started": started,
             "time_seen": now}))
 
 
-def leave(tx: Tx, process: str) -> None:
-    tx.execute(Delete(Heartbeat.sqlmeta.table, where=Heartbeat.q.process == process))
+def leave(conn: Conn, process: str) -> None:
+    conn.execute(Delete(Heartbeat.sqlmeta.table, where=Heartbeat.q.process == process))
 
 
-def live(tx: Tx, now: int) -> list[tuple[str, int, int]]:
+def live(conn: Conn, now: int) -> list[tuple[str, int, int]]:
     """(host, pid, seconds since last seen) of every process seen in the last FRESH seconds."""
-    rows = tx.all(Select([Heartbeat.q.host, Heartbeat.q.pid, Heartbeat.q.time_seen],
+    rows = conn.all(Select([Heartbeat.q.host, Heartbeat.q.pid, Heartbeat.q.time_seen],
                          where=Heartbeat.q.time_seen >= now - FRESH,
                          orderBy=Heartbeat.q.time_seen))
     return [(str(host), int(pid), now - int(seen)) for host, pid, seen in rows]
 
 
-def forget_all(tx: Tx) -> None:
+def forget_all(conn: Conn) -> None:
     """Clear every row (in a copy of a database, whose processes are not its own)."""
-    tx.execute(Delete(Heartbeat.sqlmeta.table, where=None))
+    conn.execute(Delete(Heartbeat.sqlmeta.table, where=None))
 
 
 async def keep(engine: Engine) -> None:

@@ -1,5 +1,5 @@
 """Queries of end-to-end encryption: devices and their keys, to-device messages,
-cross-signing keys and key backups. Functions take an open `Tx` and return plain data;
+cross-signing keys and key backups. Functions take an open `Conn` and return plain data;
 key material is kept as the JSON text the client sent."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlobject.sqlbuilder import AND, IN, Delete, Insert, Select, Update, func
 
-from mod.db.engine import Tx
+from mod.db.engine import Conn
 from mod.db.models import (
     BackupKey,
     Change,
@@ -31,75 +31,75 @@ def dumps(value: Any) -> str:
 # -- devices ----------------------------------------------------------------------------------
 
 
-def ensure_device(tx: Tx, user_uuid: str, device_id: str, now: int) -> None:
-    found = tx.one(Select(Device.q.id, where=AND(Device.q.user_uuid == user_uuid,
+def ensure_device(conn: Conn, user_uuid: str, device_id: str, now: int) -> None:
+    found = conn.one(Select(Device.q.id, where=AND(Device.q.user_uuid == user_uuid,
                                                  Device.q.device_id == device_id)))
     if found is None:
-        tx.execute(Insert(Device.sqlmeta.table, values={
+        conn.execute(Insert(Device.sqlmeta.table, values={
             "user_uuid": user_uuid, "device_id": device_id, "display_name": "", "keys": "",
             "time_created": now}))
 
 
-def set_device_keys(tx: Tx, user_uuid: str, device_id: str, keys: str, now: int) -> bool:
+def set_device_keys(conn: Conn, user_uuid: str, device_id: str, keys: str, now: int) -> bool:
     """Store a device's identity keys; whether they differ from those stored."""
-    ensure_device(tx, user_uuid, device_id, now)
-    row = tx.one(Select(Device.q.keys, where=AND(Device.q.user_uuid == user_uuid,
+    ensure_device(conn, user_uuid, device_id, now)
+    row = conn.one(Select(Device.q.keys, where=AND(Device.q.user_uuid == user_uuid,
                                                  Device.q.device_id == device_id)))
     if row is not None and row[0] == keys:
         return False
-    tx.execute(Update(Device.sqlmeta.table, values={"keys": keys},
+    conn.execute(Update(Device.sqlmeta.table, values={"keys": keys},
                       where=AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)))
     return True
 
 
-def set_display_name(tx: Tx, user_uuid: str, device_id: str, name: str, now: int) -> None:
-    ensure_device(tx, user_uuid, device_id, now)
-    tx.execute(Update(Device.sqlmeta.table, values={"display_name": name},
+def set_display_name(conn: Conn, user_uuid: str, device_id: str, name: str, now: int) -> None:
+    ensure_device(conn, user_uuid, device_id, now)
+    conn.execute(Update(Device.sqlmeta.table, values={"display_name": name},
                       where=AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)))
 
 
-def devices_of(tx: Tx, user_uuids: Sequence[str]) -> list[tuple[str, str, str, str]]:
+def devices_of(conn: Conn, user_uuids: Sequence[str]) -> list[tuple[str, str, str, str]]:
     """(user uuid, device ID, display name, keys JSON or "") of users' devices: those with a
     row and those that only have a token."""
     if not user_uuids:
         return []
     found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
-    for user, device, name, keys in tx.all(Select(
+    for user, device, name, keys in conn.all(Select(
             [Device.q.user_uuid, Device.q.device_id, Device.q.display_name, Device.q.keys],
             where=IN(Device.q.user_uuid, list(user_uuids)), orderBy=Device.q.id)):
         found[(user, device)] = (user, device, name, keys)
-    for user, device in tx.all(Select([Token.q.user_uuid, Token.q.device],
+    for user, device in conn.all(Select([Token.q.user_uuid, Token.q.device],
                                       where=AND(IN(Token.q.user_uuid, list(user_uuids)),
                                                 Token.q.device != ""), distinct=True)):
         found.setdefault((user, device), (user, device, "", ""))
     return list(found.values())
 
 
-def delete_device(tx: Tx, user_uuid: str, device_id: str, tokens: bool = True) -> bool:
+def delete_device(conn: Conn, user_uuid: str, device_id: str, tokens: bool = True) -> bool:
     """Forget a device: its row, keys, waiting messages and (unless `tokens` is False) its
     tokens. Whether it had a row (it had made itself known beyond a token)."""
     mine = AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)
-    had = tx.execute(Delete(Device.sqlmeta.table, where=mine)) > 0
-    tx.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
+    had = conn.execute(Delete(Device.sqlmeta.table, where=mine)) > 0
+    conn.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
         OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id)))
-    tx.execute(Delete(ToDevice.sqlmeta.table, where=AND(
+    conn.execute(Delete(ToDevice.sqlmeta.table, where=AND(
         ToDevice.q.user_uuid == user_uuid, ToDevice.q.device_id == device_id)))
     if tokens:
-        tx.execute(Delete(Token.sqlmeta.table, where=AND(Token.q.user_uuid == user_uuid,
+        conn.execute(Delete(Token.sqlmeta.table, where=AND(Token.q.user_uuid == user_uuid,
                                                          Token.q.device == device_id)))
     return had
 
 
-def device_ids(tx: Tx, user_uuid: str) -> list[str]:
+def device_ids(conn: Conn, user_uuid: str) -> list[str]:
     """The devices of a user that have a row."""
-    return [row[0] for row in tx.all(Select(Device.q.device_id,
+    return [row[0] for row in conn.all(Select(Device.q.device_id,
                                             where=Device.q.user_uuid == user_uuid))]
 
 
 # -- one-time and fallback keys ---------------------------------------------------------------
 
 
-def add_one_time_keys(tx: Tx, user_uuid: str, device_id: str, keys: dict[str, Any],
+def add_one_time_keys(conn: Conn, user_uuid: str, device_id: str, keys: dict[str, Any],
                       fallback: bool) -> None:
     """Store keys named "<algorithm>:<key id>"; a fallback key replaces the device's earlier
     ones of its algorithm, and a one-time key already stored is kept as it is."""
@@ -107,21 +107,21 @@ def add_one_time_keys(tx: Tx, user_uuid: str, device_id: str, keys: dict[str, An
     for name, key in keys.items():
         algorithm, _, key_id = name.partition(":")
         if fallback:
-            tx.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
+            conn.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
                 mine, OneTimeKey.q.algorithm == algorithm, OneTimeKey.q.fallback == True)))  # noqa: E712
-        elif tx.one(Select(OneTimeKey.q.id, where=AND(mine, OneTimeKey.q.algorithm == algorithm,
+        elif conn.one(Select(OneTimeKey.q.id, where=AND(mine, OneTimeKey.q.algorithm == algorithm,
                                                       OneTimeKey.q.key_id == key_id))):
             continue
-        tx.execute(Insert(OneTimeKey.sqlmeta.table, values={
+        conn.execute(Insert(OneTimeKey.sqlmeta.table, values={
             "user_uuid": user_uuid, "device_id": device_id, "algorithm": algorithm,
             "key_id": key_id, "key_json": dumps(key), "fallback": fallback, "used": False}))
 
 
-def key_counts(tx: Tx, user_uuid: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+def key_counts(conn: Conn, user_uuid: str, device_id: str) -> tuple[dict[str, int], list[str]]:
     """Unclaimed one-time keys per algorithm, and the algorithms of unused fallback keys."""
     counts: dict[str, int] = {}
     unused: list[str] = []
-    rows = tx.all(Select([OneTimeKey.q.algorithm, OneTimeKey.q.fallback, OneTimeKey.q.used,
+    rows = conn.all(Select([OneTimeKey.q.algorithm, OneTimeKey.q.fallback, OneTimeKey.q.used,
                           func.COUNT(OneTimeKey.q.id)],
                          where=AND(OneTimeKey.q.user_uuid == user_uuid,
                                    OneTimeKey.q.device_id == device_id),
@@ -135,24 +135,24 @@ def key_counts(tx: Tx, user_uuid: str, device_id: str) -> tuple[dict[str, int], 
     return counts, sorted(unused)
 
 
-def claim_key(tx: Tx, user_uuid: str, device_id: str, algorithm: str
+def claim_key(conn: Conn, user_uuid: str, device_id: str, algorithm: str
               ) -> tuple[str, str] | None:
     """("<algorithm>:<key id>", key JSON) of a one-time key, removed as it is handed out;
     the fallback key (marked used, kept) when none is left; None without either."""
     mine = AND(OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id,
                OneTimeKey.q.algorithm == algorithm)
-    row = tx.one(Select([OneTimeKey.q.id, OneTimeKey.q.key_id, OneTimeKey.q.key_json],
+    row = conn.one(Select([OneTimeKey.q.id, OneTimeKey.q.key_id, OneTimeKey.q.key_json],
                         where=AND(mine, OneTimeKey.q.fallback == False),  # noqa: E712
                         orderBy=OneTimeKey.q.id, limit=1))
     if row is not None:
-        tx.execute(Delete(OneTimeKey.sqlmeta.table, where=OneTimeKey.q.id == row[0]))
+        conn.execute(Delete(OneTimeKey.sqlmeta.table, where=OneTimeKey.q.id == row[0]))
         return f"{algorithm}:{row[1]}", row[2]
-    row = tx.one(Select([OneTimeKey.q.id, OneTimeKey.q.key_id, OneTimeKey.q.key_json],
+    row = conn.one(Select([OneTimeKey.q.id, OneTimeKey.q.key_id, OneTimeKey.q.key_json],
                         where=AND(mine, OneTimeKey.q.fallback == True),  # noqa: E712
                         orderBy=OneTimeKey.q.id, limit=1))
     if row is None:
         return None
-    tx.execute(Update(OneTimeKey.sqlmeta.table, values={"used": True},
+    conn.execute(Update(OneTimeKey.sqlmeta.table, values={"used": True},
                       where=OneTimeKey.q.id == row[0]))
     return f"{algorithm}:{row[1]}", row[2]
 
@@ -160,17 +160,17 @@ def claim_key(tx: Tx, user_uuid: str, device_id: str, algorithm: str
 # -- to-device messages -----------------------------------------------------------------------
 
 
-def add_to_device(tx: Tx, user_uuid: str, device_id: str, position: int, sender: str,
+def add_to_device(conn: Conn, user_uuid: str, device_id: str, position: int, sender: str,
                   event_type: str, content: dict[str, Any]) -> None:
-    tx.execute(Insert(ToDevice.sqlmeta.table, values={
+    conn.execute(Insert(ToDevice.sqlmeta.table, values={
         "user_uuid": user_uuid, "device_id": device_id, "position": position, "sender": sender,
         "event_type": event_type, "content": dumps(content)}))
 
 
-def to_device_between(tx: Tx, user_uuid: str, device_id: str, after: int, upto: int
+def to_device_between(conn: Conn, user_uuid: str, device_id: str, after: int, upto: int
                       ) -> list[tuple[str, str, str]]:
     """(sender uuid, type, content JSON) of a device's messages logged in (after, upto]."""
-    rows = tx.all(Select([ToDevice.q.sender, ToDevice.q.event_type, ToDevice.q.content],
+    rows = conn.all(Select([ToDevice.q.sender, ToDevice.q.event_type, ToDevice.q.content],
                          where=AND(ToDevice.q.user_uuid == user_uuid,
                                    ToDevice.q.device_id == device_id,
                                    ToDevice.q.position > after, ToDevice.q.position <= upto),
@@ -178,15 +178,15 @@ def to_device_between(tx: Tx, user_uuid: str, device_id: str, after: int, upto: 
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def to_device_waiting(tx: Tx, user_uuid: str, device_id: str, upto: int) -> bool:
-    return tx.one(Select(ToDevice.q.id, where=AND(
+def to_device_waiting(conn: Conn, user_uuid: str, device_id: str, upto: int) -> bool:
+    return conn.one(Select(ToDevice.q.id, where=AND(
         ToDevice.q.user_uuid == user_uuid, ToDevice.q.device_id == device_id,
         ToDevice.q.position <= upto), limit=1)) is not None
 
 
-def drop_to_device(tx: Tx, user_uuid: str, device_id: str, upto: int) -> int:
+def drop_to_device(conn: Conn, user_uuid: str, device_id: str, upto: int) -> int:
     """Delete a device's messages the device has acknowledged (logged at or before `upto`)."""
-    return int(tx.execute(Delete(ToDevice.sqlmeta.table, where=AND(
+    return int(conn.execute(Delete(ToDevice.sqlmeta.table, where=AND(
         ToDevice.q.user_uuid == user_uuid, ToDevice.q.device_id == device_id,
         ToDevice.q.position <= upto))))
 
@@ -194,29 +194,29 @@ def drop_to_device(tx: Tx, user_uuid: str, device_id: str, upto: int) -> int:
 # -- cross-signing ----------------------------------------------------------------------------
 
 
-def cross_signing_keys(tx: Tx, user_uuids: Iterable[str]) -> dict[tuple[str, str], str]:
+def cross_signing_keys(conn: Conn, user_uuids: Iterable[str]) -> dict[tuple[str, str], str]:
     """(user uuid, key type) -> key JSON."""
     wanted = list(user_uuids)
     if not wanted:
         return {}
-    rows = tx.all(Select([CrossSigningKey.q.user_uuid, CrossSigningKey.q.key_type,
+    rows = conn.all(Select([CrossSigningKey.q.user_uuid, CrossSigningKey.q.key_type,
                           CrossSigningKey.q.key_json],
                          where=IN(CrossSigningKey.q.user_uuid, wanted)))
     return {(row[0], row[1]): row[2] for row in rows}
 
 
-def set_cross_signing_key(tx: Tx, user_uuid: str, key_type: str, key_json: str) -> None:
+def set_cross_signing_key(conn: Conn, user_uuid: str, key_type: str, key_json: str) -> None:
     where = AND(CrossSigningKey.q.user_uuid == user_uuid, CrossSigningKey.q.key_type == key_type)
-    if tx.one(Select(CrossSigningKey.q.id, where=where)) is None:
-        tx.execute(Insert(CrossSigningKey.sqlmeta.table, values={
+    if conn.one(Select(CrossSigningKey.q.id, where=where)) is None:
+        conn.execute(Insert(CrossSigningKey.sqlmeta.table, values={
             "user_uuid": user_uuid, "key_type": key_type, "key_json": key_json}))
     else:
-        tx.execute(Update(CrossSigningKey.sqlmeta.table, values={"key_json": key_json},
+        conn.execute(Update(CrossSigningKey.sqlmeta.table, values={"key_json": key_json},
                           where=where))
 
 
-def device_keys(tx: Tx, user_uuid: str, device_id: str) -> str:
-    row = tx.one(Select(Device.q.keys, where=AND(Device.q.user_uuid == user_uuid,
+def device_keys(conn: Conn, user_uuid: str, device_id: str) -> str:
+    row = conn.one(Select(Device.q.keys, where=AND(Device.q.user_uuid == user_uuid,
                                                  Device.q.device_id == device_id)))
     return str(row[0]) if row else ""
 
@@ -224,51 +224,51 @@ def device_keys(tx: Tx, user_uuid: str, device_id: str) -> str:
 # -- key backup -------------------------------------------------------------------------------
 
 
-def backup_version(tx: Tx, user_uuid: str, version: int | None
+def backup_version(conn: Conn, user_uuid: str, version: int | None
                    ) -> tuple[int, str, str, int] | None:
     """(version, algorithm, auth data JSON, etag) of a backup (the newest when None)."""
     where = [KeyBackup.q.user_uuid == user_uuid, KeyBackup.q.deleted == False]  # noqa: E712
     if version is not None:
         where.append(KeyBackup.q.version == version)
-    row = tx.one(Select([KeyBackup.q.version, KeyBackup.q.algorithm, KeyBackup.q.auth_data,
+    row = conn.one(Select([KeyBackup.q.version, KeyBackup.q.algorithm, KeyBackup.q.auth_data,
                          KeyBackup.q.etag], where=AND(*where),
                         orderBy=KeyBackup.q.version.__neg__(), limit=1))
     return (int(row[0]), row[1], row[2], int(row[3])) if row else None
 
 
-def add_backup_version(tx: Tx, user_uuid: str, algorithm: str, auth_data: str) -> int:
-    row = tx.one(Select(func.MAX(KeyBackup.q.version), where=KeyBackup.q.user_uuid == user_uuid))
+def add_backup_version(conn: Conn, user_uuid: str, algorithm: str, auth_data: str) -> int:
+    row = conn.one(Select(func.MAX(KeyBackup.q.version), where=KeyBackup.q.user_uuid == user_uuid))
     version = (int(row[0]) if row and row[0] is not None else 0) + 1
-    tx.execute(Insert(KeyBackup.sqlmeta.table, values={
+    conn.execute(Insert(KeyBackup.sqlmeta.table, values={
         "user_uuid": user_uuid, "version": version, "algorithm": algorithm,
         "auth_data": auth_data, "etag": 0, "deleted": False}))
     return version
 
 
-def update_backup_version(tx: Tx, user_uuid: str, version: int, values: dict[str, Any]) -> None:
-    tx.execute(Update(KeyBackup.sqlmeta.table, values=values, where=AND(
+def update_backup_version(conn: Conn, user_uuid: str, version: int, values: dict[str, Any]) -> None:
+    conn.execute(Update(KeyBackup.sqlmeta.table, values=values, where=AND(
         KeyBackup.q.user_uuid == user_uuid, KeyBackup.q.version == version)))
 
 
-def delete_backup_keys(tx: Tx, user_uuid: str, version: int, room_id: str | None = None,
+def delete_backup_keys(conn: Conn, user_uuid: str, version: int, room_id: str | None = None,
                        session_id: str | None = None) -> int:
     where = [BackupKey.q.user_uuid == user_uuid, BackupKey.q.version == version]
     if room_id is not None:
         where.append(BackupKey.q.room_id == room_id)
     if session_id is not None:
         where.append(BackupKey.q.session_id == session_id)
-    return int(tx.execute(Delete(BackupKey.sqlmeta.table, where=AND(*where))))
+    return int(conn.execute(Delete(BackupKey.sqlmeta.table, where=AND(*where))))
 
 
-def put_backup_key(tx: Tx, user_uuid: str, version: int, room_id: str, session_id: str,
+def put_backup_key(conn: Conn, user_uuid: str, version: int, room_id: str, session_id: str,
                    key_json: str) -> None:
-    delete_backup_keys(tx, user_uuid, version, room_id, session_id)
-    tx.execute(Insert(BackupKey.sqlmeta.table, values={
+    delete_backup_keys(conn, user_uuid, version, room_id, session_id)
+    conn.execute(Insert(BackupKey.sqlmeta.table, values={
         "user_uuid": user_uuid, "version": version, "room_id": room_id,
         "session_id": session_id, "key_json": key_json}))
 
 
-def backup_keys(tx: Tx, user_uuid: str, version: int, room_id: str | None = None,
+def backup_keys(conn: Conn, user_uuid: str, version: int, room_id: str | None = None,
                 session_id: str | None = None) -> list[tuple[str, str, str]]:
     """(room ID, session ID, key JSON) of a backup version's keys."""
     where = [BackupKey.q.user_uuid == user_uuid, BackupKey.q.version == version]
@@ -276,13 +276,13 @@ def backup_keys(tx: Tx, user_uuid: str, version: int, room_id: str | None = None
         where.append(BackupKey.q.room_id == room_id)
     if session_id is not None:
         where.append(BackupKey.q.session_id == session_id)
-    rows = tx.all(Select([BackupKey.q.room_id, BackupKey.q.session_id, BackupKey.q.key_json],
+    rows = conn.all(Select([BackupKey.q.room_id, BackupKey.q.session_id, BackupKey.q.key_json],
                          where=AND(*where), orderBy=BackupKey.q.id))
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def count_backup_keys(tx: Tx, user_uuid: str, version: int) -> int:
-    row = tx.one(Select(func.COUNT(BackupKey.q.id), where=AND(
+def count_backup_keys(conn: Conn, user_uuid: str, version: int) -> int:
+    row = conn.one(Select(func.COUNT(BackupKey.q.id), where=AND(
         BackupKey.q.user_uuid == user_uuid, BackupKey.q.version == version)))
     return int(row[0]) if row else 0
 
@@ -290,21 +290,21 @@ def count_backup_keys(tx: Tx, user_uuid: str, version: int) -> int:
 # -- who hears of a user's device changes -----------------------------------------------------
 
 
-def room_mates(tx: Tx, user_uuid: str) -> set[str]:
+def room_mates(conn: Conn, user_uuid: str) -> set[str]:
     """The users who share a flow with a user, the user included."""
-    flows = [row[0] for row in tx.all(Select(Member.q.flow_uuid,
+    flows = [row[0] for row in conn.all(Select(Member.q.flow_uuid,
                                              where=Member.q.user_uuid == user_uuid))]
     mates = {user_uuid}
     if flows:
-        mates.update(row[0] for row in tx.all(Select(Member.q.user_uuid,
+        mates.update(row[0] for row in conn.all(Select(Member.q.user_uuid,
                                                      where=IN(Member.q.flow_uuid, flows),
                                                      distinct=True)))
     return mates
 
 
-def device_changes(tx: Tx, after: int, upto: int) -> list[tuple[str, str]]:
+def device_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str]]:
     """(user uuid, payload JSON) of the device-key changes logged in (after, upto]."""
-    rows = tx.all(Select([Change.q.subject, Change.q.payload], where=AND(
+    rows = conn.all(Select([Change.q.subject, Change.q.payload], where=AND(
         Change.q.kind == "device_keys_changed", Change.q.flow_uuid == "",
         Change.q.id > after, Change.q.id <= upto), orderBy=Change.q.id))
     return [(row[0], row[1]) for row in rows]

@@ -1,6 +1,6 @@
 """The queries behind the operator's commands: accounts, flows, registration tokens.
 
-Like `dbhandler`, functions take an open `Tx` and return plain data. A change that running
+Like `dbhandler`, functions take an open `Conn` and return plain data. A change that running
 servers must act on (a lock, a new password, a deleted flow) is written to the change log in
 the same transaction, so every process hears of it as of any other change.
 """
@@ -22,7 +22,7 @@ from mod.db.dbhandler import (
     remove_member,
     revoke_user_tokens,
 )
-from mod.db.engine import Tx
+from mod.db.engine import Conn
 from mod.db.models import Flow, Invite, Member, Message, RegistrationToken, User
 
 
@@ -34,75 +34,75 @@ class RegistrationTokenRow(TypedDict):
     time_created: int
 
 
-def ping(tx: Tx) -> None:
-    tx.one("SELECT 1")
+def ping(conn: Conn) -> None:
+    conn.one("SELECT 1")
 
 
 # -- accounts ---------------------------------------------------------------------------------
 
 
-def all_users(tx: Tx) -> list[UserRow]:
+def all_users(conn: Conn) -> list[UserRow]:
     """Every account that exists (deleted ones left out), oldest first."""
-    rows = tx.all(Select(_USER_COLUMNS, where=User.q.deleted == False,  # noqa: E712
+    rows = conn.all(Select(_USER_COLUMNS, where=User.q.deleted == False,  # noqa: E712
                          orderBy=User.q.id))
     return [_user(row) for row in rows]
 
 
-def revoke_all(tx: Tx, user_uuid: str, now: int, locked: bool = False) -> int:
+def revoke_all(conn: Conn, user_uuid: str, now: int, locked: bool = False) -> int:
     """Revoke every token of a user and tell every process (`tokens_revoked`); with `locked`,
     they also close the user's connections."""
-    count = revoke_user_tokens(tx, user_uuid)
-    log_change(tx, now, "", "tokens_revoked", user_uuid, user_uuid,
+    count = revoke_user_tokens(conn, user_uuid)
+    log_change(conn, now, "", "tokens_revoked", user_uuid, user_uuid,
                {"locked": True} if locked else {})
     return count
 
 
-def set_locked(tx: Tx, user_uuid: str, locked: bool, now: int) -> int:
+def set_locked(conn: Conn, user_uuid: str, locked: bool, now: int) -> int:
     """Lock (every token revoked) or unlock an account; return how many tokens it had."""
-    tx.execute(Update(User.sqlmeta.table, values={"locked": locked},
+    conn.execute(Update(User.sqlmeta.table, values={"locked": locked},
                       where=User.q.uuid == user_uuid))
-    return revoke_all(tx, user_uuid, now, locked=True) if locked else 0
+    return revoke_all(conn, user_uuid, now, locked=True) if locked else 0
 
 
-def set_password(tx: Tx, user_uuid: str, password_hash: str, now: int) -> int:
+def set_password(conn: Conn, user_uuid: str, password_hash: str, now: int) -> int:
     """A new password; every token is revoked. Returns how many there were."""
-    tx.execute(Update(User.sqlmeta.table, values={"password_hash": password_hash},
+    conn.execute(Update(User.sqlmeta.table, values={"password_hash": password_hash},
                       where=User.q.uuid == user_uuid))
-    return revoke_all(tx, user_uuid, now)
+    return revoke_all(conn, user_uuid, now)
 
 
-def set_superuser(tx: Tx, user_uuid: str, superuser: bool, now: int) -> None:
+def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None:
     """Grant or take superuser rights. Every process drops the user's cached token checks
     (`user_changed`), which carry the rights; the tokens stay valid."""
-    tx.execute(Update(User.sqlmeta.table, values={"is_superuser": superuser},
+    conn.execute(Update(User.sqlmeta.table, values={"is_superuser": superuser},
                       where=User.q.uuid == user_uuid))
-    log_change(tx, now, "", "user_changed", user_uuid, user_uuid, {})
+    log_change(conn, now, "", "user_changed", user_uuid, user_uuid, {})
 
 
 # -- flows ------------------------------------------------------------------------------------
 
 
-def all_flows(tx: Tx) -> list[FlowRow]:
-    rows = tx.all(Select(Flow.q.uuid, orderBy=Flow.q.id))
-    return flows_by_uuid(tx, [row[0] for row in rows])
+def all_flows(conn: Conn) -> list[FlowRow]:
+    rows = conn.all(Select(Flow.q.uuid, orderBy=Flow.q.id))
+    return flows_by_uuid(conn, [row[0] for row in rows])
 
 
-def delete_flow(tx: Tx, flow_uuid: str, now: int) -> FlowRow | None:
+def delete_flow(conn: Conn, flow_uuid: str, now: int) -> FlowRow | None:
     """Delete a flow with its messages and invitations; None if there is none.
 
     Each member leaves it first (`flow_left`, so Matrix clients see the room go), then
     `flow_deleted` tells its former members that it is gone.
     """
-    flow = flow_by_uuid(tx, flow_uuid)
+    flow = flow_by_uuid(conn, flow_uuid)
     if flow is None:
         return None
     for user_uuid in flow["users"]:
-        remove_member(tx, flow_uuid, user_uuid, now)
-    tx.execute(Delete(Invite.sqlmeta.table, where=Invite.q.flow_uuid == flow_uuid))
-    tx.execute(Delete(Message.sqlmeta.table, where=Message.q.flow_uuid == flow_uuid))
-    tx.execute(Delete(Member.sqlmeta.table, where=Member.q.flow_uuid == flow_uuid))
-    tx.execute(Delete(Flow.sqlmeta.table, where=Flow.q.uuid == flow_uuid))
-    log_change(tx, now, flow_uuid, "flow_deleted", flow["owner"], "",
+        remove_member(conn, flow_uuid, user_uuid, now)
+    conn.execute(Delete(Invite.sqlmeta.table, where=Invite.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Message.sqlmeta.table, where=Message.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Member.sqlmeta.table, where=Member.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Flow.sqlmeta.table, where=Flow.q.uuid == flow_uuid))
+    log_change(conn, now, flow_uuid, "flow_deleted", flow["owner"], "",
                {"flow": {"uuid": flow_uuid}, "users": flow["users"]})
     return flow
 
@@ -122,28 +122,28 @@ def _token(row: tuple[object, ...] | list[object]) -> RegistrationTokenRow:
                                 time_created=int(str(row[4])))
 
 
-def add_registration_token(tx: Tx, token: str, uses_allowed: int | None, expires: int,
+def add_registration_token(conn: Conn, token: str, uses_allowed: int | None, expires: int,
                            now: int) -> RegistrationTokenRow:
-    tx.execute(Insert(RegistrationToken.sqlmeta.table, values={
+    conn.execute(Insert(RegistrationToken.sqlmeta.table, values={
         "token": token, "uses_allowed": uses_allowed, "uses": 0, "expires": expires,
         "time_created": now}))
     return RegistrationTokenRow(token=token, uses_allowed=uses_allowed, uses=0, expires=expires,
                                 time_created=now)
 
 
-def registration_tokens(tx: Tx) -> list[RegistrationTokenRow]:
-    rows = tx.all(Select(_TOKEN_COLUMNS, orderBy=RegistrationToken.q.id))
+def registration_tokens(conn: Conn) -> list[RegistrationTokenRow]:
+    rows = conn.all(Select(_TOKEN_COLUMNS, orderBy=RegistrationToken.q.id))
     return [_token(row) for row in rows]
 
 
-def delete_registration_token(tx: Tx, token: str) -> bool:
-    return bool(tx.execute(Delete(RegistrationToken.sqlmeta.table,
+def delete_registration_token(conn: Conn, token: str) -> bool:
+    return bool(conn.execute(Delete(RegistrationToken.sqlmeta.table,
                                   where=RegistrationToken.q.token == token)))
 
 
-def registration_token_valid(tx: Tx, token: str, now: int) -> bool:
+def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
     """Whether a token exists, has not expired and has uses left."""
-    row = tx.one(Select(_TOKEN_COLUMNS, where=RegistrationToken.q.token == token))
+    row = conn.one(Select(_TOKEN_COLUMNS, where=RegistrationToken.q.token == token))
     if row is None:
         return False
     found = _token(row)
@@ -151,11 +151,11 @@ def registration_token_valid(tx: Tx, token: str, now: int) -> bool:
         found["uses_allowed"] is None or found["uses"] < found["uses_allowed"])
 
 
-def use_registration_token(tx: Tx, token: str, now: int) -> bool:
+def use_registration_token(conn: Conn, token: str, now: int) -> bool:
     """Take one use of a token, in the registration's own transaction; False if invalid."""
-    if not registration_token_valid(tx, token, now):
+    if not registration_token_valid(conn, token, now):
         return False
-    tx.execute(Update(RegistrationToken.sqlmeta.table,
+    conn.execute(Update(RegistrationToken.sqlmeta.table,
                       values={"uses": RegistrationToken.q.uses + 1},
                       where=RegistrationToken.q.token == token))
     return True

@@ -4,7 +4,7 @@ The database records its version in the one-row table `schema_version`. Database
 before versions were recorded have no such table; their version is read from their columns
 (1: as first released; 2: `flows.invite_only` added; 3: `messages.deleted` added).
 
-Every change to the tables after version 3 ships a step here: a function of an open `Tx`
+Every change to the tables after version 3 ships a step here: a function of an open `Conn`
 that takes version N to N+1, appended to STEPS, and CURRENT goes up by one (docs/DESIGN.md,
 "Schema versions"). A fresh database is created at CURRENT directly from mod.db.models.
 """
@@ -22,7 +22,7 @@ from loguru import logger
 from sqlobject import SQLObject
 
 from mod.db import dbhandler
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.db.models import (
     AccountData,
     BackupKey,
@@ -52,58 +52,58 @@ class SchemaError(Exception):
 class Step:
     version: int  # the version this step produces
     summary: str
-    run: Callable[[Tx], None]
+    run: Callable[[Conn], None]
 
 
-def _create(tx: Tx, table: type[SQLObject]) -> None:
+def _create(conn: Conn, table: type[SQLObject]) -> None:
     """Create a table as its model stands now. A later step that changes the model must
     therefore find its change already made and leave it (as `_add_flag` does)."""
-    if _has_table(tx, table.sqlmeta.table):
+    if _has_table(conn, table.sqlmeta.table):
         return
-    sql, constraints = table.createTableSQL(connection=tx.connection)
+    sql, constraints = table.createTableSQL(connection=conn.connection)
     for statement in [*sql.split(";\n"), *constraints]:
-        tx.execute(statement)
+        conn.execute(statement)
 
 
-def _add_flag(tx: Tx, table: str, column: str) -> None:
+def _add_flag(conn: Conn, table: str, column: str) -> None:
     """Add a false-by-default boolean column, unless a half-finished older start added it."""
-    if column in _column_names(tx, table):
+    if column in _column_names(conn, table):
         return
-    kind = "BOOL NOT NULL DEFAULT FALSE" if tx.postgres else "BOOLEAN NOT NULL DEFAULT 0"
-    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    kind = "BOOL NOT NULL DEFAULT FALSE" if conn.postgres else "BOOLEAN NOT NULL DEFAULT 0"
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-def _to_2(tx: Tx) -> None:
-    _add_flag(tx, "flows", "invite_only")
+def _to_2(conn: Conn) -> None:
+    _add_flag(conn, "flows", "invite_only")
 
 
-def _to_3(tx: Tx) -> None:
-    _add_flag(tx, "messages", "deleted")
-    true = "TRUE" if tx.postgres else "1"
-    tx.execute(f"UPDATE messages SET deleted = {true} WHERE uuid IN "
+def _to_3(conn: Conn) -> None:
+    _add_flag(conn, "messages", "deleted")
+    true = "TRUE" if conn.postgres else "1"
+    conn.execute(f"UPDATE messages SET deleted = {true} WHERE uuid IN "
                "(SELECT subject FROM changes WHERE kind = 'message_deleted')")
     # `retry_key` is no longer looked up (retries use `txns`): its index only costs writes.
-    tx.execute("DROP INDEX IF EXISTS messages_by_retry")
+    conn.execute("DROP INDEX IF EXISTS messages_by_retry")
 
 
-def _to_4(tx: Tx) -> None:
-    _create(tx, Heartbeat)
+def _to_4(conn: Conn) -> None:
+    _create(conn, Heartbeat)
 
 
-def _to_5(tx: Tx) -> None:
-    _add_flag(tx, "users", "locked")
-    _create(tx, RegistrationToken)
+def _to_5(conn: Conn) -> None:
+    _add_flag(conn, "users", "locked")
+    _create(conn, RegistrationToken)
 
 
-def _to_6(tx: Tx) -> None:
-    _create(tx, AccountData)
-    _create(tx, Receipt)
+def _to_6(conn: Conn) -> None:
+    _create(conn, AccountData)
+    _create(conn, Receipt)
 
 
-def _to_7(tx: Tx) -> None:
-    _add_flag(tx, "flows", "encrypted")
+def _to_7(conn: Conn) -> None:
+    _add_flag(conn, "flows", "encrypted")
     for table in (Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup, BackupKey):
-        _create(tx, table)
+        _create(conn, table)
 
 
 STEPS: tuple[Step, ...] = (
@@ -118,54 +118,54 @@ STEPS: tuple[Step, ...] = (
 CURRENT = 1 + len(STEPS)
 
 
-def _column_names(tx: Tx, table: str) -> set[str]:
-    if tx.postgres:
-        rows = tx.all("SELECT column_name FROM information_schema.columns "
+def _column_names(conn: Conn, table: str) -> set[str]:
+    if conn.postgres:
+        rows = conn.all("SELECT column_name FROM information_schema.columns "
                       "WHERE table_schema = current_schema() AND table_name = %s", table)
         return {str(row[0]) for row in rows}
-    return {str(row[1]) for row in tx.all(f"PRAGMA table_info({table})")}
+    return {str(row[1]) for row in conn.all(f"PRAGMA table_info({table})")}
 
 
-def _has_table(tx: Tx, name: str) -> bool:
-    return dbhandler.table_exists(tx, name)
+def _has_table(conn: Conn, name: str) -> bool:
+    return dbhandler.table_exists(conn, name)
 
 
-def _recorded(tx: Tx) -> int | None:
-    if not _has_table(tx, VERSION_TABLE):
+def _recorded(conn: Conn) -> int | None:
+    if not _has_table(conn, VERSION_TABLE):
         return None
-    row = tx.one(f"SELECT version FROM {VERSION_TABLE}")
+    row = conn.one(f"SELECT version FROM {VERSION_TABLE}")
     return int(row[0]) if row is not None else None
 
 
-def read_version(tx: Tx) -> int | None:
+def read_version(conn: Conn) -> int | None:
     """The database's schema version; None when it holds none of the server's tables."""
-    recorded = _recorded(tx)
+    recorded = _recorded(conn)
     if recorded is not None:
         return recorded
-    if not _has_table(tx, "users"):
+    if not _has_table(conn, "users"):
         return None
-    if "invite_only" not in _column_names(tx, "flows"):
+    if "invite_only" not in _column_names(conn, "flows"):
         return 1
-    if "deleted" not in _column_names(tx, "messages"):
+    if "deleted" not in _column_names(conn, "messages"):
         return 2
     return LAST_UNRECORDED
 
 
-def _record(tx: Tx, version: int) -> None:
-    if not _has_table(tx, VERSION_TABLE):
-        tx.execute(f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL, "
+def _record(conn: Conn, version: int) -> None:
+    if not _has_table(conn, VERSION_TABLE):
+        conn.execute(f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL, "
                    "time_upgraded BIGINT NOT NULL)")
-    tx.execute(f"DELETE FROM {VERSION_TABLE}")
-    tx.execute(f"INSERT INTO {VERSION_TABLE} (version, time_upgraded) "
+    conn.execute(f"DELETE FROM {VERSION_TABLE}")
+    conn.execute(f"INSERT INTO {VERSION_TABLE} (version, time_upgraded) "
                f"VALUES ({int(version)}, {int(time.time())})")
 
 
-def drop_all(tx: Tx) -> list[str]:
+def drop_all(conn: Conn) -> list[str]:
     """Drop every table and the recorded version: the database is fresh again. Return the
     names of the server's tables dropped."""
-    dropped = dbhandler.drop_tables(tx)
-    if _has_table(tx, VERSION_TABLE):
-        tx.execute(f"DROP TABLE {VERSION_TABLE}")
+    dropped = dbhandler.drop_tables(conn)
+    if _has_table(conn, VERSION_TABLE):
+        conn.execute(f"DROP TABLE {VERSION_TABLE}")
     return dropped
 
 
@@ -226,32 +226,32 @@ def migrate(engine: Engine, dry_run: bool = False) -> Outcome:
     the others find the work done. On SQLite the file is copied first (`backup_path`).
     With `dry_run`, nothing is written: the outcome says what would be done.
     """
-    tx = _reader(engine) if dry_run else engine.open_tx()
+    conn = _reader(engine) if dry_run else engine.open_tx()
     try:
-        tx.execute("BEGIN" if engine.postgres or dry_run else "BEGIN IMMEDIATE")
+        conn.execute("BEGIN" if engine.postgres or dry_run else "BEGIN IMMEDIATE")
         try:
             if engine.postgres and not dry_run:
-                tx.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
-            outcome = _migrate(engine, tx, dry_run)
+                conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+            outcome = _migrate(engine, conn, dry_run)
         except BaseException:
-            tx.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
-        tx.execute("ROLLBACK" if dry_run else "COMMIT")
+        conn.execute("ROLLBACK" if dry_run else "COMMIT")
         return outcome
     finally:
         with contextlib.suppress(Exception):
-            tx.raw.close()
+            conn.raw.close()
 
 
-def _migrate(engine: Engine, tx: Tx, dry_run: bool) -> Outcome:
-    before = read_version(tx)
+def _migrate(engine: Engine, conn: Conn, dry_run: bool) -> Outcome:
+    before = read_version(conn)
     steps = pending(before)
     outcome = Outcome(before, CURRENT, steps, dry_run=dry_run)
     if dry_run:
         return outcome
     if before is None:
-        outcome.created = dbhandler.create_tables(tx)
-        _record(tx, CURRENT)
+        outcome.created = dbhandler.create_tables(conn)
+        _record(conn, CURRENT)
         logger.info("schema: new database created at version {}", CURRENT)
         return outcome
     if steps:
@@ -262,31 +262,31 @@ def _migrate(engine: Engine, tx: Tx, dry_run: bool) -> Outcome:
                         outcome.backup)
     for step in steps:
         started = time.monotonic()
-        step.run(tx)
+        step.run(conn)
         logger.info("schema: upgraded to version {}: {} ({:.2f} s)", step.version,
                     step.summary, time.monotonic() - started)
     # Tables of the current models a database lacks (dropped by hand) are made afresh.
-    outcome.created = dbhandler.create_tables(tx)
-    if _recorded(tx) != CURRENT:
-        _record(tx, CURRENT)
+    outcome.created = dbhandler.create_tables(conn)
+    if _recorded(conn) != CURRENT:
+        _record(conn, CURRENT)
     return outcome
 
 
-def _reader(engine: Engine) -> Tx:
+def _reader(engine: Engine) -> Conn:
     """A connection that only reads: on SQLite without the server's pragmas (the switch to
     WAL writes to the file), so looking leaves the file as it was."""
     if engine.postgres:
         return engine.open_tx()
     raw = sqlite3.connect(engine.connection.filename, isolation_level=None)
     raw.execute("PRAGMA busy_timeout=10000")
-    return Tx(engine.connection, raw, False)
+    return Conn(engine.connection, raw, False)
 
 
 def current_version(engine: Engine) -> int | None:
     """The version of the database, read without writing (None: no tables yet)."""
-    tx = _reader(engine)
+    conn = _reader(engine)
     try:
-        return read_version(tx)
+        return read_version(conn)
     finally:
         with contextlib.suppress(Exception):
-            tx.raw.close()
+            conn.raw.close()

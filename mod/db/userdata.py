@@ -1,6 +1,6 @@
 """Queries of what users keep beside messages: account data, read receipts, the user
 directory, and the change-log rows of events MTP does not show (typing, receipts, opaque
-Matrix room events). Functions take an open `Tx` and return plain data."""
+Matrix room events). Functions take an open `Conn` and return plain data."""
 
 from __future__ import annotations
 
@@ -10,35 +10,35 @@ from pydantic_core import to_json
 from sqlobject.sqlbuilder import AND, CONTAINSSTRING, DESC, IN, OR, Delete, Insert, Select, func
 
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Tx
+from mod.db.engine import ChangeRow, Conn
 from mod.db.models import AccountData, Change, Member, Receipt, User
 
 # -- account data -----------------------------------------------------------------------------
 
 
-def put_account_data(tx: Tx, user_uuid: str, room: str, data_type: str,
+def put_account_data(conn: Conn, user_uuid: str, room: str, data_type: str,
                      content: dict[str, Any], now: int) -> ChangeRow:
     """Store (replace) one piece of account data and log it for the user's other devices."""
     where = AND(AccountData.q.user_uuid == user_uuid, AccountData.q.room == room,
                 AccountData.q.data_type == data_type)
-    tx.execute(Delete(AccountData.sqlmeta.table, where=where))
-    tx.execute(Insert(AccountData.sqlmeta.table, values={
+    conn.execute(Delete(AccountData.sqlmeta.table, where=where))
+    conn.execute(Insert(AccountData.sqlmeta.table, values={
         "user_uuid": user_uuid, "room": room, "data_type": data_type,
         "content": to_json(content).decode(), "time_created": now}))
-    return db.log_change(tx, now, "", "account_data", user_uuid, user_uuid,
+    return db.log_change(conn, now, "", "account_data", user_uuid, user_uuid,
                          {"room": room, "type": data_type, "content": content})
 
 
-def account_data(tx: Tx, user_uuid: str, room: str, data_type: str) -> str | None:
-    row = tx.one(Select(AccountData.q.content, where=AND(
+def account_data(conn: Conn, user_uuid: str, room: str, data_type: str) -> str | None:
+    row = conn.one(Select(AccountData.q.content, where=AND(
         AccountData.q.user_uuid == user_uuid, AccountData.q.room == room,
         AccountData.q.data_type == data_type)))
     return str(row[0]) if row else None
 
 
-def all_account_data(tx: Tx, user_uuid: str) -> list[tuple[str, str, str]]:
+def all_account_data(conn: Conn, user_uuid: str) -> list[tuple[str, str, str]]:
     """(room, type, content JSON) of all the user's account data."""
-    rows = tx.all(Select([AccountData.q.room, AccountData.q.data_type, AccountData.q.content],
+    rows = conn.all(Select([AccountData.q.room, AccountData.q.data_type, AccountData.q.content],
                          where=AccountData.q.user_uuid == user_uuid, orderBy=AccountData.q.id))
     return [(str(row[0]), str(row[1]), str(row[2])) for row in rows]
 
@@ -46,29 +46,29 @@ def all_account_data(tx: Tx, user_uuid: str) -> list[tuple[str, str, str]]:
 # -- receipts ---------------------------------------------------------------------------------
 
 
-def put_receipt(tx: Tx, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
+def put_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
                 event_id: str, ts: int, now: int, private: bool) -> ChangeRow:
     """Keep a user's latest receipt, and log it: to the flow, or (private) to the user."""
-    tx.execute(Delete(Receipt.sqlmeta.table, where=AND(
+    conn.execute(Delete(Receipt.sqlmeta.table, where=AND(
         Receipt.q.flow_uuid == flow_uuid, Receipt.q.user_uuid == user_uuid,
         Receipt.q.receipt_type == receipt_type, Receipt.q.thread == thread)))
-    tx.execute(Insert(Receipt.sqlmeta.table, values={
+    conn.execute(Insert(Receipt.sqlmeta.table, values={
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "receipt_type": receipt_type,
         "thread": thread, "event_id": event_id, "ts": ts}))
     payload = {"room": flow_uuid, "type": receipt_type, "event_id": event_id, "ts": ts,
                "thread": thread}
     if private:
-        return db.log_change(tx, now, "", "private_receipt", user_uuid, user_uuid, payload)
-    return db.log_change(tx, now, flow_uuid, "receipt", user_uuid, user_uuid, payload)
+        return db.log_change(conn, now, "", "private_receipt", user_uuid, user_uuid, payload)
+    return db.log_change(conn, now, flow_uuid, "receipt", user_uuid, user_uuid, payload)
 
 
-def receipts(tx: Tx, flow_uuids: list[str], viewer: str
+def receipts(conn: Conn, flow_uuids: list[str], viewer: str
              ) -> list[tuple[str, str, str, str, str, int]]:
     """(flow, user, type, thread, event ID, ts) of the flows' receipts the viewer may see:
     everyone's public ones, and the viewer's own private ones."""
     if not flow_uuids:
         return []
-    rows = tx.all(Select(
+    rows = conn.all(Select(
         [Receipt.q.flow_uuid, Receipt.q.user_uuid, Receipt.q.receipt_type, Receipt.q.thread,
          Receipt.q.event_id, Receipt.q.ts],
         where=AND(IN(Receipt.q.flow_uuid, flow_uuids),
@@ -81,7 +81,7 @@ def receipts(tx: Tx, flow_uuids: list[str], viewer: str
 # -- the user directory -----------------------------------------------------------------------
 
 
-def search_users(tx: Tx, searcher: str, term: str, limit: int, everyone: bool
+def search_users(conn: Conn, searcher: str, term: str, limit: int, everyone: bool
                  ) -> tuple[list[db.UserRow], bool]:
     """Accounts whose login or name holds `term` (all of them, or only those who share a flow
     with the searcher), and whether there were more than `limit`."""
@@ -93,28 +93,28 @@ def search_users(tx: Tx, searcher: str, term: str, limit: int, everyone: bool
         mine = Select(Member.q.flow_uuid, where=Member.q.user_uuid == searcher)
         sharing = Select(Member.q.user_uuid, where=IN(Member.q.flow_uuid, mine))
         where = AND(where, IN(User.q.uuid, sharing))
-    rows = tx.all(Select(User.q.uuid, where=where, orderBy=User.q.id, limit=limit + 1))
+    rows = conn.all(Select(User.q.uuid, where=where, orderBy=User.q.id, limit=limit + 1))
     uuids = [str(row[0]) for row in rows]
-    found = {user["uuid"]: user for user in db.users_by_uuid(tx, uuids[:limit])}
+    found = {user["uuid"]: user for user in db.users_by_uuid(conn, uuids[:limit])}
     return [found[uuid] for uuid in uuids[:limit] if uuid in found], len(uuids) > limit
 
 
 # -- room events other than messages ----------------------------------------------------------
 
 
-def log_room_event(tx: Tx, flow_uuid: str, user_uuid: str, relates_to: str, now: int,
+def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, now: int,
                    payload: dict[str, Any]) -> ChangeRow:
     """An event MTP does not show (a reaction, any custom type): a change-log row only.
     `subject` is the event it relates to, without its "$" (when that fits the column)."""
     subject = relates_to[1:] if relates_to.startswith("$") and len(relates_to) <= 41 else ""
-    return db.log_change(tx, now, flow_uuid, "room_event", user_uuid, subject, payload)
+    return db.log_change(conn, now, flow_uuid, "room_event", user_uuid, subject, payload)
 
 
 _CHANGE_COLUMNS = (Change.q.id, Change.q.time_created, Change.q.flow_uuid, Change.q.kind,
                    Change.q.actor, Change.q.subject, Change.q.payload)
 
 
-def related_changes(tx: Tx, flow_uuid: str, event_id: str, message_uuid: str, after: int,
+def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str, after: int,
                     before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
     """Changes that relate to an event: room events naming it, and edits of its message."""
     about = AND(Change.q.kind == "room_event", Change.q.subject == event_id[1:])
@@ -125,5 +125,5 @@ def related_changes(tx: Tx, flow_uuid: str, event_id: str, message_uuid: str, af
     if before is not None:
         where.append(Change.q.id < before)
     order = DESC(Change.q.id) if backwards else Change.q.id
-    rows = tx.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
     return [ChangeRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]

@@ -17,7 +17,7 @@ from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db import operator
-from mod.db.engine import ChangeRow, Engine, Tx
+from mod.db.engine import ChangeRow, Conn, Engine
 from mod.error import Locked, ServiceError
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
@@ -83,10 +83,10 @@ class Accounts:
         authentication), in the database so any process finishes it; 403 if invalid. The
         token is used up only when the account is made."""
 
-        def hold(tx: Tx) -> None:
-            if not operator.registration_token_valid(tx, token, now()):
+        def hold(conn: Conn) -> None:
+            if not operator.registration_token_valid(conn, token, now()):
                 raise ServiceError(403, "The registration token is wrong, used up or expired")
-            db.txn_store(tx, retry_key("registration-session", session), token, now())
+            db.txn_store(conn, retry_key("registration-session", session), token, now())
 
         await self.engine.write(hold)
 
@@ -111,16 +111,16 @@ class Accounts:
         token = lib.new_token()
         stamp = now()
 
-        def create(tx: Tx) -> db.UserRow | None:
+        def create(conn: Conn) -> db.UserRow | None:
             if registration_token is not None and mode == "token" and \
-                    not operator.registration_token_valid(tx, registration_token, stamp):
+                    not operator.registration_token_valid(conn, registration_token, stamp):
                 raise ServiceError(403, "The registration token is wrong, used up or expired")
-            user = db.create_user(tx, lib.new_uuid(), login, password_hash, username or login,
+            user = db.create_user(conn, lib.new_uuid(), login, password_hash, username or login,
                                   email, ttl, stamp, is_superuser=superuser)
             if user is not None:
                 if registration_token is not None and mode == "token":
-                    operator.use_registration_token(tx, registration_token, stamp)
-                db.add_token(tx, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
+                    operator.use_registration_token(conn, registration_token, stamp)
+                db.add_token(conn, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
             return user
 
         user = await self.engine.write(create)
@@ -208,12 +208,12 @@ class Accounts:
     async def logout(self, caller: Caller) -> None:
         self._forget_token(caller.token_hash)
 
-        def revoke(tx: Tx) -> None:
-            db.revoke_token(tx, caller.token_hash)
-            db.log_change(tx, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
+        def revoke(conn: Conn) -> None:
+            db.revoke_token(conn, caller.token_hash)
+            db.log_change(conn, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
                           {"token": caller.token_hash})
             if caller.device:
-                forget_devices(tx, caller.uuid, [caller.device], now())
+                forget_devices(conn, caller.uuid, [caller.device], now())
 
         await self.engine.write(revoke)
 
@@ -240,9 +240,9 @@ class Accounts:
         if not await self._verify(user["password_hash"], password):
             raise ServiceError(401, "Wrong login or password")
 
-        def delete(tx: Tx) -> None:
-            db.delete_user(tx, caller.uuid)
-            _revoke_all(tx, caller.uuid)
+        def delete(conn: Conn) -> None:
+            db.delete_user(conn, caller.uuid)
+            _revoke_all(conn, caller.uuid)
 
         await self.engine.write(delete)
         self._forget_user(caller.uuid)
@@ -305,18 +305,18 @@ class Accounts:
         return await self.engine.read(db.users_by_uuid, list(uuids))
 
 
-def _revoke_all(tx: Tx, user_uuid: str) -> None:
-    db.revoke_user_tokens(tx, user_uuid)
-    db.log_change(tx, now(), "", "tokens_revoked", user_uuid, user_uuid, {})
-    forget_devices(tx, user_uuid, ks.device_ids(tx, user_uuid), now())
+def _revoke_all(conn: Conn, user_uuid: str) -> None:
+    db.revoke_user_tokens(conn, user_uuid)
+    db.log_change(conn, now(), "", "tokens_revoked", user_uuid, user_uuid, {})
+    forget_devices(conn, user_uuid, ks.device_ids(conn, user_uuid), now())
 
 
-def _token_caller(tx: Tx, digest: str, stamp: int) -> tuple[Caller, int] | None:
-    owner = db.token_owner(tx, digest, stamp)
+def _token_caller(conn: Conn, digest: str, stamp: int) -> tuple[Caller, int] | None:
+    owner = db.token_owner(conn, digest, stamp)
     if owner is None:
         return None
     user_uuid, expires, device = owner
-    user = db.user_by_uuid(tx, user_uuid)
+    user = db.user_by_uuid(conn, user_uuid)
     if user is None or user["deleted"] or user["locked"]:
         return None
     return Caller(user_uuid, digest, user["is_superuser"], device), expires

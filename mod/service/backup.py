@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mod.db import keystore as ks
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service.common import Caller
 
@@ -22,14 +22,14 @@ class BackupVersion:
     count: int
 
 
-def _version(tx: Tx, user_uuid: str, version: int | None) -> BackupVersion:
-    found = ks.backup_version(tx, user_uuid, version)
+def _version(conn: Conn, user_uuid: str, version: int | None) -> BackupVersion:
+    found = ks.backup_version(conn, user_uuid, version)
     if found is None:
         raise ServiceError(404, "No backup version" if version is None
                            else f"No backup version {version}")
     number, algorithm, auth_data, etag = found
     return BackupVersion(number, algorithm, json.loads(auth_data), etag,
-                         ks.count_backup_keys(tx, user_uuid, number))
+                         ks.count_backup_keys(conn, user_uuid, number))
 
 
 class Backup:
@@ -69,37 +69,37 @@ class Backup:
         return await self.engine.write(_delete_keys, caller.uuid, version, room, session)
 
 
-def _update(tx: Tx, user_uuid: str, version: int, algorithm: str,
+def _update(conn: Conn, user_uuid: str, version: int, algorithm: str,
             auth_data: dict[str, Any]) -> None:
-    current = _version(tx, user_uuid, version)
+    current = _version(conn, user_uuid, version)
     if algorithm != current.algorithm:
         raise ServiceError(400, "The algorithm of a backup version cannot change")
-    ks.update_backup_version(tx, user_uuid, version, {"auth_data": ks.dumps(auth_data)})
+    ks.update_backup_version(conn, user_uuid, version, {"auth_data": ks.dumps(auth_data)})
 
 
-def _delete(tx: Tx, user_uuid: str, version: int) -> None:
-    _version(tx, user_uuid, version)
-    ks.delete_backup_keys(tx, user_uuid, version)
-    ks.update_backup_version(tx, user_uuid, version, {"deleted": True})
+def _delete(conn: Conn, user_uuid: str, version: int) -> None:
+    _version(conn, user_uuid, version)
+    ks.delete_backup_keys(conn, user_uuid, version)
+    ks.update_backup_version(conn, user_uuid, version, {"deleted": True})
 
 
-def _put_keys(tx: Tx, user_uuid: str, version: int,
+def _put_keys(conn: Conn, user_uuid: str, version: int,
               rooms: dict[str, dict[str, dict[str, Any]]]) -> BackupVersion:
-    newest = _version(tx, user_uuid, None)
+    newest = _version(conn, user_uuid, None)
     if newest.version != version:
         raise ServiceError(403, f"Backup version {version} is not the current one "
                                 f"({newest.version})", payload={"current_version":
                                                                 str(newest.version)})
     for room_id, sessions in rooms.items():
         for session_id, data in sessions.items():
-            ks.put_backup_key(tx, user_uuid, version, room_id, session_id, ks.dumps(data))
-    ks.update_backup_version(tx, user_uuid, version, {"etag": newest.etag + 1})
-    return _version(tx, user_uuid, version)
+            ks.put_backup_key(conn, user_uuid, version, room_id, session_id, ks.dumps(data))
+    ks.update_backup_version(conn, user_uuid, version, {"etag": newest.etag + 1})
+    return _version(conn, user_uuid, version)
 
 
-def _delete_keys(tx: Tx, user_uuid: str, version: int, room: str | None,
+def _delete_keys(conn: Conn, user_uuid: str, version: int, room: str | None,
                  session: str | None) -> BackupVersion:
-    current = _version(tx, user_uuid, version)
-    ks.delete_backup_keys(tx, user_uuid, version, room, session)
-    ks.update_backup_version(tx, user_uuid, version, {"etag": current.etag + 1})
-    return _version(tx, user_uuid, version)
+    current = _version(conn, user_uuid, version)
+    ks.delete_backup_keys(conn, user_uuid, version, room, session)
+    ks.update_backup_version(conn, user_uuid, version, {"etag": current.etag + 1})
+    return _version(conn, user_uuid, version)

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from mod import lib
 from mod.db import dbhandler as db
-from mod.db.engine import Tx
+from mod.db.engine import Conn
 
 T = TypeVar("T")
 
@@ -55,10 +55,10 @@ class Committed(Generic[T]):
     position: int
 
 
-def logged_since(tx: Tx, mark: int) -> int:
-    """The position of the last change a write job logged after `len(tx.changes)` was
+def logged_since(conn: Conn, mark: int) -> int:
+    """The position of the last change a write job logged after `len(conn.changes)` was
     `mark`; 0 when it logged none."""
-    return tx.changes[-1].position if len(tx.changes) > mark else 0
+    return conn.changes[-1].position if len(conn.changes) > mark else 0
 
 
 def retry_key(*parts: str) -> str:

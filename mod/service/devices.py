@@ -11,7 +11,7 @@ from loguru import logger
 
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
 from mod.service.common import Caller, now
@@ -76,19 +76,19 @@ class Devices:
         return await self.engine.write(_store_signatures, caller.uuid, signed, now())
 
 
-def _delete(tx: Tx, user_uuid: str, device_ids: list[str], stamp: int) -> None:
+def _delete(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int) -> None:
     for device in device_ids:
-        ks.delete_device(tx, user_uuid, device)
-    db.log_change(tx, stamp, "", "tokens_revoked", user_uuid, user_uuid, {})
-    _device_changed(tx, user_uuid, stamp)
+        ks.delete_device(conn, user_uuid, device)
+    db.log_change(conn, stamp, "", "tokens_revoked", user_uuid, user_uuid, {})
+    _device_changed(conn, user_uuid, stamp)
 
 
-def _store_signing_keys(tx: Tx, user_uuid: str, keys: dict[str, dict[str, Any]],
+def _store_signing_keys(conn: Conn, user_uuid: str, keys: dict[str, dict[str, Any]],
                         stamp: int) -> None:
     for key_type in KEY_TYPES:
         if key_type in keys:
-            ks.set_cross_signing_key(tx, user_uuid, key_type, ks.dumps(keys[key_type]))
-    _device_changed(tx, user_uuid, stamp)
+            ks.set_cross_signing_key(conn, user_uuid, key_type, ks.dumps(keys[key_type]))
+    _device_changed(conn, user_uuid, stamp)
 
 
 def _merge(stored: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
@@ -99,26 +99,26 @@ def _merge(stored: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _store_signatures(tx: Tx, caller_uuid: str, signed: dict[str, dict[str, dict[str, Any]]],
+def _store_signatures(conn: Conn, caller_uuid: str, signed: dict[str, dict[str, dict[str, Any]]],
                       stamp: int) -> dict[str, dict[str, str]]:
     failures: dict[str, dict[str, str]] = {}
     for user, objects in signed.items():
-        masters = ks.cross_signing_keys(tx, [user])
+        masters = ks.cross_signing_keys(conn, [user])
         master_text = masters.get((user, "master"))
         master = json.loads(master_text) if master_text else None
         changed = False
         for key_id, obj in objects.items():
-            device_text = ks.device_keys(tx, user, key_id) if user == caller_uuid else ""
+            device_text = ks.device_keys(conn, user, key_id) if user == caller_uuid else ""
             if device_text:
-                ks.set_device_keys(tx, user, key_id, ks.dumps(_merge(json.loads(device_text),
+                ks.set_device_keys(conn, user, key_id, ks.dumps(_merge(json.loads(device_text),
                                                                       obj)), stamp)
                 changed = True
             elif master is not None and key_id in (master.get("keys") or {}).values():
                 master = _merge(master, obj)
-                ks.set_cross_signing_key(tx, user, "master", ks.dumps(master))
+                ks.set_cross_signing_key(conn, user, "master", ks.dumps(master))
                 changed = True
             else:
                 failures.setdefault(user, {})[key_id] = "unknown key"
         if changed:
-            _device_changed(tx, user, stamp)
+            _device_changed(conn, user, stamp)
     return failures

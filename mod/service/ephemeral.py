@@ -19,7 +19,7 @@ from loguru import logger
 
 from mod.db import dbhandler as db
 from mod.db import userdata
-from mod.db.engine import ChangeRow, Engine, Tx
+from mod.db.engine import ChangeRow, Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import Caller, Committed, logged_since, now
@@ -126,19 +126,19 @@ def _quiet(task: asyncio.Task[Any]) -> None:
         logger.info("a typing notice's end was not logged: {}", task.exception())
 
 
-def _typing(tx: Tx, caller: Caller, flow_uuid: str, typing: bool, until: int, stamp: int
+def _typing(conn: Conn, caller: Caller, flow_uuid: str, typing: bool, until: int, stamp: int
             ) -> Committed[None]:
-    rights.read(rights.access(tx, flow_uuid, caller), caller)
-    mark = len(tx.changes)
-    db.log_change(tx, stamp, flow_uuid, "typing", caller.uuid, caller.uuid,
+    rights.read(rights.access(conn, flow_uuid, caller), caller)
+    mark = len(conn.changes)
+    db.log_change(conn, stamp, flow_uuid, "typing", caller.uuid, caller.uuid,
                   {"typing": typing, "until": until})
-    return Committed(None, logged_since(tx, mark))
+    return Committed(None, logged_since(conn, mark))
 
 
-def _receipt(tx: Tx, caller: Caller, flow_uuid: str, receipt_type: str, thread: str,
+def _receipt(conn: Conn, caller: Caller, flow_uuid: str, receipt_type: str, thread: str,
              event_id: str, ts: int, stamp: int) -> Committed[None]:
-    rights.read(rights.access(tx, flow_uuid, caller), caller)
-    mark = len(tx.changes)
-    userdata.put_receipt(tx, flow_uuid, caller.uuid, receipt_type, thread, event_id, ts, stamp,
+    rights.read(rights.access(conn, flow_uuid, caller), caller)
+    mark = len(conn.changes)
+    userdata.put_receipt(conn, flow_uuid, caller.uuid, receipt_type, thread, event_id, ts, stamp,
                          receipt_type == "m.read.private")
-    return Committed(None, logged_since(tx, mark))
+    return Committed(None, logged_since(conn, mark))

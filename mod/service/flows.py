@@ -13,7 +13,7 @@ from loguru import logger
 
 from mod import lib
 from mod.db import dbhandler as db
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import Caller, Committed, logged_since, now
@@ -94,95 +94,95 @@ class Flows:
         return await self.engine.write(_rename, caller, flow_uuid, title, info, now())
 
 
-def _create(tx: Tx, caller: Caller, flow_type: str, title: str, info: str,
+def _create(conn: Conn, caller: Caller, flow_type: str, title: str, info: str,
             members: list[str], private: bool, stamp: int,
             encryption: dict[str, Any] | None = None) -> Committed[db.FlowRow]:
-    mark = len(tx.changes)
-    known = {user["uuid"] for user in db.users_by_uuid(tx, members) if not user["deleted"]}
+    mark = len(conn.changes)
+    known = {user["uuid"] for user in db.users_by_uuid(conn, members) if not user["deleted"]}
     missing = [uuid for uuid in members if uuid not in known]
     if missing:
         raise ServiceError(404, f"Unknown user: {', '.join(missing)}")
     chat_key = ":".join(sorted(members)) if flow_type == "chat" else None
     if chat_key is not None:
-        existing = db.chat_by_key(tx, chat_key)
+        existing = db.chat_by_key(conn, chat_key)
         if existing is not None:
             raise ServiceError(409, "A chat between these two users already exists",
                                payload=existing)
-    flow = db.create_flow(tx, lib.new_uuid(), flow_type, title, info, caller.uuid, members,
+    flow = db.create_flow(conn, lib.new_uuid(), flow_type, title, info, caller.uuid, members,
                           stamp, chat_key, private)
     if encryption is not None:
-        db.set_encrypted(tx, flow["uuid"], caller.uuid, stamp, encryption)
-    return Committed(flow, logged_since(tx, mark))
+        db.set_encrypted(conn, flow["uuid"], caller.uuid, stamp, encryption)
+    return Committed(flow, logged_since(conn, mark))
 
 
-def _encrypt(tx: Tx, caller: Caller, flow_uuid: str, encryption: dict[str, Any], stamp: int
+def _encrypt(conn: Conn, caller: Caller, flow_uuid: str, encryption: dict[str, Any], stamp: int
              ) -> Committed[None]:
-    rights.encrypt(rights.access(tx, flow_uuid, caller), caller)
-    change = db.set_encrypted(tx, flow_uuid, caller.uuid, stamp, encryption)
+    rights.encrypt(rights.access(conn, flow_uuid, caller), caller)
+    change = db.set_encrypted(conn, flow_uuid, caller.uuid, stamp, encryption)
     logger.info("flow encrypted: {}", flow_uuid)
     return Committed(None, change.position)
 
 
-def _visible_flow(tx: Tx, caller: Caller, flow_uuid: str) -> db.FlowRow:
-    flow = db.flow_by_uuid(tx, flow_uuid)
+def _visible_flow(conn: Conn, caller: Caller, flow_uuid: str) -> db.FlowRow:
+    flow = db.flow_by_uuid(conn, flow_uuid)
     if flow is None:
         raise ServiceError(404, f"No flow {flow_uuid}")
     if flow["private"] and caller.uuid not in flow["users"] \
-            and not db.join_rights(tx, flow_uuid, caller.uuid)[1]:
+            and not db.join_rights(conn, flow_uuid, caller.uuid)[1]:
         raise ServiceError(403, "Only the members of this flow may see it")
     return flow
 
 
-def _readable(tx: Tx, caller: Caller, flow_uuid: str) -> rights.Access:
-    flow = rights.access(tx, flow_uuid, caller)
+def _readable(conn: Conn, caller: Caller, flow_uuid: str) -> rights.Access:
+    flow = rights.access(conn, flow_uuid, caller)
     rights.read(flow, caller)
     return flow
 
 
-def _members(tx: Tx, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
-    _readable(tx, caller, flow_uuid)
-    return [user for user in db.users_by_uuid(tx, db.flow_members(tx, flow_uuid))
+def _members(conn: Conn, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
+    _readable(conn, caller, flow_uuid)
+    return [user for user in db.users_by_uuid(conn, db.flow_members(conn, flow_uuid))
             if not user["deleted"]]
 
 
-def _join(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> Committed[db.FlowRow]:
-    mark = len(tx.changes)
-    flow = rights.access(tx, flow_uuid, caller)
+def _join(conn: Conn, caller: Caller, flow_uuid: str, stamp: int) -> Committed[db.FlowRow]:
+    mark = len(conn.changes)
+    flow = rights.access(conn, flow_uuid, caller)
     if not flow.member:
-        rights.join(flow, *db.join_rights(tx, flow_uuid, caller.uuid))
-        db.add_member(tx, flow_uuid, caller.uuid, stamp)
-    found = db.flow_by_uuid(tx, flow_uuid)
+        rights.join(flow, *db.join_rights(conn, flow_uuid, caller.uuid))
+        db.add_member(conn, flow_uuid, caller.uuid, stamp)
+    found = db.flow_by_uuid(conn, flow_uuid)
     assert found is not None
-    return Committed(found, logged_since(tx, mark))
+    return Committed(found, logged_since(conn, mark))
 
 
-def _leave(tx: Tx, caller: Caller, flow_uuid: str, stamp: int) -> Committed[None]:
-    mark = len(tx.changes)
-    flow = rights.access(tx, flow_uuid, caller)
+def _leave(conn: Conn, caller: Caller, flow_uuid: str, stamp: int) -> Committed[None]:
+    mark = len(conn.changes)
+    flow = rights.access(conn, flow_uuid, caller)
     rights.leave(flow, caller)
     if flow.member:
-        db.remove_member(tx, flow_uuid, caller.uuid, stamp)
+        db.remove_member(conn, flow_uuid, caller.uuid, stamp)
     else:
-        db.remove_invite(tx, flow_uuid, caller.uuid, stamp)
-    return Committed(None, logged_since(tx, mark))
+        db.remove_invite(conn, flow_uuid, caller.uuid, stamp)
+    return Committed(None, logged_since(conn, mark))
 
 
-def _invite(tx: Tx, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int,
+def _invite(conn: Conn, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int,
             direct: bool = False) -> Committed[None]:
-    mark = len(tx.changes)
-    rights.invite(rights.access(tx, flow_uuid, caller), caller)
-    invitee = db.user_by_uuid(tx, user_uuid)
+    mark = len(conn.changes)
+    rights.invite(rights.access(conn, flow_uuid, caller), caller)
+    invitee = db.user_by_uuid(conn, user_uuid)
     if invitee is None or invitee["deleted"]:
         raise ServiceError(404, f"No user {user_uuid}")
-    if user_uuid in db.flow_members(tx, flow_uuid):
+    if user_uuid in db.flow_members(conn, flow_uuid):
         raise ServiceError(403, "That user is already a member")
-    db.add_invite(tx, flow_uuid, user_uuid, caller.uuid, stamp, direct)
-    return Committed(None, logged_since(tx, mark))
+    db.add_invite(conn, flow_uuid, user_uuid, caller.uuid, stamp, direct)
+    return Committed(None, logged_since(conn, mark))
 
 
-def _rename(tx: Tx, caller: Caller, flow_uuid: str, title: str | None, info: str | None,
+def _rename(conn: Conn, caller: Caller, flow_uuid: str, title: str | None, info: str | None,
             stamp: int) -> Committed[db.FlowRow]:
-    mark = len(tx.changes)
-    rights.rename(rights.access(tx, flow_uuid, caller), caller)
-    flow = db.update_flow(tx, flow_uuid, caller.uuid, stamp, title, info)
-    return Committed(flow, logged_since(tx, mark))
+    mark = len(conn.changes)
+    rights.rename(rights.access(conn, flow_uuid, caller), caller)
+    flow = db.update_flow(conn, flow_uuid, caller.uuid, stamp, title, info)
+    return Committed(flow, logged_since(conn, mark))

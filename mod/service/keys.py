@@ -21,7 +21,7 @@ from loguru import logger
 
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service.common import RETRY_WINDOW, Caller, now, retry_key
 
@@ -52,9 +52,9 @@ class SyncKeys:
         return bool(self.to_device or self.changed)
 
 
-def _device_changed(tx: Tx, user_uuid: str, stamp: int) -> None:
-    users = sorted(ks.room_mates(tx, user_uuid))
-    db.log_change(tx, stamp, "", "device_keys_changed", user_uuid, user_uuid, {"users": users})
+def _device_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
+    users = sorted(ks.room_mates(conn, user_uuid))
+    db.log_change(conn, stamp, "", "device_keys_changed", user_uuid, user_uuid, {"users": users})
 
 
 def _parse(text: str) -> dict[str, Any] | None:
@@ -124,51 +124,51 @@ class Keys:
         return found
 
 
-def forget_devices(tx: Tx, user_uuid: str, device_ids: list[str], stamp: int) -> None:
+def forget_devices(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int) -> None:
     """Logging a device out ends it, as on Synapse: its keys and waiting messages go, and the
     user's room-mates hear of the change (the tokens are the caller's business)."""
-    if any([ks.delete_device(tx, user_uuid, device, tokens=False) for device in device_ids]):
-        _device_changed(tx, user_uuid, stamp)
+    if any([ks.delete_device(conn, user_uuid, device, tokens=False) for device in device_ids]):
+        _device_changed(conn, user_uuid, stamp)
 
 
-def _upload(tx: Tx, caller: Caller, device_keys: dict[str, Any] | None,
+def _upload(conn: Conn, caller: Caller, device_keys: dict[str, Any] | None,
             one_time_keys: dict[str, Any], fallback_keys: dict[str, Any], stamp: int
             ) -> dict[str, int]:
-    if device_keys is not None and ks.set_device_keys(tx, caller.uuid, caller.device,
+    if device_keys is not None and ks.set_device_keys(conn, caller.uuid, caller.device,
                                                       ks.dumps(device_keys), stamp):
-        _device_changed(tx, caller.uuid, stamp)
+        _device_changed(conn, caller.uuid, stamp)
         logger.info("device keys stored: {} {}", caller.uuid, caller.device)
     if one_time_keys:
-        ks.add_one_time_keys(tx, caller.uuid, caller.device, one_time_keys, False)
+        ks.add_one_time_keys(conn, caller.uuid, caller.device, one_time_keys, False)
     if fallback_keys:
-        ks.add_one_time_keys(tx, caller.uuid, caller.device, fallback_keys, True)
+        ks.add_one_time_keys(conn, caller.uuid, caller.device, fallback_keys, True)
     if one_time_keys or fallback_keys:
-        _counts_changed(tx, caller.uuid, stamp)
-    return ks.key_counts(tx, caller.uuid, caller.device)[0]
+        _counts_changed(conn, caller.uuid, stamp)
+    return ks.key_counts(conn, caller.uuid, caller.device)[0]
 
 
-def _counts_changed(tx: Tx, user_uuid: str, stamp: int) -> None:
+def _counts_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
     """Log that a user's key counts changed, so their devices' /sync read them again."""
-    db.log_change(tx, stamp, "", "one_time_keys_changed", user_uuid, user_uuid,
+    db.log_change(conn, stamp, "", "one_time_keys_changed", user_uuid, user_uuid,
                   {"users": [user_uuid]})
 
 
-def _claim(tx: Tx, wanted: dict[str, dict[str, str]], stamp: int
+def _claim(conn: Conn, wanted: dict[str, dict[str, str]], stamp: int
            ) -> dict[str, dict[str, dict[str, Any]]]:
     claimed: dict[str, dict[str, dict[str, Any]]] = {}
     for user, devices in wanted.items():
         for device, algorithm in devices.items():
-            key = ks.claim_key(tx, user, device, algorithm)
+            key = ks.claim_key(conn, user, device, algorithm)
             if key is not None:
                 claimed.setdefault(user, {})[device] = {key[0]: json.loads(key[1])}
         if user in claimed:
-            _counts_changed(tx, user, stamp)
+            _counts_changed(conn, user, stamp)
     return claimed
 
 
-def _changed_for(tx: Tx, user_uuid: str, after: int, upto: int) -> list[str]:
+def _changed_for(conn: Conn, user_uuid: str, after: int, upto: int) -> list[str]:
     changed: dict[str, None] = {}
-    for subject, payload in ks.device_changes(tx, after, upto):
+    for subject, payload in ks.device_changes(conn, after, upto):
         try:
             users = json.loads(payload).get("users", [])
         except (ValueError, AttributeError):
@@ -178,13 +178,13 @@ def _changed_for(tx: Tx, user_uuid: str, after: int, upto: int) -> list[str]:
     return list(changed)
 
 
-def _send_to_device(tx: Tx, caller: Caller, event_type: str,
+def _send_to_device(conn: Conn, caller: Caller, event_type: str,
                     messages: dict[str, dict[str, dict[str, Any]]], key: str,
                     stamp: int) -> None:
-    if db.txn_result(tx, key, stamp - RETRY_WINDOW) is not None:
+    if db.txn_result(conn, key, stamp - RETRY_WINDOW) is not None:
         return
     for user, devices in messages.items():
-        known = {row[1] for row in ks.devices_of(tx, [user])}
+        known = {row[1] for row in ks.devices_of(conn, [user])}
         targets: list[tuple[str, dict[str, Any]]] = []
         for device, content in devices.items():
             if device == ALL_DEVICES:
@@ -193,19 +193,19 @@ def _send_to_device(tx: Tx, caller: Caller, event_type: str,
                 targets.append((device, content))
         if not targets:
             continue
-        change = db.log_change(tx, stamp, "", "to_device", caller.uuid, user,
+        change = db.log_change(conn, stamp, "", "to_device", caller.uuid, user,
                                {"users": [user]})
         for device, content in targets:
-            ks.add_to_device(tx, user, device, change.position, caller.uuid, event_type,
+            ks.add_to_device(conn, user, device, change.position, caller.uuid, event_type,
                              content)
-    db.txn_store(tx, key, "sent", stamp)
+    db.txn_store(conn, key, "sent", stamp)
 
 
-def _for_sync(tx: Tx, caller: Caller, since: int | None, upto: int) -> tuple[SyncKeys, bool]:
+def _for_sync(conn: Conn, caller: Caller, since: int | None, upto: int) -> tuple[SyncKeys, bool]:
     messages = [(sender, kind, json.loads(content)) for sender, kind, content in
-                ks.to_device_between(tx, caller.uuid, caller.device, since or 0, upto)]
-    changed = _changed_for(tx, caller.uuid, since, upto) if since is not None else []
-    counts, unused = ks.key_counts(tx, caller.uuid, caller.device)
-    acknowledged = since is not None and ks.to_device_waiting(tx, caller.uuid, caller.device,
+                ks.to_device_between(conn, caller.uuid, caller.device, since or 0, upto)]
+    changed = _changed_for(conn, caller.uuid, since, upto) if since is not None else []
+    counts, unused = ks.key_counts(conn, caller.uuid, caller.device)
+    acknowledged = since is not None and ks.to_device_waiting(conn, caller.uuid, caller.device,
                                                               since)
     return SyncKeys(messages, changed, counts, unused), acknowledged

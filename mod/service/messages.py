@@ -14,7 +14,7 @@ from typing import Any
 from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
@@ -91,74 +91,74 @@ class Messages:
         return await self.engine.read(_readable_message, caller, message_uuid)
 
 
-def _repeat(tx: Tx, key: str, stamp: int) -> Committed[db.MessageRow] | None:
+def _repeat(conn: Conn, key: str, stamp: int) -> Committed[db.MessageRow] | None:
     """What the first run of a retried write committed, if it was within the window."""
-    earlier = db.txn_result(tx, key, stamp - RETRY_WINDOW)
+    earlier = db.txn_result(conn, key, stamp - RETRY_WINDOW)
     if earlier is None:
         return None
     position, _, uuid = earlier.partition(" ")
-    message = db.message_by_uuid(tx, uuid)
+    message = db.message_by_uuid(conn, uuid)
     return Committed(message, int(position)) if message is not None else None
 
 
-def _remember(tx: Tx, key: str | None, stamp: int, done: Committed[db.MessageRow]
+def _remember(conn: Conn, key: str | None, stamp: int, done: Committed[db.MessageRow]
               ) -> Committed[db.MessageRow]:
     if key is not None:
-        db.txn_store(tx, key, f"{done.position} {done.value['uuid']}", stamp)
+        db.txn_store(conn, key, f"{done.position} {done.value['uuid']}", stamp)
     return done
 
 
-def _send(tx: Tx, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
+def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
           encrypted: bool) -> Committed[db.MessageRow]:
-    earlier = _repeat(tx, key, stamp)
+    earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
-    flow = rights.access(tx, flow_uuid, caller)
+    flow = rights.access(conn, flow_uuid, caller)
     rights.send(flow, caller)
     if not encrypted:
         rights.plaintext(flow)
-    mark = len(tx.changes)
-    message = db.insert_message(tx, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
+    mark = len(conn.changes)
+    message = db.insert_message(conn, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
                                 extra)
-    return _remember(tx, key, stamp, Committed(message, logged_since(tx, mark)))
+    return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
 
 
-def _change(tx: Tx, caller: Caller, message_uuid: str, flow_uuid: str, kind: str,
+def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind: str,
             content: dict[str, str], stamp: int, key: str | None,
             extra: dict[str, Any] | None) -> Committed[db.MessageRow]:
     if key is not None:
-        earlier = _repeat(tx, key, stamp)
+        earlier = _repeat(conn, key, stamp)
         if earlier is not None:
             return earlier
-    found = db.message_state(tx, message_uuid)
+    found = db.message_state(conn, message_uuid)
     if found is None or (flow_uuid and found[0]["from_flow"] != flow_uuid):
         raise ServiceError(404, f"No message {message_uuid}")
     message, deleted = found
-    flow = rights.access(tx, message["from_flow"], caller)
+    flow = rights.access(conn, message["from_flow"], caller)
     check = rights.edit if kind == "message_edited" else rights.delete
     check(flow, caller, message, deleted)
     if kind == "message_edited":
         rights.plaintext(flow)
-    mark = len(tx.changes)
-    changed = db.update_message(tx, message_uuid, caller.uuid, content, stamp, kind, extra)
-    return _remember(tx, key, stamp, Committed(changed, logged_since(tx, mark)))
+    mark = len(conn.changes)
+    changed = db.update_message(conn, message_uuid, caller.uuid, content, stamp, kind, extra)
+    return _remember(conn, key, stamp, Committed(changed, logged_since(conn, mark)))
 
 
-def _readable_message(tx: Tx, caller: Caller, message_uuid: str) -> db.MessageRow:
-    message = db.message_by_uuid(tx, message_uuid)
+def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> db.MessageRow:
+    message = db.message_by_uuid(conn, message_uuid)
     if message is None:
         raise ServiceError(404, f"No message {message_uuid}")
-    rights.read(rights.access(tx, message["from_flow"], caller), caller)
+    rights.read(rights.access(conn, message["from_flow"], caller), caller)
     return message
 
 
-def _page(tx: Tx, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
+def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
           since: int, limit: int) -> MessagePage:
-    rights.read(rights.access(tx, flow_uuid, caller), caller)
-    total = db.count_messages(tx, flow_uuid, since)
+    rights.read(rights.access(conn, flow_uuid, caller), caller)
+    total = db.count_messages(conn, flow_uuid, since)
     if start is None and end is None and total <= limit:
-        return MessagePage(db.messages_page_json(tx, flow_uuid, 0, limit, since), total, None)
+        return MessagePage(db.messages_page_json(conn, flow_uuid, 0, limit, since), total, None)
     first = start or 0
     last = end if end is not None else first + limit
     if last < first:
@@ -166,5 +166,5 @@ def _page(tx: Tx, caller: Caller, flow_uuid: str, start: int | None, end: int | 
     if last - first > limit:
         raise ServiceError(403, f"At most {limit} messages can be read at once")
     shown = max(0, min(last, total) - first)
-    return MessagePage(db.messages_page_json(tx, flow_uuid, first, last - first, since), shown,
+    return MessagePage(db.messages_page_json(conn, flow_uuid, first, last - first, since), shown,
                        total)

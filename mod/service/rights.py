@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mod.db import dbhandler as db
-from mod.db.engine import Tx
+from mod.db.engine import Conn
 from mod.error import ServiceError
 from mod.service.common import Caller
 
@@ -25,9 +25,9 @@ class Access:
     encrypted: bool = False
 
 
-def access(tx: Tx, flow_uuid: str, caller: Caller) -> Access:
+def access(conn: Conn, flow_uuid: str, caller: Caller) -> Access:
     """The flow and the caller's membership; 404 for an unknown flow."""
-    found = db.flow_access(tx, flow_uuid, caller.uuid)
+    found = db.flow_access(conn, flow_uuid, caller.uuid)
     if found is None:
         raise ServiceError(404, f"No flow {flow_uuid}")
     flow_type, owner, member, encrypted = found

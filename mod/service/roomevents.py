@@ -14,7 +14,7 @@ from typing import Any
 
 from mod.db import dbhandler as db
 from mod.db import userdata
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
@@ -41,43 +41,43 @@ class RoomEvents:
                                        now())
 
 
-def _repeat(tx: Tx, key: str, stamp: int) -> Committed[None] | None:
-    earlier = db.txn_result(tx, key, stamp - RETRY_WINDOW)
+def _repeat(conn: Conn, key: str, stamp: int) -> Committed[None] | None:
+    earlier = db.txn_result(conn, key, stamp - RETRY_WINDOW)
     return None if earlier is None else Committed(None, int(earlier))
 
 
-def _log(tx: Tx, caller: Caller, flow_uuid: str, relates_to: str, key: str,
+def _log(conn: Conn, caller: Caller, flow_uuid: str, relates_to: str, key: str,
          payload: dict[str, Any], stamp: int) -> Committed[None]:
-    mark = len(tx.changes)
-    userdata.log_room_event(tx, flow_uuid, caller.uuid, relates_to, stamp, payload)
-    done = Committed(None, logged_since(tx, mark))
-    db.txn_store(tx, key, str(done.position), stamp)
+    mark = len(conn.changes)
+    userdata.log_room_event(conn, flow_uuid, caller.uuid, relates_to, stamp, payload)
+    done = Committed(None, logged_since(conn, mark))
+    db.txn_store(conn, key, str(done.position), stamp)
     return done
 
 
-def _send(tx: Tx, caller: Caller, flow_uuid: str, event_type: str, relates_to: str, key: str,
+def _send(conn: Conn, caller: Caller, flow_uuid: str, event_type: str, relates_to: str, key: str,
           payload: dict[str, Any], stamp: int) -> Committed[None]:
-    earlier = _repeat(tx, key, stamp)
+    earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
-    flow = rights.access(tx, flow_uuid, caller)
+    flow = rights.access(conn, flow_uuid, caller)
     if event_type == REACTION:
         rights.read(flow, caller)
     else:
         rights.send(flow, caller)
-    return _log(tx, caller, flow_uuid, relates_to, key, payload, stamp)
+    return _log(conn, caller, flow_uuid, relates_to, key, payload, stamp)
 
 
-def _redact(tx: Tx, caller: Caller, flow_uuid: str, position: int, key: str,
+def _redact(conn: Conn, caller: Caller, flow_uuid: str, position: int, key: str,
             payload: dict[str, Any], stamp: int) -> Committed[None]:
-    earlier = _repeat(tx, key, stamp)
+    earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
-    flow = rights.access(tx, flow_uuid, caller)
+    flow = rights.access(conn, flow_uuid, caller)
     rights.read(flow, caller)
-    target = db.change_at(tx, position)
+    target = db.change_at(conn, position)
     if target is None or target.flow_uuid != flow_uuid or target.kind != "room_event":
         raise ServiceError(404, f"No event ${position} that can be redacted in this room")
     if target.actor != caller.uuid and flow.owner != caller.uuid and not caller.is_superuser:
         raise ServiceError(403, "Only the author or the flow's owner may redact it")
-    return _log(tx, caller, flow_uuid, "", key, payload, stamp)
+    return _log(conn, caller, flow_uuid, "", key, payload, stamp)

@@ -11,7 +11,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mod.db import dbhandler as db
 from mod.db import operator, userdata
-from mod.db.engine import ChangeRow, Engine, Tx
+from mod.db.engine import ChangeRow, Conn, Engine
 from mod.service import rights
 from mod.service.common import Caller
 
@@ -24,8 +24,8 @@ class Reader:
 
     __slots__ = ("_tx",)
 
-    def __init__(self, tx: Tx) -> None:
-        self._tx = tx
+    def __init__(self, conn: Conn) -> None:
+        self._tx = conn
 
     def last_position(self) -> int:
         return db.last_position(self._tx)
@@ -76,14 +76,14 @@ class Reader:
                                         before, limit, backwards)
 
 
-def _run(tx: Tx, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    return fn(Reader(tx), *args)
+def _run(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(Reader(conn), *args)
 
 
-def _run_readable(tx: Tx, caller: Caller, flow_uuid: str, fn: Callable[..., T],
+def _run_readable(conn: Conn, caller: Caller, flow_uuid: str, fn: Callable[..., T],
                   args: tuple[Any, ...]) -> T:
-    rights.read(rights.access(tx, flow_uuid, caller), caller)
-    return fn(Reader(tx), *args)
+    rights.read(rights.access(conn, flow_uuid, caller), caller)
+    return fn(Reader(conn), *args)
 
 
 class Timeline:

@@ -15,7 +15,7 @@ from pydantic_core import from_json
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import userdata
-from mod.db.engine import Engine, Tx
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import Caller, Committed, logged_since, now
@@ -88,23 +88,23 @@ def _own(caller: Caller, user_uuid: str) -> None:
         raise ServiceError(403, "Only the user themself may use their account data")
 
 
-def _put(tx: Tx, caller: Caller, room: str, data_type: str, content: dict[str, Any],
+def _put(conn: Conn, caller: Caller, room: str, data_type: str, content: dict[str, Any],
          stamp: int) -> Committed[None]:
     if room:
-        flow = rights.access(tx, room, caller)
-        if not flow.member and not db.join_rights(tx, room, caller.uuid)[1]:
+        flow = rights.access(conn, room, caller)
+        if not flow.member and not db.join_rights(conn, room, caller.uuid)[1]:
             raise ServiceError(403, "Only members keep account data for a room")
-    mark = len(tx.changes)
-    userdata.put_account_data(tx, caller.uuid, room, data_type, content, stamp)
-    return Committed(None, logged_since(tx, mark))
+    mark = len(conn.changes)
+    userdata.put_account_data(conn, caller.uuid, room, data_type, content, stamp)
+    return Committed(None, logged_since(conn, mark))
 
 
-def _change_rules(tx: Tx, caller: Caller, user_id: str, localpart: str,
+def _change_rules(conn: Conn, caller: Caller, user_id: str, localpart: str,
                   change: Callable[..., None], args: tuple[Any, ...], stamp: int
                   ) -> Committed[None]:
-    text = userdata.account_data(tx, caller.uuid, "", PUSH_RULES)
+    text = userdata.account_data(conn, caller.uuid, "", PUSH_RULES)
     rules = default_rules(user_id, localpart) if text is None else from_json(text)
     change(rules, *args)
-    mark = len(tx.changes)
-    userdata.put_account_data(tx, caller.uuid, "", PUSH_RULES, rules, stamp)
-    return Committed(None, logged_since(tx, mark))
+    mark = len(conn.changes)
+    userdata.put_account_data(conn, caller.uuid, "", PUSH_RULES, rules, stamp)
+    return Committed(None, logged_since(conn, mark))
