@@ -21,6 +21,11 @@ def _protocol(scope: Scope) -> str:
     return "matrix" if scope["path"].startswith(("/_matrix/", "/.well-known/matrix/")) else "http"
 
 
+# Request methods counted by name; any other (a client's invention) counts as OTHER, so no
+# client can grow the metrics without bound.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
 class Instrument:
     """ASGI middleware: counts connections by protocol, and HTTP requests with their status
     codes and times (MTP requests are counted by the controller, per frame)."""
@@ -54,7 +59,8 @@ class Instrument:
             await self.app(scope, receive, sending)
         finally:
             gauge.dec()
-            REQUESTS.labels(protocol, scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
+            REQUESTS.labels(protocol, method, str(status)).inc()
             LATENCY.labels(protocol).observe(time.perf_counter() - started)
 
 
