@@ -57,17 +57,9 @@ class Flows:
         """The uuids of the flows the caller is a member of."""
         return await self.engine.read(db.member_flows, caller.uuid)
 
-    async def get(self, caller: Caller, flow_uuid: str) -> db.FlowRow:
-        """A flow; an invite-only one only to its members and those invited."""
-        return await self.engine.read(_visible_flow, caller, flow_uuid)
-
     async def members(self, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
         """The accounts of a flow's members; members only."""
         return await self.engine.read(_members, caller, flow_uuid)
-
-    async def require_member(self, caller: Caller, flow_uuid: str) -> None:
-        """404 for an unknown flow, 403 unless the caller may read it."""
-        await self.engine.read(_readable, caller, flow_uuid)
 
     async def join(self, caller: Caller, flow_uuid: str) -> Committed[db.FlowRow]:
         """Become a member of a public group or channel, or of an invite-only one the caller
@@ -121,16 +113,6 @@ def _encrypt(conn: Conn, caller: Caller, flow_uuid: str, encryption: dict[str, A
     change = db.set_encrypted(conn, flow_uuid, caller.uuid, stamp, encryption)
     logger.info("flow encrypted: {}", flow_uuid)
     return Committed(None, change.position)
-
-
-def _visible_flow(conn: Conn, caller: Caller, flow_uuid: str) -> db.FlowRow:
-    flow = db.flow_by_uuid(conn, flow_uuid)
-    if flow is None:
-        raise ServiceError(404, f"No flow {flow_uuid}")
-    if flow["private"] and caller.uuid not in flow["users"] \
-            and not db.join_rights(conn, flow_uuid, caller.uuid)[1]:
-        raise ServiceError(403, "Only the members of this flow may see it")
-    return flow
 
 
 def _readable(conn: Conn, caller: Caller, flow_uuid: str) -> rights.Access:
