@@ -14,6 +14,8 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JS := $(CURDIR)/tests/js
 JS_STAMP := $(JS)/node_modules/.installed
+# Test files run in this many processes at once (pytest-xdist); most tests wait on servers.
+TEST_WORKERS ?= 3
 
 # Make pipenv install into $(VENV) and never create a virtualenv of its own
 # (e.g. under ~/.local/share/virtualenvs): VIRTUAL_ENV points it at our venv,
@@ -61,7 +63,7 @@ run: install
 test: install js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VPY) -m pytest
+	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(VPY) bench/run_all.py

@@ -88,13 +88,15 @@ async def test_slow_heads_are_cut_after_the_timeout_and_over_the_cap_refused_at_
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    lifetimes = sorted(client.cut - client.opened for client in slow)
     assert all(client.cut for client in slow), "a slow connection was never cut"
-    refused = [life for life in lifetimes if life < 0.9]
-    cut = [life for life in lifetimes if life >= 0.9]
-    assert len(refused) == 100, lifetimes
-    assert len(cut) == 400 and cut[0] > 0.99 and cut[-1] < 6.0, cut
-    assert sum(client.answer.startswith(b"HTTP/1.1 408 ") for client in slow) == 400
+    # Over the cap a connection is aborted unanswered; under it, cut with a 408 at the
+    # timeout. (Told apart by their answers, not their lifetimes: on a loaded machine even
+    # an immediate refusal can take longer than the timeout to be seen.)
+    refused = [client for client in slow if client.answer == b""]
+    cut = sorted(client.cut - client.opened for client in slow
+                 if client.answer.startswith(b"HTTP/1.1 408 "))
+    assert len(refused) == 100 and len(cut) == 400, [client.answer[:20] for client in slow]
+    assert cut[0] > 0.99 and cut[-1] < 6.0, cut
     # Their places are free again.
     assert await served(guarded) == 200
     log = guarded.log()
