@@ -121,6 +121,7 @@ async def test_a_client_that_stops_reading_is_dropped_without_slowing_others(
             carol.ws.transport.abort()
 
 
+@pytest.mark.serial
 async def test_dead_peers_are_found_by_pings_and_freed(tmp_path: Path) -> None:
     env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'm.db'}",
            "MORELIA_SERVER_PING_INTERVAL": "0.5",

@@ -23,7 +23,7 @@ from tests.support import (
     write_database,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 MESSAGES = 10_000
 TEXT = "lorem ipsum dolor sit amet " * 8
