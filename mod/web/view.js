@@ -118,6 +118,7 @@ export class View {
     $("#login-view").hidden = true;
     $("#chat-view").hidden = false;
     $("#me").textContent = this.app.session.login;
+    this.app.wantUser(this.app.session.uuid);
     this.closeFlow();
   }
 
@@ -417,6 +418,8 @@ export class View {
       node.textContent = this.app.userName(node.dataset.user);
     }
     if (this.app.current) this.renderHeader();
+    const me = this.app.session && this.app.users.get(this.app.session.uuid);
+    if (me) $("#me").textContent = me.username || me.login || this.app.session.login;
   }
 
   messageClick(event) {
