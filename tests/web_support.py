@@ -102,10 +102,13 @@ class Page:
         self.css("#auth-submit").click()
         wait_for(lambda: self.css("#chat-view").is_displayed(), what="registration")
 
-    def log_in(self, login: str, password: str = "secret-password") -> None:
+    def log_in(self, login: str, password: str = "secret-password",
+               remember: bool = False) -> None:
         self.open()
         self.type("#auth-login", login)
         self.type("#auth-password", password)
+        if remember:
+            self.css("#auth-remember").click()
         self.css("#auth-submit").click()
         wait_for(lambda: self.css("#chat-view").is_displayed(), what="login")
 

@@ -79,6 +79,7 @@ class App {
     this.counted.clear();
     this.current = null;
     this.loaded = false;
+    history.replaceState(null, "", location.pathname);
     this.view.showLogin(message);
   }
 
@@ -121,7 +122,8 @@ class App {
     await Promise.all([...this.flows.values()].map((entry) => this.loadLast(entry)));
     this.loaded = true;
     this.view.renderFlows();
-    if (this.current && this.flows.has(this.current)) this.open(this.current);
+    const wanted = this.current || location.hash.slice(1);
+    if (wanted && this.flows.has(wanted)) this.open(wanted);
   }
 
   async loadLast(entry) {
@@ -303,7 +305,11 @@ class App {
       if (entry.messages.length) entry.last = entry.messages[entry.messages.length - 1];
     }
     this.markSeen(entry);
-    if (this.current === uuid) this.view.renderMessages(entry, true);
+    if (this.current === uuid) {
+      this.view.renderMessages(entry, true);
+      history.replaceState(null, "", `#${uuid}`);  // a reload (or a bookmark) opens it again
+      performance.mark("morelia:flow-shown");  // bench/web_bench.py times this
+    }
     this.view.renderFlows();
   }
 

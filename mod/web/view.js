@@ -259,6 +259,7 @@ export class View {
   }
 
   closeFlow() {
+    if (this.app.current) history.replaceState(null, "", location.pathname);
     this.app.current = null;
     this.stopEditing();
     $("#chat-view").classList.remove("open");
