@@ -122,6 +122,10 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     alice_login, bob_login = unique_login("alice"), unique_login("bob")
     alice.register(alice_login, username="Alice")
     bob.register(bob_login, username="Bob")
+    # The token stays in the tab unless "remember me" is ticked.
+    assert alice.driver.execute_script("return localStorage.getItem('morelia.session')") is None
+    assert alice_login in alice.driver.execute_script(
+        "return sessionStorage.getItem('morelia.session')")
     title = f"Lobby {alice_login[-4:]}"
     alice.create("group", title)
     alice.open_flow(title)
@@ -176,6 +180,12 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     alice.open_flow(title)
     assert alice.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.", "Are you there?",
                              "first\nsecond"]
+
+    # The owner deletes another's message; bob cannot delete or edit alice's.
+    assert not bob.row("Hi Bob!").find_elements("css selector", "button")
+    delete_in_browser(alice, "Are you there?")
+    wait_for(lambda: bob.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.",
+                                     "Message deleted", "first\nsecond"], what="deleted")
 
 
 async def test_browser_mtp_and_matrix_clients_see_each_other(

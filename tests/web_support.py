@@ -30,6 +30,12 @@ def browser(width: int = 1100, height: int = 760, language: str = "en-US") -> An
     """A new headless Chromium window, its console log kept for `console_errors`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.selenium_manager import SeleniumManager
+
+    def refuse(*args: Any) -> Any:
+        raise RuntimeError("selenium-manager would download a driver: use Debian's")
+
+    SeleniumManager.binary_paths = refuse  # type: ignore[method-assign]
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -12,6 +12,13 @@ const SIGNATURES = [["iVBORw0KGgo", "image/png"], ["/9j/", "image/jpeg"], ["R0lG
   ["UklGR", "image/webp"], ["Qk", "image/bmp"]];
 const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
 
+// A deleted message, as the server returns it later: PROTOCOL.md's delete_message leaves this
+// text, the edited flag, and no files or emoji (pushes say it outright: message_deleted).
+export function isDeleted(message) {
+  return Boolean(message.deleted || (message.edited_status && message.text === "Message deleted"
+    && !message.emoji && !FILE_FIELDS.some((field) => message[field])));
+}
+
 export function fileField(type) {
   if (type.startsWith("image/")) return "file_picture";
   if (type.startsWith("video/")) return "file_video";
@@ -26,7 +33,12 @@ function imageType(base64) {
 }
 
 function download(base64, name) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  let bytes;
+  try {
+    bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  } catch {
+    bytes = new TextEncoder().encode(base64);  // not base64: the text as it came
+  }
   const url = URL.createObjectURL(new Blob([bytes]));
   const link = el("a", { href: url, download: name });
   document.body.append(link);
@@ -218,7 +230,7 @@ export class View {
   }
 
   summary(message) {
-    if (message.deleted) return t("deleted");
+    if (isDeleted(message)) return t("deleted");
     if (message.text) return message.text.split("\n")[0];
     if (message.file_picture) return t("picture");
     if (message.file_video) return t("video");
@@ -311,7 +323,7 @@ export class View {
 
   messageRow(entry, message, follows) {
     const mine = message.from_user === this.app.session.uuid;
-    const deleted = message.deleted || false;
+    const deleted = isDeleted(message);
     const row = el("li", {
       class: `message${mine ? " mine" : ""}${follows ? " follows" : ""}${deleted ? " deleted" : ""}`,
       "data-uuid": message.uuid || null,
@@ -386,7 +398,7 @@ export class View {
     if (this.app.current !== entry.flow.uuid) return;
     const old = $(`#messages [data-uuid="${message.uuid}"]`);
     if (!old) return;
-    if (this.editing === message.uuid && message.deleted) this.stopEditing();
+    if (this.editing === message.uuid && isDeleted(message)) this.stopEditing();
     old.replaceWith(this.messageRow(entry, message, old.classList.contains("follows")));
   }
 
@@ -446,7 +458,7 @@ export class View {
     } else if (event.key === "ArrowUp" && !event.target.value && !this.editing) {
       const entry = this.app.flows.get(this.app.current);
       const own = entry && [...entry.messages].reverse().find(
-        (m) => m.from_user === this.app.session.uuid && !m.deleted && m.text);
+        (m) => m.from_user === this.app.session.uuid && !isDeleted(m) && m.text);
       if (own) {
         event.preventDefault();
         this.startEditing(own);
