@@ -35,7 +35,7 @@ def browser(width: int = 1100, height: int = 760, language: str = "en-US") -> An
     def refuse(*args: Any) -> Any:
         raise RuntimeError("selenium-manager would download a driver: use Debian's")
 
-    SeleniumManager.binary_paths = refuse  # type: ignore[method-assign]
+    SeleniumManager.binary_paths = refuse  # type: ignore[method-assign,assignment]
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
