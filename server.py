@@ -32,6 +32,7 @@ from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
 from mod.protocol.mtp.session import MTPSession, TransportAccess, close_locked, open_sessions
 from mod.service import Service
 from mod.stopping import attach
+from mod.webclient import web_routes
 
 
 @dataclass
@@ -138,14 +139,15 @@ async def status_page(request: Request) -> HTMLResponse:
     )
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name}</title></head>"
-        f"<body><h1>{name}</h1><table>{rows}</table></body></html>"
+        f"<body><h1>{name}</h1><table>{rows}</table>"
+        f"<p><a href='/'>Open the web client</a></p></body></html>"
     )
 
 
 def build_app() -> Starlette:
     routes: list[BaseRoute] = [
         Route("/status", status_page),
-        Route("/", status_page),  # until a web client takes "/"
+        *web_routes(),
         Route("/health", health),
         Route("/metrics", metrics_page),
         WebSocketRoute("/ws", websocket_endpoint),

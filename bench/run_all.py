@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("mtp_bench.py", "push_bench.py", "matrix_bench.py", "matrix_routing_bench.py")
+SCRIPTS = ("mtp_bench.py", "push_bench.py", "matrix_bench.py", "matrix_routing_bench.py",
+           "web_bench.py")
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ def noise() -> str:
 
 def connections(server: ServerProcess) -> int:
     """Bound connections, as the status page counts them."""
-    with urllib.request.urlopen(server.http + "/", timeout=5) as page:
+    with urllib.request.urlopen(server.http + "/status", timeout=5) as page:
         text = page.read().decode()
     found = re.search(r"<th>Connections</th><td>(\d+)</td>", text)
     assert found, text

@@ -37,9 +37,10 @@ async def test_health_status_and_metrics(server: ServerProcess) -> None:
     async with http_from(server) as http:
         health = await http.get("/health")
         assert health.status_code == 200 and health.text == "ok\n"
-        for path in ("/status", "/"):
-            page = await http.get(path)
-            assert page.status_code == 200 and "<th>Users</th>" in page.text
+        page = await http.get("/status")
+        assert page.status_code == 200 and "<th>Users</th>" in page.text
+        assert "href='/'" in page.text  # the way to the web client
+        assert "<th>Users</th>" not in (await http.get("/")).text  # "/" is the web client
 
         client = await Client.connect(server.url)
         try:

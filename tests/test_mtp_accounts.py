@@ -307,6 +307,19 @@ async def test_user_info_with_unknown_uuids_gets_404_with_the_found_ones(
     assert "11111" in detail and "22222" in detail and bob.uuid not in detail
 
 
+async def test_user_info_finds_users_by_login(clients: Clients) -> None:
+    alice = await clients.user("info")
+    bob = await clients.user("info")
+    reply = await alice.call("user_info", user=[{"login": bob.login}])
+    assert [p["uuid"] for p in expect_reply(reply, "user_info", 200)["data"]["user"]] == [
+        bob.uuid]
+    reply = await alice.call("user_info", user=[{"login": "nobody-here"}, {"uuid": bob.uuid}])
+    expect_reply(reply, "user_info", 404)
+    assert [p["uuid"] for p in reply["data"]["user"]] == [bob.uuid]
+    assert "nobody-here" in reply["errors"]["detail"]
+    expect_reply(await alice.call("user_info", user=[{"bio": "neither"}]), "user_info", 400)
+
+
 # -- delete_user ------------------------------------------------------------------------------
 
 

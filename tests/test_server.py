@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 
 
 def status(server: ServerProcess) -> tuple[int, str, str]:
-    with urllib.request.urlopen(server.http + "/", timeout=10) as reply:
+    with urllib.request.urlopen(server.http + "/status", timeout=10) as reply:
         return reply.status, reply.headers["content-type"], reply.read().decode()
 
 

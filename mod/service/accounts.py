@@ -263,15 +263,16 @@ class Accounts:
 
     # -- profiles ----------------------------------------------------------------------------
 
-    async def user_info(self, caller: Caller, uuids: Sequence[str]
+    async def user_info(self, caller: Caller, uuids: Sequence[str], logins: Sequence[str] = ()
                         ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Profiles of the users asked about, and the uuids that matched nobody."""
-        if not uuids:
+        """Profiles of the users asked about, by uuid or by login, and the uuids and logins
+        that matched nobody."""
+        if not uuids and not logins:
             raise ServiceError(400, "Name at least one user to look up")
-        if len(uuids) > self.settings.protocol.users_limit:
+        if len(uuids) + len(logins) > self.settings.protocol.users_limit:
             raise ServiceError(429, f"At most {self.settings.protocol.users_limit} users "
                                     "may be asked about at once")
-        users = await self.engine.read(db.users_by_uuid, uuids)
+        users, unknown = await self.engine.read(_users_by, list(uuids), list(logins))
         found = {user["uuid"] for user in users}
         profiles = []
         for user in users:
@@ -279,7 +280,7 @@ class Accounts:
             if user["uuid"] == caller.uuid:
                 profile["email"] = user["email"]
             profiles.append(profile)
-        return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found]
+        return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found] + unknown
 
     async def set_username(self, caller: Caller, user_uuid: str, username: str) -> None:
         """Change a username: only one's own."""
@@ -320,3 +321,17 @@ def _token_caller(conn: Conn, digest: str, stamp: int) -> tuple[Caller, int] | N
     if user is None or user["deleted"] or user["locked"]:
         return None
     return Caller(user_uuid, digest, user["is_superuser"], device), expires
+
+
+def _users_by(conn: Conn, uuids: list[str], logins: list[str]
+              ) -> tuple[list[db.UserRow], list[str]]:
+    """The users named by uuid or by login (each once), and the logins nobody has."""
+    users = {user["uuid"]: user for user in db.users_by_uuid(conn, uuids)}
+    unknown = []
+    for login in dict.fromkeys(logins):
+        user = db.user_by_login(conn, login)
+        if user is None:
+            unknown.append(login)
+        else:
+            users.setdefault(user["uuid"], user)
+    return list(users.values()), unknown

@@ -198,10 +198,12 @@ async def all_flow(service: Service, request: Request, caller: Caller) -> Respon
 
 
 async def user_info(service: Service, request: Request, caller: Caller) -> Response:
-    asked = [user.uuid for user in (_data(request).user or [])[1:]]
-    if any(uuid is None for uuid in asked):
-        raise ServiceError(400, "Every data.user entry after the first needs a uuid")
-    found, missing = await service.accounts.user_info(caller, [uuid for uuid in asked if uuid])
+    asked = (_data(request).user or [])[1:]
+    if any(not user.uuid and not user.login for user in asked):
+        raise ServiceError(400, "Every data.user entry after the first needs a uuid or a login")
+    found, missing = await service.accounts.user_info(
+        caller, [user.uuid for user in asked if user.uuid],
+        [user.login for user in asked if not user.uuid and user.login])
     if missing:
         return error(request.type, 404, f"Unknown user: {', '.join(missing)}",
                      user=found)

@@ -1,0 +1,589 @@
+// What the page shows, and what its controls do. Every user-supplied string goes through
+// textContent (dom.el's `text`), never through markup.
+
+import { $, clear, el } from "./dom.js";
+import { t } from "./i18n.js";
+
+// Files travel base64-encoded inside one websocket frame, and each frame is queued whole on the
+// server (its default SEND_QUEUE_BYTES is 8 MiB): 4 MiB of file is 5.4 MiB of base64.
+export const MAX_FILE = 4 * 1024 * 1024;
+const FILE_FIELDS = ["file_picture", "file_video", "file_audio", "file_document"];
+const SIGNATURES = [["iVBORw0KGgo", "image/png"], ["/9j/", "image/jpeg"], ["R0lGOD", "image/gif"],
+  ["UklGR", "image/webp"], ["Qk", "image/bmp"]];
+const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
+
+// A deleted message, as the server returns it later: PROTOCOL.md's delete_message leaves this
+// text, the edited flag, and no files or emoji (pushes say it outright: message_deleted).
+export function isDeleted(message) {
+  return Boolean(message.deleted || (message.edited_status && message.text === "Message deleted"
+    && !message.emoji && !FILE_FIELDS.some((field) => message[field])));
+}
+
+export function fileField(type) {
+  if (type.startsWith("image/")) return "file_picture";
+  if (type.startsWith("video/")) return "file_video";
+  if (type.startsWith("audio/")) return "file_audio";
+  return "file_document";
+}
+
+function imageType(base64) {
+  if (!/^[A-Za-z0-9+/]+=*$/.test(base64)) return null;
+  const found = SIGNATURES.find(([head]) => base64.startsWith(head));
+  return found ? found[1] : null;
+}
+
+function download(base64, name) {
+  let bytes;
+  try {
+    bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  } catch {
+    bytes = new TextEncoder().encode(base64);  // not base64: the text as it came
+  }
+  const url = URL.createObjectURL(new Blob([bytes]));
+  const link = el("a", { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+export class View {
+  constructor(app) {
+    this.app = app;
+    this.editing = null;
+    this.register = false;
+    const lang = document.documentElement.lang;
+    this.clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+    this.date = new Intl.DateTimeFormat(lang, { day: "numeric", month: "long", year: "numeric" });
+  }
+
+  // -- the page's controls ----------------------------------------------------------------------
+
+  bind() {
+    const lang = document.documentElement.lang;
+    this.clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+    this.date = new Intl.DateTimeFormat(lang, { day: "numeric", month: "long", year: "numeric" });
+    $("#auth").addEventListener("submit", (event) => this.submitAuth(event));
+    $("#auth-switch").addEventListener("click", () => this.switchAuth(!this.register));
+    $("#logout").addEventListener("click", () => this.app.logout());
+    $("#flow-filter").addEventListener("input", () => this.renderFlows());
+    $("#back").addEventListener("click", () => this.closeFlow());
+    $("#composer").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submitText();
+    });
+    const text = $("#text");
+    text.addEventListener("keydown", (event) => this.composerKey(event));
+    text.addEventListener("input", () => this.grow());
+    text.addEventListener("paste", (event) => {
+      const file = event.clipboardData && event.clipboardData.files[0];
+      if (!file || this.editing) return;
+      event.preventDefault();
+      this.app.sendFile(file, "");
+    });
+    $("#attach").addEventListener("click", () => $("#file").click());
+    $("#file").addEventListener("change", () => {
+      const file = $("#file").files[0];
+      if (file) this.app.sendFile(file, text.value.trim());
+      if (file && text.value.trim()) text.value = "";
+      $("#file").value = "";
+    });
+    $("#cancel-edit").addEventListener("click", () => this.stopEditing());
+    $("#messages").addEventListener("scroll", () => {
+      if ($("#messages").scrollTop < 300) this.app.older();
+    });
+    $("#messages").addEventListener("click", (event) => this.messageClick(event));
+    for (const button of document.querySelectorAll("dialog .close")) {
+      button.addEventListener("click", () => button.closest("dialog").close());
+    }
+    $("#new-flow").addEventListener("click", () => this.newFlow());
+    $("#new-type").addEventListener("change", () => this.newType());
+    $("#new-form").addEventListener("submit", (event) => this.submitNew(event));
+    $("#browse").addEventListener("click", () => this.browse());
+    $("#browse-filter").addEventListener("input", () => this.renderPublic());
+    $("#members-button").addEventListener("click", () => this.members());
+    $("#leave").addEventListener("click", () => {
+      if (!confirm(t("confirm_leave"))) return;
+      $("#members-dialog").close();
+      this.app.leave();
+    });
+    document.addEventListener("visibilitychange", () => {
+      const entry = this.app.flows.get(this.app.current);
+      if (entry && this.visible()) {
+        this.app.markSeen(entry);
+        this.renderFlows();
+      }
+    });
+  }
+
+  showLogin(message = "") {
+    $("#chat-view").hidden = true;
+    $("#login-view").hidden = false;
+    this.offline(false);
+    $("#auth-error").textContent = message;
+    clear($("#flows"));
+    clear($("#messages"));
+    $("#auth-login").focus();
+  }
+
+  showChat() {
+    $("#login-view").hidden = true;
+    $("#chat-view").hidden = false;
+    $("#me").textContent = this.app.session.login;
+    this.app.wantUser(this.app.session.uuid);
+    this.closeFlow();
+  }
+
+  switchAuth(register) {
+    this.register = register;
+    $("#auth-username-row").hidden = !register;
+    $("#auth-submit").textContent = t(register ? "register" : "log_in");
+    $("#auth-switch").textContent = t(register ? "have_account" : "no_account");
+    $("#auth-password").autocomplete = register ? "new-password" : "current-password";
+  }
+
+  async submitAuth(event) {
+    event.preventDefault();
+    const login = $("#auth-login").value.trim();
+    const password = $("#auth-password").value;
+    if (!login || !password) {
+      $("#auth-error").textContent = t("login_needed");
+      return;
+    }
+    $("#auth-error").textContent = "";
+    $("#auth-submit").disabled = true;
+    try {
+      await this.app.authenticate(this.register, login, password,
+        $("#auth-username").value.trim(), $("#auth-remember").checked);
+      $("#auth-password").value = "";
+    } catch (error) {
+      $("#auth-error").textContent = error.message;
+    } finally {
+      $("#auth-submit").disabled = false;
+    }
+  }
+
+  offline(shown) {
+    $("#offline").hidden = !shown;
+  }
+
+  notice(text) {
+    const box = $("#notice");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(this.noticeTimer);
+    this.noticeTimer = setTimeout(() => { box.hidden = true; }, 6000);
+  }
+
+  visible() {
+    return document.visibilityState === "visible";
+  }
+
+  // -- the list of flows ------------------------------------------------------------------------
+
+  renderFlows() {
+    if (!this.app.session) return;
+    const filter = $("#flow-filter").value.trim().toLowerCase();
+    const entries = [...this.app.flows.values()]
+      .filter((entry) => !filter || this.app.flowTitle(entry.flow).toLowerCase().includes(filter))
+      .sort((a, b) => this.activity(b) - this.activity(a));
+    const list = clear($("#flows"));
+    for (const entry of entries) {
+      const flow = entry.flow;
+      const unread = this.app.unread(entry);
+      const title = this.app.flowTitle(flow);
+      const last = entry.last;
+      const preview = last ? `${last.from_user === this.app.session.uuid ? t("you")
+        : this.app.userName(last.from_user)}: ${this.summary(last)}` : t(flow.type);
+      list.append(el("li", {},
+        el("button", {
+          type: "button", class: `flow${flow.uuid === this.app.current ? " current" : ""}`,
+          "data-flow": flow.uuid, "aria-current": flow.uuid === this.app.current ? "true" : null,
+          onclick: () => this.app.open(flow.uuid),
+        },
+        this.avatar(title, flow.uuid),
+        el("span", { class: "flow-main" },
+          el("span", { class: "flow-top" },
+            el("span", { class: "flow-title", text: title }),
+            el("time", { class: "flow-time", text: last ? this.shortTime(last.time) : "" })),
+          el("span", { class: "flow-bottom" },
+            el("span", { class: "flow-last", text: preview }),
+            unread ? el("span", { class: "badge", text: String(unread), "aria-label": t("unread", unread) }) : null)))));
+    }
+    $("#no-flows").hidden = this.app.flows.size > 0 || !this.app.loaded;
+  }
+
+  memberCount(flow) {
+    return flow.users.length === 1 ? t("members_one") : t("members_count", flow.users.length);
+  }
+
+  activity(entry) {
+    return entry.last ? entry.last.time : entry.flow.time || 0;
+  }
+
+  avatar(name, seed) {
+    let hash = 0;
+    for (const char of seed) hash = (hash * 31 + char.charCodeAt(0)) % 360;
+    const node = el("span", { class: "avatar", "aria-hidden": "true", text: (name.trim()[0] || "?").toUpperCase() });
+    node.dataset.hue = String(hash % 12);
+    return node;
+  }
+
+  summary(message) {
+    if (isDeleted(message)) return t("deleted");
+    if (message.text) return message.text.split("\n")[0];
+    if (message.file_picture) return t("picture");
+    if (message.file_video) return t("video");
+    if (message.file_audio) return t("audio");
+    if (message.file_document) return t("file");
+    return message.emoji || "";
+  }
+
+  shortTime(seconds) {
+    const when = new Date(seconds * 1000);
+    return when.toDateString() === new Date().toDateString() ? this.clock.format(when)
+      : when.toLocaleDateString(document.documentElement.lang, { day: "numeric", month: "short" });
+  }
+
+  // -- one flow ---------------------------------------------------------------------------------
+
+  openFlow(entry) {
+    this.stopEditing();
+    $("#chat-view").classList.add("open");
+    $("#pick").hidden = true;
+    $("#messages").hidden = false;
+    clear($("#messages")).append(el("li", { class: "day", text: t("loading") }));
+    this.renderHeader();
+    this.renderFlows();
+    $("#text").focus();
+  }
+
+  renderHeader() {
+    const entry = this.app.flows.get(this.app.current);
+    if (!entry) return;
+    const flow = entry.flow;
+    $("#flow-title").textContent = this.app.flowTitle(flow);
+    $("#flow-info").textContent = flow.info || this.memberCount(flow);
+    $("#members-button").hidden = false;
+    const mute = flow.type === "channel" && flow.owner !== this.app.session.uuid;
+    $("#composer").hidden = mute;
+    $("#read-only").hidden = !mute;
+  }
+
+  closeFlow() {
+    if (this.app.current) history.replaceState(null, "", location.pathname);
+    this.app.current = null;
+    this.stopEditing();
+    $("#chat-view").classList.remove("open");
+    $("#pick").hidden = false;
+    $("#messages").hidden = true;
+    $("#composer").hidden = true;
+    $("#read-only").hidden = true;
+    $("#members-button").hidden = true;
+    $("#flow-title").textContent = "";
+    $("#flow-info").textContent = "";
+    this.renderFlows();
+  }
+
+  renderMessages(entry, toBottom) {
+    const list = $("#messages");
+    const height = list.scrollHeight;
+    const top = list.scrollTop;
+    const items = [];
+    let previous = null;
+    for (const message of entry.messages) {
+      items.push(...this.messageItems(entry, message, previous));
+      previous = message;
+    }
+    list.replaceChildren(...items);
+    if (toBottom) list.scrollTop = list.scrollHeight;
+    else list.scrollTop = top + list.scrollHeight - height;
+  }
+
+  // A message's row, preceded by a day separator when it starts a day.
+  messageItems(entry, message, previous) {
+    const items = [];
+    const day = new Date(message.time * 1000).toDateString();
+    const newDay = !previous || new Date(previous.time * 1000).toDateString() !== day;
+    if (newDay) items.push(el("li", { class: "day", role: "separator", text: this.dayLabel(message.time) }));
+    const follows = !newDay && previous.from_user === message.from_user
+      && message.time - previous.time < GROUP_GAP;
+    items.push(this.messageRow(entry, message, follows));
+    return items;
+  }
+
+  dayLabel(seconds) {
+    const when = new Date(seconds * 1000);
+    const today = new Date();
+    if (when.toDateString() === today.toDateString()) return t("today");
+    today.setDate(today.getDate() - 1);
+    if (when.toDateString() === today.toDateString()) return t("yesterday");
+    return this.date.format(when);
+  }
+
+  messageRow(entry, message, follows) {
+    const mine = message.from_user === this.app.session.uuid;
+    const deleted = isDeleted(message);
+    const row = el("li", {
+      class: `message${mine ? " mine" : ""}${follows ? " follows" : ""}${deleted ? " deleted" : ""}`,
+      "data-uuid": message.uuid || null,
+    });
+    if (!follows) {
+      row.append(el("span", { class: "author", "data-user": message.from_user, text: mine ? t("you") : this.app.userName(message.from_user) }));
+    }
+    const bubble = el("div", { class: "bubble" });
+    if (deleted) bubble.append(el("span", { class: "text", text: t("deleted") }));
+    else {
+      this.attachments(message, bubble);
+      if (message.text) bubble.append(el("span", { class: "text", text: message.text }));
+      else if (message.emoji && !FILE_FIELDS.some((field) => message[field])) {
+        bubble.append(el("span", { class: "text", text: message.emoji }));
+      }
+    }
+    const foot = el("span", { class: "foot" });
+    if (message.edited_status && !deleted) foot.append(el("span", { class: "edited", text: t("edited") }));
+    foot.append(el("time", { text: this.clock.format(new Date((message.time || Date.now() / 1000) * 1000)) }));
+    bubble.append(foot);
+    row.append(bubble);
+    const owner = entry.flow.owner === this.app.session.uuid;
+    if (message.uuid && !deleted && (mine || owner)) {
+      const actions = el("span", { class: "actions" });
+      if (mine && (message.text || !FILE_FIELDS.some((field) => message[field]))) {
+        actions.append(el("button", { type: "button", class: "edit", "data-action": "edit", "aria-label": t("edit_message"), title: t("edit_message"), text: t("edit") }));
+      }
+      actions.append(el("button", { type: "button", class: "delete", "data-action": "delete", "aria-label": t("delete_message"), title: t("delete_message"), text: t("delete") }));
+      row.append(actions);
+    }
+    return row;
+  }
+
+  attachments(message, bubble) {
+    for (const field of FILE_FIELDS) {
+      const data = message[field];
+      if (!data) continue;
+      const type = field === "file_picture" ? imageType(data) : null;
+      if (type) {
+        bubble.append(el("img", { class: "picture", src: `data:${type};base64,${data}`, alt: t("picture"), loading: "lazy" }));
+        continue;
+      }
+      const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
+      const name = `${label}-${(message.uuid || "new").slice(0, 8)}`;
+      bubble.append(el("button", {
+        type: "button", class: "attachment", "aria-label": t("download", label),
+        text: `↓ ${label} (${Math.ceil(data.length * 3 / 4 / 1024)} KB)`,
+        onclick: () => download(data, name),
+      }));
+    }
+  }
+
+  appendMessage(entry, message, pendingCid) {
+    if (this.app.current !== entry.flow.uuid) return;
+    const list = $("#messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    const index = entry.messages.indexOf(message);
+    const previous = index > 0 ? entry.messages[index - 1] : null;
+    const items = this.messageItems(entry, message, previous);
+    const pending = pendingCid !== null && list.querySelector(`[data-pending="${pendingCid}"]`);
+    if (pending) {
+      pending.replaceWith(...items);
+    } else {
+      const firstPending = list.querySelector("[data-pending]");
+      if (firstPending) firstPending.before(...items);
+      else list.append(...items);
+    }
+    if (atBottom || message.from_user === this.app.session.uuid) list.scrollTop = list.scrollHeight;
+  }
+
+  updateMessage(entry, message) {
+    if (this.app.current !== entry.flow.uuid) return;
+    const old = $(`#messages [data-uuid="${message.uuid}"]`);
+    if (!old) return;
+    if (this.editing === message.uuid && isDeleted(message)) this.stopEditing();
+    old.replaceWith(this.messageRow(entry, message, old.classList.contains("follows")));
+  }
+
+  pendingMessage(item) {
+    const entry = this.app.flows.get(item.flow);
+    if (!entry || this.app.current !== item.flow) return;
+    const message = { ...item.content, from_user: this.app.session.uuid, time: Date.now() / 1000 };
+    const row = this.messageRow(entry, message, false);
+    row.classList.add("pending");
+    row.dataset.pending = String(item.cid);
+    row.querySelector(".foot").prepend(el("span", { class: "state", text: t("sending") }));
+    const list = $("#messages");
+    list.append(row);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  failedMessage(item) {
+    const row = $(`#messages [data-pending="${item.cid}"]`);
+    if (!row) return;
+    row.classList.add("failed");
+    row.querySelector(".state").textContent = t("failed");
+    row.removeAttribute("data-pending");
+  }
+
+  refreshAuthors() {
+    for (const node of document.querySelectorAll("#messages .author[data-user]")) {
+      if (node.dataset.user !== this.app.session.uuid) node.textContent = this.app.userName(node.dataset.user);
+    }
+    for (const node of document.querySelectorAll("#members .author[data-user]")) {
+      node.textContent = this.app.userName(node.dataset.user);
+    }
+    if (this.app.current) this.renderHeader();
+    const me = this.app.session && this.app.users.get(this.app.session.uuid);
+    if (me) $("#me").textContent = me.username || me.login || this.app.session.login;
+  }
+
+  messageClick(event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const uuid = button.closest("[data-uuid]").dataset.uuid;
+    const entry = this.app.flows.get(this.app.current);
+    const message = entry && entry.messages.find((m) => m.uuid === uuid);
+    if (!message) return;
+    if (button.dataset.action === "edit") this.startEditing(message);
+    else if (confirm(t("confirm_delete"))) this.app.remove(uuid);
+  }
+
+  // -- the composer -----------------------------------------------------------------------------
+
+  composerKey(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      this.submitText();
+    } else if (event.key === "Escape" && this.editing) {
+      event.preventDefault();
+      this.stopEditing();
+    } else if (event.key === "ArrowUp" && !event.target.value && !this.editing) {
+      const entry = this.app.flows.get(this.app.current);
+      const own = entry && [...entry.messages].reverse().find(
+        (m) => m.from_user === this.app.session.uuid && !isDeleted(m) && m.text);
+      if (own) {
+        event.preventDefault();
+        this.startEditing(own);
+      }
+    }
+  }
+
+  submitText() {
+    const box = $("#text");
+    const text = box.value.trim();
+    if (this.editing) {
+      if (text) this.app.edit(this.editing, text);
+      this.stopEditing();
+      return;
+    }
+    if (!text || !this.app.current) return;
+    box.value = "";
+    this.grow();
+    this.app.send({ text });
+  }
+
+  startEditing(message) {
+    this.editing = message.uuid;
+    $("#editing").hidden = false;
+    const box = $("#text");
+    box.value = message.text;
+    this.grow();
+    box.focus();
+  }
+
+  stopEditing() {
+    if (!this.editing) return;
+    this.editing = null;
+    $("#editing").hidden = true;
+    $("#text").value = "";
+    this.grow();
+  }
+
+  grow() {
+    const box = $("#text");
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
+  }
+
+  // -- dialogs ----------------------------------------------------------------------------------
+
+  newFlow() {
+    $("#new-form").reset();
+    $("#new-error").textContent = "";
+    this.newType();
+    $("#new-dialog").showModal();
+  }
+
+  newType() {
+    const chat = $("#new-type").value === "chat";
+    $("#new-title-row").hidden = chat;
+    $("#new-info-row").hidden = chat;
+    $("#new-private-row").hidden = chat;
+    $("#new-login-row").hidden = !chat;
+  }
+
+  async submitNew(event) {
+    event.preventDefault();
+    const type = $("#new-type").value;
+    const title = $("#new-title").value.trim();
+    const login = $("#new-login").value.trim();
+    if (type !== "chat" && !title) {
+      $("#new-error").textContent = t("title_needed");
+      return;
+    }
+    try {
+      await this.app.create(type, title, $("#new-info").value.trim(), login, $("#new-private").checked);
+      $("#new-dialog").close();
+    } catch (error) {
+      $("#new-error").textContent = error.message;
+    }
+  }
+
+  async browse() {
+    $("#browse-filter").value = "";
+    this.found = [];
+    this.renderPublic();
+    $("#browse-dialog").showModal();
+    try {
+      this.found = await this.app.publicFlows();
+    } catch (error) {
+      this.notice(t("error", error.message));
+    }
+    this.renderPublic();
+  }
+
+  renderPublic() {
+    const filter = $("#browse-filter").value.trim().toLowerCase();
+    const flows = (this.found || []).filter((flow) => !filter
+      || `${flow.title} ${flow.info}`.toLowerCase().includes(filter));
+    const list = clear($("#public-flows"));
+    for (const flow of flows) {
+      list.append(el("li", { class: "row-item" },
+        this.avatar(flow.title || "?", flow.uuid),
+        el("span", { class: "flow-main" },
+          el("span", { class: "flow-title", text: flow.title || t(flow.type) }),
+          el("span", { class: "flow-last", text: `${t(flow.type)} · ${this.memberCount(flow)}${flow.info ? ` · ${flow.info}` : ""}` })),
+        el("button", { type: "button", class: "primary", "aria-label": `${t("join")}: ${flow.title}`, text: t("join"), onclick: () => {
+          $("#browse-dialog").close();
+          this.app.join(flow);
+        } })));
+    }
+    $("#browse-empty").hidden = flows.length > 0;
+  }
+
+  members() {
+    const entry = this.app.flows.get(this.app.current);
+    if (!entry) return;
+    const flow = entry.flow;
+    const list = clear($("#members"));
+    for (const uuid of flow.users) {
+      this.app.wantUser(uuid);
+      const name = this.app.userName(uuid);
+      const user = this.app.users.get(uuid) || {};
+      list.append(el("li", { class: "row-item" }, this.avatar(name, uuid),
+        el("span", { class: "flow-main" },
+          el("span", { class: "flow-title author", "data-user": uuid, text: name }),
+          el("span", { class: "flow-last", text: `@${user.login || ""}${uuid === flow.owner ? ` · ${t("owner")}` : ""}` }))));
+    }
+    $("#leave").hidden = flow.owner === this.app.session.uuid && flow.type !== "chat";
+    $("#members-dialog").showModal();
+  }
+}

@@ -1,0 +1,478 @@
+"""The web client at / in a real browser (headless Chromium), against a real server, beside MTP
+and Matrix clients. The browser's console must stay free of errors in every test."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import struct
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from tests.support import ROOT, Client, ServerProcess, running_server, unique_login
+from tests.test_matrix_support import SERVER_NAME, Matrix, sync_until
+from tests.web_support import Page, browser, console_errors, needs_browser, wait_for
+
+pytestmark = [pytest.mark.anyio, needs_browser]
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # A high rate limit: the paging test seeds a thousand messages as fast as it can.
+    with running_server("sqlite", tmp_path_factory.mktemp("web"), env={
+            "MORELIA_MATRIX_SERVER_NAME": SERVER_NAME, "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "5",
+            "MORELIA_SERVER_RATE_LIMIT": "100000", "MORELIA_SERVER_RATE_BURST": "100000"},
+                        ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def drivers() -> Iterator[list[Any]]:
+    opened = [browser(), browser()]
+    try:
+        yield opened
+    finally:
+        for driver in opened:
+            driver.quit()
+
+
+@pytest.fixture
+def pages(web: ServerProcess, drivers: list[Any]) -> Iterator[list[Page]]:
+    """Two fresh browser tabs on the client (nobody logged in); no console errors after."""
+    fresh = []
+    for driver in drivers:
+        driver.get(web.http + "/status")
+        driver.execute_script("sessionStorage.clear(); localStorage.clear();")
+        console_errors(driver)
+        fresh.append(Page(driver, web.http))
+    yield fresh
+    for page in fresh:
+        assert console_errors(page.driver) == []
+
+
+@pytest.fixture
+async def matrix(web: ServerProcess) -> AsyncIterator[Matrix]:
+    session = Matrix(web)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+def png(width: int = 24, height: int = 16) -> bytes:
+    """A small valid PNG: a teal rectangle."""
+    row = b"\x00" + b"\x2f\x7d\x6d" * width
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+async def mtp_user(web: ServerProcess, prefix: str = "mtp") -> Client:
+    client = await Client.connect(web.url)
+    await client.register(unique_login(prefix), push=True)
+    return client
+
+
+async def push_text(client: Client, kind: str, text: str, timeout: float = 10.0
+                    ) -> dict[str, Any]:
+    """The message of the next `kind` push whose text is `text` (others are passed over)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await client.push(max(0.05, deadline - time.monotonic()))
+        message = (frame["data"].get("message") or [{}])[0]
+        if frame["meta"]["event"] == kind and message.get("text") == text:
+            return message  # type: ignore[no-any-return]
+
+
+def action(page: Page, text: str, name: str) -> None:
+    """Hover over a message and click its `name` button (edit, delete)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    row = page.row(text)
+    ActionChains(page.driver).move_to_element(row).perform()
+    row.find_element("css selector", f"button.{name}").click()
+
+
+def delete_in_browser(page: Page, text: str) -> None:
+    action(page, text, "delete")
+    page.driver.switch_to.alert.accept()
+
+
+def edit_in_browser(page: Page, text: str, new: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+    action(page, text, "edit")
+    box = page.css("#text")
+    wait_for(lambda: box.get_attribute("value") == text, what="the text in the composer")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(new, Keys.ENTER)
+
+
+async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
+    alice, bob = pages
+    alice_login, bob_login = unique_login("alice"), unique_login("bob")
+    alice.register(alice_login, username="Alice")
+    bob.register(bob_login, username="Bob")
+    # The token stays in the tab unless "remember me" is ticked.
+    assert alice.driver.execute_script("return localStorage.getItem('morelia.session')") is None
+    assert alice_login in alice.driver.execute_script(
+        "return sessionStorage.getItem('morelia.session')")
+    title = f"Lobby {alice_login[-4:]}"
+    alice.create("group", title)
+    alice.open_flow(title)
+
+    bob.css("#browse").click()
+    join = wait_for(lambda: next(
+        (item.find_element("css selector", "button") for item in bob.all("#public-flows li")
+         if title in item.text), None), what="the group among the public ones")
+    join.click()
+    wait_for(lambda: bob.css("#flow-title").text == title, what="bob in the group")
+
+    alice.say("Hi Bob!")
+    bob.sees("Hi Bob!")
+    bob.say("Hello, Alice.\nTwo lines.")
+    alice.sees("Hello, Alice.\nTwo lines.")
+    assert alice.row("Hello, Alice.\nTwo lines.").find_element(
+        "css selector", ".author").text == "Bob"
+
+    # Another flow open: the group's new messages count as unread in the list.
+    alice.create("chat", login=bob_login)
+    wait_for(lambda: alice.css("#flow-title").text == "Bob", what="the chat with bob open")
+    bob.say("Are you there?")
+    badge = wait_for(lambda: alice.flow_button(title).find_elements("css selector", ".badge"),
+                     what="an unread count")
+    assert badge[0].text == "1"
+    assert "Are you there?" in alice.flow_button(title).text
+    alice.open_flow(title)
+    wait_for(lambda: not alice.flow_button(title).find_elements("css selector", ".badge"))
+
+    # Keyboard: Shift+Enter is a new line, Esc cancels an edit, ArrowUp edits one's last.
+    from selenium.webdriver.common.keys import Keys
+    box = alice.css("#text")
+    box.send_keys("first")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)
+    box.send_keys("second", Keys.ENTER)
+    bob.sees("first\nsecond")
+    box.send_keys(Keys.ARROW_UP)
+    wait_for(lambda: alice.css("#editing").is_displayed(), what="editing")
+    box.send_keys(Keys.ESCAPE)
+    wait_for(lambda: not alice.css("#editing").is_displayed(), what="edit cancelled")
+    assert box.get_attribute("value") == ""
+
+    # Who is in the group; log out, and back in with the same history.
+    alice.css("#members-button").click()
+    names = wait_for(lambda: {node.text for node in alice.all("#members .author")}
+                     >= {"Alice", "Bob"} and alice.all("#members .author"), what="members")
+    assert len(names) == 2
+    alice.css("#members-dialog .close").click()
+    alice.css("#logout").click()
+    wait_for(lambda: alice.css("#login-view").is_displayed(), what="logged out")
+    alice.log_in(alice_login)
+    alice.open_flow(title)
+    assert alice.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.", "Are you there?",
+                             "first\nsecond"]
+
+    # The owner deletes another's message; bob cannot delete or edit alice's.
+    assert not bob.row("Hi Bob!").find_elements("css selector", "button")
+    delete_in_browser(alice, "Are you there?")
+    wait_for(lambda: bob.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.",
+                                     "Message deleted", "first\nsecond"], what="deleted")
+
+
+async def test_browser_mtp_and_matrix_clients_see_each_other(
+        web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Three clients")
+    room = f"!{flow}:{SERVER_NAME}"
+    element = await matrix.user("element")
+    assert isinstance(await element.join(room), nio.JoinResponse)
+    assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
+    login = unique_login("web")
+    page.register(login)
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Three clients" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Three clients")
+
+    # Sent in each, seen by the two others.
+    page.say("from the browser")
+    from_web = await push_text(mtp, "message_sent", "from the browser")
+    await sync_until(element, room, lambda e: e["content"].get("body") == "from the browser")
+    await mtp.send(flow, "from MTP", client_id=5)
+    page.sees("from MTP")
+    await sync_until(element, room, lambda e: e["content"].get("body") == "from MTP")
+    sent = await element.room_send(room, "m.room.message", {"msgtype": "m.text",
+                                                            "body": "from Matrix"})
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    page.sees("from Matrix")
+    from_matrix = await push_text(mtp, "message_sent", "from Matrix")
+
+    # Edits, each seen by the two others.
+    edit_in_browser(page, "from the browser", "from the browser, edited")
+    await push_text(mtp, "message_edited", "from the browser, edited")
+    await sync_until(element, room, lambda e: e["content"].get("m.new_content", {}).get(
+        "body") == "from the browser, edited")
+    mtp_message = next(m for m in (await mtp.call("all_messages", flow=[{"uuid": flow}]))[
+        "data"]["message"] if m["text"] == "from MTP")
+    await mtp.call("edited_message", message=[{"uuid": mtp_message["uuid"],
+                                               "text": "from MTP, edited"}])
+    page.sees("from MTP, edited")
+    assert page.row("from MTP, edited").find_elements("css selector", ".edited")
+    await sync_until(element, room, lambda e: e["content"].get("m.new_content", {}).get(
+        "body") == "from MTP, edited")
+    edit = await element.room_send(room, "m.room.message", {
+        "msgtype": "m.text", "body": "* from Matrix, edited",
+        "m.new_content": {"msgtype": "m.text", "body": "from Matrix, edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id}})
+    assert isinstance(edit, nio.RoomSendResponse), edit
+    page.sees("from Matrix, edited")
+    await push_text(mtp, "message_edited", "from Matrix, edited")
+
+    # Deletions, each seen by the two others.
+    delete_in_browser(page, "from the browser, edited")
+    deleted = await push_text(mtp, "message_deleted", "Message deleted")
+    assert deleted["uuid"] == from_web["uuid"]
+    await sync_until(element, room, lambda e: e["type"] == "m.room.redaction")
+    await mtp.call("delete_message", message=[{"uuid": mtp_message["uuid"]}])
+    redacted = await element.room_redact(room, sent.event_id)
+    assert isinstance(redacted, nio.RoomRedactResponse), redacted
+    deleted = await push_text(mtp, "message_deleted", "Message deleted")
+    deleted = deleted if deleted["uuid"] == from_matrix["uuid"] else await push_text(
+        mtp, "message_deleted", "Message deleted")
+    wait_for(lambda: len(page.all("#messages .message.deleted")) == 3, what="three deletions")
+    assert page.texts() == ["Message deleted"] * 3
+    seen = await sync_until(element, room, lambda e: e["type"] == "m.room.redaction"
+                            and e["sender"] != element.user_id)
+    assert any(e["type"] == "m.room.redaction" for e in seen)
+    await mtp.close()
+
+
+async def test_a_script_in_a_message_shows_as_text(web: ServerProcess,
+                                                   pages: list[Page]) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Tricky")
+    page.register(unique_login("xss"))
+    attack = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Tricky" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Tricky")
+    await mtp.send(flow, attack)
+    page.sees(attack)
+    assert page.all("#messages img") == [] and page.all("#messages script") == []
+    assert attack in page.flow_button("Tricky").text
+    with pytest.raises(NoAlertPresentException):
+        page.driver.switch_to.alert.accept()
+    await mtp.close()
+
+
+async def test_paging_back_through_a_thousand_messages(web: ServerProcess,
+                                                       pages: list[Page]) -> None:
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Long history")
+    for start in range(0, 1000, 100):  # pipelined: a hundred requests, then their answers
+        for index in range(start, start + 100):
+            await mtp.ws.send(json_frame(mtp, flow, index))
+        for _ in range(100):
+            assert (await mtp.response())["errors"]["code"] == 200
+    page.register(unique_login("reader"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Long history" in item.text), None)).click()
+    page.sees("message 999")
+    assert len(page.texts()) < 100  # only the latest page at first
+    for _ in range(60):
+        texts = page.texts()
+        if texts[0] == "message 0":
+            break
+        count = len(texts)
+        page.driver.execute_script("document.querySelector('#messages').scrollTop = 0")
+        wait_for(lambda: len(page.texts()) > count, what="an older page")  # noqa: B023
+    assert page.texts() == [f"message {index}" for index in range(1000)]
+    await mtp.close()
+
+
+def json_frame(client: Client, flow: str, index: int) -> str:
+    from tests.support import frame
+    return frame("send_message", {"user": [client.cred], "flow": [{"uuid": flow}],
+                                  "message": [{"client_id": index, "text": f"message {index}"}]})
+
+
+async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages: list[Page],
+                                                       tmp_path: Path) -> None:
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Pictures")
+    page.register(unique_login("pics"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Pictures" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Pictures")
+
+    picture = png()
+    await mtp.call("send_message", flow=[{"uuid": flow}], message=[{
+        "client_id": 1, "text": "a picture", "file_picture": base64.b64encode(picture).decode()}])
+    await mtp.call("send_message", flow=[{"uuid": flow}], message=[{
+        "client_id": 2, "text": "a document",
+        "file_document": base64.b64encode(b"%PDF-1.4 tiny").decode()}])
+    page.sees("a document")
+    image = page.row("a picture").find_element("css selector", "img.picture")
+    wait_for(lambda: page.driver.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image) == 24,
+        what="the picture decoded")
+    assert page.row("a document").find_elements("css selector", "button.attachment")
+
+    # From the browser: a file picked, and one too large.
+    path = tmp_path / "dot.png"
+    path.write_bytes(picture)
+    page.css("#file").send_keys(str(path))
+    sent = await mtp.push(10)
+    while sent["meta"]["event"] != "message_sent" or not sent["data"]["message"][0].get(
+            "file_picture"):
+        sent = await mtp.push(10)
+    assert base64.b64decode(sent["data"]["message"][0]["file_picture"]) == picture
+    wait_for(lambda: len(page.all("#messages .message[data-uuid] img.picture")) == 2)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (4 * 1024 * 1024 + 1))
+    page.css("#file").send_keys(str(big))
+    wait_for(lambda: "4 MB" in page.css("#notice").text, what="the size limit shown")
+    await mtp.close()
+
+
+async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
+                                                        pages: list[Page]) -> None:
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Телефон")
+    driver = browser(375, 740, "ru-RU")
+    try:
+        page = Page(driver, web.http)
+        page.open()
+        assert page.css("#auth-submit").text == "Войти"
+        page.register(unique_login("phone"))
+        page.css("#browse").click()
+        wait_for(lambda: next((item.find_element("css selector", "button")
+                               for item in page.all("#public-flows li")
+                               if "Телефон" in item.text), None)).click()
+        wait_for(lambda: page.css("#pane").is_displayed() and not page.css(
+            "#sidebar").is_displayed(), what="the conversation alone on screen")
+        await mtp.send(flow, "Привет с телефона!")
+        page.sees("Привет с телефона!")
+        page.say("Ответ")
+        await push_text(mtp, "message_sent", "Ответ")
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 375
+        for selector in ("#text", "#send", "#attach", "#back"):
+            box = page.css(selector).rect
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 375, selector
+        page.css("#back").click()
+        wait_for(lambda: page.css("#sidebar").is_displayed() and not page.css(
+            "#pane").is_displayed(), what="the list alone on screen")
+        assert page.css("#back").get_attribute("aria-label") == "К списку бесед"
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
+        await mtp.close()
+
+
+async def test_a_restart_is_caught_up_once(drivers: list[Any], tmp_path: Path) -> None:
+    """The server restarts under an open page: what was sent meanwhile shows once, and what
+    was typed while offline is sent once."""
+    env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'restart.db'}"}
+    server = ServerProcess(tmp_path, env=env).start()
+    driver = drivers[0]
+    try:
+        mtp = await mtp_user(server)
+        flow = await mtp.group("Restarts")
+        page = Page(driver, server.http)
+        page.register(unique_login("restart"))
+        page.css("#browse").click()
+        wait_for(lambda: next((item.find_element("css selector", "button")
+                               for item in page.all("#public-flows li")
+                               if "Restarts" in item.text), None)).click()
+        await mtp.send(flow, "before", client_id=1)
+        page.sees("before")
+        await mtp.close()
+        server.stop()
+        wait_for(lambda: page.css("#offline").is_displayed(), what="the offline banner")
+        page.say("typed while offline")
+        wait_for(lambda: page.all("#messages .pending"), what="a pending message")
+        # The page's reconnection attempts fail (and the browser logs each): after a few, its
+        # backoff is long enough for messages to be sent before it is back.
+        logged: list[dict[str, Any]] = []
+        wait_for(lambda: logged.extend(driver.get_log("browser")) or sum(
+            "ERR_CONNECTION_REFUSED" in entry["message"] for entry in logged) >= 4,
+            what="reconnection attempts")
+        server = ServerProcess(tmp_path, env=env, port=server.port).start()
+        back = await Client.connect(server.url)
+        back.uuid, back.auth_id = mtp.uuid, mtp.auth_id
+        for index in range(3):
+            await back.send(flow, f"meanwhile {index}", client_id=10 + index)
+        wait_for(lambda: not page.css("#offline").is_displayed(), 15, what="back online")
+        wait_for(lambda: "typed while offline" in page.texts()
+                 and "meanwhile 2" in page.texts(), what="the caught-up messages")
+        await back.send(flow, "after", client_id=20)  # a duplicate would show before it
+        page.sees("after")
+        texts = page.texts()
+        assert sorted(texts) == sorted(["before", "typed while offline", "meanwhile 0",
+                                        "meanwhile 1", "meanwhile 2", "after"]), texts
+        stored = (await back.call("all_messages", flow=[{"uuid": flow}]))["data"]["message"]
+        assert [m["text"] for m in stored].count("typed while offline") == 1
+        assert page.all("#messages .pending") == []
+        await back.close()
+        # Only the page's attempts to reach the stopped server may have been logged.
+        errors = [entry for entry in [*logged, *console_errors(driver)]
+                  if entry["level"] == "SEVERE"
+                  and "ERR_CONNECTION_REFUSED" not in entry["message"]]
+        assert errors == []
+    finally:
+        server.stop()
+
+
+async def test_screenshot_of_a_conversation(pages: list[Page], tmp_path: Path) -> None:
+    """docs/screenshot.png, from a real run: written when MORELIA_SCREENSHOT=1."""
+    maria, ivan = pages
+    maria_login, ivan_login = unique_login("maria"), unique_login("ivan")
+    maria.register(maria_login, username="Maria")
+    ivan.register(ivan_login, username="Ivan")
+    maria.create("group", "Weekend hike")
+    maria.create("channel", "Club news")
+    maria.create("chat", login=ivan_login)
+    maria.open_flow("Weekend hike")
+    ivan.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in ivan.all("#public-flows li")
+                           if "Weekend hike" in item.text), None)).click()
+    wait_for(lambda: ivan.css("#flow-title").text == "Weekend hike")
+    lines = [(maria, "Who is coming on Saturday?"),
+             (ivan, "Me! What time do we leave?"),
+             (maria, "8:00 at the station. Bring water and a raincoat."),
+             (ivan, "Great, see you there.\nI'll bring the map."),
+             (maria, "Perfect, see you!")]
+    for speaker, text in lines:
+        speaker.say(text)
+        (ivan if speaker is maria else maria).sees(text)
+    edit_in_browser(ivan, "Me! What time do we leave?", "Me too! What time do we leave?")
+    maria.sees("Me too! What time do we leave?")
+    shot = tmp_path / "screenshot.png"
+    maria.screenshot(shot)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MORELIA_SCREENSHOT") == "1":
+        shutil.copyfile(shot, SCREENSHOT)
