@@ -158,13 +158,13 @@ def _register() -> None:
         route("PUT", f"{prefix}/upload/{one}", absolute=True)(upload_to)
         route("GET", f"{prefix}/config", absolute=True)(config)
         route("GET", f"{prefix}/download/{one}", absolute=True, auth=False)(legacy_download)
-        route("GET", f"{prefix}/download/{one}/{{fileName}}", absolute=True,
+        route("GET", f"{prefix}/download/{one}/{{fileName?}}", absolute=True,
               auth=False)(legacy_download)
         route("GET", f"{prefix}/thumbnail/{one}", absolute=True, auth=False)(legacy_thumbnail)
     route("POST", f"{MEDIA}/v1/create", absolute=True)(create)
     route("GET", f"{AUTHENTICATED}/config", absolute=True)(config)
     route("GET", f"{AUTHENTICATED}/download/{one}", absolute=True)(download)
-    route("GET", f"{AUTHENTICATED}/download/{one}/{{fileName}}", absolute=True)(download)
+    route("GET", f"{AUTHENTICATED}/download/{one}/{{fileName?}}", absolute=True)(download)
     route("GET", f"{AUTHENTICATED}/thumbnail/{one}", absolute=True)(thumbnail)
 
 
