@@ -20,6 +20,7 @@ from sqlobject.sqlbuilder import Update
 from mod.config.validator import Database, Settings
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
+from mod.db import schema
 from mod.db.engine import Conn, Engine
 from mod.db.models import Media
 from mod.protocol.matrix.media import content_disposition
@@ -54,7 +55,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             "matrix": {"server_name": "example.test"}})
         engine = Engine(Database(uri=uri))
         engine.start(asyncio.get_running_loop())
-        await engine.write(db.create_tables)
+        await asyncio.to_thread(schema.migrate, engine)
         service = Service(settings, engine)
         try:
             yield World(service, engine)
@@ -240,6 +241,39 @@ async def test_purge_removes_only_what_nothing_refers_to(world: World, tmp_path:
     await service.messages.delete(alice, sent.value["uuid"])
     rows, removed = await service.media.purge(1)
     assert len(rows) == 1 and removed == 1
+
+
+async def test_manage_py_media_purge(world: World, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from manage import cli
+
+    service = world.service
+    alice = await world.user("alice")
+    row = await service.media.upload(alice, chunks(b"old bytes"), "text/plain", "old.txt")
+    past = time.time() - 10 * 86400
+    for path in files(tmp_path / "store"):
+        os.utime(path, (past, past))
+    await world.engine.write(_age_rows, int(past))
+    monkeypatch.delenv("MORELIA_CONFIG", raising=False)
+    for key, value in (("DATABASE_URI", service.settings.database.uri),
+                       ("MEDIA_PATH", str(tmp_path / "store")),
+                       ("MATRIX_SERVER_NAME", "example.test")):
+        monkeypatch.setenv(f"MORELIA_{key}", value)
+
+    def purge(days: str) -> str:
+        result = CliRunner().invoke(cli, ["media", "purge", "--older-than", days])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+    assert purge("30").endswith("Removed 0 media (0 bytes), 0 files.\n")
+    out = purge("7")
+    assert f"removed mxc://example.test/{row['media_id']} text/plain 9 bytes old.txt" in out
+    assert out.endswith("Removed 1 media (9 bytes), 1 files.\n")
+    assert files(tmp_path / "store") == []
+    bad = CliRunner().invoke(cli, ["media", "purge", "--older-than", "-1"])
+    assert bad.exit_code == 2
 
 
 def _age_rows(conn: Conn, stamp: int) -> None:
