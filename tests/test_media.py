@@ -207,6 +207,13 @@ async def test_avatars_are_shared(world: World) -> None:
     await media.set_avatar(alice, alice.uuid, "")
     assert await media.avatar_url(alice.uuid) == ""
 
+    # An MTP avatar from before the media store is stored when first asked for.
+    await world.engine.write(db.set_avatar, bob.uuid, base64.b64encode(picture).decode())
+    url = await media.avatar_url(bob.uuid)
+    assert url.startswith("mxc://example.test/") and await media.avatar_url(bob.uuid) == url
+    row, path = await media.file(url.rpartition("/")[2])
+    assert path.read_bytes() == picture and row["uploader"] == bob.uuid
+
 
 async def test_purge_removes_only_what_nothing_refers_to(world: World, tmp_path: Path
                                                          ) -> None:

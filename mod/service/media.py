@@ -274,8 +274,21 @@ class Media:
         return rows, await asyncio.to_thread(sweep, self.store, rows, in_use, before)
 
     async def avatar_url(self, user_uuid: str) -> str:
+        """The user's avatar as an mxc URL; an MTP `avatar` stored before the media store
+        (base64 in the users table) is put in the store the first time it is asked for."""
         media_id = await self.engine.read(mediadb.ref_of, mediadb.AVATAR, user_uuid)
-        return self.mxc(media_id) if media_id else ""
+        if media_id:
+            return self.mxc(media_id)
+        user = await self.engine.read(db.user_by_uuid, user_uuid)
+        if user is None or not user["avatar"]:
+            return ""
+        try:
+            data = await asyncio.to_thread(base64.b64decode, user["avatar"], validate=True)
+        except (binascii.Error, ValueError):
+            return ""
+        row = await self.store_bytes(user_uuid, data, "avatar")
+        await self.engine.write(mediadb.add_ref, row["media_id"], mediadb.AVATAR, user_uuid)
+        return self.mxc(row["media_id"])
 
 
 def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str) -> None:
