@@ -220,6 +220,29 @@ async def test_an_oversize_upload_is_refused_without_holding_it(
     assert isinstance(whoami, nio.WhoamiResponse)
 
 
+async def test_an_upload_cut_off_leaves_nothing(mx: Matrix, media_server: ServerProcess
+                                                ) -> None:
+    alice = await mx.user()
+    temp = media_server.directory / "media" / "tmp"  # beside the SQLite file, or in the cwd
+
+    async def until(condition: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+
+    _, writer = await asyncio.open_connection("127.0.0.1", media_server.port)
+    writer.write(f"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {alice.access_token}\r\n"
+                 f"Content-Length: {1024 * 1024}\r\n\r\n".encode() + b"z" * 300_000)
+    await writer.drain()
+    await until(lambda: temp.exists() and any(temp.iterdir()))  # the upload is under way
+    writer.close()
+    await until(lambda: not any(temp.iterdir()))
+    assert "failed" not in media_server.log()
+    assert isinstance(await alice.whoami(), nio.WhoamiResponse)
+
+
 async def test_an_mtp_picture_reaches_matrix_and_back(mx: Matrix) -> None:
     reader = await mx.user()
     writer = await mx.mtp.user("mtp", push=True)

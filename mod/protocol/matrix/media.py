@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, Response
 
 from mod.protocol.matrix.api import ContentUri, CreatedMedia, MediaConfig
@@ -71,9 +72,12 @@ def _legacy_allowed(call: Call) -> None:
 
 
 async def _chunks(call: Call) -> AsyncIterator[bytes]:
-    async for chunk in call.request.stream():
-        if chunk:
-            yield chunk
+    try:
+        async for chunk in call.request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise MatrixError(400, Code.UNKNOWN, "The upload was cut off") from None
 
 
 def _declared(call: Call) -> int | None:
