@@ -215,12 +215,19 @@ class Media:
         if not data or len(data) > self.settings.max_upload_size:
             return None
         row = await self.store_bytes(caller.uuid, data, "")
-        extension = row["content_type"].rpartition("/")[2].replace("jpeg", "jpg")
+        kind = row["content_type"]
+        extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
         name = DEFAULT_NAMES[field] + (f".{extension}" if "-" not in extension else "")
-        info: dict[str, Any] = {"mimetype": row["content_type"], "size": row["size"]}
+        info: dict[str, Any] = {"mimetype": kind, "size": row["size"]}
         if row["width"]:
             info.update(w=row["width"], h=row["height"])
-        matrix = {"msgtype": FILE_TYPES[field], "body": content.get("text") or name,
+        msgtype = FILE_TYPES[field]
+        if kind.startswith("image/"):
+            msgtype = "m.image"  # what the bytes are decides how Matrix clients show them
+        elif msgtype == "m.image" or (kind != OCTET_STREAM and not kind.startswith(
+                ("audio/", "video/"))):
+            msgtype = "m.file"
+        matrix = {"msgtype": msgtype, "body": content.get("text") or name,
                   "filename": name, "url": self.mxc(row["media_id"]), "info": info}
         return row["media_id"], matrix
 
