@@ -22,6 +22,7 @@ from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, no
 from mod.service.media import FILE_TYPES, Media
 
 CONTENT_FIELDS = db.CONTENT_FIELDS
+_FILE_FIELDS = frozenset(FILE_TYPES)  # a message holding one of these may carry a file
 DELETED_TEXT = "Message deleted"
 # What MTP reads for an end-to-end encrypted message, which it cannot decrypt (PROTOCOL.md).
 ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
@@ -55,7 +56,7 @@ class Messages:
         message refers to."""
         if encrypted:
             content = {"text": ENCRYPTED_TEXT}
-        elif extra is None and any(content.get(field) for field in FILE_TYPES):
+        elif extra is None and not _FILE_FIELDS.isdisjoint(content):
             stored = await self.media.from_mtp(caller, content)
             if stored is not None:
                 media, matrix = stored
