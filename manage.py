@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mod import log_handler
-from mod.cli import admin, backup
+from mod.cli import admin, backup, media
 from mod.cli import operator as ops
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
@@ -461,6 +461,29 @@ def token_delete(token: str) -> None:
     with Database(settings) as database:
         ops.delete_token(database, token)
     click.echo(f"Registration token {token!r} deleted.")
+
+
+# -- media ------------------------------------------------------------------------------------
+
+
+@cli.group("media")
+def media_group() -> None:
+    """The media store: files uploaded over Matrix or sent over MTP."""
+
+
+@media_group.command("purge")
+@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
+              metavar="DAYS", help="Only files stored more than DAYS days ago.")
+def media_purge(days: float) -> None:
+    """Remove files no message or profile refers to, and say what went."""
+    settings = load()
+    with Database(settings) as database:
+        done = media.purge(database, settings, days)
+    for row in done.rows:
+        name = f" {row['name']}" if row["name"] else ""
+        click.echo(f"removed mxc://{settings.matrix.server_name}/{row['media_id']} "
+                   f"{row['content_type']} {row['size']} bytes{name}")
+    click.echo(f"Removed {len(done.rows)} media ({done.size} bytes), {done.files} files.")
 
 
 # -- server -----------------------------------------------------------------------------------

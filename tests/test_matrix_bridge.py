@@ -207,10 +207,16 @@ async def test_mtp_files_and_emoji_show_in_matrix(mx: Matrix) -> None:
     reader = await mx.user("reader")
     assert isinstance(await reader.join(room_of(flow)), nio.JoinResponse)
     await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[
-        {"client_id": 1, "text": "", "file_picture": "aGk=", "file_audio": "aGk="}]))
+        {"client_id": 1, "text": "", "file_picture": "no base64", "file_audio": "!"}]))
     await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[
         {"client_id": 2, "text": "", "emoji": "🙂"}]))
-    page = await reader.room_messages(room_of(flow), start="", limit=2)
+    # Base64 goes to the media store (tests/test_matrix_media.py); "hi" is no picture.
+    await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[
+        {"client_id": 3, "text": "", "file_picture": "aGk=", "file_audio": "aGk="}]))
+    page = await reader.room_messages(room_of(flow), start="", limit=3)
     assert isinstance(page, nio.RoomMessagesResponse)
     assert [event.source["content"]["body"] for event in page.chunk] == [
-        "🙂", "(picture) (audio)"]
+        "picture", "🙂", "(picture) (audio)"]
+    assert page.chunk[0].source["content"]["msgtype"] == "m.file"
+    assert page.chunk[0].source["content"]["info"] == {"mimetype": "application/octet-stream",
+                                                       "size": 2}

@@ -93,6 +93,9 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     indexes = engine.read_sync(_raw, "SELECT indexname FROM pg_indexes" if engine.postgres
                                else "SELECT name FROM sqlite_master WHERE type = 'index'")
     assert ("messages_by_retry",) not in indexes
+    # Version 8: the media store's tables, empty; files already inline stay in messages.
+    assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media") == [(0,)]
+    assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media_refs") == [(0,)]
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

@@ -131,6 +131,21 @@ class Matrix(BaseModel):
     user_directory: Literal["shared", "all"] = "shared"
 
 
+class Media(BaseModel):
+    model_config = _SECTION
+
+    # Where files are kept; empty: `media` beside the SQLite file (PostgreSQL: the working
+    # directory). Several processes may share one directory.
+    path: str = ""
+    max_upload_size: Positive = 50 * 1024 * 1024
+    # Serve the older unauthenticated /_matrix/media/v3/download and thumbnail paths.
+    legacy_downloads: bool = True
+    # Files up to this size reach MTP clients inline (base64); larger ones as a text note.
+    mtp_inline_limit: Annotated[int, Field(ge=0)] = 8 * 1024 * 1024
+    # Images with more pixels than this are not thumbnailed (decompression bombs).
+    max_image_pixels: Positive = 64_000_000
+
+
 class Metrics(BaseModel):
     model_config = _SECTION
 
@@ -162,4 +177,5 @@ class Settings(BaseModel):
     protocol: Protocol = Protocol()
     logging: Logging = Logging()
     matrix: Matrix = Matrix()
+    media: Media = Media()
     metrics: Metrics = Metrics()

@@ -186,6 +186,11 @@ def set_username(conn: Conn, uuid: str, username: str) -> None:
                       where=User.q.uuid == uuid))
 
 
+def set_avatar(conn: Conn, uuid: str, avatar: str) -> None:
+    conn.execute(Update(User.sqlmeta.table, values={"avatar": avatar},
+                      where=User.q.uuid == uuid))
+
+
 def delete_user(conn: Conn, uuid: str) -> None:
     """Anonymise an account, destroy its password hash and revoke every token."""
     conn.execute(Update(User.sqlmeta.table, values={

@@ -284,7 +284,40 @@ class BackupKey(SQLObject):
     by_session = DatabaseIndex("user_uuid", "version", "room_id", "session_id", unique=True)
 
 
+class Media(SQLObject):
+    """An uploaded file: `mxc://<server name>/<media_id>`. The bytes are on disk under
+    `[MEDIA] PATH`, named by `sha256` (empty while an asynchronous upload waits for them)."""
+
+    class sqlmeta:
+        table = "media"
+
+    media_id = StringCol(length=64, notNone=True, unique=True)
+    sha256 = StringCol(length=64, notNone=True, default="")
+    content_type = UnicodeCol(notNone=True, default="application/octet-stream")
+    size = BigIntCol(notNone=True, default=0)
+    name = UnicodeCol(notNone=True, default="")
+    uploader = StringCol(length=40, notNone=True)
+    time_created = BigIntCol(notNone=True)
+    width = BigIntCol(notNone=True, default=0)
+    height = BigIntCol(notNone=True, default=0)
+    by_hash = DatabaseIndex("sha256")
+
+
+class MediaRef(SQLObject):
+    """What refers to a file: a message (`owner` its uuid) or an avatar (`owner` the user's
+    uuid); `manage.py media purge` removes files nothing refers to."""
+
+    class sqlmeta:
+        table = "media_refs"
+
+    media_id = StringCol(length=64, notNone=True)
+    kind = StringCol(length=16, notNone=True)
+    owner = StringCol(length=40, notNone=True)
+    by_owner = DatabaseIndex("kind", "owner")
+    by_media = DatabaseIndex("media_id")
+
+
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
                                        Heartbeat, RegistrationToken, AccountData, Receipt,
                                        Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
-                                       BackupKey)
+                                       BackupKey, Media, MediaRef)

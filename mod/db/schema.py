@@ -30,6 +30,8 @@ from mod.db.models import (
     Device,
     Heartbeat,
     KeyBackup,
+    Media,
+    MediaRef,
     OneTimeKey,
     Receipt,
     RegistrationToken,
@@ -106,6 +108,11 @@ def _to_7(conn: Conn) -> None:
         _create(conn, table)
 
 
+def _to_8(conn: Conn) -> None:
+    _create(conn, Media)
+    _create(conn, MediaRef)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -114,6 +121,7 @@ STEPS: tuple[Step, ...] = (
     Step(6, "account_data and receipts (Matrix account data, read receipts)", _to_6),
     Step(7, "flows.encrypted and the end-to-end encryption tables (devices, one_time_keys, "
             "to_device, cross_signing_keys, key_backups, backup_keys)", _to_7),
+    Step(8, "media and media_refs (the media store shared by Matrix and MTP)", _to_8),
 )
 CURRENT = 1 + len(STEPS)
 

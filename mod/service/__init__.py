@@ -1,6 +1,6 @@
 """The one way into the data, for both protocols: every rule and every read and write.
 
-Split by area — `accounts`, `flows`, `messages`, `timeline`, and for end-to-end
+Split by area — `accounts`, `flows`, `messages`, `media`, `timeline`, and for end-to-end
 encryption `keys`, `devices` and `backup` — with who may do what in
 `rights`. Protocols import from here only, never from `mod.db`; they translate requests into
 these calls and render `ServiceError` in their own format.
@@ -19,6 +19,7 @@ from mod.service.devices import Devices
 from mod.service.ephemeral import Ephemeral
 from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.keys import DeviceInfo, Keys, SyncKeys
+from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
 from mod.service.roomevents import RoomEvents
 from mod.service.timeline import Reader, Timeline
@@ -38,7 +39,8 @@ class Service:
         self.settings = settings
         self.accounts = Accounts(settings, engine)
         self.flows = Flows(engine)
-        self.messages = Messages(settings, engine)
+        self.media = Media(settings, engine)
+        self.messages = Messages(settings, engine, self.media)
         self.timeline = Timeline(engine)
         self.keys = Keys(engine)
         self.devices = Devices(engine, self.accounts)

@@ -14,12 +14,15 @@ from typing import Any
 from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
+from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
+from mod.service.media import FILE_TYPES, Media
 
 CONTENT_FIELDS = db.CONTENT_FIELDS
+_FILE_FIELDS = frozenset(FILE_TYPES)  # a message holding one of these may carry a file
 DELETED_TEXT = "Message deleted"
 # What MTP reads for an end-to-end encrypted message, which it cannot decrypt (PROTOCOL.md).
 ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
@@ -36,27 +39,35 @@ class MessagePage:
 
 
 class Messages:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, media: Media) -> None:
         self.settings = settings
         self.engine = engine
+        self.media = media
 
     async def send(self, caller: Caller, flow_uuid: str, client_id: int,
                    content: dict[str, str], txn: str | None = None,
-                   extra: dict[str, Any] | None = None, encrypted: bool = False
-                   ) -> Committed[db.MessageRow]:
+                   extra: dict[str, Any] | None = None, encrypted: bool = False,
+                   media: str = "") -> Committed[db.MessageRow]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
         `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
-        into an end-to-end encrypted flow."""
+        into an end-to-end encrypted flow. An MTP file (`file_*`, base64) is put in the media
+        store and shows in Matrix as its `mxc://` URL; `media` names the stored file a Matrix
+        message refers to."""
         if encrypted:
             content = {"text": ENCRYPTED_TEXT}
+        elif extra is None and not _FILE_FIELDS.isdisjoint(content):
+            stored = await self.media.from_mtp(caller, content)
+            if stored is not None:
+                media, matrix = stored
+                extra = {"mx": {"content": matrix}}
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
                             *(content.get(field, "") for field in CONTENT_FIELDS))
         else:
             key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
-                                       content, now(), key, extra, encrypted)
+                                       content, now(), key, extra, encrypted, media)
 
     async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
                    since: int = 0) -> MessagePage:
@@ -110,7 +121,7 @@ def _remember(conn: Conn, key: str | None, stamp: int, done: Committed[db.Messag
 
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
-          encrypted: bool) -> Committed[db.MessageRow]:
+          encrypted: bool, media: str) -> Committed[db.MessageRow]:
     earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
@@ -121,6 +132,8 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
     mark = len(conn.changes)
     message = db.insert_message(conn, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
                                 extra)
+    if media:
+        mediadb.add_ref(conn, media, mediadb.MESSAGE, uuid)
     return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
 
 
@@ -142,6 +155,8 @@ def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind:
         rights.plaintext(flow)
     mark = len(conn.changes)
     changed = db.update_message(conn, message_uuid, caller.uuid, content, stamp, kind, extra)
+    if kind == "message_deleted":
+        mediadb.drop_refs(conn, mediadb.MESSAGE, message_uuid)
     return _remember(conn, key, stamp, Committed(changed, logged_since(conn, mark)))
 
 

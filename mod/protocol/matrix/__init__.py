@@ -16,6 +16,7 @@ import mod.protocol.matrix.compat
 import mod.protocol.matrix.devices
 import mod.protocol.matrix.directory
 import mod.protocol.matrix.keys
+import mod.protocol.matrix.media
 import mod.protocol.matrix.receipts
 import mod.protocol.matrix.relations
 import mod.protocol.matrix.rooms

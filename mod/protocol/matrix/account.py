@@ -14,6 +14,8 @@ from mod.protocol.matrix.api import (
     AuthData,
     AuthFlows,
     Available,
+    AvatarUrl,
+    AvatarUrlRequest,
     BaseUrl,
     DisplayName,
     DisplayNameRequest,
@@ -223,8 +225,25 @@ async def _profile_user(call: Call) -> tuple[str, str]:
 @route("GET", "/profile/{userId}")
 async def get_profile(call: Call) -> Profile:
     """GET /_matrix/client/v3/profile/{userId}"""
-    _, username = await _profile_user(call)
-    return Profile(displayname=username)
+    uuid, username = await _profile_user(call)
+    return Profile(displayname=username,
+                   avatar_url=await call.service.media.avatar_url(uuid) or None)
+
+
+@route("GET", "/profile/{userId}/avatar_url")
+async def get_avatar_url(call: Call) -> AvatarUrl:
+    """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
+    uuid, _ = await _profile_user(call)
+    return AvatarUrl(avatar_url=await call.service.media.avatar_url(uuid) or None)
+
+
+@route("PUT", "/profile/{userId}/avatar_url")
+async def set_avatar_url(call: Call) -> Empty:
+    """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
+    body = await call.body(AvatarUrlRequest)
+    uuid, _ = await _profile_user(call)
+    await call.service.media.set_avatar(call.caller, uuid, body.avatar_url)
+    return Empty()
 
 
 @route("GET", "/profile/{userId}/displayname")

@@ -207,6 +207,28 @@ class DisplayName(Reply):
 
 class Profile(Reply):
     displayname: str | None = None
+    avatar_url: str | None = None
+
+
+class AvatarUrl(Reply):
+    avatar_url: str | None = None
+
+
+class AvatarUrlRequest(Body):
+    avatar_url: str = Field(max_length=1024)
+
+
+class ContentUri(Reply):
+    content_uri: str | None = None
+
+
+class CreatedMedia(Reply):
+    content_uri: str
+    unused_expires_at: int | None = None
+
+
+class MediaConfig(Reply):
+    upload_size: int = Field(serialization_alias="m.upload.size")
 
 
 class Available(Reply):

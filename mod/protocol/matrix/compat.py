@@ -26,7 +26,7 @@ async def capabilities(call: Call) -> JSONResponse:
         "m.change_password": {"enabled": False},
         "m.room_versions": {"default": ROOM_VERSION, "available": {ROOM_VERSION: "stable"}},
         "m.set_displayname": {"enabled": True},
-        "m.set_avatar_url": {"enabled": False},
+        "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": False},
     }})
 

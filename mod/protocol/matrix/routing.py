@@ -281,9 +281,9 @@ class MatrixRouter:
             for part, literal, name in zip(parts, template.segments, template.names,
                                            strict=True):
                 if name:
-                    if not part:
+                    if not part and not name.endswith("?"):  # `{name?}` may be empty
                         break
-                    params[name] = part
+                    params[name.rstrip("?")] = part
                 elif part != literal:
                     break
             else:

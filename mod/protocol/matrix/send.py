@@ -1,12 +1,14 @@
 """Matrix room events: send (new messages, `m.replace` edits, any other type) and redact.
 
-An `m.room.message` becomes an MTP message whose text is the event's `body`; an edit becomes
-`edited_message`, a redaction `delete_message`. Any other event type (`m.reaction`, custom
-ones) is kept whole and relayed to Matrix clients only (the service's `room_events`), and so
-is the redaction of such an event. The full Matrix content, the transaction ID
-and a one-way tag of the sending token travel in the change's payload under "mx", so Matrix
-readers get back exactly what was sent, and the sender its `unsigned.transaction_id`; so does
-the time the server took the event in, in milliseconds, for `origin_server_ts`.
+An `m.room.message` becomes an MTP message whose text is the event's `body` (a file of this
+server's media store, `m.image` and the like, also its bytes: `service.media.for_mtp`); an
+edit becomes `edited_message`, a redaction `delete_message`. Any other event type
+(`m.reaction`, custom ones) is kept whole and relayed to Matrix clients only (the service's
+`room_events`), and so is the redaction of such an event. The full Matrix content, the
+transaction ID and a one-way tag of the sending token travel in the change's payload under
+"mx", so Matrix readers get back exactly what was sent, and the sender its
+`unsigned.transaction_id`; so does the time the server took the event in, in milliseconds,
+for `origin_server_ts`.
 
 Retries are safe per access token and transaction ID: the service keeps what the first run
 committed under the transaction ID, and a retry gets the same event ID back.
@@ -49,10 +51,11 @@ async def send(call: Call) -> EventIdReply:
     relation = content.get("m.relates_to")
     if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
         return await _edit(call, flow, content)
-    message = validate(MessageContent, content)
+    validate(MessageContent, content)
     extra = _extra(call) if _plain(content) else _extra(call, content=content)
-    stored = await call.service.messages.send(call.caller, flow, 0, {"text": message.body},
-                                              txn=call.param("txnId"), extra=extra)
+    text, media = await call.service.media.for_mtp(content)
+    stored = await call.service.messages.send(call.caller, flow, 0, text,
+                                              txn=call.param("txnId"), extra=extra, media=media)
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
 
 

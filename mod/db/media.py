@@ -1,0 +1,105 @@
+"""Queries of the media store: a row per uploaded file (`media`) and what refers to it
+(`media_refs`). The bytes live on disk (`mod.service.mediastore`); functions take an open
+`Conn` and return plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from sqlobject.sqlbuilder import AND, IN, NOTIN, Delete, Insert, Select, Update
+
+from mod.db.engine import Conn
+from mod.db.models import Media, MediaRef
+
+MESSAGE = "message"
+AVATAR = "avatar"
+
+
+class MediaRow(TypedDict):
+    media_id: str
+    sha256: str  # "" while an asynchronous upload waits for its bytes
+    content_type: str
+    size: int
+    name: str
+    uploader: str
+    time_created: int
+    width: int
+    height: int
+
+
+_COLUMNS = (Media.q.media_id, Media.q.sha256, Media.q.content_type, Media.q.size, Media.q.name,
+            Media.q.uploader, Media.q.time_created, Media.q.width, Media.q.height)
+
+
+def _row(row: Sequence[Any]) -> MediaRow:
+    return MediaRow(media_id=str(row[0]), sha256=str(row[1]), content_type=str(row[2]),
+                    size=int(row[3]), name=str(row[4]), uploader=str(row[5]),
+                    time_created=int(row[6]), width=int(row[7]), height=int(row[8]))
+
+
+def insert(conn: Conn, media: MediaRow) -> None:
+    conn.execute(Insert(Media.sqlmeta.table, values=dict(media)))
+
+
+def by_id(conn: Conn, media_id: str) -> MediaRow | None:
+    row = conn.one(Select(_COLUMNS, where=Media.q.media_id == media_id))
+    return _row(row) if row else None
+
+
+def same_file(conn: Conn, sha256: str, uploader: str, name: str, content_type: str
+              ) -> MediaRow | None:
+    """An earlier row of the same bytes, uploader, name and type (a retried send)."""
+    row = conn.one(Select(_COLUMNS, where=AND(
+        Media.q.sha256 == sha256, Media.q.uploader == uploader, Media.q.name == name,
+        Media.q.content_type == content_type), limit=1))
+    return _row(row) if row else None
+
+
+def fill(conn: Conn, media: MediaRow) -> bool:
+    """Give a pending row (asynchronous upload) its file; False when it has one already."""
+    values = {key: value for key, value in media.items()
+              if key not in ("media_id", "uploader", "time_created")}
+    return conn.execute(Update(Media.sqlmeta.table, values=values, where=AND(
+        Media.q.media_id == media["media_id"], Media.q.sha256 == ""))) == 1
+
+
+def add_ref(conn: Conn, media_id: str, kind: str, owner: str) -> None:
+    conn.execute(Insert(MediaRef.sqlmeta.table,
+                        values={"media_id": media_id, "kind": kind, "owner": owner}))
+
+
+def drop_refs(conn: Conn, kind: str, owner: str) -> None:
+    conn.execute(Delete(MediaRef.sqlmeta.table,
+                        where=AND(MediaRef.q.kind == kind, MediaRef.q.owner == owner)))
+
+
+def ref_of(conn: Conn, kind: str, owner: str) -> str | None:
+    """The media a message or avatar refers to (the latest)."""
+    row = conn.one(Select(MediaRef.q.media_id, where=AND(
+        MediaRef.q.kind == kind, MediaRef.q.owner == owner), orderBy=-MediaRef.q.id, limit=1))
+    return str(row[0]) if row else None
+
+
+def unreferenced(conn: Conn, before: int) -> list[MediaRow]:
+    """Rows made before `before` that no message or avatar refers to."""
+    rows = conn.all(Select(_COLUMNS, where=AND(
+        Media.q.time_created < before,
+        NOTIN(Media.q.media_id, Select(MediaRef.q.media_id))), orderBy=Media.q.id))
+    return [_row(row) for row in rows]
+
+
+def delete(conn: Conn, media_ids: Sequence[str]) -> int:
+    if not media_ids:
+        return 0
+    return conn.execute(Delete(Media.sqlmeta.table, where=IN(Media.q.media_id,
+                                                             list(media_ids))))
+
+
+def hashes_in_use(conn: Conn, hashes: Sequence[str]) -> set[str]:
+    """Which of these file hashes a row still names."""
+    if not hashes:
+        return set()
+    rows = conn.all(Select(Media.q.sha256, where=IN(Media.q.sha256, list(hashes)),
+                           distinct=True))
+    return {str(row[0]) for row in rows}

@@ -1,0 +1,321 @@
+"""The media store, for both protocols: uploads (streamed, counted, refused past the size
+limit), downloads and thumbnails, and the bridge between MTP's inline files (`file_*`,
+base64) and Matrix's `mxc://` URLs. Files are kept once per content (`mediastore`), their
+metadata in the `media` table, and what refers to them in `media_refs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import secrets
+import string
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from mod.config.validator import Settings
+from mod.db import dbhandler as db
+from mod.db import media as mediadb
+from mod.db.engine import Conn, Engine
+from mod.db.media import MediaRow
+from mod.error import ServiceError
+from mod.service.common import Caller, now
+from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
+
+# MTP's file fields and the Matrix msgtype of each, in the order a message's first file is
+# chosen (a Matrix event carries one).
+FILE_TYPES = {"file_picture": "m.image", "file_video": "m.video", "file_audio": "m.audio",
+              "file_document": "m.file"}
+FIELD_OF = {msgtype: field for field, msgtype in FILE_TYPES.items()}
+DEFAULT_NAMES = {"file_picture": "picture", "file_video": "video", "file_audio": "audio",
+                 "file_document": "document"}
+OCTET_STREAM = "application/octet-stream"
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}"
+                           r"(\s*;\s*[A-Za-z0-9_-]+=[A-Za-z0-9_.\"-]{1,64})*$")
+_MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FLUSH = 1024 * 1024  # bytes gathered before a write goes to a thread
+
+
+def media_root(settings: Settings, engine: Engine) -> Path:
+    """`[MEDIA] PATH`, else `media` beside the SQLite file (PostgreSQL: the working dir)."""
+    if settings.media.path:
+        return Path(settings.media.path)
+    filename = "" if engine.postgres else str(engine.connection.filename)
+    if filename and filename != ":memory:":
+        return Path(filename).resolve().parent / "media"
+    return Path("media").resolve()
+
+
+def new_media_id() -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
+def valid_name(name: str) -> str:
+    if len(name) > 255 or any(ord(char) < 32 or char in "/\\\x7f" for char in name):
+        raise ServiceError(400, "A file name has at most 255 characters, without control "
+                                "characters or slashes")
+    return name
+
+
+class Media:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings.media
+        self.server_name = settings.matrix.server_name
+        self.engine = engine
+        self.store = Store(media_root(settings, engine), settings.media.max_image_pixels)
+
+    # -- mxc URLs ----------------------------------------------------------------------------
+
+    def mxc(self, media_id: str) -> str:
+        return f"mxc://{self.server_name}/{media_id}"
+
+    def media_id_of(self, url: object) -> str | None:
+        """The media ID of an `mxc://` URL of this server; None for anything else."""
+        if not isinstance(url, str) or not url.startswith("mxc://"):
+            return None
+        server, _, media_id = url[6:].partition("/")
+        return media_id if server == self.server_name and _MEDIA_ID.fullmatch(media_id) else None
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    def too_large(self) -> ServiceError:
+        return ServiceError(413, f"The file is larger than this server accepts "
+                                 f"({self.settings.max_upload_size} bytes)")
+
+    async def create(self, caller: Caller) -> str:
+        """A media ID whose bytes its creator uploads later (asynchronous upload)."""
+        row = MediaRow(media_id=new_media_id(), sha256="", content_type=OCTET_STREAM, size=0,
+                       name="", uploader=caller.uuid, time_created=now(), width=0, height=0)
+        await self.engine.write(mediadb.insert, row)
+        return row["media_id"]
+
+    async def upload(self, caller: Caller, chunks: AsyncIterator[bytes], content_type: str,
+                     name: str, declared: int | None = None, media_id: str | None = None
+                     ) -> MediaRow:
+        """Store an upload as it streams in; 413 as soon as it passes the size limit. With
+        `media_id`, the bytes of an ID `create` made (its creator only, once)."""
+        if declared is not None and declared > self.settings.max_upload_size:
+            raise self.too_large()
+        valid_name(name)
+        if content_type and not _CONTENT_TYPE.fullmatch(content_type):
+            raise ServiceError(400, f"Invalid content type {content_type[:80]!r}")
+        if media_id is not None:
+            await self._pending(caller, media_id)
+        incoming = await asyncio.to_thread(self.store.incoming)
+        try:
+            await self._receive(incoming, chunks)
+            sha256, what = await asyncio.to_thread(incoming.finish)
+        except BaseException:
+            await asyncio.to_thread(incoming.abort)
+            raise
+        declared_type = content_type.split(";")[0].strip().lower()
+        kind = content_type if declared_type and declared_type != OCTET_STREAM else (
+            what.content_type or OCTET_STREAM)
+        row = MediaRow(media_id=media_id or new_media_id(), sha256=sha256, content_type=kind,
+                       size=incoming.size, name=name, uploader=caller.uuid, time_created=now(),
+                       width=what.width, height=what.height)
+        if media_id is None:
+            await self.engine.write(mediadb.insert, row)
+        elif not await self.engine.write(mediadb.fill, row):
+            raise ServiceError(409, "This media ID already has its file")
+        return row
+
+    async def _receive(self, incoming: Incoming, chunks: AsyncIterator[bytes]) -> None:
+        limit = self.settings.max_upload_size
+        held: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if incoming.size + size > limit:
+                raise self.too_large()
+            held.append(chunk)
+            if size >= FLUSH:
+                await asyncio.to_thread(incoming.write, b"".join(held))
+                held, size = [], 0
+        if held:
+            await asyncio.to_thread(incoming.write, b"".join(held))
+
+    async def _pending(self, caller: Caller, media_id: str) -> None:
+        row = await self.engine.read(mediadb.by_id, media_id)
+        if row is None:
+            raise ServiceError(404, f"No media {media_id}")
+        if row["uploader"] != caller.uuid:
+            raise ServiceError(403, "Only the creator of a media ID uploads its file")
+        if row["sha256"]:
+            raise ServiceError(409, "This media ID already has its file")
+
+    # -- downloads ---------------------------------------------------------------------------
+
+    async def info(self, media_id: str) -> MediaRow:
+        row = await self.engine.read(mediadb.by_id, media_id) if _MEDIA_ID.fullmatch(
+            media_id) else None
+        if row is None or not row["sha256"]:
+            raise ServiceError(404, "Media not found")
+        return row
+
+    async def file(self, media_id: str) -> tuple[MediaRow, Path]:
+        """A stored file's metadata and where its bytes are."""
+        row = await self.info(media_id)
+        path = self.store.path(row["sha256"])
+        if not await asyncio.to_thread(path.is_file):
+            raise ServiceError(404, "The file is no longer stored")
+        return row, path
+
+    async def thumbnail(self, media_id: str, width: int, height: int, method: str
+                        ) -> tuple[Path, str]:
+        """A thumbnail of an image, `scale`d to fit in width×height or `crop`ped to it."""
+        if method not in THUMBNAIL_METHODS:
+            raise ServiceError(400, "method must be scale or crop")
+        if not (0 < width <= MAX_THUMBNAIL_SIDE and 0 < height <= MAX_THUMBNAIL_SIDE):
+            raise ServiceError(400, f"width and height must be 1 to {MAX_THUMBNAIL_SIDE}")
+        row = await self.info(media_id)
+        if not row["content_type"].startswith("image/") or "svg" in row["content_type"]:
+            raise ServiceError(400, "Only images have thumbnails")
+        return await asyncio.to_thread(self.store.thumbnail, row["sha256"], width, height,
+                                       method)
+
+    # -- the bridge between MTP and Matrix ---------------------------------------------------
+
+    async def store_bytes(self, uploader: str, data: bytes, name: str) -> MediaRow:
+        """Keep bytes an MTP client sent; the same bytes, name and sender give the same row
+        (a retried send_message)."""
+        sha256, size, what = await asyncio.to_thread(self.store.put, data)
+        kind = what.content_type or OCTET_STREAM
+        found = await self.engine.read(mediadb.same_file, sha256, uploader, name, kind)
+        if found is not None:
+            return found
+        row = MediaRow(media_id=new_media_id(), sha256=sha256, content_type=kind, size=size,
+                       name=name, uploader=uploader, time_created=now(), width=what.width,
+                       height=what.height)
+        await self.engine.write(mediadb.insert, row)
+        return row
+
+    async def from_mtp(self, caller: Caller, content: dict[str, str]
+                       ) -> tuple[str, dict[str, Any]] | None:
+        """An MTP message's first file, stored: (media ID, the Matrix content of the
+        message). None when it has no file in base64."""
+        field = next((field for field in FILE_TYPES if content.get(field)), None)
+        if field is None:
+            return None
+        try:
+            data = await asyncio.to_thread(base64.b64decode, content[field], validate=True)
+        except (binascii.Error, ValueError):
+            return None  # not base64: MTP keeps it as it is; Matrix reads which file it was
+        if not data or len(data) > self.settings.max_upload_size:
+            return None
+        row = await self.store_bytes(caller.uuid, data, "")
+        kind = row["content_type"]
+        extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
+        name = DEFAULT_NAMES[field] + (f".{extension}" if "-" not in extension else "")
+        info: dict[str, Any] = {"mimetype": kind, "size": row["size"]}
+        if row["width"]:
+            info.update(w=row["width"], h=row["height"])
+        msgtype = FILE_TYPES[field]
+        if kind.startswith("image/"):
+            msgtype = "m.image"  # what the bytes are decides how Matrix clients show them
+        elif msgtype == "m.image" or (kind != OCTET_STREAM and not kind.startswith(
+                ("audio/", "video/"))):
+            msgtype = "m.file"
+        matrix = {"msgtype": msgtype, "body": content.get("text") or name,
+                  "filename": name, "url": self.mxc(row["media_id"]), "info": info}
+        return row["media_id"], matrix
+
+    async def for_mtp(self, matrix: dict[str, Any]) -> tuple[dict[str, str], str]:
+        """What MTP gets of a Matrix message: its text, and for a file of this server (an
+        `m.image`, `m.file`, ...) the bytes in base64 in the matching `file_*` field, or,
+        past `[MEDIA] MTP_INLINE_LIMIT`, a note with the file's name and size. Also the media
+        ID the message refers to ("" for none)."""
+        body = str(matrix.get("body", ""))
+        field = FIELD_OF.get(str(matrix.get("msgtype")))
+        media_id = self.media_id_of(matrix.get("url")) if field else None
+        if field is None or media_id is None:
+            return {"text": body}, ""
+        row = await self.engine.read(mediadb.by_id, media_id)
+        if row is None or not row["sha256"]:
+            return {"text": body}, ""
+        filename = str(matrix.get("filename") or "") or body or row["name"]
+        caption = body if body and body != filename else ""
+        if row["size"] > self.settings.mtp_inline_limit:
+            note = f"📎 {filename or 'file'} ({human_size(row['size'])}): too large to show " \
+                   f"here; open it in a Matrix client"
+            return {"text": f"{caption}\n{note}" if caption else note}, media_id
+        data = await asyncio.to_thread(self.store.read, row["sha256"])
+        encoded = await asyncio.to_thread(base64.b64encode, data)
+        return {"text": caption, field: encoded.decode()}, media_id
+
+    # -- avatars -----------------------------------------------------------------------------
+
+    async def set_avatar(self, caller: Caller, user_uuid: str, url: str) -> None:
+        """A user's picture, for both protocols: Matrix `avatar_url` (an mxc URL of this
+        server, or "" for none) and MTP `avatar` (its bytes in base64, when not too large)."""
+        if user_uuid != caller.uuid:
+            raise ServiceError(403, "You can only change your own avatar")
+        media_id = self.media_id_of(url) if url else None
+        if url and media_id is None:
+            raise ServiceError(400, f"avatar_url must be an mxc:// URL of {self.server_name}")
+        encoded = ""
+        if media_id is not None:
+            row = await self.info(media_id)
+            if row["size"] <= self.settings.mtp_inline_limit:
+                data = await asyncio.to_thread(self.store.read, row["sha256"])
+                encoded = (await asyncio.to_thread(base64.b64encode, data)).decode()
+        await self.engine.write(_set_avatar, user_uuid, media_id or "", encoded)
+
+    async def purge(self, days: float) -> tuple[list[MediaRow], int]:
+        """`manage.py media purge` in process: the rows and the number of files removed."""
+        before = now() - int(days * 86400)
+        rows = await self.engine.write(purge_rows, before)
+        in_use = await self.engine.read(mediadb.hashes_in_use,
+                                        [row["sha256"] for row in rows if row["sha256"]])
+        return rows, await asyncio.to_thread(sweep, self.store, rows, in_use, before)
+
+    async def avatar_url(self, user_uuid: str) -> str:
+        """The user's avatar as an mxc URL; an MTP `avatar` stored before the media store
+        (base64 in the users table) is put in the store the first time it is asked for."""
+        media_id = await self.engine.read(mediadb.ref_of, mediadb.AVATAR, user_uuid)
+        if media_id:
+            return self.mxc(media_id)
+        user = await self.engine.read(db.user_by_uuid, user_uuid)
+        if user is None or not user["avatar"]:
+            return ""
+        try:
+            data = await asyncio.to_thread(base64.b64decode, user["avatar"], validate=True)
+        except (binascii.Error, ValueError):
+            return ""
+        row = await self.store_bytes(user_uuid, data, "avatar")
+        await self.engine.write(mediadb.add_ref, row["media_id"], mediadb.AVATAR, user_uuid)
+        return self.mxc(row["media_id"])
+
+
+def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str) -> None:
+    mediadb.drop_refs(conn, mediadb.AVATAR, user_uuid)
+    if media_id:
+        mediadb.add_ref(conn, media_id, mediadb.AVATAR, user_uuid)
+    db.set_avatar(conn, user_uuid, encoded)
+
+
+def purge_rows(conn: Conn, before: int) -> list[MediaRow]:
+    """Delete the rows of files made before `before` that nothing refers to; return them."""
+    rows = mediadb.unreferenced(conn, before)
+    mediadb.delete(conn, [row["media_id"] for row in rows])
+    return rows
+
+
+def sweep(store: Store, rows: list[MediaRow], in_use: set[str], before: int) -> int:
+    """Remove the files of purged rows that no other row names, unless stored again since
+    `before`; also temporary files of uploads that died. How many files went."""
+    removed = sum(store.remove(sha256, before)
+                  for sha256 in {row["sha256"] for row in rows if row["sha256"]} - in_use)
+    store.clean_temp(before)
+    return removed

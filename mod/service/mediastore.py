@@ -1,0 +1,203 @@
+"""The media store's files: named by the SHA-256 of their bytes, so a file sent twice is
+kept once, under `[MEDIA] PATH` (files/ab/abcd..., thumbnails in thumbs/, uploads in
+progress in tmp/). Every file appears whole or not at all: it is written to a temporary
+file and renamed into place, so several processes share one directory safely.
+
+Everything here blocks (disk, Pillow): the service runs it on worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mod.error import ServiceError
+
+# The start of files Pillow does not read, and the type they are.
+MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"PK\x03\x04", "application/zip"),
+    (0, b"\x1f\x8b", "application/gzip"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"\xff\xfb", "audio/mpeg"),
+    (0, b"\xff\xf3", "audio/mpeg"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+    (4, b"ftypM4A", "audio/mp4"),
+    (4, b"ftyp", "video/mp4"),
+    (8, b"WAVE", "audio/wav"),
+    (8, b"AVI ", "video/x-msvideo"),
+)
+THUMBNAIL_METHODS = ("scale", "crop")
+MAX_THUMBNAIL_SIDE = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Sniffed:
+    content_type: str  # "" when not recognised
+    width: int = 0
+    height: int = 0
+
+
+def sniff(head: bytes, path: Path | None = None) -> Sniffed:
+    """What a file is: an image Pillow reads (with its size), else a type MAGIC knows."""
+    try:
+        with Image.open(path if path is not None else io.BytesIO(head)) as image:
+            mime = Image.MIME.get(image.format or "", "")
+            if mime and mime != "image/svg+xml":
+                return Sniffed(mime, image.width, image.height)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        pass
+    for offset, magic, mime in MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return Sniffed(mime)
+    return Sniffed("")
+
+
+class Incoming:
+    """A file being written: hashed and counted as it comes, in a temporary file."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.temp = store.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.temp.parent.mkdir(parents=True, exist_ok=True)
+        self.file: IO[bytes] = self.temp.open("wb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+
+    def write(self, chunk: bytes) -> None:
+        self.hash.update(chunk)
+        self.size += len(chunk)
+        if len(self.head) < 4096:
+            self.head += chunk[:4096 - len(self.head)]
+        self.file.write(chunk)
+
+    def finish(self) -> tuple[str, Sniffed]:
+        """Put the file in place; its hash and what it is."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        digest = self.hash.hexdigest()
+        target = self.store.path(digest)
+        try:
+            what = sniff(self.head, self.temp)
+            if target.exists():
+                os.utime(target)  # freshly used: a purge running now keeps it
+                self.temp.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.temp, target)
+        finally:
+            self.abort()
+        return digest, what
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self.temp.unlink(missing_ok=True)
+
+
+class Store:
+    def __init__(self, root: Path, max_pixels: int) -> None:
+        self.root = root
+        self.max_pixels = max_pixels
+
+    def path(self, sha256: str) -> Path:
+        return self.root / "files" / sha256[:2] / sha256
+
+    def incoming(self) -> Incoming:
+        return Incoming(self)
+
+    def put(self, data: bytes) -> tuple[str, int, Sniffed]:
+        """Store bytes held in memory (an MTP file); (hash, size, what it is)."""
+        incoming = self.incoming()
+        try:
+            incoming.write(data)
+        except BaseException:
+            incoming.abort()
+            raise
+        digest, what = incoming.finish()
+        return digest, len(data), what
+
+    def read(self, sha256: str) -> bytes:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise ServiceError(404, "The file is no longer stored") from None
+
+    def thumbnail(self, sha256: str, width: int, height: int, method: str) -> tuple[Path, str]:
+        """A thumbnail of an image (made once, then kept): its path and content type."""
+        for kind, suffix in (("image/png", "png"), ("image/jpeg", "jpg")):
+            cached = self._thumb_path(sha256, width, height, method, suffix)
+            if cached.exists():
+                return cached, kind
+        source = self.path(sha256)
+        try:
+            with Image.open(source) as image:
+                if image.width * image.height > self.max_pixels:
+                    raise ServiceError(400, f"The image is too large to thumbnail "
+                                            f"({image.width}×{image.height} pixels)")
+                image.seek(0)
+                image.load()
+                picture = ImageOps.exif_transpose(image) or image
+                if method == "crop":
+                    picture = ImageOps.fit(picture, (width, height))
+                else:
+                    picture = picture.copy()
+                    picture.thumbnail((width, height))
+        except FileNotFoundError:
+            raise ServiceError(404, "The file is no longer stored") from None
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
+            raise ServiceError(400, "This file is not an image that can be thumbnailed"
+                               ) from None
+        keep_alpha = picture.mode in ("RGBA", "LA", "P", "PA")
+        kind, suffix = ("image/png", "png") if keep_alpha else ("image/jpeg", "jpg")
+        out = io.BytesIO()
+        if keep_alpha:
+            picture.save(out, "PNG", optimize=True)
+        else:
+            picture.convert("RGB").save(out, "JPEG", quality=85)
+        target = self._thumb_path(sha256, width, height, method, suffix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        temp.write_bytes(out.getvalue())
+        os.replace(temp, target)
+        return target, kind
+
+    def _thumb_path(self, sha256: str, width: int, height: int, method: str, suffix: str
+                    ) -> Path:
+        return self.root / "thumbs" / sha256[:2] / f"{sha256}-{width}x{height}-{method}.{suffix}"
+
+    def remove(self, sha256: str, unused_since: float) -> bool:
+        """Delete a file and its thumbnails, unless it was stored again after `unused_since`
+        (an upload of the same bytes racing the purge)."""
+        target = self.path(sha256)
+        try:
+            if target.stat().st_mtime >= unused_since:
+                return False
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        for thumb in (self.root / "thumbs" / sha256[:2]).glob(f"{sha256}-*"):
+            thumb.unlink(missing_ok=True)
+        return True
+
+    def clean_temp(self, older_than: float) -> int:
+        """Remove temporary files left by processes that died mid-upload."""
+        removed = 0
+        for temp in (self.root / "tmp").glob("*"):
+            with contextlib.suppress(OSError):
+                if temp.stat().st_mtime < older_than:
+                    temp.unlink()
+                    removed += 1
+        return removed
