@@ -85,6 +85,7 @@ def test_worker_processes_reads_the_command_line() -> None:
         multiprocessing.parent_process = original
 
 
+@pytest.mark.serial
 async def test_a_client_that_stops_reading_is_dropped_without_slowing_others(
         tmp_path: Path) -> None:
     env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'm.db'}",

@@ -272,7 +272,7 @@ async def test_manage_py_media_purge(world: World, tmp_path: Path,
     def purge(days: str) -> str:
         result = CliRunner().invoke(cli, ["media", "purge", "--older-than", days])
         assert result.exit_code == 0, (result.output, result.exception)
-        return result.output
+        return result.stdout
 
     assert purge("30").endswith("Removed 0 media (0 bytes), 0 files.\n")
     out = purge("7")
