@@ -98,7 +98,8 @@ def cli() -> None:
 
 @cli.group("db")
 def db_group() -> None:
-    """Create or drop the tables; add users and flows."""
+    """Create, upgrade, back up or drop the tables; import the original server's data; add
+    users and flows."""
 
 
 @db_group.command("create")

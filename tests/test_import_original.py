@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from manage import cli
-from mod.db import original
+from mod.db import imported, original
 from tests.support import DATABASE_KINDS, Client, ServerProcess, database_uri, postgres_database
 
 # The original's tables as SQLObject created them (mod/db/models.py of the 2022 releases):
@@ -137,10 +137,10 @@ def build_original(kind: str, target: str) -> None:
         return
     import psycopg
 
-    with psycopg.connect(target.replace("postgres://", "postgresql://", 1)) as conn:
-        conn.execute(POSTGRES_SCHEMA)  # type: ignore[arg-type]
+    with psycopg.connect(target.replace("postgres://", "postgresql://", 1)) as pg:
+        pg.execute(POSTGRES_SCHEMA)
         for sql, params in statements:
-            conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            pg.execute(sql.replace("?", "%s"), params)
 
 
 @contextlib.contextmanager
@@ -336,3 +336,31 @@ def test_blobs_become_base64() -> None:
     assert original.blob(b"\x00\x01", False) == "AAE="
     assert original.blob(memoryview(b"\x00\x01"), False) == "AAE="
     assert original.blob("AAE=", True) == "AAE="  # SQLObject's base64 text on SQLite
+
+
+def test_source_is_opened_read_only(setup: tuple[str, str]) -> None:
+    source, _ = setup
+    with original.Source(original.locate(source)) as opened, \
+            pytest.raises(Exception, match=r"(?i)read.?only"):
+        opened.raw.execute("INSERT INTO admin (username, hash_password) VALUES ('x', 'y')")
+
+
+def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
+        setup: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    source, _ = setup
+    real = imported.insert_messages
+
+    def failing(conn: Any, messages: Any, now: int) -> None:
+        real(conn, messages[:2], now)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(imported, "insert_messages", failing)
+    broken = run("db", "import-original", source)
+    assert broken.exit_code == 1
+    assert "run the command again to import the rest" in broken.output, broken.output
+    counts = target_counts()
+    assert counts["users"] == 5 and counts["flows"] == 3 and counts["messages"] == 0
+    monkeypatch.setattr(imported, "insert_messages", real)
+    output = ok("db", "import-original", source)
+    assert "Imported: 0 users, 0 flows, 8 messages." in output, output
+    assert "Already here (same uuid, left as they are): 4 users, 3 flows, 0 messages." in output

@@ -105,3 +105,32 @@ def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int) -> Non
                      message["edited_status"], False)
         log_change(conn, now, message["from_flow"], "message_sent", message["from_user"],
                    message["uuid"], {"message": message, "mx": {"ts": message["time"] * 1000}})
+
+
+# -- writer jobs: each re-checks what another writer may have taken since the importer read;
+# each returns the uuids it left out for that reason
+
+
+def insert_new_users(conn: Conn, rows: list[dict[str, Any]]) -> list[str]:
+    here, taken = existing_users(conn, [r["uuid"] for r in rows], [r["login"] for r in rows])
+    refused = [r["uuid"] for r in rows if r["uuid"] in here or r["login"] in taken]
+    for row in rows:
+        if row["uuid"] not in refused:
+            insert_user(conn, row)
+    return refused
+
+
+def insert_new_flows(conn: Conn, rows: list[tuple[FlowRow, str | None]], now: int) -> list[str]:
+    here, chats = existing_flows(conn, [r["uuid"] for r, _ in rows],
+                                 [key for _, key in rows if key])
+    refused = [r["uuid"] for r, key in rows if r["uuid"] in here or key in chats]
+    for row, key in rows:
+        if row["uuid"] not in refused:
+            insert_flow(conn, row, key, now)
+    return refused
+
+
+def insert_new_messages(conn: Conn, rows: list[MessageRow], now: int) -> list[str]:
+    here = existing_messages(conn, [r["uuid"] for r in rows])
+    insert_messages(conn, [r for r in rows if r["uuid"] not in here], now)
+    return sorted(here)

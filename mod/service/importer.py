@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from mod import content, lib
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
-from mod.db.engine import Conn
 from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
 from mod.service.accounts import MAX_USERNAME, valid_email
 from mod.service.flows import FLOW_TYPES
@@ -198,7 +197,7 @@ class Importer:
                                            if u.password else "", batch))
                     rows = [self._user_row(u, h, u.login in admins) for u, h in
                             zip(batch, hashes, strict=True)]
-                    for uuid in self.write(_insert_users, rows):
+                    for uuid in self.write(imported.insert_new_users, rows):
                         user = next(u for u in batch if u.uuid == uuid)
                         known.pop(user.id, None)
                         self.skip("users", f"user {user.id} ({user.login!r})",
@@ -260,7 +259,7 @@ class Importer:
                 known[flow.id] = _Flow(flow.uuid, flow.flow_type, frozenset(row["users"]))
         for number, batch in enumerate(_chunks(todo, FLOW_BATCH)):
             if not self.dry_run:
-                for uuid in self.write(_insert_flows, list(batch), self.now):
+                for uuid in self.write(imported.insert_new_flows, list(batch), self.now):
                     known = {k: v for k, v in known.items() if v.uuid != uuid}
                     self.skip("flows", f"flow {uuid}", "its uuid or chat was taken here while "
                                                         "importing")
@@ -324,7 +323,7 @@ class Importer:
                     continue
                 rows.append(self._message_row(message, users, flows))
             if rows and not self.dry_run:
-                for uuid in self.write(_insert_messages, rows, self.now):
+                for uuid in self.write(imported.insert_new_messages, rows, self.now):
                     self.skip("messages", f"message {uuid}", "its uuid was taken here while "
                                                              "importing")
                     self.tally.imported["messages"] -= 1
@@ -362,32 +361,3 @@ class Importer:
             file_document=files[FILE_COLUMNS[3]], emoji=files["emoji"],
             edited_time=message.edited_time if message.edited_status else 0,
             edited_status=message.edited_status)
-
-
-# -- writer jobs: each re-checks what another writer may have taken since the reads -----------
-
-
-def _insert_users(conn: Conn, rows: list[dict[str, Any]]) -> list[str]:
-    here, taken = imported.existing_users(conn, [r["uuid"] for r in rows],
-                                          [r["login"] for r in rows])
-    refused = [r["uuid"] for r in rows if r["uuid"] in here or r["login"] in taken]
-    for row in rows:
-        if row["uuid"] not in refused:
-            imported.insert_user(conn, row)
-    return refused
-
-
-def _insert_flows(conn: Conn, rows: list[tuple[FlowRow, str | None]], now: int) -> list[str]:
-    here, chats = imported.existing_flows(conn, [r["uuid"] for r, _ in rows],
-                                          [key for _, key in rows if key])
-    refused = [r["uuid"] for r, key in rows if r["uuid"] in here or key in chats]
-    for row, key in rows:
-        if row["uuid"] not in refused:
-            imported.insert_flow(conn, row, key, now)
-    return refused
-
-
-def _insert_messages(conn: Conn, rows: list[MessageRow], now: int) -> list[str]:
-    here = imported.existing_messages(conn, [r["uuid"] for r in rows])
-    imported.insert_messages(conn, [r for r in rows if r["uuid"] not in here], now)
-    return sorted(here)
