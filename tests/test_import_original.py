@@ -346,8 +346,10 @@ def test_source_is_opened_read_only(setup: tuple[str, str]) -> None:
 
 
 def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
-        setup: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    source, _ = setup
+        setup: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A failed batch is rolled back whole; the re-run imports the rest, and a Matrix client
+    of the running server sees it arrive in its /sync."""
+    source, target = setup
     real = imported.insert_messages
 
     def failing(conn: Any, messages: Any, now: int) -> None:
@@ -361,6 +363,27 @@ def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
     counts = target_counts()
     assert counts["users"] == 5 and counts["flows"] == 3 and counts["messages"] == 0
     monkeypatch.setattr(imported, "insert_messages", real)
-    output = ok("db", "import-original", source)
-    assert "Imported: 0 users, 0 flows, 8 messages." in output, output
-    assert "Already here (same uuid, left as they are): 4 users, 3 flows, 0 messages." in output
+    with ServerProcess(tmp_path, env={"MORELIA_DATABASE_URI": target}) as server, \
+            httpx.Client(base_url=server.http, timeout=15) as http:
+        login = http.post("/_matrix/client/v3/login", json={
+            "type": "m.login.password", "user": "bob", "password": PASSWORDS["bob"]})
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        first = http.get("/_matrix/client/v3/sync", headers=headers).json()
+        assert f"!{F['group']}:localhost" in first["rooms"]["join"]
+        output = ok("db", "import-original", source)
+        assert "Imported: 0 users, 0 flows, 8 messages." in output, output
+        assert "Already here (same uuid, left as they are): 4 users, 3 flows, 0 messages." \
+            in output
+        bodies: list[str] = []
+        since = first["next_batch"]
+        for _ in range(10):  # until the group's four texts are in; each /sync waits for news
+            if len(bodies) >= 4:
+                break
+            sync = http.get("/_matrix/client/v3/sync", headers=headers,
+                            params={"since": since, "timeout": 10_000}).json()
+            since = sync["next_batch"]
+            room = sync.get("rooms", {}).get("join", {}).get(f"!{F['group']}:localhost", {})
+            bodies += [e["content"]["body"] for e in room.get("timeline", {}).get("events", [])
+                       if e["type"] == "m.room.message" and e["content"]["body"] in GROUP_TEXTS]
+        assert bodies == GROUP_TEXTS[:4]
