@@ -16,6 +16,7 @@ import base64
 import contextlib
 import os
 import random
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -93,13 +94,17 @@ def main() -> int:
             last = line.strip()
         code = process.wait()
         total = time.monotonic() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime
         print(f"{args.users} users, {args.flows} flows, {args.messages} messages, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; one argon2id "
               f"hash alone: {one_hash * 1000:.0f} ms")
         print(f"users (argon2id hashing) done at {phases.get('users', 0):.1f} s, flows at "
               f"{phases.get('flows', 0):.1f} s, messages at {phases.get('messages', 0):.1f} s")
         rate = args.messages / max(phases.get("messages", 0) - phases.get("flows", 0), 1e-9)
-        print(f"total {total:.1f} s; messages {rate:,.0f}/s")
+        cores = os.cpu_count() or 1
+        print(f"total {total:.1f} s; messages {rate:,.0f}/s; CPU time of the import "
+              f"{cpu:.0f} s (on {cores} idle cores: about {cpu / cores:.0f} s)")
         print(last)
         return code
 

@@ -190,6 +190,9 @@ class Importer:
             self.note(f"admin {name!r}", "no account with that login is imported: not made "
                                          "a superuser")
         checked = len(users) - len(todo)
+        if todo and not self.dry_run:
+            self.out(f"Hashing {len(todo)} passwords with argon2id on {self.workers} threads "
+                     "(the slow part)...")
         with ThreadPoolExecutor(self.workers, thread_name_prefix="argon2") as pool:
             for batch in _chunks(todo, USER_BATCH):
                 if not self.dry_run:
