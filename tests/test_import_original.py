@@ -274,6 +274,12 @@ async def _mtp_sees_everything(server: ServerProcess) -> None:
         dave = info["data"]["user"][1] if len(info["data"]["user"]) > 1 else \
             info["data"]["user"][0]
         assert dave["uuid"] == U["dave"] and dave["is_bot"] is True
+        assert dave["avatar"] == base64.b64encode(b"avatar-dave").decode()
+        assert dave["bio"] == "bio of dave" and dave["username"] == "Dave bot"
+        group = next(flow for flow in flows if flow["uuid"] == F["group"])
+        assert (group["time"], group["title"], group["info"], group["owner"]) == \
+            (1_600_000_001, "Friends", "Our group", U["alice"])
+        assert set(group["users"]) == {U["alice"], U["bob"], U["carol"]}
     finally:
         await client.close()
 
