@@ -393,3 +393,17 @@ def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
             bodies += [e["content"]["body"] for e in room.get("timeline", {}).get("events", [])
                        if e["type"] == "m.room.message" and e["content"]["body"] in GROUP_TEXTS]
         assert bodies == GROUP_TEXTS[:4]
+
+
+def test_an_empty_target_gets_its_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MORELIA_CONFIG", raising=False)
+    monkeypatch.setenv("MORELIA_DATABASE_URI", f"sqlite:{tmp_path / 'new.db'}")
+    with original_database("sqlite", tmp_path) as source:
+        dry = run("db", "import-original", source, "--dry-run")
+        assert dry.exit_code == 1 and "db create" in dry.output  # a dry run creates nothing
+        assert not (tmp_path / "new.db").exists()
+        output = ok("db", "import-original", source)
+    assert "Created the tables in" in output
+    assert "Imported: 5 users, 3 flows, 8 messages." in output, output

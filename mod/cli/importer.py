@@ -56,6 +56,9 @@ def import_original(settings: Settings, source: str, dry_run: bool,
             outcome = admin.migrate(database)
             if outcome.before is None:
                 out(f"Created the tables in {database.uri}.")
+            elif outcome.steps:
+                out(f"Upgraded {database.uri} from schema version {outcome.before} to "
+                    f"{outcome.after} first.")
         try:
             source_db = original.Source(location)
         except original.SourceError as exc:
