@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mod import log_handler
-from mod.cli import admin, backup, media
+from mod.cli import admin, backup, importer, media
 from mod.cli import operator as ops
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
@@ -98,7 +98,8 @@ def cli() -> None:
 
 @cli.group("db")
 def db_group() -> None:
-    """Create or drop the tables; add users and flows."""
+    """Create, upgrade, back up or drop the tables; import the original server's data; add
+    users and flows."""
 
 
 @db_group.command("create")
@@ -224,6 +225,23 @@ def db_restore(file: Path, yes: bool) -> None:
         if not yes:
             click.confirm(f"Replace everything in {database.uri} with {file}?", abort=True)
         click.echo(backup.restore(database, file))
+
+
+@db_group.command("import-original")
+@click.argument("source")
+@click.option("--dry-run", is_flag=True, help="Only report what would be imported.")
+def db_import_original(source: str, dry_run: bool) -> None:
+    """Import the original Morelia Server's database SOURCE: users, flows, messages.
+
+    SOURCE is the original's [DATABASE] URI (sqlite:/path/to/db_sqlite.db,
+    postgres://user:password@host/name) or an SQLite file path; it is opened read only.
+    Users keep their uuids and log in with their old passwords (hashed here with argon2id);
+    the original's admins become superusers. One transaction per batch; rows already here
+    (same uuid) are left alone, so running it again imports nothing twice. Rows this server
+    refuses are reported one line each and skipped.
+    """
+    settings = load()
+    importer.import_original(settings, source, dry_run, click.echo)
 
 
 def _account_options(fn: Any) -> Any:
