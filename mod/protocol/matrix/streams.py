@@ -168,6 +168,9 @@ class DeviceKeysCache:
             return None
         if any(change.kind in KEY_KINDS for change in stream.between(last.upto, upto)):
             return None
+        if upto > last.upto:  # the read stands for (last.since, upto] now: the next /sync,
+            # whose `since` drops the stream's changes up to here, can still use it
+            self._reads[(stream.user_uuid, device)] = _KeysRead(last.since, upto, last.keys)
         return SyncKeys([], [], last.keys.counts, last.keys.unused_fallback)
 
     def put(self, user_uuid: str, device: str, since: int | None, upto: int,
