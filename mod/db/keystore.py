@@ -327,12 +327,16 @@ def room_mates(conn: Conn, user_uuid: str) -> set[str]:
     return mates
 
 
-def flows_and_mates(conn: Conn, user_uuid: str) -> tuple[set[str], set[str]]:
-    """The flows a user is a member of, and the users who share one with them (the user
-    included)."""
-    flows = {row[0] for row in conn.all(Select(Member.q.flow_uuid,
-                                             where=Member.q.user_uuid == user_uuid))}
-    return flows, members_of(conn, flows) | {user_uuid}
+def flow_members_of(conn: Conn, user_uuid: str) -> dict[str, set[str]]:
+    """The members of each flow a user is a member of, by flow."""
+    flows = [row[0] for row in conn.all(Select(Member.q.flow_uuid,
+                                             where=Member.q.user_uuid == user_uuid))]
+    found: dict[str, set[str]] = {flow: set() for flow in flows}
+    if flows:
+        for flow, user in conn.all(Select([Member.q.flow_uuid, Member.q.user_uuid],
+                                        where=IN(Member.q.flow_uuid, flows))):
+            found[flow].add(user)
+    return found
 
 
 def members_of(conn: Conn, flow_uuids: Iterable[str]) -> set[str]:

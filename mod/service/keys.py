@@ -174,9 +174,9 @@ def _claim(conn: Conn, wanted: dict[str, dict[str, str]], stamp: int
 def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
                   ) -> tuple[list[str], list[str]]:
     """`device_lists` of (after, upto]: (changed, left). Changed: users whose devices changed,
-    and users who came to share a flow with the user (a join of theirs, or of the user's),
-    so that the client asks for their keys; left: users who shared a flow with the user and
-    share none now."""
+    and users who came to share a flow with the user (a join of theirs, or of the user's)
+    and shared none before, so that the client asks for their keys; left: users who shared
+    a flow with the user and share none now."""
     changed: dict[str, None] = {}
     for subject, payload in ks.device_changes(conn, after, upto):
         try:
@@ -188,13 +188,14 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
     rows = ks.membership_changes(conn, after, upto)
     if not rows:
         return list(changed), []
-    flows, mates = ks.flows_and_mates(conn, user_uuid)
-    mine = flows | {flow for flow, kind, subject, _ in rows
-                    if kind == "flow_left" and subject == user_uuid}
+    by_flow = ks.flow_members_of(conn, user_uuid)
+    mates = {user_uuid}.union(*by_flow.values())
+    mine = set(by_flow) | {flow for flow, kind, subject, _ in rows
+                           if kind == "flow_left" and subject == user_uuid}
     met: set[str] = set()
     parted: set[str] = set()
-    joined: set[str] = set()
     gone: set[str] = set()
+    fresh: set[tuple[str, str]] = set()  # (flow, user): memberships begun in the range
     for flow, kind, subject, payload in rows:
         if flow not in mine:
             continue
@@ -202,19 +203,24 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
             gone.add(flow)
         elif kind == "flow_left":
             parted.add(subject)
-        elif kind == "flow_joined" and subject == user_uuid:
-            joined.add(flow)
         elif kind == "flow_joined":
-            met.add(subject)
+            fresh.add((flow, subject))
+            met.update(by_flow.get(flow, ()) if subject == user_uuid else (subject,))
         else:
             members = _created_with(payload)
+            fresh.update((flow, member) for member in members)
             if user_uuid in members:
                 met.update(members)
-    met |= ks.members_of(conn, joined)
     parted |= ks.members_of(conn, gone)
     left = parted - mates
+
+    def shared_before(user: str) -> bool:
+        return any(user in members and (flow, user) not in fresh
+                   and (flow, user_uuid) not in fresh for flow, members in by_flow.items())
+
     for user in sorted((met & mates) - {user_uuid}):
-        changed.setdefault(user)
+        if not shared_before(user):
+            changed.setdefault(user)
     return [user for user in changed if user not in left], sorted(left)
 
 
