@@ -111,7 +111,11 @@ def _parse_int(text: str) -> int | _Huge:
 
 def loads(raw: str | bytes, max_depth: int = MAX_DEPTH, nul: bool = False) -> Any:
     """JSON text as a value `check` accepts: NotJson if it is not JSON, ContentError if it
-    holds what the server will not store."""
+    holds what the server will not store. Most bodies are read and checked in one pass
+    (`_one_pass`); the rest, and every refusal, take the full path that names the field."""
+    value = _one_pass(raw, max_depth)
+    if value is not _FULL:
+        return value
     try:
         value = json.loads(raw, parse_int=_parse_int)
     except RecursionError:
@@ -120,6 +124,50 @@ def loads(raw: str | bytes, max_depth: int = MAX_DEPTH, nul: bool = False) -> An
         raise NotJson(str(exc).splitlines()[0] if str(exc) else "not JSON") from None
     check(value, max_depth=max_depth, nul=nul)
     return value
+
+
+class _Full(Exception):
+    """What the one pass leaves to the full check."""
+
+
+_FULL = _Full()
+
+
+def _int_in_range(text: str) -> int:
+    if len(text) >= _INT_DIGITS - 1:  # 16 digits or more: may be out of range
+        raise _FULL
+    return int(text)
+
+
+def _float_finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _FULL
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _FULL
+
+
+def _one_pass(raw: str | bytes, max_depth: int) -> Any:
+    """`raw` read by the JSON decoder alone, when that proves it acceptable: valid UTF-8 (so
+    no lone surrogate), no `\\u` escape (so no NUL or lone surrogate in a string, as the
+    decoder refuses raw control characters), fewer brackets than `max_depth` (so no deeper
+    nesting), and numbers checked as they are read. Else _FULL, also for what is not JSON."""
+    try:
+        text = raw.decode() if isinstance(raw, bytes | bytearray) else raw
+        if not text.isascii():
+            text.encode()
+        if "\\u" in text or text.count("[") + text.count("{") > max_depth:
+            return _FULL
+        return _ONE_PASS.decode(text)
+    except (ValueError, _Full):  # UnicodeError is a ValueError
+        return _FULL
+
+
+_ONE_PASS = json.JSONDecoder(parse_int=_int_in_range, parse_float=_float_finite,
+                             parse_constant=_constant)
 
 
 def _finite(text: str) -> float:

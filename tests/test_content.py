@@ -75,3 +75,28 @@ def test_readable_takes_what_was_stored_and_refuses_what_cannot_be_written() -> 
             content.readable(raw, 10)
     with pytest.raises(NotJson):
         content.readable("{bad", 10)
+
+
+ONE_PASS_CASES: list[str | bytes] = [
+    '{"msgtype": "m.text", "body": "hello"}', b'{"a": [1, 2.5, true, null, "x"]}',
+    '{"body": "h\u00e9llo \U0001f510"}', "{\"a\": \"\\u00e9\"}", '{"a": 123456789012345}',
+    '{"a": 1234567890123456}', '{"a": 9007199254740992}', '{"a": -9007199254740991}',
+    '{"a": 1e308}', '{"a": 1e999}', '{"a": -Infinity}', '{"a": NaN}', "{\"a\": \"\\u0000\"}",
+    "{\"\\ud800\": 1}", b'{"a": "\xed\xa0\x80"}', b'\xef\xbb\xbf{"a": 1}', "[" * 64 + "]" * 64,
+    "[" * 65 + "]" * 65, '{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}',
+    '{"a": 1', "", "nope", '{"a": "\x00"}', '"\ud800"', '{"a": 1} x',
+]
+
+
+@pytest.mark.parametrize("raw", ONE_PASS_CASES)
+def test_one_pass_agrees_with_the_full_check(raw: str | bytes) -> None:
+    """Whatever the one pass returns, the full path returns too; it refuses nothing itself."""
+    value = content._one_pass(raw, MAX_DEPTH)
+    try:
+        full: Any = content.json.loads(raw, parse_int=content._parse_int)
+        content.check(full)
+    except (ValueError, RecursionError):
+        assert value is content._FULL
+        return
+    assert value is content._FULL or value == full
+    assert content.loads(raw) == full

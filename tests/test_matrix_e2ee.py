@@ -56,17 +56,20 @@ class Account:
                 "signatures": {self.user_id: {f"ed25519:{self.device}": "sig" + marker}}}
 
 
-async def account(mx: Matrix, device: str = "DEV1", login: str | None = None) -> Account:
-    """A new user (or a new device of `login`) with an access token."""
+async def account(mx: Matrix, device: str = "DEV1", login: str | None = None,
+                  name: str | None = None) -> Account:
+    """A new user (or a new device of `login`) with an access token; `name`: the device's
+    initial display name."""
+    named = {} if name is None else {"initial_device_display_name": name}
     if login is None:
         login = login_name("e2e")
         response = await mx.raw("POST", V3 + "/register", json={
             "username": login, "password": PASSWORD, "device_id": device,
-            "auth": {"type": "m.login.dummy"}})
+            "auth": {"type": "m.login.dummy"}} | named)
     else:
         response = await mx.raw("POST", V3 + "/login", json={
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": login},
-            "password": PASSWORD, "device_id": device})
+            "password": PASSWORD, "device_id": device} | named)
     assert response.status_code == 200, response.text
     return Account(mx, login, response.json()["access_token"], device)
 
@@ -174,6 +177,73 @@ async def test_device_lists_changed_reach_room_mates_only(mx: Matrix) -> None:
     changes = await bob.call("GET", "/keys/changes", **{"from": bob_since,
                                                         "to": got["next_batch"]})
     assert changes["changed"] == [alice.user_id]
+
+
+def device_lists(synced: dict[str, Any]) -> tuple[list[str], list[str]]:
+    lists = synced.get("device_lists") or {}
+    return lists.get("changed", []), lists.get("left", [])
+
+
+async def test_device_lists_name_new_and_former_room_mates(mx: Matrix) -> None:
+    """A user who comes to share a room is in `changed` (the client asks for their keys), one
+    who shares no room any more is in `left`; sharing one room of two is still sharing."""
+    alice, bob, carol = (await account(mx, "A1"), await account(mx, "B1"),
+                         await account(mx, "C1"))
+    carol_room = await shared_room(alice, carol)
+    alice_since = (await alice.sync())["next_batch"]
+    bob_since = (await bob.sync())["next_batch"]
+    carol_since = (await carol.sync())["next_batch"]
+
+    room = await shared_room(alice, bob, carol)
+    got = await alice.sync(alice_since)
+    assert device_lists(got) == ([bob.user_id], [])  # carol shared a room already
+    alice_since = got["next_batch"]
+    got = await bob.sync(bob_since)
+    assert device_lists(got) == (sorted([alice.user_id, carol.user_id]), [])
+    bob_since = got["next_batch"]
+    carol_since = (await carol.sync(carol_since))["next_batch"]
+
+    waiting = asyncio.create_task(alice.sync(alice_since, timeout=5000))
+    await asyncio.sleep(0.05)
+    await bob.call("POST", f"/rooms/{room}/leave", {})
+    got = await waiting
+    assert device_lists(got) == ([], [bob.user_id])
+    changes = await alice.call("GET", "/keys/changes", **{"from": alice_since,
+                                                          "to": got["next_batch"]})
+    assert (changes["changed"], changes["left"]) == ([], [bob.user_id])
+    got = await bob.sync(bob_since)
+    assert device_lists(got) == ([], sorted([alice.user_id, carol.user_id]))
+
+    got = await carol.sync(carol_since)
+    assert device_lists(got) == ([], [bob.user_id])
+    carol_since = got["next_batch"]
+    await carol.call("POST", f"/rooms/{room}/leave", {})  # still in carol_room with alice
+    got = await carol.sync(carol_since)
+    assert device_lists(got) == ([], [])
+    await carol.call("POST", f"/rooms/{carol_room}/leave", {})
+    assert device_lists(await carol.sync(got["next_batch"])) == ([], [alice.user_id])
+
+
+async def test_devices_last_seen_and_initial_name(mx: Matrix) -> None:
+    before = int(time.time() * 1000)
+    alice = await account(mx, "PHONE", name="Alice's phone")
+    await account(mx, "PHONE", alice.login, name="renamed at login?")  # an initial name only
+    laptop = await account(mx, "LAPTOP", alice.login, name="Laptop")
+    await laptop.call("GET", "/account/whoami")
+
+    async def listed() -> dict[str, dict[str, Any]]:
+        return {d["device_id"]: d for d in (await alice.call("GET", "/devices"))["devices"]}
+
+    devices = await listed()
+    assert devices["PHONE"]["display_name"] == "Alice's phone"
+    assert devices["LAPTOP"]["display_name"] == "Laptop"
+    for device in devices.values():
+        assert before <= device["last_seen_ts"] <= int(time.time() * 1000)
+        assert device["last_seen_ip"] == "127.0.0.1"
+    assert (await alice.call("GET", "/devices/PHONE"))["last_seen_ts"] == \
+        devices["PHONE"]["last_seen_ts"]  # recorded at most once a minute
+    unnamed = await account(mx, "BARE", alice.login)
+    assert (await unnamed.call("GET", "/devices/BARE"))["display_name"] is None
 
 
 async def test_deleting_a_device_removes_its_keys_and_logs_it_out(mx: Matrix) -> None:

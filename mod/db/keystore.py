@@ -31,13 +31,34 @@ def dumps(value: Any) -> str:
 # -- devices ----------------------------------------------------------------------------------
 
 
-def ensure_device(conn: Conn, user_uuid: str, device_id: str, now: int) -> None:
+def ensure_device(conn: Conn, user_uuid: str, device_id: str, now: int) -> bool:
+    """Make sure a device has a row; whether it was made now."""
     found = conn.one(Select(Device.q.id, where=AND(Device.q.user_uuid == user_uuid,
                                                  Device.q.device_id == device_id)))
     if found is None:
         conn.execute(Insert(Device.sqlmeta.table, values={
             "user_uuid": user_uuid, "device_id": device_id, "display_name": "", "keys": "",
-            "time_created": now}))
+            "time_created": now, "last_seen_ts": 0, "last_seen_ip": ""}))
+    return found is None
+
+
+def name_new_device(conn: Conn, user_uuid: str, device_id: str, name: str, now: int) -> None:
+    """Give a device logged in with its initial name that name, unless it has one."""
+    mine = AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)
+    if ensure_device(conn, user_uuid, device_id, now) or (name and conn.one(
+            Select(Device.q.id, where=AND(mine, Device.q.display_name == "")))):
+        conn.execute(Update(Device.sqlmeta.table, values={"display_name": name}, where=mine))
+
+
+def touch_devices(conn: Conn, seen: Sequence[tuple[str, str, int, str]], now: int) -> None:
+    """Record when (milliseconds) and from where devices were last seen:
+    (user uuid, device ID, time, address) each."""
+    for user_uuid, device_id, stamp, address in seen:
+        ensure_device(conn, user_uuid, device_id, now)
+        conn.execute(Update(Device.sqlmeta.table,
+                          values={"last_seen_ts": stamp, "last_seen_ip": address},
+                          where=AND(Device.q.user_uuid == user_uuid,
+                                    Device.q.device_id == device_id)))
 
 
 def set_device_keys(conn: Conn, user_uuid: str, device_id: str, keys: str, now: int) -> bool:
@@ -58,20 +79,24 @@ def set_display_name(conn: Conn, user_uuid: str, device_id: str, name: str, now:
                       where=AND(Device.q.user_uuid == user_uuid, Device.q.device_id == device_id)))
 
 
-def devices_of(conn: Conn, user_uuids: Sequence[str]) -> list[tuple[str, str, str, str]]:
-    """(user uuid, device ID, display name, keys JSON or "") of users' devices: those with a
-    row and those that only have a token."""
+DeviceRow = tuple[str, str, str, str, int, str]
+
+
+def devices_of(conn: Conn, user_uuids: Sequence[str]) -> list[DeviceRow]:
+    """(user uuid, device ID, display name, keys JSON or "", last seen (ms, 0: not yet),
+    last address) of users' devices: those with a row and those that only have a token."""
     if not user_uuids:
         return []
-    found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
-    for user, device, name, keys in conn.all(Select(
-            [Device.q.user_uuid, Device.q.device_id, Device.q.display_name, Device.q.keys],
+    found: dict[tuple[str, str], DeviceRow] = {}
+    for user, device, name, keys, seen, address in conn.all(Select(
+            [Device.q.user_uuid, Device.q.device_id, Device.q.display_name, Device.q.keys,
+             Device.q.last_seen_ts, Device.q.last_seen_ip],
             where=IN(Device.q.user_uuid, list(user_uuids)), orderBy=Device.q.id)):
-        found[(user, device)] = (user, device, name, keys)
+        found[(user, device)] = (user, device, name, keys, int(seen or 0), address)
     for user, device in conn.all(Select([Token.q.user_uuid, Token.q.device],
                                       where=AND(IN(Token.q.user_uuid, list(user_uuids)),
                                                 Token.q.device != ""), distinct=True)):
-        found.setdefault((user, device), (user, device, "", ""))
+        found.setdefault((user, device), (user, device, "", "", 0, ""))
     return list(found.values())
 
 
@@ -300,6 +325,40 @@ def room_mates(conn: Conn, user_uuid: str) -> set[str]:
                                                      where=IN(Member.q.flow_uuid, flows),
                                                      distinct=True)))
     return mates
+
+
+def flow_members_of(conn: Conn, user_uuid: str) -> dict[str, set[str]]:
+    """The members of each flow a user is a member of, by flow."""
+    flows = [row[0] for row in conn.all(Select(Member.q.flow_uuid,
+                                             where=Member.q.user_uuid == user_uuid))]
+    found: dict[str, set[str]] = {flow: set() for flow in flows}
+    if flows:
+        for flow, user in conn.all(Select([Member.q.flow_uuid, Member.q.user_uuid],
+                                        where=IN(Member.q.flow_uuid, flows))):
+            found[flow].add(user)
+    return found
+
+
+def members_of(conn: Conn, flow_uuids: Iterable[str]) -> set[str]:
+    wanted = list(flow_uuids)
+    if not wanted:
+        return set()
+    return {row[0] for row in conn.all(Select(Member.q.user_uuid,
+                                            where=IN(Member.q.flow_uuid, wanted),
+                                            distinct=True))}
+
+
+MEMBERSHIP_KINDS = ("flow_created", "flow_joined", "flow_left")
+
+
+def membership_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str, str, str]]:
+    """(flow uuid, kind, subject, payload JSON) of the membership changes logged in
+    (after, upto]: flows made with their members, joins and leaves."""
+    rows = conn.all(Select([Change.q.flow_uuid, Change.q.kind, Change.q.subject,
+                          Change.q.payload], where=AND(
+        IN(Change.q.kind, list(MEMBERSHIP_KINDS)), Change.q.id > after, Change.q.id <= upto),
+        orderBy=Change.q.id))
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 def device_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str]]:

@@ -197,8 +197,9 @@ class Receipt(SQLObject):
 
 
 class Device(SQLObject):
-    """A Matrix device of a user: its name and its end-to-end identity keys (JSON, "" before
-    the device uploads them). Tokens name their device; this row outlives a token."""
+    """A Matrix device of a user: its name, its end-to-end identity keys (JSON, "" before
+    the device uploads them) and when and from where it was last seen (0 and "": not yet).
+    Tokens name their device; this row outlives a token."""
 
     class sqlmeta:
         table = "devices"
@@ -208,6 +209,8 @@ class Device(SQLObject):
     display_name = UnicodeCol(notNone=True, default="")
     keys = UnicodeCol(notNone=True, default="")
     time_created = BigIntCol(notNone=True)
+    last_seen_ts = BigIntCol(notNone=True, default=0)  # milliseconds
+    last_seen_ip = UnicodeCol(notNone=True, default="")
     pair = DatabaseIndex("user_uuid", "device_id", unique=True)
 
 

@@ -113,6 +113,14 @@ def _to_8(conn: Conn) -> None:
     _create(conn, MediaRef)
 
 
+def _to_9(conn: Conn) -> None:
+    columns = _column_names(conn, "devices")
+    if "last_seen_ts" not in columns:
+        conn.execute("ALTER TABLE devices ADD COLUMN last_seen_ts BIGINT NOT NULL DEFAULT 0")
+    if "last_seen_ip" not in columns:
+        conn.execute("ALTER TABLE devices ADD COLUMN last_seen_ip TEXT NOT NULL DEFAULT ''")
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -122,6 +130,8 @@ STEPS: tuple[Step, ...] = (
     Step(7, "flows.encrypted and the end-to-end encryption tables (devices, one_time_keys, "
             "to_device, cross_signing_keys, key_backups, backup_keys)", _to_7),
     Step(8, "media and media_refs (the media store shared by Matrix and MTP)", _to_8),
+    Step(9, "devices.last_seen_ts and last_seen_ip (when and where a device was last seen)",
+         _to_9),
 )
 CURRENT = 1 + len(STEPS)
 

@@ -97,7 +97,9 @@ class Accounts:
 
     async def register(self, login: str, password: str, username: str = "", email: str = "",
                        device: str = "", superuser: bool = False,
-                       registration_token: str | None = None) -> Credentials:
+                       registration_token: str | None = None,
+                       device_name: str = "") -> Credentials:
+        """Make an account, logged in on `device` (named `device_name` if it is new)."""
         mode = self.registration
         if mode == "closed":
             raise ServiceError(403, "Registration is closed on this server")
@@ -121,6 +123,8 @@ class Accounts:
                 if registration_token is not None and mode == "token":
                     operator.use_registration_token(conn, registration_token, stamp)
                 db.add_token(conn, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
+                if device:
+                    ks.name_new_device(conn, user["uuid"], device, device_name, stamp)
             return user
 
         user = await self.engine.write(create)
@@ -130,8 +134,9 @@ class Accounts:
         return Credentials(user, token, ttl, device)
 
     async def login(self, login: str, password: str, device: str = "",
-                    address: str = "") -> Credentials:
-        """Log in. `address` is the client's: failures from it are slowed, then refused."""
+                    address: str = "", device_name: str = "") -> Credentials:
+        """Log in on `device` (named `device_name` if it is new). `address` is the client's:
+        failures from it are slowed, then refused."""
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
         self.throttle.check(login, address)
@@ -149,8 +154,8 @@ class Accounts:
         ttl = user["token_ttl"] or self.settings.security.token_ttl
         token = lib.new_token()
         stamp = now()
-        await self.engine.write(db.add_token, user["uuid"], lib.token_hash(token), stamp,
-                                stamp + ttl, device)
+        await self.engine.write(_signed_in, user["uuid"], lib.token_hash(token), stamp,
+                                stamp + ttl, device, device_name)
         logger.info("user logged in: {}", user["uuid"])
         return Credentials(user, token, ttl, device)
 
@@ -335,3 +340,8 @@ def _users_by(conn: Conn, uuids: list[str], logins: list[str]
         else:
             users.setdefault(user["uuid"], user)
     return list(users.values()), unknown
+def _signed_in(conn: Conn, user_uuid: str, token_hash: str, stamp: int, expires: int,
+               device: str, device_name: str) -> None:
+    db.add_token(conn, user_uuid, token_hash, stamp, expires, device)
+    if device:
+        ks.name_new_device(conn, user_uuid, device, device_name, stamp)

@@ -1,10 +1,12 @@
 """Devices and cross-signing: a user's devices (a token names its device), their names,
-deleting them (their keys, waiting messages and tokens go with them), and the user's
-cross-signing keys and the signatures made with them."""
+when and from where each was last seen, deleting them (their keys, waiting messages and
+tokens go with them), and the user's cross-signing keys and the signatures made with them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from loguru import logger
@@ -18,16 +20,68 @@ from mod.service.common import Caller, now
 from mod.service.keys import DeviceInfo, _device_changed, _parse
 
 KEY_TYPES = ("master", "self_signing", "user_signing")
+SEEN_EVERY = 60.0  # seconds between two records of one device's last use
+SEEN_KEEP = 100_000
+
+
+class LastSeen:
+    """When and from where each device was last used, written at most once every SEEN_EVERY
+    seconds per device, in one writer job for all devices due, off the request's path."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._recorded: dict[tuple[str, str], float] = {}  # monotonic time of the last record
+        self._latest: dict[tuple[str, str], tuple[int, str]] = {}  # what this process saw
+        self._due: dict[tuple[str, str], tuple[int, str]] = {}
+        self._writing: asyncio.Task[None] | None = None
+
+    def saw(self, caller: Caller, address: str) -> None:
+        """A request of the caller's came from `address` (cheap: no I/O on most calls)."""
+        if not caller.device:
+            return
+        key = (caller.uuid, caller.device)
+        clock = time.monotonic()
+        last = self._recorded.get(key)
+        if last is not None and clock - last < SEEN_EVERY:
+            return
+        if len(self._recorded) >= SEEN_KEEP:
+            self._recorded.clear()
+            self._latest.clear()
+        self._recorded[key] = clock
+        self._latest[key] = self._due[key] = (int(time.time() * 1000), address)
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._due:
+                due, self._due = self._due, {}
+                seen = [(user, device, stamp, address)
+                        for (user, device), (stamp, address) in due.items()]
+                try:
+                    await self.engine.write(ks.touch_devices, seen, now())
+                except Exception as exc:  # a record of use is not worth failing a request
+                    logger.warning("device last-seen not recorded: {}", exc)
+        finally:
+            self._writing = None
+
+    def latest(self, user_uuid: str, device: str, stamp: int, address: str) -> tuple[int, str]:
+        """A stored (last seen, address), or what this process saw since, if newer."""
+        mine = self._latest.get((user_uuid, device))
+        return mine if mine is not None and mine[0] > stamp else (stamp, address)
 
 
 class Devices:
     def __init__(self, engine: Engine, accounts: Accounts) -> None:
         self.engine = engine
         self.accounts = accounts
+        self.seen = LastSeen(engine)
 
     async def all(self, caller: Caller) -> list[DeviceInfo]:
         rows = await self.engine.read(ks.devices_of, [caller.uuid])
-        return [DeviceInfo(user, device, name, _parse(keys)) for user, device, name, keys in rows]
+        return [DeviceInfo(user, device, name, _parse(keys),
+                           *self.seen.latest(user, device, ts, ip))
+                for user, device, name, keys, ts, ip in rows]
 
     async def get(self, caller: Caller, device_id: str) -> DeviceInfo:
         for device in await self.all(caller):

@@ -14,7 +14,7 @@ or claiming one-time keys logs `one_time_keys_changed`, addressed to the keys' o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
@@ -35,6 +35,8 @@ class DeviceInfo:
     device: str
     display_name: str
     keys: dict[str, Any] | None
+    last_seen_ts: int = 0  # milliseconds; 0: not seen yet
+    last_seen_ip: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,14 +44,15 @@ class SyncKeys:
     """What a device's /sync carries besides rooms."""
 
     to_device: list[tuple[str, str, dict[str, Any]]]  # (sender uuid, type, content)
-    changed: list[str]  # user uuids whose devices changed
+    changed: list[str]  # user uuids whose devices changed, or who newly share a flow
     counts: dict[str, int]
     unused_fallback: list[str]
+    left: list[str] = field(default_factory=list)  # user uuids who share no flow any more
 
     @property
     def news(self) -> bool:
         """Whether this ends a waiting /sync."""
-        return bool(self.to_device or self.changed)
+        return bool(self.to_device or self.changed or self.left)
 
 
 def _device_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
@@ -83,7 +86,7 @@ class Keys:
         """The devices (all, or those named) of some users, with their keys."""
         rows = await self.engine.read(ks.devices_of, list(users))
         found: dict[str, list[DeviceInfo]] = {user: [] for user in users}
-        for user, device, name, keys in rows:
+        for user, device, name, keys, _, _ in rows:
             wanted = users.get(user)
             if wanted and device not in wanted:
                 continue
@@ -96,9 +99,11 @@ class Keys:
         handed out once, else the device's fallback key."""
         return await self.engine.write(_claim, wanted, now())
 
-    async def changes(self, caller: Caller, after: int, upto: int) -> list[str]:
-        """The users sharing a flow with the caller whose devices changed in (after, upto]."""
-        return await self.engine.read(_changed_for, caller.uuid, after, upto)
+    async def changes(self, caller: Caller, after: int, upto: int
+                      ) -> tuple[list[str], list[str]]:
+        """The users sharing a flow with the caller whose devices changed in (after, upto]
+        or who came to share one, and those who no longer share any."""
+        return await self.engine.read(_device_lists, caller.uuid, after, upto)
 
     # -- to-device messages -------------------------------------------------------------------
 
@@ -117,7 +122,7 @@ class Keys:
         """What the caller's device gets in a /sync covering (since, upto]; messages the
         device acknowledged (logged at or before `since`) are deleted first."""
         if not caller.device:
-            return SyncKeys([], [], {}, [])
+            return SyncKeys([], [], {}, [], [])
         found, acknowledged = await self.engine.read(_for_sync, caller, since, upto)
         if acknowledged:
             await self.engine.write(ks.drop_to_device, caller.uuid, caller.device, since or 0)
@@ -166,7 +171,12 @@ def _claim(conn: Conn, wanted: dict[str, dict[str, str]], stamp: int
     return claimed
 
 
-def _changed_for(conn: Conn, user_uuid: str, after: int, upto: int) -> list[str]:
+def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
+                  ) -> tuple[list[str], list[str]]:
+    """`device_lists` of (after, upto]: (changed, left). Changed: users whose devices changed,
+    and users who came to share a flow with the user (a join of theirs, or of the user's)
+    and shared none before, so that the client asks for their keys; left: users who shared
+    a flow with the user and share none now."""
     changed: dict[str, None] = {}
     for subject, payload in ks.device_changes(conn, after, upto):
         try:
@@ -175,7 +185,53 @@ def _changed_for(conn: Conn, user_uuid: str, after: int, upto: int) -> list[str]
             continue
         if user_uuid in users:
             changed.setdefault(subject)
-    return list(changed)
+    rows = ks.membership_changes(conn, after, upto)
+    if not rows:
+        return list(changed), []
+    by_flow = ks.flow_members_of(conn, user_uuid)
+    mates = {user_uuid}.union(*by_flow.values())
+    mine = set(by_flow) | {flow for flow, kind, subject, _ in rows
+                           if kind == "flow_left" and subject == user_uuid}
+    met: set[str] = set()
+    parted: set[str] = set()
+    gone: set[str] = set()
+    fresh: set[tuple[str, str]] = set()  # (flow, user): memberships begun in the range
+    for flow, kind, subject, payload in rows:
+        if flow not in mine:
+            continue
+        if kind == "flow_left" and subject == user_uuid:
+            gone.add(flow)
+        elif kind == "flow_left":
+            parted.add(subject)
+        elif kind == "flow_joined":
+            fresh.add((flow, subject))
+            met.update(by_flow.get(flow, ()) if subject == user_uuid else (subject,))
+        else:
+            members = _created_with(payload)
+            fresh.update((flow, member) for member in members)
+            if user_uuid in members:
+                met.update(members)
+    parted |= ks.members_of(conn, gone)
+    left = parted - mates
+
+    def shared_before(user: str) -> bool:
+        return any(user in members and (flow, user) not in fresh
+                   and (flow, user_uuid) not in fresh for flow, members in by_flow.items())
+
+    for user in sorted((met & mates) - {user_uuid}):
+        if not shared_before(user):
+            changed.setdefault(user)
+    return [user for user in changed if user not in left], sorted(left)
+
+
+def _created_with(payload: str) -> set[str]:
+    """The members a flow was made with (a `flow_created` payload)."""
+    try:
+        users = json.loads(payload)["flow"]["users"]
+    except (ValueError, KeyError, TypeError):
+        return set()
+    return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
+        else set()
 
 
 def _send_to_device(conn: Conn, caller: Caller, event_type: str,
@@ -204,8 +260,9 @@ def _send_to_device(conn: Conn, caller: Caller, event_type: str,
 def _for_sync(conn: Conn, caller: Caller, since: int | None, upto: int) -> tuple[SyncKeys, bool]:
     messages = [(sender, kind, json.loads(content)) for sender, kind, content in
                 ks.to_device_between(conn, caller.uuid, caller.device, since or 0, upto)]
-    changed = _changed_for(conn, caller.uuid, since, upto) if since is not None else []
+    changed, left = _device_lists(conn, caller.uuid, since, upto) if since is not None \
+        else ([], [])
     counts, unused = ks.key_counts(conn, caller.uuid, caller.device)
     acknowledged = since is not None and ks.to_device_waiting(conn, caller.uuid, caller.device,
                                                               since)
-    return SyncKeys(messages, changed, counts, unused), acknowledged
+    return SyncKeys(messages, changed, counts, unused, left), acknowledged

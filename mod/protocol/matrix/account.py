@@ -80,8 +80,9 @@ async def login(call: Call) -> LoginReply:
         raise MatrixError(403, Code.FORBIDDEN, "Wrong login or password")
     device = body.device_id or new_device_id()
     address = call.request.client.host if call.request.client else ""
-    signed_in = await call.service.accounts.login(name, body.password, device=device,
-                                                  address=address)
+    signed_in = await call.service.accounts.login(
+        name, body.password, device=device, address=address,
+        device_name=body.initial_device_display_name or "")
     return LoginReply(user_id=ids.user_id(signed_in.user["login"], call.server_name),
                       access_token=signed_in.token, device_id=device,
                       home_server=call.server_name)
@@ -137,7 +138,8 @@ async def register(call: Call) -> LoginReply | Response:
     username = body.username or f"user-{new_session()[:10].lower()}"
     device = body.device_id or new_device_id()
     signed_in = await accounts.register(username, body.password, device=device,
-                                        registration_token=token)
+                                        registration_token=token,
+                                        device_name=body.initial_device_display_name or "")
     user_id = ids.user_id(signed_in.user["login"], call.server_name)
     if body.inhibit_login:
         return LoginReply(user_id=user_id, home_server=call.server_name)

@@ -15,7 +15,8 @@ from mod.service import DeviceInfo
 
 def _device(device: DeviceInfo) -> dict[str, Any]:
     return {"device_id": device.device, "display_name": device.display_name or None,
-            "last_seen_ip": None, "last_seen_ts": None}
+            "last_seen_ip": device.last_seen_ip or None,
+            "last_seen_ts": device.last_seen_ts or None}
 
 
 @route("GET", "/devices")

@@ -119,10 +119,11 @@ async def changes(call: Call) -> JSONResponse:
     start, end = call.query("from"), call.query("to")
     if not start or not end:
         raise MatrixError(400, Code.MISSING_PARAM, "from and to are required")
-    changed = await call.service.keys.changes(call.caller, ids.parse_token(start, "from"),
-                                              ids.parse_token(end, "to"))
-    return JSONResponse({"changed": sorted((await ids_of(call, changed)).values()),
-                         "left": []})
+    changed, left = await call.service.keys.changes(
+        call.caller, ids.parse_token(start, "from"), ids.parse_token(end, "to"))
+    names = await ids_of(call, {*changed, *left})
+    return JSONResponse({"changed": sorted(names[user] for user in changed if user in names),
+                         "left": sorted(names[user] for user in left if user in names)})
 
 
 @route("POST", "/keys/device_signing/upload")

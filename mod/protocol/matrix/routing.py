@@ -215,9 +215,11 @@ async def run(spec: Spec, request: Request) -> Response:
             if not token:
                 raise missing_token()
             try:
-                call.caller_or_none = await matrix.service.accounts.authenticate(token)
+                call.caller_or_none = caller = await matrix.service.accounts.authenticate(token)
             except ServiceError as exc:
                 raise from_service(exc) from None
+            matrix.service.devices.seen.saw(caller, request.client.host if request.client
+                                            else "")
         try:
             result = await spec.handler(call)
         except ServiceError as exc:

@@ -28,8 +28,10 @@ IDLE = 120.0
 USER_TTL = 10.0
 USER_CACHE = 20_000
 DEVICE_CACHE = 100_000
-# Changes that may alter what a device's /sync carries of its keys (`service.keys`).
-KEY_KINDS = frozenset({"to_device", "device_keys_changed", "one_time_keys_changed"})
+# Changes that may alter what a device's /sync carries of its keys (`service.keys`): a
+# membership change in a flow of the user's can make `device_lists.changed` or `left`.
+KEY_KINDS = frozenset({"to_device", "device_keys_changed", "one_time_keys_changed",
+                       "flow_created", "flow_joined", "flow_left"})
 
 
 class UserStream:
@@ -166,6 +168,9 @@ class DeviceKeysCache:
             return None
         if any(change.kind in KEY_KINDS for change in stream.between(last.upto, upto)):
             return None
+        if upto > last.upto:  # the read stands for (last.since, upto] now: the next /sync,
+            # whose `since` drops the stream's changes up to here, can still use it
+            self._reads[(stream.user_uuid, device)] = _KeysRead(last.since, upto, last.keys)
         return SyncKeys([], [], last.keys.counts, last.keys.unused_fallback)
 
     def put(self, user_uuid: str, device: str, since: int | None, upto: int,

@@ -1,5 +1,5 @@
 """What a device's /sync carries of end-to-end encryption: `to_device` messages,
-`device_lists.changed`, `device_one_time_keys_count` and
+`device_lists` (`changed`, `left`), `device_one_time_keys_count` and
 `device_unused_fallback_key_types` (from `service.keys.for_sync`)."""
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ async def add(call: Call, reply: SyncReply, keys: SyncKeys) -> SyncReply:
     """The reply with the device's share of the batch."""
     if not call.caller.device:
         return reply
-    names = await ids_of(call, {sender for sender, _, _ in keys.to_device} | set(keys.changed))
+    names = await ids_of(call, {sender for sender, _, _ in keys.to_device} | set(keys.changed)
+                         | set(keys.left))
     reply.device_one_time_keys_count = keys.counts
     reply.device_unused_fallback_key_types = keys.unused_fallback
     if keys.to_device:
         reply.to_device = Events.model_construct(events=[
             {"sender": names.get(sender, ""), "type": kind, "content": content}
             for sender, kind, content in keys.to_device])
-    if keys.changed:
+    if keys.changed or keys.left:
         reply.device_lists = DeviceLists.model_construct(
-            changed=sorted(names[user] for user in keys.changed if user in names), left=[])
+            changed=sorted(names[user] for user in keys.changed if user in names),
+            left=sorted(names[user] for user in keys.left if user in names))
     return reply
