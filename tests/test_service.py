@@ -312,8 +312,8 @@ async def test_device_changes_are_addressed_to_room_mates(world: World) -> None:
     assert (change.kind, change.flow_uuid, change.subject) == ("device_keys_changed", "",
                                                                alice.uuid)
     assert sorted(json.loads(change.payload)["users"]) == sorted([alice.uuid, bob.uuid])
-    assert await world.service.keys.changes(bob, 0, change.position) == [alice.uuid]
-    assert await world.service.keys.changes(carol, 0, change.position) == []
+    assert await world.service.keys.changes(bob, 0, change.position) == ([alice.uuid], [])
+    assert await world.service.keys.changes(carol, 0, change.position) == ([], [])
     # the same keys again are no change
     await world.service.keys.upload(alice, {"keys": {"ed25519:A1": "x"}}, {}, {})
     assert (await world.last_change())[0] == change.position
