@@ -4,6 +4,7 @@ and Matrix clients. The browser's console must stay free of errors in every test
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 import struct
@@ -355,6 +356,66 @@ async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages
     page.css("#file").send_keys(str(big))
     wait_for(lambda: "4 MB" in page.css("#notice").text, what="the size limit shown")
     await mtp.close()
+
+
+async def test_pictures_between_matrix_and_the_browser(web: ServerProcess, pages: list[Page],
+                                                      matrix: Matrix, tmp_path: Path) -> None:
+    """A Matrix m.image shows inline in the page; a picture the page sends (picked, or pasted)
+    is an m.image to Matrix whose mxc:// download gives the same bytes."""
+    page = pages[0]
+    element = await matrix.user("photos")
+    room = await matrix.room(element, name="Holiday photos", preset=nio.RoomPreset.public_chat)
+    page.register(unique_login("holiday"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Holiday photos" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Holiday photos")
+
+    beach = png(40, 30)
+    uploaded, _ = await element.upload(io.BytesIO(beach), content_type="image/png",
+                                       filename="beach.png", filesize=len(beach))
+    assert isinstance(uploaded, nio.UploadResponse), uploaded
+    sent = await element.room_send(room, "m.room.message", {
+        "msgtype": "m.image", "body": "beach.png", "url": uploaded.content_uri,
+        "info": {"mimetype": "image/png", "size": len(beach), "w": 40, "h": 30}})
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    image = wait_for(lambda: page.all("#messages .message[data-uuid] img.picture"),
+                     what="the Matrix picture inline")[0]
+    wait_for(lambda: page.driver.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image) == 40,
+        what="the Matrix picture decoded")
+    assert image.get_attribute("src") == "data:image/png;base64," + base64.b64encode(
+        beach).decode()
+
+    async def matrix_image(width: int) -> bytes:
+        seen = await sync_until(element, room, lambda e: e["content"].get("msgtype") == "m.image"
+                                and e["content"].get("info", {}).get("w") == width)
+        event = next(e for e in seen if e["content"].get("info", {}).get("w") == width)
+        got = await element.download(event["content"]["url"])
+        assert isinstance(got, nio.DownloadResponse), got
+        assert got.content_type == "image/png"
+        return bytes(got.body)
+
+    # Picked in the file dialog.
+    picked = png(50, 20)
+    path = tmp_path / "picked.png"
+    path.write_bytes(picked)
+    page.css("#file").send_keys(str(path))
+    assert await matrix_image(50) == picked
+    # Pasted into the message box: a ClipboardEvent holding the file, as a paste makes.
+    pasted = png(60, 10)
+    page.driver.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+        document.querySelector("#text").dispatchEvent(
+            new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+    """, base64.b64encode(pasted).decode())
+    assert await matrix_image(60) == pasted
+    wait_for(lambda: len(page.all("#messages .message[data-uuid] img.picture")) == 3,
+             what="three pictures in the page")
+    assert page.all("#messages .pending") == []
 
 
 async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
