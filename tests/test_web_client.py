@@ -130,6 +130,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     title = f"Lobby {alice_login[-4:]}"
     alice.create("group", title)
     alice.open_flow(title)
+    assert alice.css("#messages .empty").text == "No messages yet: say hello!"
 
     bob.css("#browse").click()
     join = wait_for(lambda: next(
@@ -140,6 +141,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
 
     alice.say("Hi Bob!")
     bob.sees("Hi Bob!")
+    assert alice.all("#messages .empty") == []
     bob.say("Hello, Alice.\nTwo lines.")
     alice.sees("Hello, Alice.\nTwo lines.")
     assert alice.row("Hello, Alice.\nTwo lines.").find_element(
@@ -151,7 +153,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     bob.say("Are you there?")
     badge = wait_for(lambda: alice.flow_button(title).find_elements("css selector", ".badge"),
                      what="an unread count")
-    assert badge[0].text == "1"
+    assert badge[0].text == "1" and alice.driver.title == "(1) Morelia"
     assert "Are you there?" in alice.flow_button(title).text
     alice.open_flow(title)
     wait_for(lambda: not alice.flow_button(title).find_elements("css selector", ".badge"))
@@ -177,6 +179,17 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     alice.css("#members-dialog .close").click()
     alice.css("#logout").click()
     wait_for(lambda: alice.css("#login-view").is_displayed(), what="logged out")
+    # A wrong password and a taken login are said so, in the page's words.
+    alice.type("#auth-login", alice_login)
+    alice.type("#auth-password", "not-the-password")
+    alice.css("#auth-submit").click()
+    wait_for(lambda: alice.css("#auth-error").text == "Wrong login or password.",
+             what="the wrong password refused")
+    alice.css("#auth-switch").click()
+    alice.type("#auth-login", bob_login)
+    alice.css("#auth-submit").click()
+    wait_for(lambda: alice.css("#auth-error").text
+             == f"The login {bob_login} is taken: choose another.", what="the login taken")
     alice.log_in(alice_login)
     alice.open_flow(title)
     assert alice.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.", "Are you there?",
@@ -306,7 +319,19 @@ async def test_paging_back_through_a_thousand_messages(web: ServerProcess,
         count = len(texts)
         page.driver.execute_script("document.querySelector('#messages').scrollTop = 0")
         wait_for(lambda: len(page.texts()) > count, what="an older page")  # noqa: B023
+        # The reader stays where they were: the older page is above, out of sight.
+        assert page.driver.execute_script("return document.querySelector('#messages').scrollTop")
     assert page.texts() == [f"message {index}" for index in range(1000)]
+    # Far above the end, a button jumps to it, and counts what came meanwhile.
+    assert page.css("#jump").is_displayed() and page.css("#jump").text == "↓"
+    await mtp.send(flow, "a new one", client_id=5000)
+    page.sees("a new one")
+    wait_for(lambda: page.css("#jump").text == "↓ 1 new", what="the new message counted")
+    page.css("#jump").click()
+    wait_for(lambda: not page.css("#jump").is_displayed(), what="at the end")
+    assert page.driver.execute_script(
+        "const list = document.querySelector('#messages');"
+        "return list.scrollHeight - list.scrollTop - list.clientHeight") < 80
     await mtp.close()
 
 
@@ -427,6 +452,11 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         page = Page(driver, web.http)
         page.open()
         assert page.css("#auth-submit").text == "Войти"
+        page.type("#auth-login", "nobody-here")
+        page.type("#auth-password", "wrong")
+        page.css("#auth-submit").click()
+        wait_for(lambda: page.css("#auth-error").text == "Неверный логин или пароль.",
+                 what="the refusal in Russian")
         page.register(unique_login("phone"))
         page.css("#browse").click()
         wait_for(lambda: next((item.find_element("css selector", "button")

@@ -3,6 +3,7 @@
 
 import { $, clear, el } from "./dom.js";
 import { t } from "./i18n.js";
+import { MTPError } from "./mtp.js";
 
 // Files travel base64-encoded inside one websocket frame, and each frame is queued whole on the
 // server (its default SEND_QUEUE_BYTES is 8 MiB): 4 MiB of file is 5.4 MiB of base64.
@@ -12,11 +13,12 @@ const SIGNATURES = [["iVBORw0KGgo", "image/png"], ["/9j/", "image/jpeg"], ["R0lG
   ["UklGR", "image/webp"], ["Qk", "image/bmp"]];
 const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
 
-// A deleted message, as the server returns it later: PROTOCOL.md's delete_message leaves this
-// text, the edited flag, and no files or emoji (pushes say it outright: message_deleted).
+// A deleted message: the server says so in `deleted` (PROTOCOL.md); from a server older than
+// that field, delete_message's traces: this text, the edited flag, and no files or emoji.
 export function isDeleted(message) {
-  return Boolean(message.deleted || (message.edited_status && message.text === "Message deleted"
-    && !message.emoji && !FILE_FIELDS.some((field) => message[field])));
+  if (typeof message.deleted === "boolean") return message.deleted;
+  return Boolean(message.edited_status && message.text === "Message deleted"
+    && !message.emoji && !FILE_FIELDS.some((field) => message[field]));
 }
 
 export function fileField(type) {
@@ -91,6 +93,12 @@ export class View {
     $("#cancel-edit").addEventListener("click", () => this.stopEditing());
     $("#messages").addEventListener("scroll", () => {
       if ($("#messages").scrollTop < 300) this.app.older();
+      this.updateJump();
+    });
+    $("#jump").addEventListener("click", () => {
+      $("#messages").scrollTop = $("#messages").scrollHeight;
+      this.updateJump();
+      $("#text").focus();
     });
     $("#messages").addEventListener("click", (event) => this.messageClick(event));
     for (const button of document.querySelectorAll("dialog .close")) {
@@ -120,6 +128,8 @@ export class View {
     $("#chat-view").hidden = true;
     $("#login-view").hidden = false;
     this.offline(false);
+    this.switchAuth(false);  // whoever comes next most likely has an account
+    $("#auth-password").value = "";
     $("#auth-error").textContent = message;
     clear($("#flows"));
     clear($("#messages"));
@@ -157,10 +167,19 @@ export class View {
         $("#auth-username").value.trim(), $("#auth-remember").checked);
       $("#auth-password").value = "";
     } catch (error) {
-      $("#auth-error").textContent = error.message;
+      $("#auth-error").textContent = this.authError(error, login);
     } finally {
       $("#auth-submit").disabled = false;
     }
+  }
+
+  // The server's reasons are English; the common ones are said in the page's language.
+  authError(error, login) {
+    if (!(error instanceof MTPError)) return error.message;
+    if (error.code === 401) return t("wrong_password");
+    if (error.code === 409) return t("login_taken", login);
+    if (error.code === 429) return t("too_many");
+    return t("error", error.message);
   }
 
   offline(shown) {
@@ -188,9 +207,11 @@ export class View {
       .filter((entry) => !filter || this.app.flowTitle(entry.flow).toLowerCase().includes(filter))
       .sort((a, b) => this.activity(b) - this.activity(a));
     const list = clear($("#flows"));
+    let unreadAll = 0;
     for (const entry of entries) {
       const flow = entry.flow;
       const unread = this.app.unread(entry);
+      unreadAll += unread;
       const title = this.app.flowTitle(flow);
       const last = entry.last;
       const preview = last ? `${last.from_user === this.app.session.uuid ? t("you")
@@ -211,6 +232,7 @@ export class View {
             unread ? el("span", { class: "badge", text: String(unread), "aria-label": t("unread", unread) }) : null)))));
     }
     $("#no-flows").hidden = this.app.flows.size > 0 || !this.app.loaded;
+    document.title = unreadAll ? `(${unreadAll}) Morelia` : "Morelia";
   }
 
   memberCount(flow) {
@@ -249,6 +271,7 @@ export class View {
 
   openFlow(entry) {
     this.stopEditing();
+    this.below = 0;
     $("#chat-view").classList.add("open");
     $("#pick").hidden = true;
     $("#messages").hidden = false;
@@ -280,6 +303,7 @@ export class View {
     $("#composer").hidden = true;
     $("#read-only").hidden = true;
     $("#members-button").hidden = true;
+    $("#jump").hidden = true;
     $("#flow-title").textContent = "";
     $("#flow-info").textContent = "";
     this.renderFlows();
@@ -295,9 +319,32 @@ export class View {
       items.push(...this.messageItems(entry, message, previous));
       previous = message;
     }
+    if (!items.length) items.push(this.emptyItem(entry));
     list.replaceChildren(...items);
-    if (toBottom) list.scrollTop = list.scrollHeight;
-    else list.scrollTop = top + list.scrollHeight - height;
+    if (toBottom) {
+      list.scrollTop = list.scrollHeight;
+      this.below = 0;
+    } else list.scrollTop = top + list.scrollHeight - height;
+    this.updateJump();
+  }
+
+  emptyItem(entry) {
+    const writes = entry.flow.type !== "channel" || entry.flow.owner === this.app.session.uuid;
+    return el("li", { class: "empty muted", text: t(writes ? "say_hello" : "no_messages") });
+  }
+
+  // "Jump to the latest" shows when the reader is a screen or more above the end, or when
+  // messages came below where they are reading (with how many).
+  updateJump() {
+    const list = $("#messages");
+    const jump = $("#jump");
+    const away = list.scrollHeight - list.scrollTop - list.clientHeight;
+    if (away < 80) this.below = 0;
+    jump.hidden = list.hidden || (away < list.clientHeight && !this.below);
+    const label = this.below ? t("new_messages", this.below) : t("to_latest");
+    jump.textContent = this.below ? `↓ ${label}` : "↓";
+    jump.setAttribute("aria-label", label);
+    jump.title = label;
   }
 
   // A message's row, preceded by a day separator when it starts a day.
@@ -369,7 +416,7 @@ export class View {
       const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
       const name = `${label}-${(message.uuid || "new").slice(0, 8)}`;
       bubble.append(el("button", {
-        type: "button", class: "attachment", "aria-label": t("download", label),
+        type: "button", class: "attachment", "aria-label": t("download", label.toLowerCase()),
         text: `↓ ${label} (${Math.ceil(data.length * 3 / 4 / 1024)} KB)`,
         onclick: () => download(data, name),
       }));
@@ -391,7 +438,10 @@ export class View {
       if (firstPending) firstPending.before(...items);
       else list.append(...items);
     }
+    for (const empty of list.querySelectorAll(".empty")) empty.remove();
     if (atBottom || message.from_user === this.app.session.uuid) list.scrollTop = list.scrollHeight;
+    else this.below = (this.below || 0) + 1;
+    this.updateJump();
   }
 
   updateMessage(entry, message) {
@@ -411,6 +461,7 @@ export class View {
     row.dataset.pending = String(item.cid);
     row.querySelector(".foot").prepend(el("span", { class: "state", text: t("sending") }));
     const list = $("#messages");
+    for (const empty of list.querySelectorAll(".empty")) empty.remove();
     list.append(row);
     list.scrollTop = list.scrollHeight;
   }
