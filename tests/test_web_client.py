@@ -412,6 +412,13 @@ async def test_pictures_between_matrix_and_the_browser(web: ServerProcess, pages
         what="the Matrix picture decoded")
     assert image.get_attribute("src") == "data:image/png;base64," + base64.b64encode(
         beach).decode()
+    # A click shows it large; Esc puts it away.
+    from selenium.webdriver.common.keys import Keys
+    image.click()
+    wait_for(lambda: page.css("#viewer").is_displayed(), what="the picture viewer")
+    assert page.css("#viewer-image").get_attribute("src") == image.get_attribute("src")
+    page.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait_for(lambda: not page.css("#viewer").is_displayed(), what="the viewer closed")
 
     async def matrix_image(width: int) -> bytes:
         seen = await sync_until(element, room, lambda e: e["content"].get("msgtype") == "m.image"
@@ -477,6 +484,21 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         wait_for(lambda: page.css("#sidebar").is_displayed() and not page.css(
             "#pane").is_displayed(), what="the list alone on screen")
         assert page.css("#back").get_attribute("aria-label") == "К списку бесед"
+        # In one conversation, the back button counts what waits in the others.
+        other = await mtp.group("Другая")
+        page.css("#browse").click()
+        wait_for(lambda: next((item.find_element("css selector", "button")
+                               for item in page.all("#public-flows li")
+                               if "Другая" in item.text), None)).click()
+        wait_for(lambda: page.css("#flow-title").text == "Другая", what="the second group")
+        page.css("#back").click()
+        page.flow_button("Телефон").click()
+        wait_for(lambda: page.css("#flow-title").text == "Телефон", what="the first again")
+        await mtp.send(other, "Там тоже", client_id=9)
+        wait_for(lambda: page.css("#back").get_attribute("data-unread") == "1",
+                 what="the count on the back button")
+        assert page.css("#back").get_attribute("aria-label") == (
+            "К списку бесед (Непрочитанных: 1)")
         assert console_errors(driver) == []
     finally:
         driver.quit()

@@ -104,6 +104,8 @@ export class View {
     for (const button of document.querySelectorAll("dialog .close")) {
       button.addEventListener("click", () => button.closest("dialog").close());
     }
+    $("#viewer").addEventListener("click", () => $("#viewer").close());  // anywhere closes it
+    $("#viewer").addEventListener("close", () => $("#viewer-image").removeAttribute("src"));
     $("#new-flow").addEventListener("click", () => this.newFlow());
     $("#new-type").addEventListener("change", () => this.newType());
     $("#new-form").addEventListener("submit", (event) => this.submitNew(event));
@@ -207,11 +209,9 @@ export class View {
       .filter((entry) => !filter || this.app.flowTitle(entry.flow).toLowerCase().includes(filter))
       .sort((a, b) => this.activity(b) - this.activity(a));
     const list = clear($("#flows"));
-    let unreadAll = 0;
     for (const entry of entries) {
       const flow = entry.flow;
       const unread = this.app.unread(entry);
-      unreadAll += unread;
       const title = this.app.flowTitle(flow);
       const last = entry.last;
       const preview = last ? `${last.from_user === this.app.session.uuid ? t("you")
@@ -232,7 +232,24 @@ export class View {
             unread ? el("span", { class: "badge", text: String(unread), "aria-label": t("unread", unread) }) : null)))));
     }
     $("#no-flows").hidden = this.app.flows.size > 0 || !this.app.loaded;
-    document.title = unreadAll ? `(${unreadAll}) Morelia` : "Morelia";
+    this.renderUnread();
+  }
+
+  // The total unread in the tab's title; on a phone, where the list is behind the back
+  // button, what waits in the other conversations on that button.
+  renderUnread() {
+    let all = 0;
+    let elsewhere = 0;
+    for (const entry of this.app.flows.values()) {
+      const unread = this.app.unread(entry);
+      all += unread;
+      if (entry.flow.uuid !== this.app.current) elsewhere += unread;
+    }
+    document.title = all ? `(${all}) Morelia` : "Morelia";
+    const back = $("#back");
+    if (elsewhere) back.dataset.unread = String(elsewhere);
+    else delete back.dataset.unread;
+    back.setAttribute("aria-label", back.dataset.unread ? `${t("back")} (${t("unread", elsewhere)})` : t("back"));
   }
 
   memberCount(flow) {
@@ -410,7 +427,10 @@ export class View {
       if (!data) continue;
       const type = field === "file_picture" ? imageType(data) : null;
       if (type) {
-        bubble.append(el("img", { class: "picture", src: `data:${type};base64,${data}`, alt: t("picture"), loading: "lazy" }));
+        const src = `data:${type};base64,${data}`;
+        bubble.append(el("button", { type: "button", class: "picture-open", "aria-label": t("open_picture"),
+          onclick: () => this.viewPicture(src) },
+        el("img", { class: "picture", src, alt: t("picture"), loading: "lazy" })));
         continue;
       }
       const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
@@ -421,6 +441,11 @@ export class View {
         onclick: () => download(data, name),
       }));
     }
+  }
+
+  viewPicture(src) {
+    $("#viewer-image").src = src;
+    $("#viewer").showModal();
   }
 
   appendMessage(entry, message, pendingCid) {
