@@ -292,6 +292,15 @@ async def test_a_script_in_a_message_shows_as_text(web: ServerProcess,
     assert attack in page.flow_button("Tricky").text
     with pytest.raises(NoAlertPresentException):
         page.driver.switch_to.alert.accept()
+    # Edited to read like a deletion, it stays a message, live and after a reload.
+    sent = (await mtp.send(flow, "soon misleading", client_id=2))["data"]["message"][0]
+    page.sees("soon misleading")
+    await mtp.call("edited_message", message=[{"uuid": sent["uuid"], "text": "Message deleted"}])
+    page.sees("Message deleted")
+    page.driver.refresh()
+    page.sees("Message deleted")
+    assert page.all("#messages .message.deleted") == []
+    assert page.row("Message deleted").find_elements("css selector", ".edited")
     await mtp.close()
 
 
