@@ -173,6 +173,8 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
 
     # Who is in the group; log out, and back in with the same history.
     alice.css("#members-button").click()
+    # Its first focus is Close, not Leave: Enter on opening it leaves nothing.
+    assert alice.driver.switch_to.active_element.text == "Close"
     names = wait_for(lambda: {node.text for node in alice.all("#members .author")}
                      >= {"Alice", "Bob"} and alice.all("#members .author"), what="members")
     assert len(names) == 2
@@ -493,6 +495,7 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         wait_for(lambda: page.css("#sidebar").is_displayed() and not page.css(
             "#pane").is_displayed(), what="the list alone on screen")
         assert page.css("#back").get_attribute("aria-label") == "К списку бесед"
+        assert page.driver.switch_to.active_element.get_attribute("data-flow") == flow
         # In one conversation, the back button counts what waits in the others.
         other = await mtp.group("Другая")
         page.css("#browse").click()

@@ -69,7 +69,12 @@ export class View {
     $("#auth-switch").addEventListener("click", () => this.switchAuth(!this.register));
     $("#logout").addEventListener("click", () => this.app.logout());
     $("#flow-filter").addEventListener("input", () => this.renderFlows());
-    $("#back").addEventListener("click", () => this.closeFlow());
+    $("#back").addEventListener("click", () => {
+      const uuid = this.app.current;
+      this.closeFlow();
+      const button = $(`#flows [data-flow="${uuid}"]`);  // the keyboard goes on from where it was
+      if (button) button.focus();
+    });
     $("#composer").addEventListener("submit", (event) => {
       event.preventDefault();
       this.submitText();
