@@ -511,6 +511,12 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
                  what="the count on the back button")
         assert page.css("#back").get_attribute("aria-label") == (
             "К списку бесед (Непрочитанных: 1)")
+        # At desktop width, the Russian Edit/Delete of a short message stay inside the list.
+        driver.set_window_size(1100, 760)
+        wait_for(lambda: page.css("#sidebar").is_displayed(), what="two panes")
+        page.row("Ответ")
+        assert driver.execute_script("const list = document.querySelector('#messages');"
+                                     "return list.scrollWidth - list.clientWidth") == 0
         assert console_errors(driver) == []
     finally:
         driver.quit()
