@@ -3,7 +3,7 @@
 
 import { $, clear, el } from "./dom.js";
 import { t } from "./i18n.js";
-import { MTPError } from "./mtp.js";
+import { MTPError, Offline } from "./mtp.js";
 
 // Files travel base64-encoded inside one websocket frame, and each frame is queued whole on the
 // server (its default SEND_QUEUE_BYTES is 8 MiB): 4 MiB of file is 5.4 MiB of base64.
@@ -620,13 +620,14 @@ export class View {
 
   async browse() {
     $("#browse-filter").value = "";
-    this.found = [];
+    this.found = null;  // not asked yet: "Loading…", not "Nothing found"
     this.renderPublic();
     $("#browse-dialog").showModal();
     try {
       this.found = await this.app.publicFlows();
     } catch (error) {
-      this.notice(t("error", error.message));
+      this.found = [];
+      this.notice(error instanceof Offline ? t("offline") : t("error", error.message));
     }
     this.renderPublic();
   }
@@ -647,6 +648,7 @@ export class View {
           this.app.join(flow);
         } })));
     }
+    $("#browse-empty").textContent = t(this.found ? "nothing_found" : "loading");
     $("#browse-empty").hidden = flows.length > 0;
   }
 
