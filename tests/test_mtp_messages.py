@@ -437,7 +437,7 @@ def assert_deleted(message: dict[str, Any], since: int) -> None:
     assert message["text"] == "Message deleted"
     for field in FILE_FIELDS:
         assert message[field] == "", field
-    assert message["edited_status"] is True
+    assert message["edited_status"] is True and message["deleted"] is True
     assert since <= message["edited_time"] <= int(time.time())
 
 
@@ -453,6 +453,30 @@ async def test_the_author_deletes_a_message(clients: Clients) -> None:
     assert_deleted(stored, before)
     [updated] = (await update(alice))["message"]
     assert_deleted(updated, before)
+
+
+async def test_deleted_tells_a_deletion_from_an_edit_that_reads_the_same(
+        clients: Clients) -> None:
+    """`deleted` (an extension) is false on every message until delete_message: in pages,
+    get_update and pushes, so a message edited to the deletion's text is still a message."""
+    alice = await clients.user("delete", push=True)
+    flow = await alice.group("look-alikes")
+    kept = await sent(alice, flow, "kept", client_id=1)
+    gone = await sent(alice, flow, "gone", client_id=2)
+    assert all(m["deleted"] is False for m in await history(alice, flow))
+    await alice.call("edited_message", message=[{"uuid": kept["uuid"], "text": "Message deleted"}])
+    await alice.call("delete_message", message=[{"uuid": gone["uuid"]}])
+    pushed = {}
+    while len(pushed) < 2:
+        frame = await alice.push()
+        if frame["meta"]["event"] in ("message_edited", "message_deleted"):
+            pushed[frame["meta"]["event"]] = frame["data"]["message"][0]
+    assert pushed["message_edited"]["deleted"] is False
+    assert pushed["message_deleted"]["deleted"] is True
+    for messages in (await history(alice, flow), (await update(alice))["message"]):
+        states = {m["uuid"]: (m["text"], m["edited_status"], m["deleted"]) for m in messages}
+        assert states == {kept["uuid"]: ("Message deleted", True, False),
+                          gone["uuid"]: ("Message deleted", True, True)}
 
 
 async def test_the_flow_owner_deletes_anyones_message(clients: Clients) -> None:

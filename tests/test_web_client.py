@@ -4,6 +4,7 @@ and Matrix clients. The browser's console must stay free of errors in every test
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 import struct
@@ -129,6 +130,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     title = f"Lobby {alice_login[-4:]}"
     alice.create("group", title)
     alice.open_flow(title)
+    assert alice.css("#messages .empty").text == "No messages yet: say hello!"
 
     bob.css("#browse").click()
     join = wait_for(lambda: next(
@@ -139,6 +141,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
 
     alice.say("Hi Bob!")
     bob.sees("Hi Bob!")
+    assert alice.all("#messages .empty") == []
     bob.say("Hello, Alice.\nTwo lines.")
     alice.sees("Hello, Alice.\nTwo lines.")
     assert alice.row("Hello, Alice.\nTwo lines.").find_element(
@@ -150,7 +153,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     bob.say("Are you there?")
     badge = wait_for(lambda: alice.flow_button(title).find_elements("css selector", ".badge"),
                      what="an unread count")
-    assert badge[0].text == "1"
+    assert badge[0].text == "1" and alice.driver.title == "(1) Morelia"
     assert "Are you there?" in alice.flow_button(title).text
     alice.open_flow(title)
     wait_for(lambda: not alice.flow_button(title).find_elements("css selector", ".badge"))
@@ -170,12 +173,25 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
 
     # Who is in the group; log out, and back in with the same history.
     alice.css("#members-button").click()
+    # Its first focus is Close, not Leave: Enter on opening it leaves nothing.
+    assert alice.driver.switch_to.active_element.text == "Close"
     names = wait_for(lambda: {node.text for node in alice.all("#members .author")}
                      >= {"Alice", "Bob"} and alice.all("#members .author"), what="members")
     assert len(names) == 2
     alice.css("#members-dialog .close").click()
     alice.css("#logout").click()
     wait_for(lambda: alice.css("#login-view").is_displayed(), what="logged out")
+    # A wrong password and a taken login are said so, in the page's words.
+    alice.type("#auth-login", alice_login)
+    alice.type("#auth-password", "not-the-password")
+    alice.css("#auth-submit").click()
+    wait_for(lambda: alice.css("#auth-error").text == "Wrong login or password.",
+             what="the wrong password refused")
+    alice.css("#auth-switch").click()
+    alice.type("#auth-login", bob_login)
+    alice.css("#auth-submit").click()
+    wait_for(lambda: alice.css("#auth-error").text
+             == f"The login {bob_login} is taken: choose another.", what="the login taken")
     alice.log_in(alice_login)
     alice.open_flow(title)
     assert alice.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.", "Are you there?",
@@ -278,6 +294,15 @@ async def test_a_script_in_a_message_shows_as_text(web: ServerProcess,
     assert attack in page.flow_button("Tricky").text
     with pytest.raises(NoAlertPresentException):
         page.driver.switch_to.alert.accept()
+    # Edited to read like a deletion, it stays a message, live and after a reload.
+    sent = (await mtp.send(flow, "soon misleading", client_id=2))["data"]["message"][0]
+    page.sees("soon misleading")
+    await mtp.call("edited_message", message=[{"uuid": sent["uuid"], "text": "Message deleted"}])
+    page.sees("Message deleted")
+    page.driver.refresh()
+    page.sees("Message deleted")
+    assert page.all("#messages .message.deleted") == []
+    assert page.row("Message deleted").find_elements("css selector", ".edited")
     await mtp.close()
 
 
@@ -305,7 +330,19 @@ async def test_paging_back_through_a_thousand_messages(web: ServerProcess,
         count = len(texts)
         page.driver.execute_script("document.querySelector('#messages').scrollTop = 0")
         wait_for(lambda: len(page.texts()) > count, what="an older page")  # noqa: B023
+        # The reader stays where they were: the older page is above, out of sight.
+        assert page.driver.execute_script("return document.querySelector('#messages').scrollTop")
     assert page.texts() == [f"message {index}" for index in range(1000)]
+    # Far above the end, a button jumps to it, and counts what came meanwhile.
+    assert page.css("#jump").is_displayed() and page.css("#jump").text == "↓"
+    await mtp.send(flow, "a new one", client_id=5000)
+    page.sees("a new one")
+    wait_for(lambda: page.css("#jump").text == "↓ 1 new", what="the new message counted")
+    page.css("#jump").click()
+    wait_for(lambda: not page.css("#jump").is_displayed(), what="at the end")
+    assert page.driver.execute_script(
+        "const list = document.querySelector('#messages');"
+        "return list.scrollHeight - list.scrollTop - list.clientHeight") < 80
     await mtp.close()
 
 
@@ -357,6 +394,73 @@ async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages
     await mtp.close()
 
 
+async def test_pictures_between_matrix_and_the_browser(web: ServerProcess, pages: list[Page],
+                                                      matrix: Matrix, tmp_path: Path) -> None:
+    """A Matrix m.image shows inline in the page; a picture the page sends (picked, or pasted)
+    is an m.image to Matrix whose mxc:// download gives the same bytes."""
+    page = pages[0]
+    element = await matrix.user("photos")
+    room = await matrix.room(element, name="Holiday photos", preset=nio.RoomPreset.public_chat)
+    page.register(unique_login("holiday"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Holiday photos" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Holiday photos")
+
+    beach = png(40, 30)
+    uploaded, _ = await element.upload(io.BytesIO(beach), content_type="image/png",
+                                       filename="beach.png", filesize=len(beach))
+    assert isinstance(uploaded, nio.UploadResponse), uploaded
+    sent = await element.room_send(room, "m.room.message", {
+        "msgtype": "m.image", "body": "beach.png", "url": uploaded.content_uri,
+        "info": {"mimetype": "image/png", "size": len(beach), "w": 40, "h": 30}})
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    image = wait_for(lambda: page.all("#messages .message[data-uuid] img.picture"),
+                     what="the Matrix picture inline")[0]
+    wait_for(lambda: page.driver.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image) == 40,
+        what="the Matrix picture decoded")
+    assert image.get_attribute("src") == "data:image/png;base64," + base64.b64encode(
+        beach).decode()
+    # A click shows it large; Esc puts it away.
+    from selenium.webdriver.common.keys import Keys
+    image.click()
+    wait_for(lambda: page.css("#viewer").is_displayed(), what="the picture viewer")
+    assert page.css("#viewer-image").get_attribute("src") == image.get_attribute("src")
+    page.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait_for(lambda: not page.css("#viewer").is_displayed(), what="the viewer closed")
+
+    async def matrix_image(width: int) -> bytes:
+        seen = await sync_until(element, room, lambda e: e["content"].get("msgtype") == "m.image"
+                                and e["content"].get("info", {}).get("w") == width)
+        event = next(e for e in seen if e["content"].get("info", {}).get("w") == width)
+        got = await element.download(event["content"]["url"])
+        assert isinstance(got, nio.DownloadResponse), got
+        assert got.content_type == "image/png"
+        return bytes(got.body)
+
+    # Picked in the file dialog.
+    picked = png(50, 20)
+    path = tmp_path / "picked.png"
+    path.write_bytes(picked)
+    page.css("#file").send_keys(str(path))
+    assert await matrix_image(50) == picked
+    # Pasted into the message box: a ClipboardEvent holding the file, as a paste makes.
+    pasted = png(60, 10)
+    page.driver.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+        document.querySelector("#text").dispatchEvent(
+            new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+    """, base64.b64encode(pasted).decode())
+    assert await matrix_image(60) == pasted
+    wait_for(lambda: len(page.all("#messages .message[data-uuid] img.picture")) == 3,
+             what="three pictures in the page")
+    assert page.all("#messages .pending") == []
+
+
 async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
                                                         pages: list[Page]) -> None:
     mtp = await mtp_user(web)
@@ -366,6 +470,11 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         page = Page(driver, web.http)
         page.open()
         assert page.css("#auth-submit").text == "Войти"
+        page.type("#auth-login", "nobody-here")
+        page.type("#auth-password", "wrong")
+        page.css("#auth-submit").click()
+        wait_for(lambda: page.css("#auth-error").text == "Неверный логин или пароль.",
+                 what="the refusal in Russian")
         page.register(unique_login("phone"))
         page.css("#browse").click()
         wait_for(lambda: next((item.find_element("css selector", "button")
@@ -386,6 +495,28 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         wait_for(lambda: page.css("#sidebar").is_displayed() and not page.css(
             "#pane").is_displayed(), what="the list alone on screen")
         assert page.css("#back").get_attribute("aria-label") == "К списку бесед"
+        assert page.driver.switch_to.active_element.get_attribute("data-flow") == flow
+        # In one conversation, the back button counts what waits in the others.
+        other = await mtp.group("Другая")
+        page.css("#browse").click()
+        wait_for(lambda: next((item.find_element("css selector", "button")
+                               for item in page.all("#public-flows li")
+                               if "Другая" in item.text), None)).click()
+        wait_for(lambda: page.css("#flow-title").text == "Другая", what="the second group")
+        page.css("#back").click()
+        page.flow_button("Телефон").click()
+        wait_for(lambda: page.css("#flow-title").text == "Телефон", what="the first again")
+        await mtp.send(other, "Там тоже", client_id=9)
+        wait_for(lambda: page.css("#back").get_attribute("data-unread") == "1",
+                 what="the count on the back button")
+        assert page.css("#back").get_attribute("aria-label") == (
+            "К списку бесед (Непрочитанных: 1)")
+        # At desktop width, the Russian Edit/Delete of a short message stay inside the list.
+        driver.set_window_size(1100, 760)
+        wait_for(lambda: page.css("#sidebar").is_displayed(), what="two panes")
+        page.row("Ответ")
+        assert driver.execute_script("const list = document.querySelector('#messages');"
+                                     "return list.scrollWidth - list.clientWidth") == 0
         assert console_errors(driver) == []
     finally:
         driver.quit()

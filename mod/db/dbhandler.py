@@ -73,6 +73,7 @@ class MessageRow(TypedDict):
     emoji: str
     edited_time: int
     edited_status: bool
+    deleted: bool
 
 
 # -- schema -----------------------------------------------------------------------------------
@@ -589,6 +590,7 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.uuid, Message.q.client_id, Message.q.text, Message.q.user_uuid, Message.q.flow_uuid,
     Message.q.time_created, Message.q.file_picture, Message.q.file_video, Message.q.file_audio,
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
+    Message.q.deleted,
 )
 
 CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
@@ -599,7 +601,7 @@ def _message(row: Sequence[Any]) -> MessageRow:
         uuid=row[0], client_id=int(row[1]), text=row[2], from_user=row[3], from_flow=row[4],
         time=int(row[5]), file_picture=row[6], file_video=row[7], file_audio=row[8],
         file_document=row[9], emoji=row[10], edited_time=int(row[11]),
-        edited_status=bool(row[12]),
+        edited_status=bool(row[12]), deleted=bool(row[13]),
     )
 
 
@@ -618,7 +620,7 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
         file_video=content.get("file_video", ""), file_audio=content.get("file_audio", ""),
         file_document=content.get("file_document", ""), emoji=content.get("emoji", ""),
-        edited_time=0, edited_status=False,
+        edited_time=0, edited_status=False, deleted=False,
     )
     conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
@@ -633,13 +635,13 @@ def message_by_uuid(conn: Conn, uuid: str) -> MessageRow | None:
     return _message(row) if row else None
 
 
-_MESSAGE_STATE = Query(Select([*_MESSAGE_COLUMNS, Message.q.deleted], where=Message.q.uuid == P))
+_MESSAGE_STATE = Query(Select(_MESSAGE_COLUMNS, where=Message.q.uuid == P))
 
 
 def message_state(conn: Conn, uuid: str) -> tuple[MessageRow, bool] | None:
     """A message, and whether it was deleted."""
     row = conn.one(_MESSAGE_STATE, uuid)
-    return (_message(row), bool(row[-1])) if row else None
+    return (_message(row), bool(row[13])) if row else None
 
 
 def update_message(conn: Conn, uuid: str, actor: str, content: dict[str, str], now: int,
@@ -681,10 +683,11 @@ _PAGE_JSON = {
     "sqlite": "SELECT json_group_array(json_object("
               + ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
               + ", 'edited_status', json(CASE WHEN edited_status THEN 'true' ELSE 'false' END)"
+              + ", 'deleted', json(CASE WHEN deleted THEN 'true' ELSE 'false' END)"
               + ")) " + _PAGE_OF.replace("{p}", "?"),
     "postgres": "SELECT COALESCE(json_agg(json_build_object("
                 + ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
-                + ", 'edited_status', edited_status) ORDER BY id), '[]')::text "
+                + ", 'edited_status', edited_status, 'deleted', deleted) ORDER BY id), '[]')::text "
                 + _PAGE_OF.replace("{p}", "%s"),
 }
 

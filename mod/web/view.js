@@ -3,6 +3,7 @@
 
 import { $, clear, el } from "./dom.js";
 import { t } from "./i18n.js";
+import { MTPError, Offline } from "./mtp.js";
 
 // Files travel base64-encoded inside one websocket frame, and each frame is queued whole on the
 // server (its default SEND_QUEUE_BYTES is 8 MiB): 4 MiB of file is 5.4 MiB of base64.
@@ -12,11 +13,12 @@ const SIGNATURES = [["iVBORw0KGgo", "image/png"], ["/9j/", "image/jpeg"], ["R0lG
   ["UklGR", "image/webp"], ["Qk", "image/bmp"]];
 const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
 
-// A deleted message, as the server returns it later: PROTOCOL.md's delete_message leaves this
-// text, the edited flag, and no files or emoji (pushes say it outright: message_deleted).
+// A deleted message: the server says so in `deleted` (PROTOCOL.md); from a server older than
+// that field, delete_message's traces: this text, the edited flag, and no files or emoji.
 export function isDeleted(message) {
-  return Boolean(message.deleted || (message.edited_status && message.text === "Message deleted"
-    && !message.emoji && !FILE_FIELDS.some((field) => message[field])));
+  if (typeof message.deleted === "boolean") return message.deleted;
+  return Boolean(message.edited_status && message.text === "Message deleted"
+    && !message.emoji && !FILE_FIELDS.some((field) => message[field]));
 }
 
 export function fileField(type) {
@@ -67,7 +69,12 @@ export class View {
     $("#auth-switch").addEventListener("click", () => this.switchAuth(!this.register));
     $("#logout").addEventListener("click", () => this.app.logout());
     $("#flow-filter").addEventListener("input", () => this.renderFlows());
-    $("#back").addEventListener("click", () => this.closeFlow());
+    $("#back").addEventListener("click", () => {
+      const uuid = this.app.current;
+      this.closeFlow();
+      const button = $(`#flows [data-flow="${uuid}"]`);  // the keyboard goes on from where it was
+      if (button) button.focus();
+    });
     $("#composer").addEventListener("submit", (event) => {
       event.preventDefault();
       this.submitText();
@@ -91,11 +98,19 @@ export class View {
     $("#cancel-edit").addEventListener("click", () => this.stopEditing());
     $("#messages").addEventListener("scroll", () => {
       if ($("#messages").scrollTop < 300) this.app.older();
+      this.updateJump();
+    });
+    $("#jump").addEventListener("click", () => {
+      $("#messages").scrollTop = $("#messages").scrollHeight;
+      this.updateJump();
+      $("#text").focus();
     });
     $("#messages").addEventListener("click", (event) => this.messageClick(event));
     for (const button of document.querySelectorAll("dialog .close")) {
       button.addEventListener("click", () => button.closest("dialog").close());
     }
+    $("#viewer").addEventListener("click", () => $("#viewer").close());  // anywhere closes it
+    $("#viewer").addEventListener("close", () => $("#viewer-image").removeAttribute("src"));
     $("#new-flow").addEventListener("click", () => this.newFlow());
     $("#new-type").addEventListener("change", () => this.newType());
     $("#new-form").addEventListener("submit", (event) => this.submitNew(event));
@@ -120,6 +135,8 @@ export class View {
     $("#chat-view").hidden = true;
     $("#login-view").hidden = false;
     this.offline(false);
+    this.switchAuth(false);  // whoever comes next most likely has an account
+    $("#auth-password").value = "";
     $("#auth-error").textContent = message;
     clear($("#flows"));
     clear($("#messages"));
@@ -157,10 +174,19 @@ export class View {
         $("#auth-username").value.trim(), $("#auth-remember").checked);
       $("#auth-password").value = "";
     } catch (error) {
-      $("#auth-error").textContent = error.message;
+      $("#auth-error").textContent = this.authError(error, login);
     } finally {
       $("#auth-submit").disabled = false;
     }
+  }
+
+  // The server's reasons are English; the common ones are said in the page's language.
+  authError(error, login) {
+    if (!(error instanceof MTPError)) return error.message;
+    if (error.code === 401) return t("wrong_password");
+    if (error.code === 409) return t("login_taken", login);
+    if (error.code === 429) return t("too_many");
+    return t("error", error.message);
   }
 
   offline(shown) {
@@ -211,6 +237,24 @@ export class View {
             unread ? el("span", { class: "badge", text: String(unread), "aria-label": t("unread", unread) }) : null)))));
     }
     $("#no-flows").hidden = this.app.flows.size > 0 || !this.app.loaded;
+    this.renderUnread();
+  }
+
+  // The total unread in the tab's title; on a phone, where the list is behind the back
+  // button, what waits in the other conversations on that button.
+  renderUnread() {
+    let all = 0;
+    let elsewhere = 0;
+    for (const entry of this.app.flows.values()) {
+      const unread = this.app.unread(entry);
+      all += unread;
+      if (entry.flow.uuid !== this.app.current) elsewhere += unread;
+    }
+    document.title = all ? `(${all}) Morelia` : "Morelia";
+    const back = $("#back");
+    if (elsewhere) back.dataset.unread = String(elsewhere);
+    else delete back.dataset.unread;
+    back.setAttribute("aria-label", back.dataset.unread ? `${t("back")} (${t("unread", elsewhere)})` : t("back"));
   }
 
   memberCount(flow) {
@@ -249,6 +293,7 @@ export class View {
 
   openFlow(entry) {
     this.stopEditing();
+    this.below = 0;
     $("#chat-view").classList.add("open");
     $("#pick").hidden = true;
     $("#messages").hidden = false;
@@ -280,6 +325,7 @@ export class View {
     $("#composer").hidden = true;
     $("#read-only").hidden = true;
     $("#members-button").hidden = true;
+    $("#jump").hidden = true;
     $("#flow-title").textContent = "";
     $("#flow-info").textContent = "";
     this.renderFlows();
@@ -295,9 +341,32 @@ export class View {
       items.push(...this.messageItems(entry, message, previous));
       previous = message;
     }
+    if (!items.length) items.push(this.emptyItem(entry));
     list.replaceChildren(...items);
-    if (toBottom) list.scrollTop = list.scrollHeight;
-    else list.scrollTop = top + list.scrollHeight - height;
+    if (toBottom) {
+      list.scrollTop = list.scrollHeight;
+      this.below = 0;
+    } else list.scrollTop = top + list.scrollHeight - height;
+    this.updateJump();
+  }
+
+  emptyItem(entry) {
+    const writes = entry.flow.type !== "channel" || entry.flow.owner === this.app.session.uuid;
+    return el("li", { class: "empty muted", text: t(writes ? "say_hello" : "no_messages") });
+  }
+
+  // "Jump to the latest" shows when the reader is a screen or more above the end, or when
+  // messages came below where they are reading (with how many).
+  updateJump() {
+    const list = $("#messages");
+    const jump = $("#jump");
+    const away = list.scrollHeight - list.scrollTop - list.clientHeight;
+    if (away < 80) this.below = 0;
+    jump.hidden = list.hidden || (away < list.clientHeight && !this.below);
+    const label = this.below ? t("new_messages", this.below) : t("to_latest");
+    jump.textContent = this.below ? `↓ ${label}` : "↓";
+    jump.setAttribute("aria-label", label);
+    jump.title = label;
   }
 
   // A message's row, preceded by a day separator when it starts a day.
@@ -363,17 +432,25 @@ export class View {
       if (!data) continue;
       const type = field === "file_picture" ? imageType(data) : null;
       if (type) {
-        bubble.append(el("img", { class: "picture", src: `data:${type};base64,${data}`, alt: t("picture"), loading: "lazy" }));
+        const src = `data:${type};base64,${data}`;
+        bubble.append(el("button", { type: "button", class: "picture-open", "aria-label": t("open_picture"),
+          onclick: () => this.viewPicture(src) },
+        el("img", { class: "picture", src, alt: t("picture"), loading: "lazy" })));
         continue;
       }
       const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
       const name = `${label}-${(message.uuid || "new").slice(0, 8)}`;
       bubble.append(el("button", {
-        type: "button", class: "attachment", "aria-label": t("download", label),
+        type: "button", class: "attachment", "aria-label": t("download", label.toLowerCase()),
         text: `↓ ${label} (${Math.ceil(data.length * 3 / 4 / 1024)} KB)`,
         onclick: () => download(data, name),
       }));
     }
+  }
+
+  viewPicture(src) {
+    $("#viewer-image").src = src;
+    $("#viewer").showModal();
   }
 
   appendMessage(entry, message, pendingCid) {
@@ -391,7 +468,10 @@ export class View {
       if (firstPending) firstPending.before(...items);
       else list.append(...items);
     }
+    for (const empty of list.querySelectorAll(".empty")) empty.remove();
     if (atBottom || message.from_user === this.app.session.uuid) list.scrollTop = list.scrollHeight;
+    else this.below = (this.below || 0) + 1;
+    this.updateJump();
   }
 
   updateMessage(entry, message) {
@@ -411,6 +491,7 @@ export class View {
     row.dataset.pending = String(item.cid);
     row.querySelector(".foot").prepend(el("span", { class: "state", text: t("sending") }));
     const list = $("#messages");
+    for (const empty of list.querySelectorAll(".empty")) empty.remove();
     list.append(row);
     list.scrollTop = list.scrollHeight;
   }
@@ -539,13 +620,14 @@ export class View {
 
   async browse() {
     $("#browse-filter").value = "";
-    this.found = [];
+    this.found = null;  // not asked yet: "Loading…", not "Nothing found"
     this.renderPublic();
     $("#browse-dialog").showModal();
     try {
       this.found = await this.app.publicFlows();
     } catch (error) {
-      this.notice(t("error", error.message));
+      this.found = [];
+      this.notice(error instanceof Offline ? t("offline") : t("error", error.message));
     }
     this.renderPublic();
   }
@@ -566,6 +648,7 @@ export class View {
           this.app.join(flow);
         } })));
     }
+    $("#browse-empty").textContent = t(this.found ? "nothing_found" : "loading");
     $("#browse-empty").hidden = flows.length > 0;
   }
 

@@ -178,6 +178,7 @@ class MessageOut(BaseModel):
     emoji: str | None = None
     edited_time: int | None = None
     edited_status: bool | None = None
+    deleted: bool | None = None  # an extension: true once delete_message has cleared it
 
 
 class DataOut(BaseModel):
