@@ -284,9 +284,13 @@ class Media:
         known = await self.engine.read(mediadb.all_hashes)
         return rows, await asyncio.to_thread(self.store.sweep, known, before)
 
+    async def avatar_ids(self, user_uuids: list[str]) -> dict[str, str]:
+        """user uuid -> avatar media ID, for those of these users who have one."""
+        return await self.engine.read(mediadb.avatars, user_uuids)
+
     async def avatars(self, user_uuids: list[str]) -> dict[str, str]:
         """user uuid -> avatar mxc URL, for those of these users who have one."""
-        found = await self.engine.read(mediadb.avatars, user_uuids)
+        found = await self.avatar_ids(user_uuids)
         return {user: self.mxc(media_id) for user, media_id in found.items()}
 
     async def avatar_url(self, user_uuid: str) -> str:
