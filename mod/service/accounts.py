@@ -243,6 +243,7 @@ class Accounts:
 
         def delete(conn: Conn) -> None:
             db.delete_user(conn, caller.uuid)
+            mediadb.drop_refs(conn, mediadb.AVATAR, caller.uuid)  # purgeable like any file
             _revoke_all(conn, caller.uuid)
 
         await self.engine.write(delete)
