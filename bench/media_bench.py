@@ -13,16 +13,19 @@ over wall-clock time. Thumbnails of a 2048×1536 JPEG of about 3 MiB (noise, as 
 compressible as a photo): the first request of each of 20 sizes (made with Pillow), then 200
 requests of sizes already made (served from disk), one at a time: latency p50/p99.
 
-`--compare DIR` runs mtp_bench's `send_message` (16 connections, text only) against this tree
-and the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR`), alternating, `--rounds`
-times each, and prints each round's requests/s and the medians.
+`--compare DIR` drives MTP `send_message` (16 connections, text only, as mtp_bench does)
+against this tree and the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR`),
+alternating, `--rounds` times each, and prints each round's requests/s and the server
+process's CPU time per message (steadier than requests/s on a shared machine), and medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
+import itertools
 import os
 import random
 import statistics
@@ -30,7 +33,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from PIL import Image
@@ -38,8 +43,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tests.support as support
-from bench.matrix_bench import RawUser, percentile
-from bench.mtp_bench import bench_server
+from bench.matrix_bench import RawUser, cpu_seconds, percentile
+from bench.mtp_bench import call, connect, drive
+from tests.support import frame
 
 UVICORN_ARGS = ["--log-level", "warning", "--no-access-log"]
 QUIET = {"MORELIA_LOGGING_LEVEL": "WARNING"}
@@ -153,8 +159,9 @@ async def run_media(options: argparse.Namespace) -> None:
           f"p99 {percentile(warm, 0.99):.2f} ms")
 
 
-async def send_rate(root: Path, seconds: float) -> float:
-    """mtp_bench's send_message rate against the server code under `root`."""
+async def send_rate(root: Path, seconds: float) -> tuple[float, float]:
+    """MTP send_message (text only, 16 connections, each its own group) against the server
+    code under `root`: requests/s, and the server's CPU time per message in µs."""
     kept = support.ROOT
     support.ROOT = root  # ServerProcess runs uvicorn with --app-dir ROOT
     try:
@@ -162,26 +169,51 @@ async def send_rate(root: Path, seconds: float) -> float:
                 Path(tmp), args=UVICORN_ARGS,
                 env={**QUIET, "MORELIA_SERVER_RATE_LIMIT": "1000000",
                      "MORELIA_SERVER_RATE_BURST": "1000000"}) as server:
-            figures = await bench_server(server.url, 16, seconds)
+            assert server.process is not None
+            sockets = [await connect(server.url) for _ in range(16)]
+            frames: list[Callable[[int], str]] = []
+            for index, ws in enumerate(sockets):
+                reply: Any = await call(ws, "register_user", user=[{
+                    "login": f"bench{index}", "password": "bench-password"}])
+                cred = {key: reply["data"]["user"][0][key] for key in ("uuid", "auth_id")}
+                reply = await call(ws, "add_flow", user=[cred], flow=[{
+                    "type": "group", "title": "bench", "info": "", "users": []}])
+                flow = reply["data"]["flow"][0]["uuid"]
+                frames.append(functools.partial(_send_frame, cred, flow))
+            counter = itertools.count(1)
+            await drive(sockets, lambda index: frames[index](next(counter)), 1.0)
+            cpu = cpu_seconds(server.process.pid)
+            before = next(counter)
+            rate = await drive(sockets, lambda index: frames[index](next(counter)), seconds)
+            cpu = cpu_seconds(server.process.pid) - cpu
+            sent = next(counter) - before
+            for ws in sockets:
+                await ws.close()
     finally:
         support.ROOT = kept
-    return figures["send_message"]
+    return rate, cpu / sent * 1e6
+
+
+def _send_frame(cred: dict[str, str], flow: str, number: int) -> str:
+    return frame("send_message", {"user": [cred], "flow": [{"uuid": flow}], "message": [
+        {"client_id": number, "text": f"message {number}"}]})
 
 
 async def compare(other: Path, rounds: int, seconds: float) -> None:
     here = Path(__file__).resolve().parent.parent
-    rates: dict[str, list[float]] = {"this tree": [], str(other): []}
+    rates: dict[str, list[tuple[float, float]]] = {"this tree": [], str(other): []}
     for number in range(rounds):
         order = [(str(other), other), ("this tree", here)]
         if number % 2:
             order.reverse()
         for name, root in order:
-            rate = await send_rate(root, seconds)
-            rates[name].append(rate)
-            print(f"round {number + 1}: {name:40} send_message {rate:8.0f} req/s", flush=True)
+            rate, cpu = await send_rate(root, seconds)
+            rates[name].append((rate, cpu))
+            print(f"round {number + 1}: {name:30} send_message {rate:7.0f} req/s, "
+                  f"server CPU {cpu:5.0f} µs/message", flush=True)
     for name, values in rates.items():
-        print(f"median {name:40} {statistics.median(values):8.0f} req/s "
-              f"(min {min(values):.0f}, max {max(values):.0f})")
+        print(f"median {name:30} {statistics.median(v[0] for v in values):7.0f} req/s, "
+              f"{statistics.median(v[1] for v in values):5.0f} µs CPU/message")
 
 
 def main() -> None:
