@@ -140,7 +140,7 @@ async def run_media(options: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         env = {"MORELIA_DATABASE_URI": f"sqlite:{directory / 'bench.db'}", **QUIET,
-               "MORELIA_MEDIA_MAX_UPLOAD_SIZE": str(size + MIB)}
+               "MORELIA_MEDIA_MAX_UPLOAD_SIZE": str(max(size, 8 * MIB) + MIB)}
         with support.ServerProcess(directory, env=env, args=UVICORN_ARGS) as server:
             user = RawUser(server.http)
             try:
