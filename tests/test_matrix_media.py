@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import random
 import threading
 import time
 import uuid
@@ -156,7 +157,9 @@ async def test_asynchronous_upload(mx: Matrix) -> None:
                         headers={"Content-Type": "text/plain"})
     assert (done.status_code, done.json()) == (200, {})
     twice = await mx.raw("PUT", path, alice.access_token, content=b"again")
-    assert twice.status_code == 409
+    assert (twice.status_code, twice.json()["errcode"]) == (409, "M_CANNOT_OVERWRITE_MEDIA")
+    expires = created.json()["unused_expires_at"]
+    assert abs(expires - time.time() * 1000 - 86400 * 1000) < 60_000  # a day from now
     got = await alice.download(f"mxc://{server}/{media_id}")
     assert isinstance(got, nio.DownloadResponse) and got.body == b"hello"
 
@@ -319,6 +322,137 @@ async def test_avatars_are_one_picture_for_both(mx: Matrix) -> None:
     assert base64.b64decode(info["data"]["user"][0]["avatar"]) == picture
     elsewhere = await alice.set_avatar("mxc://elsewhere.example/abc")
     assert isinstance(elsewhere, nio.ProfileSetAvatarError)
+
+
+async def test_member_events_carry_the_avatar(mx: Matrix) -> None:
+    """Element draws avatars from member events: a change of picture or name is a new
+    m.room.member event in each room, and the room's state and joined_members carry it."""
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(bob, alice)
+    await bob.sync(timeout=0)
+    mxc = await upload(alice, png(24, 24, (3, 3, 3)), "image/png", "face.png")
+    assert isinstance(await alice.set_avatar(mxc), nio.ProfileSetAvatarResponse)
+
+    def member(event: dict[str, Any]) -> bool:
+        return event.get("type") == "m.room.member" and event.get("state_key") == \
+            alice.user_id and event["content"].get("avatar_url") == mxc
+
+    seen = await sync_until(bob, room, member)
+    content = next(event["content"] for event in seen if member(event))
+    assert content["membership"] == "join" and content["displayname"]
+    state = await mx.raw("GET", f"/_matrix/client/v3/rooms/{room}/state/m.room.member/"
+                                f"{alice.user_id}", bob.access_token)
+    assert state.json()["avatar_url"] == mxc, state.text
+    joined = await mx.raw("GET", f"/_matrix/client/v3/rooms/{room}/joined_members",
+                          bob.access_token)
+    assert joined.json()["joined"][alice.user_id]["avatar_url"] == mxc
+    assert joined.json()["joined"][bob.user_id].get("avatar_url") is None
+
+    assert isinstance(await alice.set_displayname("Alice on holiday"),
+                      nio.ProfileSetDisplayNameResponse)
+    seen = await sync_until(bob, room, lambda event: event.get("type") == "m.room.member" and
+                            event["content"].get("displayname") == "Alice on holiday")
+    renamed = next(event["content"] for event in seen
+                   if event["content"].get("displayname") == "Alice on holiday")
+    assert renamed["avatar_url"] == mxc
+    # A fresh sync (the room's state) shows the latest of both.
+    fresh = await mx.raw("GET", "/_matrix/client/v3/sync", bob.access_token)
+    events = fresh.json()["rooms"]["join"][room]["state"]["events"] + fresh.json()[
+        "rooms"]["join"][room]["timeline"]["events"]
+    latest = [event["content"] for event in events if event["type"] == "m.room.member"
+              and event["state_key"] == alice.user_id][-1]
+    assert (latest["displayname"], latest["avatar_url"]) == ("Alice on holiday", mxc)
+
+
+def photo(seed: int, width: int = 2048, height: int = 1536) -> bytes:
+    """A JPEG of about 3 MiB, as a phone's holiday photo (noise compresses as badly)."""
+    noise = Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(
+        width * height * 3))
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module", params=DATABASE_KINDS)
+def no_legacy_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[ServerProcess]:
+    env = {**MEDIA_ENV, "MORELIA_MEDIA_LEGACY_DOWNLOADS": "false",
+           "MORELIA_MEDIA_MTP_INLINE_LIMIT": str(8 * 1024 * 1024)}
+    with running_server(request.param, tmp_path_factory.mktemp("media-no-legacy"), env=env
+                        ) as server:
+        yield server
+
+
+@pytest.fixture
+async def plain(no_legacy_server: ServerProcess) -> AsyncIterator[Matrix]:
+    async for matrix in matrix_session(no_legacy_server):
+        yield matrix
+
+
+async def test_without_legacy_downloads_only_authenticated_paths_serve(plain: Matrix
+                                                                      ) -> None:
+    alice = await plain.user()
+    picture = png(200, 100, (40, 50, 60))
+    server, media_id = parts(await upload(alice, picture, "image/png", "p.png"))
+    one = f"{server}/{media_id}"
+    for path in (f"/_matrix/media/v3/download/{one}", f"/_matrix/media/v3/download/{one}/p.png",
+                 f"/_matrix/media/r0/download/{one}",
+                 f"/_matrix/media/v3/thumbnail/{one}?width=32&height=32"):
+        for token in (None, alice.access_token):
+            refused = await plain.raw("GET", path, token)
+            assert (refused.status_code, refused.json()["errcode"]) == (404, "M_NOT_FOUND"), \
+                path
+            assert "authenticated" in refused.json()["error"]
+    got = await plain.raw("GET", f"/_matrix/client/v1/media/download/{one}", alice.access_token)
+    assert (got.status_code, got.content) == (200, picture)
+    thumb = await plain.raw("GET", f"/_matrix/client/v1/media/thumbnail/{one}?width=32&"
+                                   f"height=32&method=scale", alice.access_token)
+    assert thumb.status_code == 200
+    assert Image.open(io.BytesIO(thumb.content)).size == (32, 16)
+    anonymous = await plain.raw("GET", f"/_matrix/client/v1/media/download/{one}")
+    assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+    # Uploads and the config are not downloads: they stay on the v3 paths.
+    config = await plain.raw("GET", "/_matrix/media/v3/config", alice.access_token)
+    assert config.json() == {"m.upload.size": LIMIT}
+
+
+async def test_holiday_photos_of_3_mib_both_ways(plain: Matrix) -> None:
+    reader = await plain.user()
+    writer = await plain.mtp.user("mtp", push=True)
+    flow = await writer.group("holiday")
+    room = f"!{flow}:{SERVER_NAME}"
+    assert isinstance(await reader.join(room), nio.JoinResponse)
+    await reader.sync(timeout=0)
+
+    sent = photo(1)
+    assert 2.5 * 1024 * 1024 < len(sent) < 4 * 1024 * 1024
+    reply = await writer.call("send_message", flow=[{"uuid": flow}], message=[{
+        "client_id": 1, "text": "The beach", "file_picture": base64.b64encode(sent).decode()}])
+    assert reply["errors"]["code"] == 200, reply
+    seen = await sync_until(reader, room, lambda event: event.get("content", {}).get(
+        "msgtype") == "m.image")
+    content = next(e["content"] for e in seen if e["content"].get("msgtype") == "m.image")
+    assert content["info"] == {"mimetype": "image/jpeg", "size": len(sent), "w": 2048,
+                               "h": 1536}
+    got = await reader.download(content["url"])
+    assert isinstance(got, nio.DownloadResponse) and got.body == sent
+    server, media_id = parts(content["url"])
+    thumb = await reader.thumbnail(server, media_id, 320, 240, nio.ResizingMethod.scale)
+    assert isinstance(thumb, nio.ThumbnailResponse)
+    assert Image.open(io.BytesIO(thumb.body)).size == (320, 240)
+
+    back = photo(2)
+    mxc = await upload(reader, back, "image/jpeg", "IMG_0042.jpg")
+    done = await reader.room_send(room, "m.room.message", {
+        "msgtype": "m.image", "body": "IMG_0042.jpg", "url": mxc,
+        "info": {"mimetype": "image/jpeg", "size": len(back), "w": 2048, "h": 1536}})
+    assert isinstance(done, nio.RoomSendResponse), done
+    message = await pushed_message(
+        writer, lambda m: bool(m.get("file_picture")) and m["from_user"] != writer.uuid)
+    assert base64.b64decode(message["file_picture"]) == back
+    history = await writer.call("all_messages", flow=[{"uuid": flow}])
+    pictures = [m["file_picture"] for m in history["data"]["message"] if m.get("file_picture")]
+    assert [base64.b64decode(p) for p in pictures] == [sent, back]
 
 
 async def uuid_of(mx: Matrix, login: str) -> str:

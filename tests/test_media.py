@@ -51,7 +51,8 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         settings = Settings.model_validate({
             "database": {"uri": uri},
             "media": {"path": str(tmp_path / "store"), "max_upload_size": 100_000,
-                      "mtp_inline_limit": 20_000},
+                      "mtp_inline_limit": 20_000, "max_pending_uploads": 3,
+                      "unused_expires": 3600},
             "matrix": {"server_name": "example.test"}})
         engine = Engine(Database(uri=uri))
         engine.start(asyncio.get_running_loop())
@@ -111,7 +112,7 @@ async def test_an_upload_past_the_limit_is_refused_and_leaves_nothing(
 async def test_asynchronous_upload_by_its_creator_once(world: World) -> None:
     media = world.service.media
     alice, bob = await world.user("alice"), await world.user("bob")
-    media_id = await media.create(alice)
+    media_id, _ = await media.create(alice)
     await refused(404, media.info(media_id))  # nothing uploaded yet
     await refused(403, media.upload(bob, chunks(b"hi"), "text/plain", "", media_id=media_id))
     row = await media.upload(alice, chunks(b"hi"), "text/plain", "n.txt", media_id=media_id)
@@ -281,6 +282,111 @@ async def test_manage_py_media_purge(world: World, tmp_path: Path,
     assert files(tmp_path / "store") == []
     bad = CliRunner().invoke(cli, ["media", "purge", "--older-than", "-1"])
     assert bad.exit_code == 2
+
+
+async def test_purge_removes_files_no_row_names(world: World, tmp_path: Path) -> None:
+    """A file whose row was never written (a database write failed after the file reached
+    the disk) and a dead upload's temporary file go once older than the cut-off."""
+    media = world.service.media
+    alice = await world.user("alice")
+    store = tmp_path / "store"
+    kept = await media.upload(alice, chunks(b"kept"), "text/plain", "kept.txt")
+    await media.set_avatar(alice, alice.uuid, media.mxc(kept["media_id"]))
+    orphan, _, _ = await asyncio.to_thread(media.store.put, b"no row names me")
+    fresh, _, _ = await asyncio.to_thread(media.store.put, b"nor me, but I am new")
+    (store / "tmp").mkdir(exist_ok=True)
+    (store / "tmp" / "123-dead").write_bytes(b"half an upload")
+    past = time.time() - 3 * 86400
+    for path in [*files(store), store / "tmp" / "123-dead"]:
+        if fresh not in path.name:
+            os.utime(path, (past, past))
+    await world.engine.write(_age_rows, int(past))
+    rows, removed = await media.purge(1)
+    assert rows == [] and removed == 1
+    assert {path.name for path in files(store)} == {kept["sha256"], fresh}
+    assert not list((store / "tmp").iterdir())
+    assert orphan != fresh
+
+
+async def test_a_refused_send_stores_no_file(world: World, tmp_path: Path) -> None:
+    service = world.service
+    alice, bob = await world.user("alice"), await world.user("bob")
+    flow = await world.flow(alice, "channel")
+    picture = {"file_picture": base64.b64encode(png(color=(7, 7, 7))).decode()}
+    await refused(403, service.messages.send(bob, flow, 1, picture))
+    await refused(404, service.messages.send(alice, "no-such-flow", 1, picture))
+    assert files(tmp_path / "store") == []
+    await service.messages.send(alice, flow, 1, picture)
+    assert len(files(tmp_path / "store")) == 1
+
+
+async def test_pending_uploads_are_capped_and_expire(world: World) -> None:
+    from mod.service.accounts import _purge
+
+    media = world.service.media
+    alice, bob = await world.user("alice"), await world.user("bob")
+    created = [await media.create(alice) for _ in range(3)]
+    stamp = int(time.time())
+    assert all(stamp - 5 <= expires - 3600 <= stamp + 5 for _, expires in created)
+    await refused(429, media.create(alice))
+    await media.create(bob)  # the cap is per user
+    # An upload fills one: alice may create another.
+    await media.upload(alice, chunks(b"one"), "text/plain", "", media_id=created[0][0])
+    await media.create(alice)
+    await refused(429, media.create(alice))
+
+    # Past UNUSED_EXPIRES they no longer count, cannot be uploaded to, and the hourly
+    # purge drops them (the uploaded one stays).
+    past = int(time.time()) - 7200
+    await world.engine.write(_age_rows, past)
+    await refused(404, media.upload(alice, chunks(b"late"), "text/plain", "",
+                                    media_id=created[1][0]))
+    await media.create(alice)
+    assert await world.engine.write(_purge, int(time.time()), 0, int(time.time()) - 3600) == 4
+    assert await world.engine.read(mediadb.by_id, created[1][0]) is None
+    assert (await world.engine.read(mediadb.by_id, created[0][0]) or {}).get("sha256")
+    await media.create(alice)
+    await media.create(alice)
+    await refused(429, media.create(alice))
+
+
+async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
+    from mod.protocol.matrix.events import Renderer, parse
+    from mod.service.timeline import Reader
+
+    service = world.service
+    alice, bob = await world.user("alice"), await world.user("bob")
+    flows = [await world.flow(alice, "group", bob), await world.flow(bob, "group", alice)]
+    picture = await service.media.upload(alice, chunks(png(8, 8)), "image/png", "")
+    url = service.media.mxc(picture["media_id"])
+    await service.media.set_avatar(alice, alice.uuid, url)
+    changes = await world.engine.read(db.changes_after, 0, 100_000)
+    changed = [change for change in changes if change.kind == "profile_changed"]
+    assert sorted(change.flow_uuid for change in changed) == sorted(flows)
+    await service.media.set_avatar(alice, alice.uuid, url)  # the same again: no new event
+    await service.accounts.set_username(alice, alice.uuid, "Alice B.")
+    changes = await world.engine.read(db.changes_after, 0, 100_000)
+    assert len([change for change in changes if change.kind == "profile_changed"]) == 4
+
+    def render(conn: Conn) -> tuple[list[dict[str, object]], dict[str, str]]:
+        renderer = Renderer("example.test")
+        reader = Reader(conn)
+        renderer.load_users(reader, [alice.uuid, bob.uuid])
+        state = renderer.replay(parse(reader.flow_state_changes(flows[0])))
+        members = [event for event in renderer.all_events(parse(changes))
+                   if event["type"] == "m.room.member" and event["room_id"].startswith(
+                       f"!{flows[0]}")]
+        return members, {key[1]: event["content"] for key, event in state.items()
+                         if key[0] == "m.room.member"}
+
+    members, state = await world.engine.read(render)
+    assert [event["content"].get("avatar_url") for event in members][-2:] == [url, url]
+    alice_state = next(content for key, content in state.items() if "alice" in key)
+    assert alice_state == {"membership": "join", "displayname": "Alice B.", "avatar_url": url}
+    bob_state = next(content for key, content in state.items() if "bob" in key)
+    assert "avatar_url" not in bob_state
+    assert {flow["uuid"] for flow in (await service.timeline.get_update(bob, 0))[0]} == set(
+        flows)
 
 
 def _age_rows(conn: Conn, stamp: int) -> None:

@@ -12,7 +12,7 @@ from mod.cli.common import Database
 from mod.config.validator import Settings
 from mod.db import media as mediadb
 from mod.db.media import MediaRow
-from mod.service.media import media_root, purge_rows, sweep
+from mod.service.media import media_root, purge_rows
 from mod.service.mediastore import Store
 
 
@@ -28,13 +28,13 @@ class Purged:
 
 def purge(database: Database, settings: Settings, days: float) -> Purged:
     """Remove the files (and rows) that no message or avatar refers to, made more than
-    `days` ago. A file stored again meanwhile (the same bytes uploaded anew) stays."""
+    `days` ago, and files older than that no row names. A file stored again meanwhile (the
+    same bytes uploaded anew) stays."""
     require_tables(database)
     before = int(time.time() - days * 86400)
     rows = database.write(purge_rows, before)
-    in_use = database.read(mediadb.hashes_in_use,
-                           [row["sha256"] for row in rows if row["sha256"]])
+    known = database.read(mediadb.all_hashes)
     store = Store(media_root(settings, database.engine), settings.media.max_image_pixels)
-    files = database.run("sweep", lambda: sweep(store, rows, in_use, before))
+    files = database.run("sweep", lambda: store.sweep(known, before))
     logger.info("media purge with manage.py: {} rows, {} files", len(rows), files)
     return Purged(rows, files)

@@ -144,6 +144,10 @@ class Media(BaseModel):
     mtp_inline_limit: Annotated[int, Field(ge=0)] = 8 * 1024 * 1024
     # Images with more pixels than this are not thumbnailed (decompression bombs).
     max_image_pixels: Positive = 64_000_000
+    # Asynchronous uploads (/create) a user may have waiting for their bytes at once, and
+    # the seconds a created media ID waits before it expires (the hourly purge drops it).
+    max_pending_uploads: Positive = 10
+    unused_expires: Positive = 24 * 3600
 
 
 class Metrics(BaseModel):

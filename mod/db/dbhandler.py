@@ -192,6 +192,13 @@ def set_avatar(conn: Conn, uuid: str, avatar: str) -> None:
                       where=User.q.uuid == uuid))
 
 
+def log_profile_changed(conn: Conn, uuid: str, now: int) -> None:
+    """A user's name or avatar changed: a `profile_changed` in each flow the user is in (a
+    new member event for Matrix; MTP's get_update returns the flow and its members)."""
+    for flow_uuid in member_flows(conn, uuid):
+        log_change(conn, now, flow_uuid, "profile_changed", uuid, uuid, {})
+
+
 def delete_user(conn: Conn, uuid: str) -> None:
     """Anonymise an account, destroy its password hash and revoke every token."""
     conn.execute(Update(User.sqlmeta.table, values={
@@ -332,7 +339,7 @@ PERSONAL_KINDS = frozenset({"private_receipt", "account_data"})
 EPHEMERAL_KINDS = ("typing", "receipt")
 
 STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invite_declined",
-               "flow_changed", "flow_encrypted")
+               "flow_changed", "flow_encrypted", "profile_changed")
 
 
 def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from sqlobject.sqlbuilder import AND, IN, NOTIN, Delete, Insert, Select, Update
+from sqlobject.sqlbuilder import AND, IN, NOTIN, Delete, Insert, Select, Update, func
 
 from mod.db.engine import Conn
 from mod.db.models import Media, MediaRef
@@ -64,6 +64,25 @@ def fill(conn: Conn, media: MediaRow) -> bool:
         Media.q.media_id == media["media_id"], Media.q.sha256 == ""))) == 1
 
 
+def pending_count(conn: Conn, uploader: str, since: int) -> int:
+    """Asynchronous uploads of a user made since `since` still waiting for their bytes."""
+    row = conn.one(Select(func.COUNT(Media.q.id), where=AND(
+        Media.q.uploader == uploader, Media.q.sha256 == "", Media.q.time_created >= since)))
+    return int(row[0]) if row else 0
+
+
+def drop_expired_pending(conn: Conn, before: int) -> int:
+    """Delete asynchronous uploads made before `before` that never got their bytes."""
+    return int(conn.execute(Delete(Media.sqlmeta.table, where=AND(
+        Media.q.sha256 == "", Media.q.time_created < before))))
+
+
+def all_hashes(conn: Conn) -> set[str]:
+    """Every file hash a row names (what a purge must not remove from disk)."""
+    rows = conn.all(Select(Media.q.sha256, where=Media.q.sha256 != "", distinct=True))
+    return {str(row[0]) for row in rows}
+
+
 def add_ref(conn: Conn, media_id: str, kind: str, owner: str) -> None:
     conn.execute(Insert(MediaRef.sqlmeta.table,
                         values={"media_id": media_id, "kind": kind, "owner": owner}))
@@ -81,6 +100,15 @@ def ref_of(conn: Conn, kind: str, owner: str) -> str | None:
     return str(row[0]) if row else None
 
 
+def avatars(conn: Conn, owners: Sequence[str]) -> dict[str, str]:
+    """user uuid -> avatar media ID, for those of these users who have one."""
+    if not owners:
+        return {}
+    rows = conn.all(Select((MediaRef.q.owner, MediaRef.q.media_id), where=AND(
+        MediaRef.q.kind == AVATAR, IN(MediaRef.q.owner, list(owners))), orderBy=MediaRef.q.id))
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
 def unreferenced(conn: Conn, before: int) -> list[MediaRow]:
     """Rows made before `before` that no message or avatar refers to."""
     rows = conn.all(Select(_COLUMNS, where=AND(
@@ -94,12 +122,3 @@ def delete(conn: Conn, media_ids: Sequence[str]) -> int:
         return 0
     return conn.execute(Delete(Media.sqlmeta.table, where=IN(Media.q.media_id,
                                                              list(media_ids))))
-
-
-def hashes_in_use(conn: Conn, hashes: Sequence[str]) -> set[str]:
-    """Which of these file hashes a row still names."""
-    if not hashes:
-        return set()
-    rows = conn.all(Select(Media.q.sha256, where=IN(Media.q.sha256, list(hashes)),
-                           distinct=True))
-    return {str(row[0]) for row in rows}

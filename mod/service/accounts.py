@@ -16,6 +16,7 @@ from mod import lib
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
+from mod.db import media as mediadb
 from mod.db import operator
 from mod.db.engine import ChangeRow, Conn, Engine
 from mod.error import Locked, ServiceError
@@ -247,6 +248,7 @@ class Accounts:
 
         def delete(conn: Conn) -> None:
             db.delete_user(conn, caller.uuid)
+            mediadb.drop_refs(conn, mediadb.AVATAR, caller.uuid)  # purgeable like any file
             _revoke_all(conn, caller.uuid)
 
         await self.engine.write(delete)
@@ -254,16 +256,19 @@ class Accounts:
         logger.info("user deleted: {}", caller.uuid)
 
     async def purge_forever(self, every: float = 3600.0) -> None:
-        """Delete expired tokens and retry records past the retry window, now and then."""
+        """Delete expired tokens, retry records past the retry window and asynchronous
+        uploads that expired unused, now and then."""
         while True:
             stamp = now()
             try:
-                removed = await self.engine.write(db.purge_expired, stamp, stamp - RETRY_WINDOW)
+                removed = await self.engine.write(
+                    _purge, stamp, stamp - RETRY_WINDOW, stamp - self.settings.media.unused_expires)
             except ServiceError as exc:
                 logger.warning("purge of expired tokens failed: {}", exc.detail)
             else:
                 if removed:
-                    logger.info("purged {} expired tokens and retry records", removed)
+                    logger.info("purged {} expired tokens, retry records and unused media IDs",
+                                removed)
             await asyncio.sleep(every)
 
     # -- profiles ----------------------------------------------------------------------------
@@ -292,7 +297,14 @@ class Accounts:
         if user_uuid != caller.uuid:
             raise ServiceError(403, "You can only change your own name")
         _check_profile(username, "")
-        await self.engine.write(db.set_username, caller.uuid, username)
+
+        def rename(conn: Conn) -> None:
+            user = db.user_by_uuid(conn, caller.uuid)
+            if user is not None and user["username"] != username:
+                db.set_username(conn, caller.uuid, username)
+                db.log_profile_changed(conn, caller.uuid, now())
+
+        await self.engine.write(rename)
 
     async def profile(self, user_uuid: str) -> db.UserRow:
         user = await self.engine.read(db.user_by_uuid, user_uuid)
@@ -309,6 +321,11 @@ class Accounts:
     async def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
         """The accounts of some uuids (unknown ones left out)."""
         return await self.engine.read(db.users_by_uuid, list(uuids))
+
+
+def _purge(conn: Conn, stamp: int, txn_before: int, pending_before: int) -> int:
+    return db.purge_expired(conn, stamp, txn_before) + mediadb.drop_expired_pending(
+        conn, pending_before)
 
 
 def _revoke_all(conn: Conn, user_uuid: str) -> None:

@@ -93,12 +93,15 @@ class Media:
         return ServiceError(413, f"The file is larger than this server accepts "
                                  f"({self.settings.max_upload_size} bytes)")
 
-    async def create(self, caller: Caller) -> str:
-        """A media ID whose bytes its creator uploads later (asynchronous upload)."""
+    async def create(self, caller: Caller) -> tuple[str, int]:
+        """A media ID whose bytes its creator uploads later (asynchronous upload), and when
+        it expires unused (seconds). At most `[MEDIA] MAX_PENDING_UPLOADS` wait at once."""
+        stamp = now()
         row = MediaRow(media_id=new_media_id(), sha256="", content_type=OCTET_STREAM, size=0,
-                       name="", uploader=caller.uuid, time_created=now(), width=0, height=0)
-        await self.engine.write(mediadb.insert, row)
-        return row["media_id"]
+                       name="", uploader=caller.uuid, time_created=stamp, width=0, height=0)
+        await self.engine.write(_create, row, stamp - self.settings.unused_expires,
+                                self.settings.max_pending_uploads)
+        return row["media_id"], stamp + self.settings.unused_expires
 
     async def upload(self, caller: Caller, chunks: AsyncIterator[bytes], content_type: str,
                      name: str, declared: int | None = None, media_id: str | None = None
@@ -154,6 +157,8 @@ class Media:
             raise ServiceError(403, "Only the creator of a media ID uploads its file")
         if row["sha256"]:
             raise ServiceError(409, "This media ID already has its file")
+        if row["time_created"] < now() - self.settings.unused_expires:
+            raise ServiceError(404, f"Media {media_id} expired before its file was uploaded")
 
     # -- downloads ---------------------------------------------------------------------------
 
@@ -270,15 +275,23 @@ class Media:
             if row["size"] <= self.settings.mtp_inline_limit:
                 data = await asyncio.to_thread(self.store.read, row["sha256"])
                 encoded = (await asyncio.to_thread(base64.b64encode, data)).decode()
-        await self.engine.write(_set_avatar, user_uuid, media_id or "", encoded)
+        await self.engine.write(_set_avatar, user_uuid, media_id or "", encoded, now())
 
     async def purge(self, days: float) -> tuple[list[MediaRow], int]:
         """`manage.py media purge` in process: the rows and the number of files removed."""
         before = now() - int(days * 86400)
         rows = await self.engine.write(purge_rows, before)
-        in_use = await self.engine.read(mediadb.hashes_in_use,
-                                        [row["sha256"] for row in rows if row["sha256"]])
-        return rows, await asyncio.to_thread(sweep, self.store, rows, in_use, before)
+        known = await self.engine.read(mediadb.all_hashes)
+        return rows, await asyncio.to_thread(self.store.sweep, known, before)
+
+    async def avatar_ids(self, user_uuids: list[str]) -> dict[str, str]:
+        """user uuid -> avatar media ID, for those of these users who have one."""
+        return await self.engine.read(mediadb.avatars, user_uuids)
+
+    async def avatars(self, user_uuids: list[str]) -> dict[str, str]:
+        """user uuid -> avatar mxc URL, for those of these users who have one."""
+        found = await self.avatar_ids(user_uuids)
+        return {user: self.mxc(media_id) for user, media_id in found.items()}
 
     async def avatar_url(self, user_uuid: str) -> str:
         """The user's avatar as an mxc URL; an MTP `avatar` stored before the media store
@@ -298,11 +311,21 @@ class Media:
         return self.mxc(row["media_id"])
 
 
-def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str) -> None:
+def _create(conn: Conn, row: MediaRow, since: int, cap: int) -> None:
+    if mediadb.pending_count(conn, row["uploader"], since) >= cap:
+        raise ServiceError(429, f"You have {cap} uploads waiting for their files; upload "
+                                f"those or wait for them to expire")
+    mediadb.insert(conn, row)
+
+
+def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str, stamp: int) -> None:
+    if mediadb.ref_of(conn, mediadb.AVATAR, user_uuid) == (media_id or None):
+        return  # the same picture again: nothing changes, no new member events
     mediadb.drop_refs(conn, mediadb.AVATAR, user_uuid)
     if media_id:
         mediadb.add_ref(conn, media_id, mediadb.AVATAR, user_uuid)
     db.set_avatar(conn, user_uuid, encoded)
+    db.log_profile_changed(conn, user_uuid, stamp)
 
 
 def purge_rows(conn: Conn, before: int) -> list[MediaRow]:
@@ -310,12 +333,3 @@ def purge_rows(conn: Conn, before: int) -> list[MediaRow]:
     rows = mediadb.unreferenced(conn, before)
     mediadb.delete(conn, [row["media_id"] for row in rows])
     return rows
-
-
-def sweep(store: Store, rows: list[MediaRow], in_use: set[str], before: int) -> int:
-    """Remove the files of purged rows that no other row names, unless stored again since
-    `before`; also temporary files of uploads that died. How many files went."""
-    removed = sum(store.remove(sha256, before)
-                  for sha256 in {row["sha256"] for row in rows if row["sha256"]} - in_use)
-    store.clean_temp(before)
-    return removed

@@ -192,6 +192,18 @@ class Store:
             thumb.unlink(missing_ok=True)
         return True
 
+    def sweep(self, known: set[str], unused_since: float) -> int:
+        """Remove every file no row names (`known`: the hashes rows name) stored before
+        `unused_since`: those of purged rows, and those whose row was never written (a
+        refused MTP send, a database write that failed after the file reached the disk).
+        Also temporary files of uploads that died. How many stored files went."""
+        removed = 0
+        for path in (self.root / "files").glob("*/*"):
+            if path.name not in known and self.remove(path.name, unused_since):
+                removed += 1
+        self.clean_temp(unused_since)
+        return removed
+
     def clean_temp(self, older_than: float) -> int:
         """Remove temporary files left by processes that died mid-upload."""
         removed = 0

@@ -57,6 +57,8 @@ class Messages:
         if encrypted:
             content = {"text": ENCRYPTED_TEXT}
         elif extra is None and not _FILE_FIELDS.isdisjoint(content):
+            # Checked first, so a refused send leaves no file (the write checks again).
+            await self.engine.read(_may_send, caller, flow_uuid)
             stored = await self.media.from_mtp(caller, content)
             if stored is not None:
                 media, matrix = stored
@@ -117,6 +119,12 @@ def _remember(conn: Conn, key: str | None, stamp: int, done: Committed[db.Messag
     if key is not None:
         db.txn_store(conn, key, f"{done.position} {done.value['uuid']}", stamp)
     return done
+
+
+def _may_send(conn: Conn, caller: Caller, flow_uuid: str) -> None:
+    flow = rights.access(conn, flow_uuid, caller)
+    rights.send(flow, caller)
+    rights.plaintext(flow)
 
 
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mod.db import dbhandler as db
+from mod.db import media as mediadb
 from mod.db import operator, userdata
 from mod.db.engine import ChangeRow, Conn, Engine
 from mod.service import rights
@@ -59,6 +60,10 @@ class Reader:
 
     def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
         return db.users_by_uuid(self._tx, uuids)
+
+    def avatars(self, uuids: Iterable[str]) -> dict[str, str]:
+        """user uuid -> the media ID of the user's avatar, for those who have one."""
+        return mediadb.avatars(self._tx, list(uuids))
 
     def receipts(self, flow_uuids: list[str], viewer: str
                  ) -> list[tuple[str, str, str, str, str, int]]:

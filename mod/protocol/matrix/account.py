@@ -245,6 +245,7 @@ async def set_avatar_url(call: Call) -> Empty:
     body = await call.body(AvatarUrlRequest)
     uuid, _ = await _profile_user(call)
     await call.service.media.set_avatar(call.caller, uuid, body.avatar_url)
+    call.matrix.users.forget(call.caller.uuid)
     return Empty()
 
 

@@ -19,6 +19,7 @@ class Code(StrEnum):
     NOT_JSON = "M_NOT_JSON"
     NOT_FOUND = "M_NOT_FOUND"
     LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
+    CANNOT_OVERWRITE_MEDIA = "M_CANNOT_OVERWRITE_MEDIA"
     UNRECOGNIZED = "M_UNRECOGNIZED"
     UNKNOWN = "M_UNKNOWN"
     USER_IN_USE = "M_USER_IN_USE"
@@ -62,6 +63,7 @@ DEFAULT: Translation = {
 # Endpoints where the service's answer means something else in Matrix terms.
 LOGIN: Translation = {401: (403, Code.FORBIDDEN)}
 REGISTER: Translation = {409: (400, Code.USER_IN_USE)}
+UPLOAD_TO: Translation = {409: (409, Code.CANNOT_OVERWRITE_MEDIA)}
 
 
 def from_service(exc: ServiceError, translation: Translation | None = None) -> MatrixError:

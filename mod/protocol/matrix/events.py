@@ -134,7 +134,8 @@ def event_count(item: Parsed) -> int:
         return 2
     if kind == "flow_encrypted":
         return 1
-    return 1 if kind in MEMBERSHIP or kind.startswith("message_") or kind == "room_event" else 0
+    return 1 if kind in MEMBERSHIP or kind.startswith("message_") or kind in (
+        "room_event", "profile_changed") else 0
 
 
 def fitting(items: Sequence[Parsed], limit: int) -> int:
@@ -156,6 +157,7 @@ class Renderer:
     server: str
     viewer: str = ""
     users: dict[str, UserRow] = field(default_factory=dict)
+    avatars: dict[str, str] = field(default_factory=dict)  # user uuid -> avatar media ID
     # message uuid -> the redaction event of it, for showing redacted messages as such
     redactions: dict[str, Event] = field(default_factory=dict)
 
@@ -163,6 +165,7 @@ class Renderer:
         wanted = [uuid for uuid in uuids if uuid not in self.users]
         for user in reader.users(wanted):
             self.users[user["uuid"]] = user
+        self.avatars.update(reader.avatars(wanted))
 
     def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
         """Look up which of these messages were deleted later, to render them redacted."""
@@ -202,6 +205,8 @@ class Renderer:
             return self._created(item)
         if kind in MEMBERSHIP:
             return [self._membership(item)]
+        if kind == "profile_changed":  # a new name or avatar: a new member event, as Synapse
+            return [self._member(item, None, item.change.subject, "join", item.change.subject)]
         if kind == "flow_encrypted":
             return [self._state(item, None, "m.room.encryption", item.payload["content"])]
         if kind == "flow_changed":
@@ -270,6 +275,9 @@ class Renderer:
         content: dict[str, Any] = {"membership": membership}
         if membership != "leave":
             content["displayname"] = self.displayname(user)
+            row, avatar = self.users.get(user), self.avatars.get(user)
+            if avatar and row is not None and not row["deleted"]:
+                content["avatar_url"] = f"mxc://{self.server}/{avatar}"
         return self._state(item, index, "m.room.member", content, self.user_id(user), sender)
 
     def _membership(self, item: Parsed) -> Event:

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, Response
 
 from mod.protocol.matrix.api import ContentUri, CreatedMedia, MediaConfig
-from mod.protocol.matrix.errors import Code, MatrixError
+from mod.protocol.matrix.errors import UPLOAD_TO, Code, MatrixError
 from mod.protocol.matrix.routing import Call, route
 
 MEDIA = "/_matrix/media"
@@ -109,8 +109,9 @@ async def upload_to(call: Call) -> ContentUri:
 
 async def create(call: Call) -> CreatedMedia:
     """POST /_matrix/media/v1/create"""
-    media_id = await call.service.media.create(call.caller)
-    return CreatedMedia(content_uri=call.service.media.mxc(media_id))
+    media_id, expires = await call.service.media.create(call.caller)
+    return CreatedMedia(content_uri=call.service.media.mxc(media_id),
+                        unused_expires_at=expires * 1000)
 
 
 async def config(call: Call) -> MediaConfig:
@@ -159,7 +160,7 @@ def _register() -> None:
     one = "{serverName}/{mediaId}"
     for prefix in LEGACY:
         route("POST", f"{prefix}/upload", absolute=True)(upload)
-        route("PUT", f"{prefix}/upload/{one}", absolute=True)(upload_to)
+        route("PUT", f"{prefix}/upload/{one}", absolute=True, errors=UPLOAD_TO)(upload_to)
         route("GET", f"{prefix}/config", absolute=True)(config)
         route("GET", f"{prefix}/download/{one}", absolute=True, auth=False)(legacy_download)
         route("GET", f"{prefix}/download/{one}/{{fileName?}}", absolute=True,

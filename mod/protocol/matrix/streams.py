@@ -116,29 +116,47 @@ class Streams:
 
 
 class UserCache:
-    """User rows by uuid, each kept USER_TTL seconds."""
+    """User rows by uuid (and, once asked for, their avatars' media IDs), each kept USER_TTL
+    seconds."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self._rows: dict[str, tuple[UserRow, float]] = {}
+        self._rows: dict[str, tuple[UserRow, str | None, float]] = {}
 
     async def get(self, uuids: Iterable[str]) -> dict[str, UserRow]:
+        return (await self._get(uuids, False))[0]
+
+    async def with_avatars(self, uuids: Iterable[str]
+                           ) -> tuple[dict[str, UserRow], dict[str, str]]:
+        """The users' rows, and the media IDs of the avatars of those who have one."""
+        return await self._get(uuids, True)
+
+    async def _get(self, uuids: Iterable[str], pictures: bool
+                   ) -> tuple[dict[str, UserRow], dict[str, str]]:
         clock = time.monotonic()
         found: dict[str, UserRow] = {}
+        avatars: dict[str, str] = {}
         missing = []
         for uuid in uuids:
             entry = self._rows.get(uuid)
-            if entry is not None and clock - entry[1] < USER_TTL:
+            if entry is not None and clock - entry[2] < USER_TTL and not (
+                    pictures and entry[1] is None):
                 found[uuid] = entry[0]
+                if entry[1]:
+                    avatars[uuid] = entry[1]
             else:
                 missing.append(uuid)
         if missing:
             if len(self._rows) + len(missing) > USER_CACHE:
                 self._rows.clear()
-            for user in await self.service.accounts.users(missing):
+            users = await self.service.accounts.users(missing)
+            read = await self.service.media.avatar_ids(missing) if pictures else {}
+            avatars.update(read)
+            for user in users:
                 found[user["uuid"]] = user
-                self._rows[user["uuid"]] = (user, clock)
-        return found
+                self._rows[user["uuid"]] = (
+                    user, read.get(user["uuid"], "") if pictures else None, clock)
+        return found, avatars
 
     def forget(self, uuid: str) -> None:
         self._rows.pop(uuid, None)

@@ -117,7 +117,8 @@ async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> view
             return views.SyncResult(api.no_rooms(), query.upto)
         batch = views.batch_from_changes(changes, query)
         if batch is not None:
-            return views.render_batch(batch, query, await call.matrix.users.get(batch.users))
+            return views.render_batch(batch, query, *await call.matrix.users.with_avatars(
+                batch.users))
     return await call.service.timeline.read(views.sync_read, query)
 
 

@@ -216,10 +216,12 @@ class Batch:
 
 def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | None:
     """The batch these changes make, when it needs nothing from the database: no room the
-    user newly joined or was invited to, and no timeline over the limit (those need state).
-    None otherwise."""
+    user newly joined or was invited to, no timeline over the limit (those need state), and
+    no changed name or avatar (cached rows of users may predate it). None otherwise."""
     by_flow: dict[str, list[Parsed]] = {}
     timeline_items, side = sidelines.split(parse(changes))
+    if any(item.change.kind == "profile_changed" for item in timeline_items):
+        return None
     for item in timeline_items:
         if item.change.flow_uuid:
             by_flow.setdefault(item.change.flow_uuid, []).append(item)
@@ -242,8 +244,9 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
     return Batch(joined, left, users, side)
 
 
-def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow]) -> SyncResult:
-    renderer = Renderer(query.server, query.viewer, users)
+def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow],
+                 avatars: dict[str, str]) -> SyncResult:
+    renderer = Renderer(query.server, query.viewer, users, avatars)
     rooms = api.no_rooms()
     for room in batch.joined:
         rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
