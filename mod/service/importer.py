@@ -139,8 +139,9 @@ class Importer:
         admins = set(self.source.admins())
         flows = self.source.flows()
         total = self.source.message_count()
-        self.out(f"The original's database holds {len(users)} users ({len(admins)} admins), "
-                 f"{len(flows)} flows and {total} messages.")
+        self.out(f"The original's database holds {_count(len(users), 'user')} "
+                 f"({_count(len(admins), 'admin')}), {_count(len(flows), 'flow')} and "
+                 f"{_count(total, 'message')}.")
         known_users = self._users(users, admins)
         known_flows = self._flows(flows, known_users)
         self._messages(known_users, known_flows, total)
@@ -294,7 +295,8 @@ class Importer:
             # in a group or channel become its members, so their messages stay readable.
             writers = [users[a] for a in authors if a in users and users[a] not in members]
             if writers:
-                self.note(what, f"{len(writers)} users who wrote in it become members")
+                self.note(what, f"{_count(len(writers), 'user')} who wrote in it become"
+                                f"{'s a member' if len(writers) == 1 else ' members'}")
                 members.extend(writers)
             if owner in uuids and owner not in members:
                 members.insert(0, owner)
@@ -364,3 +366,7 @@ class Importer:
             file_document=files[FILE_COLUMNS[3]], emoji=files["emoji"],
             edited_time=message.edited_time if message.edited_status else 0,
             edited_status=message.edited_status)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
