@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
 
 from manage import cli
 from mod.db import imported, original
@@ -55,8 +57,17 @@ CREATE TABLE admin (id SERIAL PRIMARY KEY, username TEXT NOT NULL UNIQUE,
 CREATE TABLE flow_user_config (flow_id INT NOT NULL, user_config_id INT NOT NULL);
 """
 
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 # What clients sent (JSON strings); the original kept their UTF-8 bytes in its BLOB columns.
-PICTURE = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4).decode()
+PICTURE = base64.b64encode(png(3, 2)).decode()
+PICTURE_SHA256 = hashlib.sha256(png(3, 2)).hexdigest()
 EMOJI = "🙂"
 PASSWORDS = {"alice": "alice-old-pass", "bob": "bob's old pass", "carol": "carol-pw-1",
              "dave": "dave-pw-2"}
@@ -177,11 +188,13 @@ def digest(path: Path) -> str:
 
 def target_counts() -> dict[str, int]:
     from mod.cli.common import Database, load
-    from mod.db import dbhandler
+    from mod.db import dbhandler, media
 
     with Database(load()) as database:
         counts = database.read(dbhandler.counts)
         counts["changes"] = database.read(dbhandler.last_position)
+        counts["media"] = len(database.read(media.unreferenced, 2**62))
+        counts["referenced"] = len(database.read(media.hashes_in_use, [PICTURE_SHA256]))
     return counts
 
 
@@ -236,6 +249,8 @@ async def test_import_then_log_in_over_both_protocols(setup: tuple[str, str], tm
     assert "messages: " in output
     imported = target_counts()
     assert imported["users"] == 5 and imported["messages"] == 8
+    # The picture went into the media store, referred to by its message (as over MTP).
+    assert imported["referenced"] == 1 and imported["media"] == 0
 
     again = ok("db", "import-original", source)
     assert "Imported: 0 users, 0 flows, 0 messages." in again, again
@@ -303,6 +318,13 @@ def _matrix_sees_everything(server: ServerProcess) -> None:
         bodies = [e["content"].get("body") for e in timeline if e["type"] == "m.room.message"]
         # The message without text shows its emoji.
         assert bodies == [*GROUP_TEXTS[:4], EMOJI]
+        picture = next(e["content"] for e in timeline if e["type"] == "m.room.message"
+                       and e["content"].get("body") == "A picture")
+        assert picture["msgtype"] == "m.image" and picture["info"]["w"] == 3, picture
+        server_name, media_id = picture["url"].removeprefix("mxc://").split("/")
+        got = http.get(f"/_matrix/client/v1/media/download/{server_name}/{media_id}",
+                       headers=headers)
+        assert got.status_code == 200 and got.content == png(3, 2)
         stamps = [e["origin_server_ts"] for e in timeline if e["type"] == "m.room.message"]
         assert stamps == sorted(stamps) and stamps[0] == 1_600_000_100 * 1000
 

@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 from mod import content, lib
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
+from mod.db.media import MediaRow
 from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
 from mod.service.accounts import MAX_USERNAME, valid_email
 from mod.service.flows import FLOW_TYPES
+from mod.service.media import Media
 
 T = TypeVar("T")
 Run = Callable[..., Any]  # (fn, *args): a read or a committed write on the target's engine
@@ -116,8 +118,10 @@ class Importer:
     """One import from `source` through `read` and `write` (the target's engine)."""
 
     def __init__(self, source: Source, read: Run, write: Run, out: Callable[[str], None],
-                 token_ttl: int, dry_run: bool = False, workers: int | None = None) -> None:
+                 token_ttl: int, dry_run: bool = False, workers: int | None = None,
+                 media: Media | None = None) -> None:
         self.source = source
+        self.media = media  # where messages' files go, for Matrix clients (none: MTP only)
         self.read = read
         self.write = write
         self.out = out
@@ -328,7 +332,10 @@ class Importer:
                     continue
                 rows.append(self._message_row(message, users, flows))
             if rows and not self.dry_run:
-                for uuid in self.write(imported.insert_new_messages, rows, self.now):
+                files = self._files(rows)
+                describe = self.media.matrix_content if self.media else None
+                for uuid in self.write(imported.insert_new_messages, rows, self.now, files,
+                                       describe):
                     self.skip("messages", f"message {uuid}", "its uuid was taken here while "
                                                              "importing")
                     self.tally.imported["messages"] -= 1
@@ -337,6 +344,21 @@ class Importer:
             self._progress("messages", done, total)
         if not total:
             self._progress("messages", 0, 0)
+
+    def _files(self, rows: list[MessageRow]) -> dict[str, tuple[str, MediaRow]]:
+        """Each message's first file in base64, written to the media store, as a message
+        sent over MTP puts it there."""
+        if self.media is None:
+            return {}
+        files = {}
+        for row in rows:
+            content = {"text": row["text"], "file_picture": row["file_picture"],
+                       "file_video": row["file_video"], "file_audio": row["file_audio"],
+                       "file_document": row["file_document"]}
+            stored = self.media.put_file(content, row["from_user"])
+            if stored is not None:
+                files[row["uuid"]] = stored
+        return files
 
     @staticmethod
     def _message_refused(message: OldMessage, users: dict[int, str], flows: dict[int, _Flow]
