@@ -389,14 +389,15 @@ def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
     source, target = setup
     real = imported.insert_messages
 
-    def failing(conn: Any, messages: Any, now: int) -> None:
-        real(conn, messages[:2], now)
+    def failing(conn: Any, messages: Any, now: int, *rest: Any) -> None:
+        real(conn, messages[:2], now, *rest)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(imported, "insert_messages", failing)
     broken = run("db", "import-original", source)
     assert broken.exit_code == 1
     assert "run the command again to import the rest" in broken.output, broken.output
+    assert "disk full" in broken.output, broken.output
     counts = target_counts()
     assert counts["users"] == 5 and counts["flows"] == 3 and counts["messages"] == 0
     monkeypatch.setattr(imported, "insert_messages", real)
