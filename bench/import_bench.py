@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.test_import_original import SQLITE_SCHEMA  # noqa: E402
 
-PICTURE = base64.b64encode(bytes(range(256)) * 8).decode()  # 2 KiB, as SQLObject kept it
+# A client's base64 string (1.5 KiB of bytes), as SQLObject kept it on SQLite: base64 again.
+PICTURE = base64.b64encode(base64.b64encode(bytes(range(256)) * 6)).decode()
 
 
 def build(path: Path, users: int, flows: int, messages: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +15,17 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
 
 from manage import cli
 from mod.db import imported, original
 from tests.support import DATABASE_KINDS, Client, ServerProcess, database_uri, postgres_database
 
-# The original's tables as SQLObject created them (mod/db/models.py of the 2022 releases):
-# default naming, an integer id, BLOBCol as TEXT on SQLite (holding base64) and BYTEA on
-# PostgreSQL, the Flow/UserConfig RelatedJoin as flow_user_config.
+# The original's tables as SQLObject 3.9 created them for release 0.4.0 (its `.schema` and
+# `\d`, compared): default naming, an integer id, BLOBCol as TEXT on SQLite (holding base64)
+# and BYTEA on PostgreSQL, the Flow/UserConfig RelatedJoin as flow_user_config. On PostgreSQL
+# the message table has no foreign keys: the original creates its tables in alphabetical
+# order, so adding them fails (user_config does not exist yet) and its next start goes on.
 SQLITE_SCHEMA = """
 CREATE TABLE user_config (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE,
     login TEXT NOT NULL, password TEXT NOT NULL, hash_password TEXT, username TEXT,
@@ -47,16 +51,24 @@ CREATE TABLE flow (id SERIAL PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, time_create
     flow_type TEXT, title TEXT, info TEXT, owner TEXT);
 CREATE TABLE message (id SERIAL PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, text TEXT, time INT,
     file_picture BYTEA, file_video BYTEA, file_audio BYTEA, file_document BYTEA, emoji BYTEA,
-    edited_time INT, edited_status BOOL,
-    user_id INT CONSTRAINT user_id_exists REFERENCES user_config(id),
-    flow_id INT CONSTRAINT flow_id_exists REFERENCES flow(id));
+    edited_time INT, edited_status BOOL, user_id INT, flow_id INT);
 CREATE TABLE admin (id SERIAL PRIMARY KEY, username TEXT NOT NULL UNIQUE,
     hash_password TEXT NOT NULL);
 CREATE TABLE flow_user_config (flow_id INT NOT NULL, user_config_id INT NOT NULL);
 """
 
-PICTURE = bytes(range(256)) * 4
-EMOJI = "🙂".encode()
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# What clients sent (JSON strings); the original kept their UTF-8 bytes in its BLOB columns.
+PICTURE = base64.b64encode(png(3, 2)).decode()
+PICTURE_SHA256 = hashlib.sha256(png(3, 2)).hexdigest()
+EMOJI = "🙂"
 PASSWORDS = {"alice": "alice-old-pass", "bob": "bob's old pass", "carol": "carol-pw-1",
              "dave": "dave-pw-2"}
 U = {name: str(10**20 + n) for n, name in enumerate(
@@ -103,10 +115,12 @@ def build_original(kind: str, target: str) -> None:
              (5, F["forum"], 1_600_000_004, "forum", "Forum", "", U["alice"], [1])]
     messages = [*MESSAGES, *([NUL_MESSAGE] if sqlite else [])]
 
-    def data(value: bytes | None) -> Any:
+    def data(value: str | None) -> Any:
+        """A BLOB as the original stored a client's string: its UTF-8 bytes, which SQLObject
+        writes as base64 text on SQLite."""
         if value is None:
             return None
-        return base64.b64encode(value).decode() if sqlite else value
+        return base64.b64encode(value.encode()).decode() if sqlite else value.encode()
 
     statements: list[tuple[str, tuple[Any, ...]]] = []
     for uid, uuid, login, username, bot, email in users:
@@ -114,7 +128,7 @@ def build_original(kind: str, target: str) -> None:
                            "username, is_bot, auth_id, token_ttl, email, avatar, bio) VALUES "
                            "(?, ?, ?, ?, 'h', ?, ?, 'old-token', 3600, ?, ?, ?)",
                            (uid, uuid, login, PASSWORDS.get(login, "other-pw"), username, bot,
-                            email, data(b"avatar-" + login.encode()), f"bio of {login}")))
+                            email, data("avatar-" + login), f"bio of {login}")))
     statements.append(("INSERT INTO admin (username, hash_password) VALUES ('alice', 'x')", ()))
     statements.append(("INSERT INTO admin (username, hash_password) VALUES ('nobody', 'x')", ()))
     for fid, uuid, created, flow_type, title, info, owner, members in flows:
@@ -174,11 +188,13 @@ def digest(path: Path) -> str:
 
 def target_counts() -> dict[str, int]:
     from mod.cli.common import Database, load
-    from mod.db import dbhandler
+    from mod.db import dbhandler, media
 
     with Database(load()) as database:
         counts = database.read(dbhandler.counts)
         counts["changes"] = database.read(dbhandler.last_position)
+        counts["media"] = len(database.read(media.unreferenced, 2**62))
+        counts["referenced"] = len(database.read(media.hashes_in_use, [PICTURE_SHA256]))
     return counts
 
 
@@ -233,6 +249,8 @@ async def test_import_then_log_in_over_both_protocols(setup: tuple[str, str], tm
     assert "messages: " in output
     imported = target_counts()
     assert imported["users"] == 5 and imported["messages"] == 8
+    # The picture went into the media store, referred to by its message (as over MTP).
+    assert imported["referenced"] == 1 and imported["media"] == 0
 
     again = ok("db", "import-original", source)
     assert "Imported: 0 users, 0 flows, 0 messages." in again, again
@@ -266,15 +284,15 @@ async def _mtp_sees_everything(server: ServerProcess) -> None:
         messages = page["data"]["message"]
         assert [m["text"] for m in messages] == GROUP_TEXTS
         assert [m["time"] for m in messages] == sorted(m["time"] for m in messages)
-        assert messages[2]["file_picture"] == base64.b64encode(PICTURE).decode()
+        assert messages[2]["file_picture"] == PICTURE  # as the original served it
         assert messages[3]["edited_status"] is True and messages[3]["edited_time"] == 1_600_000_900
-        assert messages[4]["emoji"] == base64.b64encode(EMOJI).decode()
+        assert messages[4]["emoji"] == EMOJI
         assert {m["from_user"] for m in messages} == {U["alice"], U["bob"], U["carol"]}
         info = await client.call("user_info", user=[{"uuid": U["dave"]}])
         dave = info["data"]["user"][1] if len(info["data"]["user"]) > 1 else \
             info["data"]["user"][0]
         assert dave["uuid"] == U["dave"] and dave["is_bot"] is True
-        assert dave["avatar"] == base64.b64encode(b"avatar-dave").decode()
+        assert dave["avatar"] == "avatar-dave"
         assert dave["bio"] == "bio of dave" and dave["username"] == "Dave bot"
         group = next(flow for flow in flows if flow["uuid"] == F["group"])
         assert (group["time"], group["title"], group["info"], group["owner"]) == \
@@ -298,8 +316,15 @@ def _matrix_sees_everything(server: ServerProcess) -> None:
         assert {f"!{F[name]}:localhost" for name in ("chat", "group", "channel")} <= set(rooms)
         timeline = rooms[f"!{F['group']}:localhost"]["timeline"]["events"]
         bodies = [e["content"].get("body") for e in timeline if e["type"] == "m.room.message"]
-        # The message without text shows its emoji (base64, as MTP clients sent it).
-        assert bodies == [*GROUP_TEXTS[:4], base64.b64encode(EMOJI).decode()]
+        # The message without text shows its emoji.
+        assert bodies == [*GROUP_TEXTS[:4], EMOJI]
+        picture = next(e["content"] for e in timeline if e["type"] == "m.room.message"
+                       and e["content"].get("body") == "A picture")
+        assert picture["msgtype"] == "m.image" and picture["info"]["w"] == 3, picture
+        server_name, media_id = picture["url"].removeprefix("mxc://").split("/")
+        got = http.get(f"/_matrix/client/v1/media/download/{server_name}/{media_id}",
+                       headers=headers)
+        assert got.status_code == 200 and got.content == png(3, 2)
         stamps = [e["origin_server_ts"] for e in timeline if e["type"] == "m.room.message"]
         assert stamps == sorted(stamps) and stamps[0] == 1_600_000_100 * 1000
 
@@ -337,11 +362,17 @@ def test_source_forms(given: str, kind: str, target: str) -> None:
     assert "secret" not in location.shown
 
 
-def test_blobs_become_base64() -> None:
-    assert original.blob(None, True) == ""
-    assert original.blob(b"\x00\x01", False) == "AAE="
-    assert original.blob(memoryview(b"\x00\x01"), False) == "AAE="
-    assert original.blob("AAE=", True) == "AAE="  # SQLObject's base64 text on SQLite
+def test_blobs_become_the_strings_the_original_served() -> None:
+    assert original.blob(None, True) == original.blob(None, False) == ""
+    assert original.blob("", True) == original.blob(b"", False) == ""  # a deleted message's
+    assert original.blob(memoryview("🙂".encode()), False) == "🙂"  # BYTEA
+    assert original.blob(base64.b64encode("🙂".encode()).decode(), True) == "🙂"  # SQLite
+    assert original.blob("aVZCT1J3MEs=", True) == "iVBORw0K"  # a client's base64, kept
+    assert original.blob(b"aVZCT1J3MEs=", True) == "iVBORw0K"  # ... in a BLOB on SQLite
+    assert original.blob("not base64!", True) == "not base64!"  # not SQLObject's: kept
+    # Bytes that are not UTF-8 (not from the original's clients) become base64.
+    assert original.blob(b"\x00\xff", False) == "AP8="
+    assert original.blob("AP8=", True) == "AP8="
 
 
 def test_source_is_opened_read_only(setup: tuple[str, str]) -> None:
@@ -358,14 +389,15 @@ def test_a_failed_batch_leaves_nothing_and_a_rerun_finishes(
     source, target = setup
     real = imported.insert_messages
 
-    def failing(conn: Any, messages: Any, now: int) -> None:
-        real(conn, messages[:2], now)
+    def failing(conn: Any, messages: Any, now: int, *rest: Any) -> None:
+        real(conn, messages[:2], now, *rest)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(imported, "insert_messages", failing)
     broken = run("db", "import-original", source)
     assert broken.exit_code == 1
     assert "run the command again to import the rest" in broken.output, broken.output
+    assert "disk full" in broken.output, broken.output
     counts = target_counts()
     assert counts["users"] == 5 and counts["flows"] == 3 and counts["messages"] == 0
     monkeypatch.setattr(imported, "insert_messages", real)

@@ -13,6 +13,7 @@ from mod.cli.common import CliError, Database
 from mod.config.validator import Settings
 from mod.db import original
 from mod.service.importer import Importer, Tally
+from mod.service.media import Media
 
 KINDS = ("users", "flows", "messages")
 
@@ -66,7 +67,8 @@ def import_original(settings: Settings, source: str, dry_run: bool,
         started = time.monotonic()
         with source_db:
             importer = Importer(source_db, database.read, database.write, out,
-                                settings.security.token_ttl, dry_run)
+                                settings.security.token_ttl, dry_run,
+                                media=Media(settings, database.engine))
             try:
                 tally = importer.run()
             except CliError as exc:

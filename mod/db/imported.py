@@ -7,13 +7,15 @@ the Matrix `origin_server_ts` (payload "mx", "ts"), as a message sent over Matri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlobject.sqlbuilder import IN, Insert, Select
 
+from mod.db import media as mediadb
 from mod.db.dbhandler import FlowRow, MessageRow, log_change
 from mod.db.engine import Conn, insert_query
+from mod.db.media import MediaRow
 from mod.db.models import Flow, Member, Message, User
 
 CHUNK = 500  # values in one IN (...), well under SQLite's bound on parameters
@@ -95,16 +97,33 @@ _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "deleted"))
 
 
-def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int) -> None:
-    """Messages in the order given, each logged as `message_sent`."""
+Describe = Callable[[str, MediaRow, str], dict[str, Any]]
+
+
+def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int,
+                    files: Mapping[str, tuple[str, MediaRow]] | None = None,
+                    describe: Describe | None = None) -> None:
+    """Messages in the order given, each logged as `message_sent`. A message in `files` (its
+    first file field, and a row for the file already in the store) refers to that file, or
+    to an equal one already here, and `describe` gives its Matrix content."""
     for message in messages:
         conn.execute(_INSERT_MESSAGE, message["uuid"], message["from_flow"],
                      message["from_user"], 0, message["text"], message["file_picture"],
                      message["file_video"], message["file_audio"], message["file_document"],
                      message["emoji"], message["time"], message["edited_time"],
                      message["edited_status"], False)
+        extra: dict[str, Any] = {"ts": message["time"] * 1000}
+        if files and describe and message["uuid"] in files:
+            field, media = files[message["uuid"]]
+            same = mediadb.same_file(conn, media["sha256"], media["uploader"], media["name"],
+                                     media["content_type"])
+            if same is None:
+                mediadb.insert(conn, media)
+            media = same or media
+            mediadb.add_ref(conn, media["media_id"], mediadb.MESSAGE, message["uuid"])
+            extra["content"] = describe(field, media, message["text"])
         log_change(conn, now, message["from_flow"], "message_sent", message["from_user"],
-                   message["uuid"], {"message": message, "mx": {"ts": message["time"] * 1000}})
+                   message["uuid"], {"message": message, "mx": extra})
 
 
 # -- writer jobs: each re-checks what another writer may have taken since the importer read;
@@ -130,7 +149,9 @@ def insert_new_flows(conn: Conn, rows: list[tuple[FlowRow, str | None]], now: in
     return refused
 
 
-def insert_new_messages(conn: Conn, rows: list[MessageRow], now: int) -> list[str]:
+def insert_new_messages(conn: Conn, rows: list[MessageRow], now: int,
+                        files: Mapping[str, tuple[str, MediaRow]] | None = None,
+                        describe: Describe | None = None) -> list[str]:
     here = existing_messages(conn, [r["uuid"] for r in rows])
-    insert_messages(conn, [r for r in rows if r["uuid"] not in here], now)
+    insert_messages(conn, [r for r in rows if r["uuid"] not in here], now, files, describe)
     return sorted(here)

@@ -2,8 +2,9 @@
 
 The original kept its data with SQLObject's default naming: tables `user_config`, `flow`,
 `message`, `admin` and the flow/user join table `flow_user_config` (`flow_id`,
-`user_config_id`), each with an integer `id`. Its BLOB columns (avatar, files, emoji) hold raw
-bytes on PostgreSQL (BYTEA) and, on SQLite, the base64 text SQLObject wrote there. This module
+`user_config_id`), each with an integer `id`. Its BLOB columns (avatar, files, emoji) hold the
+UTF-8 bytes of the strings clients sent: as they are on PostgreSQL (BYTEA), as base64 text on
+SQLite (SQLObject's encoding there); `blob` gives back the strings. This module
 only reads: an SQLite file is opened with `mode=ro`, a PostgreSQL database in read-only
 transactions.
 """
@@ -41,7 +42,7 @@ class OldUser:
     username: str
     is_bot: bool
     email: str
-    avatar: str  # base64
+    avatar: str  # as the original served it (see blob)
     bio: str
 
 
@@ -63,7 +64,7 @@ class OldMessage:
     uuid: str
     text: str
     time: int | None
-    files: dict[str, str]  # file_* and emoji, base64 ("" when empty)
+    files: dict[str, str]  # file_* and emoji, as the original served them ("" when none)
     edited_time: int
     edited_status: bool
     user_id: int | None
@@ -104,19 +105,30 @@ def locate(source: str) -> Location:
 
 
 def blob(value: Any, sqlite: bool) -> str:
-    """A BLOB column's value in the protocol's string form, base64 ("" for none)."""
+    """A BLOB column's value as the original served it over MTP ("" for none).
+
+    The original took these fields as strings in JSON and kept the string's UTF-8 bytes (on
+    SQLite, SQLObject wrote those bytes as base64 text); it answered with the bytes decoded
+    as UTF-8, so a client read back the very string it sent. That string is what is kept.
+    Bytes that are not UTF-8 (written by other tools; the original failed to answer with
+    them) become their base64."""
     if value is None:
         return ""
     if isinstance(value, memoryview):
         value = value.tobytes()
+    if sqlite:  # SQLObject's base64, as TEXT (or as a BLOB of that text)
+        try:
+            value = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            if isinstance(value, str):
+                return value  # not base64: SQLObject did not write it; keep the text
     if isinstance(value, str):
-        if sqlite:  # SQLObject wrote base64 text; keep it when it is that
-            try:
-                return base64.b64encode(base64.b64decode(value, validate=True)).decode("ascii")
-            except (binascii.Error, ValueError):
-                pass
-        value = value.encode("utf-8", "surrogatepass")
-    return base64.b64encode(bytes(value)).decode("ascii")
+        return value
+    raw = bytes(value)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii")
 
 
 def flag(value: Any) -> bool:

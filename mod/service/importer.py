@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 from mod import content, lib
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
+from mod.db.media import MediaRow
 from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
 from mod.service.accounts import MAX_USERNAME, valid_email
 from mod.service.flows import FLOW_TYPES
+from mod.service.media import Media
 
 T = TypeVar("T")
 Run = Callable[..., Any]  # (fn, *args): a read or a committed write on the target's engine
@@ -116,8 +118,10 @@ class Importer:
     """One import from `source` through `read` and `write` (the target's engine)."""
 
     def __init__(self, source: Source, read: Run, write: Run, out: Callable[[str], None],
-                 token_ttl: int, dry_run: bool = False, workers: int | None = None) -> None:
+                 token_ttl: int, dry_run: bool = False, workers: int | None = None,
+                 media: Media | None = None) -> None:
         self.source = source
+        self.media = media  # where messages' files go, for Matrix clients (none: MTP only)
         self.read = read
         self.write = write
         self.out = out
@@ -139,8 +143,9 @@ class Importer:
         admins = set(self.source.admins())
         flows = self.source.flows()
         total = self.source.message_count()
-        self.out(f"The original's database holds {len(users)} users ({len(admins)} admins), "
-                 f"{len(flows)} flows and {total} messages.")
+        self.out(f"The original's database holds {_count(len(users), 'user')} "
+                 f"({_count(len(admins), 'admin')}), {_count(len(flows), 'flow')} and "
+                 f"{_count(total, 'message')}.")
         known_users = self._users(users, admins)
         known_flows = self._flows(flows, known_users)
         self._messages(known_users, known_flows, total)
@@ -294,7 +299,8 @@ class Importer:
             # in a group or channel become its members, so their messages stay readable.
             writers = [users[a] for a in authors if a in users and users[a] not in members]
             if writers:
-                self.note(what, f"{len(writers)} users who wrote in it become members")
+                self.note(what, f"{_count(len(writers), 'user')} who wrote in it become"
+                                f"{'s a member' if len(writers) == 1 else ' members'}")
                 members.extend(writers)
             if owner in uuids and owner not in members:
                 members.insert(0, owner)
@@ -326,7 +332,10 @@ class Importer:
                     continue
                 rows.append(self._message_row(message, users, flows))
             if rows and not self.dry_run:
-                for uuid in self.write(imported.insert_new_messages, rows, self.now):
+                files = self._files(rows)
+                describe = self.media.matrix_content if self.media else None
+                for uuid in self.write(imported.insert_new_messages, rows, self.now, files,
+                                       describe):
                     self.skip("messages", f"message {uuid}", "its uuid was taken here while "
                                                              "importing")
                     self.tally.imported["messages"] -= 1
@@ -335,6 +344,21 @@ class Importer:
             self._progress("messages", done, total)
         if not total:
             self._progress("messages", 0, 0)
+
+    def _files(self, rows: list[MessageRow]) -> dict[str, tuple[str, MediaRow]]:
+        """Each message's first file in base64, written to the media store, as a message
+        sent over MTP puts it there."""
+        if self.media is None:
+            return {}
+        files = {}
+        for row in rows:
+            content = {"text": row["text"], "file_picture": row["file_picture"],
+                       "file_video": row["file_video"], "file_audio": row["file_audio"],
+                       "file_document": row["file_document"]}
+            stored = self.media.put_file(content, row["from_user"])
+            if stored is not None:
+                files[row["uuid"]] = stored
+        return files
 
     @staticmethod
     def _message_refused(message: OldMessage, users: dict[int, str], flows: dict[int, _Flow]
@@ -364,3 +388,7 @@ class Importer:
             file_document=files[FILE_COLUMNS[3]], emoji=files["emoji"],
             edited_time=message.edited_time if message.edited_status else 0,
             edited_status=message.edited_status)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

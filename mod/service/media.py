@@ -210,16 +210,43 @@ class Media:
                        ) -> tuple[str, dict[str, Any]] | None:
         """An MTP message's first file, stored: (media ID, the Matrix content of the
         message). None when it has no file in base64."""
+        found = await asyncio.to_thread(self.first_file, content)
+        if found is None:
+            return None
+        field, data = found
+        row = await self.store_bytes(caller.uuid, data, "")
+        return row["media_id"], self.matrix_content(field, row, content.get("text", ""))
+
+    def first_file(self, content: dict[str, str]) -> tuple[str, bytes] | None:
+        """An MTP message's first file field and its bytes; None when that field is not
+        base64 (MTP keeps it as it is; Matrix reads which file it was), empty or too big."""
         field = next((field for field in FILE_TYPES if content.get(field)), None)
         if field is None:
             return None
         try:
-            data = await asyncio.to_thread(base64.b64decode, content[field], validate=True)
+            data = base64.b64decode(content[field], validate=True)
         except (binascii.Error, ValueError):
-            return None  # not base64: MTP keeps it as it is; Matrix reads which file it was
+            return None
         if not data or len(data) > self.settings.max_upload_size:
             return None
-        row = await self.store_bytes(caller.uuid, data, "")
+        return field, data
+
+    def put_file(self, content: dict[str, str], uploader: str) -> tuple[str, MediaRow] | None:
+        """Blocking: an MTP message's first file written to the store, and the row that would
+        describe it (not inserted: the caller inserts it, or uses an equal one already there,
+        in its own transaction). Used by the import from the original."""
+        found = self.first_file(content)
+        if found is None:
+            return None
+        field, data = found
+        sha256, size, what = self.store.put(data)
+        return field, MediaRow(media_id=new_media_id(), sha256=sha256,
+                               content_type=what.content_type or OCTET_STREAM, size=size,
+                               name="", uploader=uploader, time_created=now(),
+                               width=what.width, height=what.height)
+
+    def matrix_content(self, field: str, row: MediaRow, text: str) -> dict[str, Any]:
+        """The Matrix content of an MTP message whose file `field` is the stored `row`."""
         kind = row["content_type"]
         extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
         name = DEFAULT_NAMES[field] + (f".{extension}" if "-" not in extension else "")
@@ -232,9 +259,8 @@ class Media:
         elif msgtype == "m.image" or (kind != OCTET_STREAM and not kind.startswith(
                 ("audio/", "video/"))):
             msgtype = "m.file"
-        matrix = {"msgtype": msgtype, "body": content.get("text") or name,
-                  "filename": name, "url": self.mxc(row["media_id"]), "info": info}
-        return row["media_id"], matrix
+        return {"msgtype": msgtype, "body": text or name, "filename": name,
+                "url": self.mxc(row["media_id"]), "info": info}
 
     async def for_mtp(self, matrix: dict[str, Any]) -> tuple[dict[str, str], str]:
         """What MTP gets of a Matrix message: its text, and for a file of this server (an
