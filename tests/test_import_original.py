@@ -194,7 +194,7 @@ def target_counts() -> dict[str, int]:
         counts = database.read(dbhandler.counts)
         counts["changes"] = database.read(dbhandler.last_position)
         counts["media"] = len(database.read(media.unreferenced, 2**62))
-        counts["referenced"] = len(database.read(media.hashes_in_use, [PICTURE_SHA256]))
+        counts["referenced"] = int(PICTURE_SHA256 in database.read(media.all_hashes))
     return counts
 
 

@@ -387,7 +387,7 @@ class Importer:
             file_video=files[FILE_COLUMNS[1]], file_audio=files[FILE_COLUMNS[2]],
             file_document=files[FILE_COLUMNS[3]], emoji=files["emoji"],
             edited_time=message.edited_time if message.edited_status else 0,
-            edited_status=message.edited_status)
+            edited_status=message.edited_status, deleted=False)
 
 
 def _count(number: int, noun: str) -> str:
