@@ -266,6 +266,7 @@ async def run(seconds: float, senders: int, client: str) -> None:
     print(f"  CPU during run:  server {server_cpu / elapsed:.0%}, senders "
           f"{client_cpu / elapsed:.0%} of one core ({os.cpu_count()} cores); receiver "
           f"{got['cpu']:.1f} s in all")
+    print(f"  server CPU:      {server_cpu / max(sent, 1) * 1e6:.0f} µs per event")
     if len(ms) != sent:
         raise SystemExit(f"lost events: sent {sent}, received {len(ms)}")
 
