@@ -136,9 +136,10 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    """User + system CPU time a process (or one of its threads) has used so far."""
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -234,10 +235,13 @@ async def run(seconds: float, senders: int, client: str) -> None:
                     sent += 1
 
             started = time.monotonic()
-            server_cpu, client_cpu = cpu_seconds(server.process.pid), own_cpu_seconds()
+            pid = server.process.pid
+            server_cpu, client_cpu = cpu_seconds(pid), own_cpu_seconds()
+            loop_cpu = cpu_seconds(pid, pid)  # the event loop's thread
             await asyncio.gather(*(loop(sender) for sender in sending))
             elapsed = time.monotonic() - started
-            server_cpu = cpu_seconds(server.process.pid) - server_cpu
+            server_cpu = cpu_seconds(pid) - server_cpu
+            loop_cpu = cpu_seconds(pid, pid) - loop_cpu
             client_cpu = own_cpu_seconds() - client_cpu
             await asyncio.sleep(1.0)  # let the last events arrive
             stop.set()
@@ -266,6 +270,8 @@ async def run(seconds: float, senders: int, client: str) -> None:
     print(f"  CPU during run:  server {server_cpu / elapsed:.0%}, senders "
           f"{client_cpu / elapsed:.0%} of one core ({os.cpu_count()} cores); receiver "
           f"{got['cpu']:.1f} s in all")
+    print(f"  server CPU:      {server_cpu / max(sent, 1) * 1e6:.0f} µs per event "
+          f"({loop_cpu / max(sent, 1) * 1e6:.0f} on the event loop's thread)")
     if len(ms) != sent:
         raise SystemExit(f"lost events: sent {sent}, received {len(ms)}")
 

@@ -89,5 +89,10 @@ def intercept_standard_logging() -> None:
     """Route the standard logging module, uvicorn's loggers included, into loguru."""
     logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
     for name in UVICORN_LOGGERS:
-        logging.getLogger(name).handlers = [_InterceptHandler()]
-        logging.getLogger(name).propagate = False
+        named = logging.getLogger(name)
+        if name == "uvicorn.access" and not named.handlers and not named.propagate:
+            # uvicorn's --no-access-log leaves it so; a handler here would turn the access
+            # line back on (uvicorn asks hasHandlers() per connection) and cost every response.
+            continue
+        named.handlers = [_InterceptHandler()]
+        named.propagate = False

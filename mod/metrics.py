@@ -46,7 +46,8 @@ DROPPED_SLOW = Counter("morelia_clients_dropped_slow", "Connections closed becau
 
 
 # Labelled children looked up once: `labels()` costs more than the increment itself, and an
-# MTP request is answered in tens of microseconds. (Methods are the known ones or "other".)
+# MTP request is answered in tens of microseconds. (Methods are the known ones or "other";
+# so are HTTP's.)
 _MTP_COUNTS: dict[tuple[str, int], Any] = {}
 _MTP_LATENCY = LATENCY.labels("mtp")
 
@@ -57,6 +58,31 @@ def mtp_answered(method: str, code: int, seconds: float) -> None:
         counter = _MTP_COUNTS[(method, code)] = REQUESTS.labels("mtp", method, str(code))
     counter.inc()
     _MTP_LATENCY.observe(seconds)
+
+
+_HTTP_COUNTS: dict[tuple[str, str, int], Any] = {}
+_HTTP_LATENCY: dict[str, Any] = {}
+_OPEN: dict[str, Any] = {}
+
+
+def connections(protocol: str) -> Any:
+    """The open-connections gauge of `protocol` (looked up once)."""
+    gauge = _OPEN.get(protocol)
+    if gauge is None:
+        gauge = _OPEN[protocol] = CONNECTIONS.labels(protocol)
+    return gauge
+
+
+def http_answered(protocol: str, method: str, status: int, seconds: float) -> None:
+    counter = _HTTP_COUNTS.get((protocol, method, status))
+    if counter is None:
+        counter = _HTTP_COUNTS[(protocol, method, status)] = REQUESTS.labels(
+            protocol, method, str(status))
+    counter.inc()
+    latency = _HTTP_LATENCY.get(protocol)
+    if latency is None:
+        latency = _HTTP_LATENCY[protocol] = LATENCY.labels(protocol)
+    latency.observe(seconds)
 
 
 def render() -> bytes:

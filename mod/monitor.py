@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mod.metrics import CONNECTIONS, LATENCY, REQUESTS, render
+from mod.metrics import connections, http_answered, render
 
 HEALTH_TIMEOUT = 2.0
 
@@ -38,7 +38,7 @@ class Instrument:
             await self.app(scope, receive, send)
             return
         protocol = _protocol(scope)
-        gauge = CONNECTIONS.labels(protocol)
+        gauge = connections(protocol)
         gauge.inc()
         if scope["type"] == "websocket":
             try:
@@ -60,8 +60,7 @@ class Instrument:
         finally:
             gauge.dec()
             method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
-            REQUESTS.labels(protocol, method, str(status)).inc()
-            LATENCY.labels(protocol).observe(time.perf_counter() - started)
+            http_answered(protocol, method, status, time.perf_counter() - started)
 
 
 def allowed(request: Request, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]

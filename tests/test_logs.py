@@ -143,3 +143,16 @@ async def test_no_password_token_or_auth_id_is_logged(tmp_path: Path) -> None:
     assert "carol" in text or "POST /_matrix/client/v3/login" in text  # the log was written
     for secret in (mtp_password, mx_password, *auth_ids, *tokens):
         assert secret not in text, secret
+
+
+def test_uvicorn_no_access_log_stays_off() -> None:
+    access = logging.getLogger("uvicorn.access")
+    kept = access.handlers, access.propagate
+    access.handlers, access.propagate = [], False  # as uvicorn --no-access-log leaves it
+    try:
+        setup_logging(Logging())
+        assert not access.hasHandlers()
+    finally:
+        access.handlers, access.propagate = kept
+        logger.remove()
+        logging.basicConfig(handlers=[], force=True)

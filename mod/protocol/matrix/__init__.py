@@ -29,5 +29,5 @@ __all__ = ["MatrixCORS", "matrix_routes"]
 
 
 def matrix_routes() -> list[BaseRoute]:
-    """Every Matrix route, the catch-all last."""
+    """Every Matrix route: the catch-all of /_matrix, then the few outside it."""
     return build_routes()

@@ -202,8 +202,8 @@ def error_response(error: MatrixError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
 
 
-def reply(model: Reply, status: int = 200) -> JSONResponse:
-    return JSONResponse(model.dump(), status_code=status)
+def reply(model: Reply, status: int = 200) -> Response:
+    return Response(model.dump_json(), status_code=status, media_type="application/json")
 
 
 async def run(spec: Spec, request: Request) -> Response:

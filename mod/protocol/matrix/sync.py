@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 
 from starlette.responses import JSONResponse
@@ -52,6 +53,13 @@ def _timeline_limit(value: Filter) -> int:
     return DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
 
+@functools.lru_cache(maxsize=256)
+def _limit_of(value: str | None) -> int:
+    """The timeline limit of a filter (or filter ID): a client sends the same one with every
+    sync, so it is read once (a refused one raises, and is not kept)."""
+    return _timeline_limit(_filter(value))
+
+
 def _timeout(call: Call) -> float:
     value = call.query("timeout")
     if value is None:
@@ -67,7 +75,7 @@ async def sync(call: Call) -> SyncReply:
     since_text = call.query("since")
     since = ids.parse_token(since_text, "since") if since_text else None
     timeout = _timeout(call)
-    limit = _timeline_limit(_filter(call.query("filter")))
+    limit = _limit_of(call.query("filter"))
     full_state = call.query("full_state") == "true"
     matrix = call.matrix
     caller = call.caller
