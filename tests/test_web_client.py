@@ -157,6 +157,13 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     assert "Are you there?" in alice.flow_button(title).text
     alice.open_flow(title)
     wait_for(lambda: not alice.flow_button(title).find_elements("css selector", ".badge"))
+    # A chat bob has never opened (alice started it) counts its messages as unread too.
+    alice.open_flow("Bob")
+    alice.say("Just between us")
+    badge = wait_for(lambda: bob.flow_button("Alice").find_elements("css selector", ".badge"),
+                     what="bob's unread count in the new chat")
+    assert badge[0].text == "1"
+    alice.open_flow(title)
 
     # Keyboard: Shift+Enter is a new line, Esc cancels an edit, ArrowUp edits one's last.
     from selenium.webdriver.common.keys import Keys

@@ -120,6 +120,7 @@ class App {
     }
     for (const flow of flows) if (this.isMember(flow)) this.upsertFlow(flow);
     await Promise.all([...this.flows.values()].map((entry) => this.loadLast(entry)));
+    this.baseline();
     this.loaded = true;
     this.view.renderFlows();
     const wanted = this.current || location.hash.slice(1);
@@ -229,8 +230,19 @@ class App {
     return JSON.parse(localStorage.getItem(`morelia.seen.${this.session.uuid}`) || "{}");
   }
 
+  // The first sign-in in this browser counts what is already there as read; after that a flow
+  // never opened here (a chat someone started, a group one was added to) counts all of it.
+  baseline() {
+    const key = `morelia.seen.${this.session.uuid}`;
+    if (localStorage.getItem(key) !== null) return;
+    const seen = {};
+    for (const entry of this.flows.values()) seen[entry.flow.uuid] = entry.total;
+    localStorage.setItem(key, JSON.stringify(seen));
+  }
+
   unread(entry) {
-    return Math.max(0, entry.total - (this.seen()[entry.flow.uuid] ?? entry.total));
+    if (!this.loaded) return 0;
+    return Math.max(0, entry.total - (this.seen()[entry.flow.uuid] ?? 0));
   }
 
   markSeen(entry) {
