@@ -501,7 +501,8 @@ def media_purge(days: float) -> None:
         name = f" {row['name']}" if row["name"] else ""
         click.echo(f"removed mxc://{settings.matrix.server_name}/{row['media_id']} "
                    f"{row['content_type']} {row['size']} bytes{name}")
-    click.echo(f"Removed {len(done.rows)} media ({done.size} bytes), {done.files} files.")
+    files = "1 file" if done.files == 1 else f"{done.files} files"
+    click.echo(f"Removed {len(done.rows)} media ({done.size} bytes), {files}.")
 
 
 # -- server -----------------------------------------------------------------------------------

@@ -278,7 +278,7 @@ async def test_manage_py_media_purge(world: World, tmp_path: Path,
     assert purge("30").endswith("Removed 0 media (0 bytes), 0 files.\n")
     out = purge("7")
     assert f"removed mxc://example.test/{row['media_id']} text/plain 9 bytes old.txt" in out
-    assert out.endswith("Removed 1 media (9 bytes), 1 files.\n")
+    assert out.endswith("Removed 1 media (9 bytes), 1 file.\n")
     assert files(tmp_path / "store") == []
     bad = CliRunner().invoke(cli, ["media", "purge", "--older-than", "-1"])
     assert bad.exit_code == 2
