@@ -281,9 +281,8 @@ class Media:
             note = f"📎 {filename or 'file'} ({human_size(row['size'])}): too large to show " \
                    f"here; open it in a Matrix client"
             return {"text": f"{caption}\n{note}" if caption else note}, media_id
-        data = await asyncio.to_thread(self.store.read, row["sha256"])
-        encoded = await asyncio.to_thread(base64.b64encode, data)
-        return {"text": caption, field: encoded.decode()}, media_id
+        encoded = await asyncio.to_thread(self.store.read_base64, row["sha256"])
+        return {"text": caption, field: encoded}, media_id
 
     # -- avatars -----------------------------------------------------------------------------
 
@@ -299,8 +298,7 @@ class Media:
         if media_id is not None:
             row = await self.info(media_id)
             if row["size"] <= self.settings.mtp_inline_limit:
-                data = await asyncio.to_thread(self.store.read, row["sha256"])
-                encoded = (await asyncio.to_thread(base64.b64encode, data)).decode()
+                encoded = await asyncio.to_thread(self.store.read_base64, row["sha256"])
         await self.engine.write(_set_avatar, user_uuid, media_id or "", encoded, now())
 
     async def purge(self, days: float) -> tuple[list[MediaRow], int]:

@@ -8,6 +8,7 @@ Everything here blocks (disk, Pillow): the service runs it on worker threads.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -134,6 +135,10 @@ class Store:
             return self.path(sha256).read_bytes()
         except FileNotFoundError:
             raise ServiceError(404, "The file is no longer stored") from None
+
+    def read_base64(self, sha256: str) -> str:
+        """A stored file in MTP's string form."""
+        return base64.b64encode(self.read(sha256)).decode()
 
     def thumbnail(self, sha256: str, width: int, height: int, method: str) -> tuple[Path, str]:
         """A thumbnail of an image (made once, then kept): its path and content type."""
