@@ -516,3 +516,37 @@ async def test_two_processes_share_the_store(tmp_path: Path) -> None:
                 await one.close()
                 await two.close()
                 await mtp.close()
+
+
+async def test_bad_media_requests_get_clear_errors_and_lose_nothing(mx: Matrix) -> None:
+    alice = await mx.user()
+    picture = png()
+    server, media_id = parts(await upload(alice, picture, "image/png", "kept.png"))
+    token = alice.access_token
+    base = "/_matrix/client/v1/media"
+    bad = [
+        ("GET", f"{base}/download/{server}/no-such-media", None, 404, "M_NOT_FOUND"),
+        ("GET", f"{base}/download/elsewhere.example/{media_id}", None, 404, "M_NOT_FOUND"),
+        ("GET", f"{base}/download/{server}/..%2F..%2Fmorelia.db", None, 404, "M_NOT_FOUND"),
+        ("GET", f"{base}/thumbnail/{server}/{media_id}?width=abc&height=10", None, 400,
+         "M_INVALID_PARAM"),
+        ("GET", f"{base}/thumbnail/{server}/{media_id}?width=10", None, 400, "M_MISSING_PARAM"),
+        ("GET", f"{base}/thumbnail/{server}/{media_id}?width=10&height=10&method=melt", None,
+         400, "M_INVALID_PARAM"),
+        ("POST", "/_matrix/media/v3/upload?filename=a%00b", b"x", 400, "M_INVALID_PARAM"),
+        ("PUT", f"/_matrix/media/v3/upload/{server}/{media_id}", b"x", 409,
+         "M_CANNOT_OVERWRITE_MEDIA"),
+        ("PUT", f"/_matrix/client/v3/profile/{alice.user_id}/avatar_url",
+         b'{"avatar_url": "https://example.org/a.png"}', 400, "M_INVALID_PARAM"),
+    ]
+    for method, path, body, status, code in bad:
+        response = await mx.raw(method, path, token, content=body)
+        assert (response.status_code, response.json().get("errcode")) == (status, code), \
+            (method, path, response.text)
+    document = await upload(alice, b"%PDF-1.4 not a picture", "application/pdf", "a.pdf")
+    response = await mx.raw("GET", f"{base}/thumbnail/{server}/{parts(document)[1]}"
+                            "?width=10&height=10", token)
+    assert response.status_code == 400 and response.json()["errcode"], response.text
+    # What was stored before is still served, whole.
+    got = await alice.download(f"mxc://{server}/{media_id}")
+    assert isinstance(got, nio.DownloadResponse) and got.body == picture

@@ -132,6 +132,8 @@ WRONG_TYPES: list[tuple[str, Any, str]] = [
      "message_end"),
     ("user_info", {"user": [CRED, {"uuid": 5}]}, "uuid"),
     ("user_info", {"user": [CRED, {"uuid": "1\u0000"}]}, "uuid"),
+    ("user_info", {"user": [CRED, {"login": 5}]}, "login"),
+    ("user_info", {"user": [CRED, {"login": "bob\u0000"}]}, "login"),
     ("register_user", {"user": [{"login": 5, "password": "p"}]}, "login"),
     ("register_user", {"user": [{"login": "$LOGIN", "password": "p", "is_bot": "yes"}]},
      "is_bot"),
