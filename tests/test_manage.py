@@ -27,7 +27,7 @@ from tests.support import ROOT, Client, ServerProcess, free_port
 ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
               "heartbeats", "registration_tokens", "account_data", "receipts", "devices",
               "one_time_keys", "to_device", "cross_signing_keys", "key_backups", "backup_keys",
-              "media", "media_refs"]
+              "media", "media_refs", "media_quotas"]
 
 
 @pytest.fixture

@@ -96,6 +96,10 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     # Version 8: the media store's tables, empty; files already inline stay in messages.
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media") == [(0,)]
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media_refs") == [(0,)]
+    # Version 10: the bounds' indexes and media_quotas.
+    for index in ("one_time_keys_by_key", "to_device_by_sender", "media_by_uploader"):
+        assert (index,) in indexes
+    assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media_quotas") == [(0,)]
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

@@ -228,6 +228,7 @@ class OneTimeKey(SQLObject):
     fallback = BoolCol(notNone=True, default=False)
     used = BoolCol(notNone=True, default=False)
     by_device = DatabaseIndex("user_uuid", "device_id", "algorithm")
+    by_key = DatabaseIndex("user_uuid", "device_id", "key_id")
 
 
 class ToDevice(SQLObject):
@@ -244,6 +245,7 @@ class ToDevice(SQLObject):
     event_type = UnicodeCol(notNone=True)
     content = UnicodeCol(notNone=True)
     by_device = DatabaseIndex("user_uuid", "device_id", "position")
+    by_sender = DatabaseIndex("user_uuid", "sender")
 
 
 class CrossSigningKey(SQLObject):
@@ -304,6 +306,7 @@ class Media(SQLObject):
     width = BigIntCol(notNone=True, default=0)
     height = BigIntCol(notNone=True, default=0)
     by_hash = DatabaseIndex("sha256")
+    by_uploader = DatabaseIndex("uploader")
 
 
 class MediaRef(SQLObject):
@@ -320,7 +323,19 @@ class MediaRef(SQLObject):
     by_media = DatabaseIndex("media_id")
 
 
+class MediaQuota(SQLObject):
+    """One user's own media quota, set by an operator; a user without a row has
+    `[MEDIA] QUOTA_BYTES` and `QUOTA_FILES`. NULL: that limit is the configured default."""
+
+    class sqlmeta:
+        table = "media_quotas"
+
+    user_uuid = StringCol(length=40, notNone=True, unique=True)
+    max_bytes = BigIntCol(default=None)
+    max_files = BigIntCol(default=None)
+
+
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
                                        Heartbeat, RegistrationToken, AccountData, Receipt,
                                        Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
-                                       BackupKey, Media, MediaRef)
+                                       BackupKey, Media, MediaRef, MediaQuota)

@@ -31,6 +31,7 @@ from mod.db.models import (
     Heartbeat,
     KeyBackup,
     Media,
+    MediaQuota,
     MediaRef,
     OneTimeKey,
     Receipt,
@@ -121,6 +122,18 @@ def _to_9(conn: Conn) -> None:
         conn.execute("ALTER TABLE devices ADD COLUMN last_seen_ip TEXT NOT NULL DEFAULT ''")
 
 
+def _index(conn: Conn, table: type[SQLObject], name: str, *columns: str) -> None:
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {table.sqlmeta.table}_{name} "
+                 f"ON {table.sqlmeta.table} ({', '.join(columns)})")
+
+
+def _to_10(conn: Conn) -> None:
+    _index(conn, OneTimeKey, "by_key", "user_uuid", "device_id", "key_id")
+    _index(conn, ToDevice, "by_sender", "user_uuid", "sender")
+    _index(conn, Media, "by_uploader", "uploader")
+    _create(conn, MediaQuota)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -132,6 +145,8 @@ STEPS: tuple[Step, ...] = (
     Step(8, "media and media_refs (the media store shared by Matrix and MTP)", _to_8),
     Step(9, "devices.last_seen_ts and last_seen_ip (when and where a device was last seen)",
          _to_9),
+    Step(10, "indexes for the bounds (one-time keys by key ID, to-device by sender, media by "
+             "uploader) and media_quotas (an operator's quota for one user)", _to_10),
 )
 CURRENT = 1 + len(STEPS)
 
