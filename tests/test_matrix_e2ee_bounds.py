@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from mod.service.bounds import MAX_DEVICE_NAME
+from tests.support import DATABASE_KINDS, ServerProcess, running_server
 from tests.test_matrix_e2ee import OTK, V3, Account, account, shared_room
-from tests.test_matrix_support import PASSWORD, Matrix, login_name
+from tests.test_matrix_support import (
+    PASSWORD,
+    SERVER_NAME,
+    Matrix,
+    login_name,
+    matrix_session,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -208,3 +216,62 @@ async def test_signatures_on_a_key_bounded(mx: Matrix) -> None:
     stored = (await alice.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}}))[
         "device_keys"][alice.user_id][alice.device]
     assert len(str(stored)) < 70_000
+
+
+async def test_push_rules_bounded(mx: Matrix) -> None:
+    alice, bob = await account(mx, "ALICE"), await account(mx, "BOB")
+    bad = await alice.call("PUT", f"/pushrules/global/content/{'r' * 300}",
+                           {"actions": ["notify"], "pattern": "x"}, status=400)
+    assert bad["errcode"] == "M_TOO_LARGE"
+    big = {"actions": ["notify", {"set_tweak": "sound", "value": "s" * 50_000}],
+           "pattern": "p"}
+    refused = None
+    for index in range(8):
+        response = await mx.raw("PUT", f"{V3}/pushrules/global/content/big{index}",
+                                 alice.token, json=big)
+        if response.status_code != 200:
+            refused = response
+            break
+    assert refused is not None and refused.status_code == 400, "the rule set grew unbounded"
+    assert refused.json()["errcode"] == "M_TOO_LARGE"
+    rules = await alice.call("GET", "/pushrules/")
+    assert len(str(rules)) < 300_000
+    await bob.call("PUT", "/pushrules/global/content/mine", {"actions": ["notify"],
+                                                             "pattern": "hello"})
+
+
+@pytest.fixture(scope="module", params=DATABASE_KINDS)
+def small_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[ServerProcess]:
+    """A server with low bounds, to reach them quickly."""
+    with running_server(request.param, tmp_path_factory.mktemp("bounds"), env={
+            "MORELIA_MATRIX_SERVER_NAME": SERVER_NAME, "MORELIA_MATRIX_MAX_ACCOUNT_DATA": "20",
+            "MORELIA_MATRIX_MAX_ONE_TIME_KEYS": "10"}) as server:
+        yield server
+
+
+@pytest.fixture
+async def small(small_server: ServerProcess) -> AsyncIterator[Matrix]:
+    async for matrix in matrix_session(small_server):
+        yield matrix
+
+
+async def test_account_data_entries_bounded(small: Matrix) -> None:
+    alice, bob = await account(small, "ALICE"), await account(small, "BOB")
+    for index in range(20):
+        await alice.call("PUT", f"/user/{alice.user_id}/account_data/t.{index}", {"n": index})
+    refused = await alice.call("PUT", f"/user/{alice.user_id}/account_data/t.more", {"n": 1},
+                               status=400)
+    assert refused["errcode"] == "M_LIMIT_EXCEEDED" and "20" in refused["error"]
+    # changing one kept is allowed; another user is not held back
+    await alice.call("PUT", f"/user/{alice.user_id}/account_data/t.0", {"n": "again"})
+    await bob.call("PUT", f"/user/{bob.user_id}/account_data/t.0", {"n": 0})
+
+
+async def test_one_time_keys_cap_is_a_setting(small: Matrix) -> None:
+    alice = await account(small, "ALICE")
+    assert await alice.call("POST", "/keys/upload", {"one_time_keys": keys("a", 10)}) == {
+        "one_time_key_counts": {OTK: 10}}
+    refused = await alice.call("POST", "/keys/upload", {"one_time_keys": keys("b", 1)},
+                               status=400)
+    assert refused["errcode"] == "M_LIMIT_EXCEEDED" and "10" in refused["error"]

@@ -139,6 +139,8 @@ class Matrix(BaseModel):
     # sendToDevice requests per second one user may make, and the burst allowed above it.
     to_device_rate: Annotated[float, Field(gt=0)] = 10.0
     to_device_burst: Annotated[int, Field(ge=1)] = 100
+    # Pieces of account data (global and per room) one user may keep (past it: 400).
+    max_account_data: Annotated[int, Field(ge=1)] = 5000
 
 
 class Media(BaseModel):

@@ -15,6 +15,8 @@ MAX_KEY_NAME = 255  # characters of "<algorithm>:<key id>" of a one-time or fall
 MAX_EVENT_TYPE = 255  # characters of a to-device message's type
 MAX_KEY_JSON = 65536  # characters of one stored key object (device keys with signatures)
 MAX_FALLBACK_ALGORITHMS = 8  # fallback keys (one per algorithm) a device may hold
+MAX_RULE_ID = 255  # characters of a push rule's ID
+MAX_PUSH_RULES = 256 * 1024  # bytes of a user's whole push rule set (JSON), kept as one row
 
 
 def check_device(device_id: str, name: str) -> None:
