@@ -275,3 +275,29 @@ async def test_one_time_keys_cap_is_a_setting(small: Matrix) -> None:
     refused = await alice.call("POST", "/keys/upload", {"one_time_keys": keys("b", 1)},
                                status=400)
     assert refused["errcode"] == "M_LIMIT_EXCEEDED" and "10" in refused["error"]
+
+
+async def test_to_device_request_bounds(mx: Matrix) -> None:
+    sender, victim, other = (await account(mx, "SENDER"), await account(mx, "VICTIM"),
+                             await account(mx, "OTHER"))
+    # one message's content is bounded by the body: at most 64 KiB
+    response = await mx.raw("PUT", f"{V3}/sendToDevice/m.room.encrypted/big", sender.token,
+                            json={"messages": {victim.user_id: {victim.device: {
+                                "ciphertext": "x" * 70_000}}}})
+    assert response.status_code == 413 and response.json()["errcode"] == "M_TOO_LARGE"
+    # at most 500 messages in one request
+    many = {f"D{index}": {"n": index} for index in range(501)}
+    response = await mx.raw("PUT", f"{V3}/sendToDevice/m.dummy/many", sender.token,
+                            json={"messages": {victim.user_id: many}})
+    assert response.status_code == 413 and response.json()["errcode"] == "M_TOO_LARGE"
+    # a type of at most 255 characters
+    response = await mx.raw("PUT", f"{V3}/sendToDevice/{'t' * 256}/long", sender.token,
+                            json={"messages": {victim.user_id: {victim.device: {}}}})
+    assert response.status_code == 400, response.text
+    synced = await victim.sync()
+    assert synced.get("to_device", {}).get("events", []) == []
+    # another sender is served
+    await other.call("PUT", "/sendToDevice/m.dummy/fine",
+                     {"messages": {victim.user_id: {victim.device: {"n": 1}}}})
+    synced = await victim.sync(synced["next_batch"])
+    assert [event["content"] for event in synced["to_device"]["events"]] == [{"n": 1}]
