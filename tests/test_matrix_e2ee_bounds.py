@@ -66,8 +66,8 @@ async def test_one_time_keys_capped_per_device(mx: Matrix) -> None:
         return took
 
     uploads, sends = await asyncio.gather(flood(), timed_sends(bob, room, 20))
-    assert max(sends) < 2.0, sends
-    assert max(uploads) < 2.0, uploads
+    assert max(sends) < 3.0, sends
+    assert max(uploads) < 3.0, uploads
 
     # a client topping up stays within the cap; past it the upload is refused whole
     for batch in range(MAX_ONE_TIME_KEYS // 50):
@@ -116,7 +116,7 @@ async def test_to_device_flood_bounded_and_delivered_in_order_once(mx: Matrix) -
         return accepted
 
     accepted, sends = await asyncio.gather(flood(), timed_sends(bob, room, 20))
-    assert max(sends) < 2.0, sends
+    assert max(sends) < 3.0, sends
     assert 0 < len(accepted) <= TO_DEVICE_PENDING, len(accepted)
 
     # the victim gets them over several /syncs, each bounded, in order, each once
