@@ -59,3 +59,16 @@ class Throttled(ServiceError):
         seconds = max(1, math.ceil(retry_after))
         super().__init__(429, f"{what}; try again in {seconds} s")
         self.retry_after = seconds
+
+
+class TooLong(ServiceError):
+    """A client's string or key material past its bound (docs/BOUNDS.md): 400, Matrix
+    M_TOO_LARGE."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, detail)
+
+
+class OverLimit(ServiceError):
+    """A count past its bound (docs/BOUNDS.md), such as one-time keys or waiting to-device
+    messages: `code` (400 or 429), Matrix M_LIMIT_EXCEEDED."""

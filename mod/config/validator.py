@@ -129,6 +129,18 @@ class Matrix(BaseModel):
     base_url: str = ""
     sync_timeout_max: Annotated[float, Field(ge=0)] = 60.0
     user_directory: Literal["shared", "all"] = "shared"
+    # End-to-end encryption bounds (docs/BOUNDS.md). Unclaimed one-time keys a device may
+    # hold (clients keep about 50; an upload past it is refused whole).
+    max_one_time_keys: Annotated[int, Field(ge=1, le=100_000)] = 200
+    # To-device messages one sender may have waiting for one recipient user (past it: 429).
+    to_device_pending: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    # To-device messages one /sync carries at most (the rest come in the next ones).
+    to_device_per_sync: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # sendToDevice requests per second one user may make, and the burst allowed above it.
+    to_device_rate: Annotated[float, Field(gt=0)] = 10.0
+    to_device_burst: Annotated[int, Field(ge=1)] = 100
+    # Pieces of account data (global and per room) one user may keep (past it: 400).
+    max_account_data: Annotated[int, Field(ge=1)] = 5000
 
 
 class Media(BaseModel):

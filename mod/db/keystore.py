@@ -124,19 +124,33 @@ def device_ids(conn: Conn, user_uuid: str) -> list[str]:
 # -- one-time and fallback keys ---------------------------------------------------------------
 
 
-def add_one_time_keys(conn: Conn, user_uuid: str, device_id: str, keys: dict[str, Any],
-                      fallback: bool) -> None:
-    """Store keys named "<algorithm>:<key id>"; a fallback key replaces the device's earlier
-    ones of its algorithm, and a one-time key already stored is kept as it is."""
+IN_CHUNK = 500  # values in one IN (...): well under SQLite's and PostgreSQL's limits
+
+
+def stored_key_ids(conn: Conn, user_uuid: str, device_id: str, key_ids: Sequence[str]
+                   ) -> set[tuple[str, str]]:
+    """(algorithm, key ID) of a device's keys among `key_ids`: looked up by key ID (index
+    `one_time_keys_by_key`), so the cost follows the keys asked about, not the keys stored."""
+    found: set[tuple[str, str]] = set()
+    wanted = sorted(set(key_ids))
+    for start in range(0, len(wanted), IN_CHUNK):
+        found.update((row[0], row[1]) for row in conn.all(Select(
+            [OneTimeKey.q.algorithm, OneTimeKey.q.key_id],
+            where=AND(OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id,
+                      IN(OneTimeKey.q.key_id, wanted[start:start + IN_CHUNK])))))
+    return found
+
+
+def add_one_time_keys(conn: Conn, user_uuid: str, device_id: str,
+                      keys: Sequence[tuple[str, str, Any]], fallback: bool) -> None:
+    """Store keys, (algorithm, key ID, key) each, none of them stored already (one-time keys:
+    see `stored_key_ids`); a fallback key replaces the device's earlier ones of its
+    algorithm."""
     mine = AND(OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id)
-    for name, key in keys.items():
-        algorithm, _, key_id = name.partition(":")
+    for algorithm, key_id, key in keys:
         if fallback:
             conn.execute(Delete(OneTimeKey.sqlmeta.table, where=AND(
                 mine, OneTimeKey.q.algorithm == algorithm, OneTimeKey.q.fallback == True)))  # noqa: E712
-        elif conn.one(Select(OneTimeKey.q.id, where=AND(mine, OneTimeKey.q.algorithm == algorithm,
-                                                      OneTimeKey.q.key_id == key_id))):
-            continue
         conn.execute(Insert(OneTimeKey.sqlmeta.table, values={
             "user_uuid": user_uuid, "device_id": device_id, "algorithm": algorithm,
             "key_id": key_id, "key_json": dumps(key), "fallback": fallback, "used": False}))
@@ -158,6 +172,13 @@ def key_counts(conn: Conn, user_uuid: str, device_id: str) -> tuple[dict[str, in
         elif not used:
             unused.append(algorithm)
     return counts, sorted(unused)
+
+
+def fallback_algorithms(conn: Conn, user_uuid: str, device_id: str) -> set[str]:
+    """The algorithms of a device's fallback keys, used or not."""
+    return {row[0] for row in conn.all(Select(OneTimeKey.q.algorithm, where=AND(
+        OneTimeKey.q.user_uuid == user_uuid, OneTimeKey.q.device_id == device_id,
+        OneTimeKey.q.fallback == True), distinct=True))}  # noqa: E712
 
 
 def claim_key(conn: Conn, user_uuid: str, device_id: str, algorithm: str
@@ -192,15 +213,25 @@ def add_to_device(conn: Conn, user_uuid: str, device_id: str, position: int, sen
         "event_type": event_type, "content": dumps(content)}))
 
 
-def to_device_between(conn: Conn, user_uuid: str, device_id: str, after: int, upto: int
-                      ) -> list[tuple[str, str, str]]:
-    """(sender uuid, type, content JSON) of a device's messages logged in (after, upto]."""
-    rows = conn.all(Select([ToDevice.q.sender, ToDevice.q.event_type, ToDevice.q.content],
-                         where=AND(ToDevice.q.user_uuid == user_uuid,
-                                   ToDevice.q.device_id == device_id,
-                                   ToDevice.q.position > after, ToDevice.q.position <= upto),
-                         orderBy=ToDevice.q.id))
-    return [(row[0], row[1], row[2]) for row in rows]
+def to_device_between(conn: Conn, user_uuid: str, device_id: str, after: int, upto: int,
+                      limit: int) -> list[tuple[int, str, str, str]]:
+    """(position, sender uuid, type, content JSON) of the first `limit` of a device's messages
+    logged in (after, upto], in order."""
+    rows = conn.all(Select([ToDevice.q.position, ToDevice.q.sender, ToDevice.q.event_type,
+                            ToDevice.q.content],
+                           where=AND(ToDevice.q.user_uuid == user_uuid,
+                                     ToDevice.q.device_id == device_id,
+                                     ToDevice.q.position > after, ToDevice.q.position <= upto),
+                           orderBy=[ToDevice.q.position, ToDevice.q.id], limit=limit))
+    return [(int(row[0]), row[1], row[2], row[3]) for row in rows]
+
+
+def to_device_pending(conn: Conn, user_uuid: str, sender: str, limit: int) -> int:
+    """How many messages from `sender` wait for a user's devices, counted up to `limit`
+    (index `to_device_by_sender`: the cost is bounded by the limit)."""
+    rows = conn.all(Select(ToDevice.q.id, where=AND(ToDevice.q.user_uuid == user_uuid,
+                                                  ToDevice.q.sender == sender), limit=limit))
+    return len(rows)
 
 
 def to_device_waiting(conn: Conn, user_uuid: str, device_id: str, upto: int) -> bool:

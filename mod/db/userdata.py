@@ -36,6 +36,12 @@ def account_data(conn: Conn, user_uuid: str, room: str, data_type: str) -> str |
     return str(row[0]) if row else None
 
 
+def count_account_data(conn: Conn, user_uuid: str, limit: int) -> int:
+    """How many pieces of account data a user keeps, counted up to `limit`."""
+    return len(conn.all(Select(AccountData.q.id, where=AccountData.q.user_uuid == user_uuid,
+                               limit=limit)))
+
+
 def all_account_data(conn: Conn, user_uuid: str) -> list[tuple[str, str, str]]:
     """(room, type, content JSON) of all the user's account data."""
     rows = conn.all(Select([AccountData.q.room, AccountData.q.data_type, AccountData.q.content],

@@ -42,7 +42,7 @@ class Service:
         self.media = Media(settings, engine)
         self.messages = Messages(settings, engine, self.media)
         self.timeline = Timeline(engine)
-        self.keys = Keys(engine)
+        self.keys = Keys(engine, settings.matrix)
         self.devices = Devices(engine, self.accounts)
         self.backup = Backup(engine)
         self.ephemeral = Ephemeral(engine)

@@ -20,6 +20,7 @@ from mod.db import media as mediadb
 from mod.db import operator
 from mod.db.engine import ChangeRow, Conn, Engine
 from mod.error import Locked, ServiceError
+from mod.service.bounds import check_device
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
 from mod.service.throttle import LoginThrottle
@@ -109,6 +110,7 @@ class Accounts:
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
         _check_profile(username, email)
+        check_device(device, device_name)
         password_hash = await self._hash(password)
         ttl = self.settings.security.token_ttl
         token = lib.new_token()
@@ -140,6 +142,7 @@ class Accounts:
         failures from it are slowed, then refused."""
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
+        check_device(device, device_name)
         self.throttle.check(login, address)
         user = await self.engine.read(db.user_by_login, login)
         if user is None:

@@ -16,6 +16,7 @@ from mod.db import keystore as ks
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
+from mod.service.bounds import MAX_KEY_JSON, check_device_name
 from mod.service.common import Caller, now
 from mod.service.keys import DeviceInfo, _device_changed, _parse
 
@@ -90,6 +91,7 @@ class Devices:
         raise ServiceError(404, f"No device {device_id}")
 
     async def rename(self, caller: Caller, device_id: str, name: str) -> None:
+        check_device_name(name)
         await self.get(caller, device_id)
         await self.engine.write(ks.set_display_name, caller.uuid, device_id, name, now())
 
@@ -164,12 +166,19 @@ def _store_signatures(conn: Conn, caller_uuid: str, signed: dict[str, dict[str, 
         for key_id, obj in objects.items():
             device_text = ks.device_keys(conn, user, key_id) if user == caller_uuid else ""
             if device_text:
-                ks.set_device_keys(conn, user, key_id, ks.dumps(_merge(json.loads(device_text),
-                                                                      obj)), stamp)
+                merged = ks.dumps(_merge(json.loads(device_text), obj))
+                if len(merged) > MAX_KEY_JSON:
+                    failures.setdefault(user, {})[key_id] = "too many signatures"
+                    continue
+                ks.set_device_keys(conn, user, key_id, merged, stamp)
                 changed = True
             elif master is not None and key_id in (master.get("keys") or {}).values():
-                master = _merge(master, obj)
-                ks.set_cross_signing_key(conn, user, "master", ks.dumps(master))
+                merged = ks.dumps(_merge(json.loads(ks.dumps(master)), obj))
+                if len(merged) > MAX_KEY_JSON:
+                    failures.setdefault(user, {})[key_id] = "too many signatures"
+                    continue
+                master = json.loads(merged)
+                ks.set_cross_signing_key(conn, user, "master", merged)
                 changed = True
             else:
                 failures.setdefault(user, {})[key_id] = "unknown key"

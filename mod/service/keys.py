@@ -19,14 +19,18 @@ from typing import Any
 
 from loguru import logger
 
+from mod.config.validator import Matrix
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db.engine import Conn, Engine
-from mod.error import ServiceError
+from mod.error import OverLimit, ServiceError, TooLong
+from mod.service.bounds import MAX_EVENT_TYPE, MAX_FALLBACK_ALGORITHMS, MAX_KEY_NAME
+from mod.service.buckets import Buckets
 from mod.service.common import RETRY_WINDOW, Caller, now, retry_key
 
 ALL_DEVICES = "*"
 MAX_TO_DEVICE = 500
+SYNC_TO_DEVICE_BYTES = 1024 * 1024  # content characters one /sync carries (at least one)
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +52,9 @@ class SyncKeys:
     counts: dict[str, int]
     unused_fallback: list[str]
     left: list[str] = field(default_factory=list)  # user uuids who share no flow any more
+    # Set when more messages wait than one /sync carries: the position the batch must end at
+    # (that of the last message carried), so that the rest come in the next /sync.
+    through: int | None = None
 
     @property
     def news(self) -> bool:
@@ -67,9 +74,24 @@ def _parse(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _key_names(keys: dict[str, Any], what: str) -> list[tuple[str, str, Any]]:
+    """(algorithm, key ID, key) of keys named "<algorithm>:<key id>"."""
+    named: list[tuple[str, str, Any]] = []
+    for name, key in keys.items():
+        algorithm, colon, key_id = name.partition(":")
+        if not colon or not algorithm or not key_id:
+            raise ServiceError(400, f"{what}: {name[:64]!r} is not <algorithm>:<key id>")
+        if len(name) > MAX_KEY_NAME:
+            raise TooLong(f"{what}: a key name is at most {MAX_KEY_NAME} characters")
+        named.append((algorithm, key_id, key))
+    return named
+
+
 class Keys:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, settings: Matrix | None = None) -> None:
         self.engine = engine
+        self.settings = settings or Matrix()
+        self.senders = Buckets(self.settings.to_device_rate, self.settings.to_device_burst)
 
     # -- device keys and one-time keys --------------------------------------------------------
 
@@ -79,8 +101,9 @@ class Keys:
         """Store the caller's device's keys; the unclaimed one-time keys per algorithm."""
         if not caller.device:
             raise ServiceError(400, "This access token has no device")
-        return await self.engine.write(_upload, caller, device_keys, one_time_keys,
-                                       fallback_keys, now())
+        return await self.engine.write(
+            _upload, caller, device_keys, _key_names(one_time_keys, "one_time_keys"),
+            _key_names(fallback_keys, "fallback_keys"), self.settings.max_one_time_keys, now())
 
     async def query(self, users: dict[str, list[str]]) -> dict[str, list[DeviceInfo]]:
         """The devices (all, or those named) of some users, with their keys."""
@@ -109,12 +132,26 @@ class Keys:
 
     async def send_to_device(self, caller: Caller, event_type: str,
                              messages: dict[str, dict[str, dict[str, Any]]], txn: str) -> None:
-        """Queue messages (user -> device or "*" -> content); retry-safe by `txn`."""
+        """Queue messages (user -> device or "*" -> content); retry-safe by `txn`.
+        A sender makes at most TO_DEVICE_RATE requests a second (a burst of TO_DEVICE_BURST)
+        and has at most TO_DEVICE_PENDING messages waiting for one user: messages to a user
+        past it are not queued, and a request none of whose messages could be is refused."""
+        if not event_type or len(event_type) > MAX_EVENT_TYPE:
+            raise ServiceError(400, f"A to-device type has 1 to {MAX_EVENT_TYPE} characters")
         count = sum(len(devices) for devices in messages.values())
         if count > MAX_TO_DEVICE:
             raise ServiceError(413, f"At most {MAX_TO_DEVICE} to-device messages at once")
+        self.senders.take(caller.uuid, "Too many to-device messages")
         key = retry_key("txn", caller.token_hash, "", "to_device", txn)
-        await self.engine.write(_send_to_device, caller, event_type, messages, key, now())
+        full, queued = await self.engine.write(_send_to_device, caller, event_type, messages, key,
+                                       self.settings.to_device_pending, now())
+        if full:
+            logger.info("to-device messages not queued: {} -> {} (over {} waiting)",
+                        caller.uuid, ", ".join(full), self.settings.to_device_pending)
+            if not queued:
+                raise OverLimit(429, f"Too many to-device messages wait for {len(full)} "
+                                f"user(s): at most {self.settings.to_device_pending} from "
+                                "one sender, until they are received")
 
     # -- /sync --------------------------------------------------------------------------------
 
@@ -123,7 +160,8 @@ class Keys:
         device acknowledged (logged at or before `since`) are deleted first."""
         if not caller.device:
             return SyncKeys([], [], {}, [], [])
-        found, acknowledged = await self.engine.read(_for_sync, caller, since, upto)
+        found, acknowledged = await self.engine.read(_for_sync, caller, since, upto,
+                                                     self.settings.to_device_per_sync)
         if acknowledged:
             await self.engine.write(ks.drop_to_device, caller.uuid, caller.device, since or 0)
         return found
@@ -137,19 +175,31 @@ def forget_devices(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int
 
 
 def _upload(conn: Conn, caller: Caller, device_keys: dict[str, Any] | None,
-            one_time_keys: dict[str, Any], fallback_keys: dict[str, Any], stamp: int
-            ) -> dict[str, int]:
-    if device_keys is not None and ks.set_device_keys(conn, caller.uuid, caller.device,
+            one_time_keys: list[tuple[str, str, Any]], fallback_keys: list[tuple[str, str, Any]],
+            cap: int, stamp: int) -> dict[str, int]:
+    user, device = caller.uuid, caller.device
+    counts, _ = ks.key_counts(conn, user, device)
+    stored = ks.stored_key_ids(conn, user, device, [key_id for _, key_id, _ in one_time_keys])
+    fresh = [key for key in one_time_keys if (key[0], key[1]) not in stored]
+    if fresh and sum(counts.values()) + len(fresh) > cap:
+        raise OverLimit(400, f"A device holds at most {cap} one-time keys: it has "
+                        f"{sum(counts.values())}, and this upload adds {len(fresh)}")
+    if fallback_keys and len(ks.fallback_algorithms(conn, user, device) | {
+            algorithm for algorithm, _, _ in fallback_keys}) > MAX_FALLBACK_ALGORITHMS:
+        raise OverLimit(400, f"A device holds fallback keys of at most "
+                        f"{MAX_FALLBACK_ALGORITHMS} algorithms")
+    if device_keys is not None and ks.set_device_keys(conn, user, device,
                                                       ks.dumps(device_keys), stamp):
-        _device_changed(conn, caller.uuid, stamp)
-        logger.info("device keys stored: {} {}", caller.uuid, caller.device)
-    if one_time_keys:
-        ks.add_one_time_keys(conn, caller.uuid, caller.device, one_time_keys, False)
+        _device_changed(conn, user, stamp)
+        logger.info("device keys stored: {} {}", user, device)
+    if fresh:
+        ks.add_one_time_keys(conn, user, device, fresh, False)
     if fallback_keys:
-        ks.add_one_time_keys(conn, caller.uuid, caller.device, fallback_keys, True)
-    if one_time_keys or fallback_keys:
-        _counts_changed(conn, caller.uuid, stamp)
-    return ks.key_counts(conn, caller.uuid, caller.device)[0]
+        ks.add_one_time_keys(conn, user, device, fallback_keys, True)
+    if fresh or fallback_keys:
+        _counts_changed(conn, user, stamp)
+        return ks.key_counts(conn, user, device)[0]
+    return counts
 
 
 def _counts_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
@@ -235,34 +285,59 @@ def _created_with(payload: str) -> set[str]:
 
 
 def _send_to_device(conn: Conn, caller: Caller, event_type: str,
-                    messages: dict[str, dict[str, dict[str, Any]]], key: str,
-                    stamp: int) -> None:
+                    messages: dict[str, dict[str, dict[str, Any]]], key: str, cap: int,
+                    stamp: int) -> tuple[list[str], bool]:
+    """Queue the messages: the recipients whose messages were not (over `cap` waiting), and
+    whether any was queued (or the request was a repeat)."""
     if db.txn_result(conn, key, stamp - RETRY_WINDOW) is not None:
-        return
+        return [], True
+    full: list[str] = []
+    queued = False
     for user, devices in messages.items():
         known = {row[1] for row in ks.devices_of(conn, [user])}
-        targets: list[tuple[str, dict[str, Any]]] = []
+        targets: dict[str, dict[str, Any]] = {}
         for device, content in devices.items():
             if device == ALL_DEVICES:
-                targets.extend((each, content) for each in sorted(known))
+                for each in sorted(known):
+                    targets.setdefault(each, content)
             elif device in known:
-                targets.append((device, content))
+                targets[device] = content  # named: over "*"
         if not targets:
+            continue
+        waiting = ks.to_device_pending(conn, user, caller.uuid, cap)
+        if waiting and waiting + len(targets) > cap:
+            full.append(user)
             continue
         change = db.log_change(conn, stamp, "", "to_device", caller.uuid, user,
                                {"users": [user]})
-        for device, content in targets:
+        for device, content in targets.items():
             ks.add_to_device(conn, user, device, change.position, caller.uuid, event_type,
                              content)
-    db.txn_store(conn, key, "sent", stamp)
+        queued = True
+    if queued or not full:
+        db.txn_store(conn, key, "sent", stamp)
+    return full, queued
 
 
-def _for_sync(conn: Conn, caller: Caller, since: int | None, upto: int) -> tuple[SyncKeys, bool]:
-    messages = [(sender, kind, json.loads(content)) for sender, kind, content in
-                ks.to_device_between(conn, caller.uuid, caller.device, since or 0, upto)]
-    changed, left = _device_lists(conn, caller.uuid, since, upto) if since is not None \
+def _for_sync(conn: Conn, caller: Caller, since: int | None, upto: int, limit: int
+              ) -> tuple[SyncKeys, bool]:
+    """A device's share of (since, upto]: at most `limit` messages and SYNC_TO_DEVICE_BYTES
+    of them (at least one); when more wait, `through` ends the batch at the last one."""
+    rows = ks.to_device_between(conn, caller.uuid, caller.device, since or 0, upto, limit + 1)
+    messages: list[tuple[str, str, dict[str, Any]]] = []
+    through = None
+    size = last = 0
+    for position, sender, kind, content in rows:
+        if messages and (len(messages) >= limit or size + len(content) > SYNC_TO_DEVICE_BYTES):
+            through = last
+            break
+        messages.append((sender, kind, json.loads(content)))
+        size += len(content)
+        last = position
+    end = upto if through is None else through
+    changed, left = _device_lists(conn, caller.uuid, since, end) if since is not None \
         else ([], [])
     counts, unused = ks.key_counts(conn, caller.uuid, caller.device)
     acknowledged = since is not None and ks.to_device_waiting(conn, caller.uuid, caller.device,
                                                               since)
-    return SyncKeys(messages, changed, counts, unused, left), acknowledged
+    return SyncKeys(messages, changed, counts, unused, left, through), acknowledged

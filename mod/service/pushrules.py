@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mod.error import ServiceError
+from mod.error import ServiceError, TooLong
+from mod.service.bounds import MAX_RULE_ID
 from mod.service.pushrules_default import KINDS
 
 Rules = dict[str, Any]
@@ -45,6 +46,8 @@ def put(rules: Rules, scope: str, kind: str, rule_id: str, body: dict[str, Any],
     listed = _kind(rules, scope, kind)
     if rule_id.startswith(".") or "/" in rule_id or not rule_id:
         raise ServiceError(400, "Rule IDs starting with '.' are the server's")
+    if len(rule_id) > MAX_RULE_ID:
+        raise TooLong(f"A push rule ID is at most {MAX_RULE_ID} characters")
     actions = body.get("actions")
     if not isinstance(actions, list):
         raise ServiceError(400, "A push rule needs a list of actions")

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import Conn, Engine
-from mod.error import ServiceError
+from mod.error import OverLimit, ServiceError, TooLong
 from mod.service import rights
+from mod.service.bounds import MAX_PUSH_RULES
 from mod.service.common import Caller, Committed, logged_since, now
 from mod.service.pushrules_default import default_rules
 
@@ -39,7 +40,8 @@ class UserData:
             raise ServiceError(400, f"An account data type has 1 to {MAX_TYPE} characters")
         if data_type == PUSH_RULES:
             raise ServiceError(400, "Push rules are changed through /pushrules")
-        return await self.engine.write(_put, caller, room, data_type, content, now())
+        return await self.engine.write(_put, caller, room, data_type, content,
+                                       self.settings.matrix.max_account_data, now())
 
     async def get(self, caller: Caller, user_uuid: str, room: str, data_type: str
                   ) -> dict[str, Any]:
@@ -89,11 +91,14 @@ def _own(caller: Caller, user_uuid: str) -> None:
 
 
 def _put(conn: Conn, caller: Caller, room: str, data_type: str, content: dict[str, Any],
-         stamp: int) -> Committed[None]:
+         cap: int, stamp: int) -> Committed[None]:
     if room:
         flow = rights.access(conn, room, caller)
         if not flow.member and not db.join_rights(conn, room, caller.uuid)[1]:
             raise ServiceError(403, "Only members keep account data for a room")
+    if userdata.account_data(conn, caller.uuid, room, data_type) is None and \
+            userdata.count_account_data(conn, caller.uuid, cap) >= cap:
+        raise OverLimit(400, f"A user keeps at most {cap} pieces of account data")
     mark = len(conn.changes)
     userdata.put_account_data(conn, caller.uuid, room, data_type, content, stamp)
     return Committed(None, logged_since(conn, mark))
@@ -105,6 +110,8 @@ def _change_rules(conn: Conn, caller: Caller, user_id: str, localpart: str,
     text = userdata.account_data(conn, caller.uuid, "", PUSH_RULES)
     rules = default_rules(user_id, localpart) if text is None else from_json(text)
     change(rules, *args)
+    if len(to_json(rules)) > MAX_PUSH_RULES:
+        raise TooLong(f"A user's push rules are at most {MAX_PUSH_RULES} bytes of JSON")
     mark = len(conn.changes)
     userdata.put_account_data(conn, caller.uuid, "", PUSH_RULES, rules, stamp)
     return Committed(None, logged_since(conn, mark))

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mod.error import Locked, ServiceError, Throttled
+from mod.error import Locked, OverLimit, ServiceError, Throttled, TooLong
 
 
 class Code(StrEnum):
@@ -72,6 +72,10 @@ def from_service(exc: ServiceError, translation: Translation | None = None) -> M
     if isinstance(exc, Throttled):
         return MatrixError(429, Code.LIMIT_EXCEEDED, exc.detail,
                            retry_after_ms=exc.retry_after * 1000)
+    if isinstance(exc, TooLong):
+        return MatrixError(400, Code.TOO_LARGE, exc.detail)
+    if isinstance(exc, OverLimit):
+        return MatrixError(exc.code, Code.LIMIT_EXCEEDED, exc.detail)
     status, code = (translation or {}).get(exc.code) or DEFAULT.get(exc.code) or (
         500, Code.UNKNOWN)
     extra: dict[str, Any] = {"soft_logout": False} if code is Code.UNKNOWN_TOKEN else {}

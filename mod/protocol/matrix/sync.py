@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 
@@ -93,6 +94,10 @@ async def sync(call: Call) -> SyncReply:
                                     full_state)
             result = await _batch(call, query, stream)
             keys = await sync_keys.read(call, stream, since, result.position)
+            if keys.through is not None and keys.through < result.position:
+                # more to-device messages wait than one batch carries: end it at the last
+                result = await _batch(call, dataclasses.replace(
+                    query, upto=keys.through, exact=True), stream)
             remaining = deadline - loop.time()
             if (since is None or full_state or not result.empty or keys.news or remaining <= 0
                     or matrix.hub.stopped):

@@ -20,7 +20,8 @@ async def read(call: Call, stream: UserStream, since: int | None, upto: int) -> 
     if kept is not None:
         return kept
     keys = await call.service.keys.for_sync(caller, since, upto)
-    cache.put(caller.uuid, caller.device, since, upto, keys)
+    cache.put(caller.uuid, caller.device, since, upto if keys.through is None else keys.through,
+              keys)
     return keys
 
 

@@ -45,6 +45,7 @@ class SyncQuery:
     upto: int
     limit: int
     full_state: bool = False
+    exact: bool = False  # an initial sync ends at `upto`, not at the newest position
 
 
 @dataclass(slots=True)
@@ -93,7 +94,7 @@ def _window(reader: Reader, flow: str, upto: int, limit: int) -> tuple[list[Pars
 def _initial(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult:
     # Up to what is committed now, even if the hub has not delivered it yet: a client that
     # just joined a room sees it. (Later syncs start after this, so nothing comes twice.)
-    upto = max(query.upto, reader.last_position())
+    upto = query.upto if query.exact else max(query.upto, reader.last_position())
     rooms = api.no_rooms()
     joined: list[_Room] = []
     for flow in reader.member_flows(query.user):
