@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from mod.config.validator import Media as MediaSettings
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
@@ -25,13 +24,7 @@ from mod.db.media import MediaRow
 from mod.error import ServiceError
 from mod.service import quota as quotas
 from mod.service.common import Caller, now
-from mod.service.mediastore import (
-    MAX_THUMBNAIL_SIDE,
-    THUMBNAIL_METHODS,
-    Incoming,
-    Sniffed,
-    Store,
-)
+from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
 
 # MTP's file fields and the Matrix msgtype of each, in the order a message's first file is
 # chosen (a Matrix event carries one).
@@ -108,7 +101,7 @@ class Media:
         stamp = now()
         row = MediaRow(media_id=new_media_id(), sha256="", content_type=OCTET_STREAM, size=0,
                        name="", uploader=caller.uuid, time_created=stamp, width=0, height=0)
-        await self.engine.write(_create, row, self.settings)
+        await self.engine.write(quotas.create_pending, row, self.settings)
         return row["media_id"], stamp + self.settings.unused_expires
 
     async def upload(self, caller: Caller, chunks: AsyncIterator[bytes], content_type: str,
@@ -126,9 +119,7 @@ class Media:
             await self._pending(caller, media_id)
         standing = await self.engine.read(quotas.standing, self.settings, caller.uuid, now(),
                                           media_id or "")
-        refused = standing.refuse(declared or 0)
-        if refused is not None:
-            raise refused
+        standing.require(declared or 0)
         incoming = await asyncio.to_thread(self.store.incoming)
         try:
             await self._receive(incoming, chunks, standing)
@@ -153,8 +144,8 @@ class Media:
         file."""
         try:
             if not fill:
-                await self.engine.write(_insert, row, self.settings, quota)
-            elif not await self.engine.write(_fill, row, self.settings):
+                await self.engine.write(quotas.insert, row, self.settings, quota)
+            elif not await self.engine.write(quotas.fill, row, self.settings):
                 raise ServiceError(409, "This media ID already has its file")
         except BaseException:
             await asyncio.to_thread(incoming.abort)
@@ -176,7 +167,7 @@ class Media:
             if incoming.size + size > limit:
                 raise self.too_large()
             if left is not None and incoming.size + size > left:
-                raise standing.refuse(incoming.size + size) or self.too_large()
+                standing.require(incoming.size + size)
             held.append(chunk)
             if size >= FLUSH:
                 await asyncio.to_thread(incoming.write, b"".join(held))
@@ -230,10 +221,9 @@ class Media:
     async def store_bytes(self, uploader: str, data: bytes, name: str, quota: bool = True
                           ) -> MediaRow:
         """Keep bytes an MTP client sent; the same bytes, name and sender give the same row
-        (a retried send_message, not counted again). A new file past the uploader's quota is
-        refused (413) and leaves nothing; `quota=False` for what the server itself moves
-        into the store (an avatar from before the store)."""
-        incoming, sha256, what = await asyncio.to_thread(self._stage, data)
+        (a retried send_message, not counted again). Past the quota: 413, nothing kept
+        (`quota=False`: what the server moves into the store itself, an old avatar)."""
+        incoming, sha256, what = await asyncio.to_thread(self.store.stage, data)
         kind = what.content_type or OCTET_STREAM
         try:
             found = await self.engine.read(mediadb.same_file, sha256, uploader, name, kind)
@@ -248,17 +238,6 @@ class Media:
                        width=what.width, height=what.height)
         await asyncio.shield(self._commit(incoming, row, quota=quota))
         return row
-
-    def _stage(self, data: bytes) -> tuple[Incoming, str, Sniffed]:
-        """Blocking: bytes written to tmp/ and sealed (hashed, sniffed), not yet in place."""
-        incoming = self.store.incoming()
-        try:
-            incoming.write(data)
-            sha256, what = incoming.seal()
-        except BaseException:
-            incoming.abort()
-            raise
-        return incoming, sha256, what
 
     async def from_mtp(self, caller: Caller, content: dict[str, str]
                        ) -> tuple[str, dict[str, Any]] | None:
@@ -387,27 +366,6 @@ class Media:
         row = await self.store_bytes(user_uuid, data, "avatar", quota=False)
         await self.engine.write(mediadb.add_ref, row["media_id"], mediadb.AVATAR, user_uuid)
         return self.mxc(row["media_id"])
-
-
-def _create(conn: Conn, row: MediaRow, settings: MediaSettings) -> None:
-    cap, stamp = settings.max_pending_uploads, row["time_created"]
-    if mediadb.pending_count(conn, row["uploader"], stamp - settings.unused_expires) >= cap:
-        raise ServiceError(429, f"You have {cap} uploads waiting for their files; upload "
-                                f"those or wait for them to expire")
-    quotas.check(conn, settings, row["uploader"], 0, stamp)
-    mediadb.insert(conn, row)
-
-
-def _insert(conn: Conn, row: MediaRow, settings: MediaSettings, quota: bool) -> None:
-    if quota:
-        quotas.check(conn, settings, row["uploader"], row["size"], row["time_created"])
-    mediadb.insert(conn, row)
-
-
-def _fill(conn: Conn, row: MediaRow, settings: MediaSettings) -> bool:
-    quotas.check(conn, settings, row["uploader"], row["size"], row["time_created"],
-                 exclude=row["media_id"])
-    return mediadb.fill(conn, row)
 
 
 def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str, stamp: int) -> None:

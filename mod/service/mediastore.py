@@ -130,6 +130,17 @@ class Store:
     def incoming(self) -> Incoming:
         return Incoming(self)
 
+    def stage(self, data: bytes) -> tuple[Incoming, str, Sniffed]:
+        """Bytes held in memory written to tmp/ and sealed: the upload, its hash and what it
+        is; the caller `place`s it once it may be kept, or `abort`s it."""
+        incoming = self.incoming()
+        try:
+            incoming.write(data)
+            return (incoming, *incoming.seal())
+        except BaseException:
+            incoming.abort()
+            raise
+
     def put(self, data: bytes) -> tuple[str, int, Sniffed]:
         """Store bytes held in memory (an MTP file); (hash, size, what it is)."""
         incoming = self.incoming()

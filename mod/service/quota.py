@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mod.config.validator import Media as MediaSettings
 from mod.db import media as mediadb
 from mod.db.engine import Conn
+from mod.db.media import MediaRow
 from mod.error import ServiceError
 
 
@@ -89,6 +90,12 @@ class Standing:
     def refuse(self, size: int) -> ServiceError | None:
         return refuse(self.quota, self.usage, size)
 
+    def require(self, size: int) -> None:
+        """413 unless one more file of `size` bytes fits."""
+        refused = self.refuse(size)
+        if refused is not None:
+            raise refused
+
 
 def standing(conn: Conn, settings: MediaSettings, user_uuid: str, now: int,
              exclude: str = "") -> Standing:
@@ -101,6 +108,31 @@ def check(conn: Conn, settings: MediaSettings, user_uuid: str, size: int, now: i
     """In the writer job that stores the row: 413 unless one more file of `size` bytes fits
     (`exclude`: the pending row being filled, counted as the new file instead)."""
     mediadb.serialize_uploads(conn)
-    refused = standing(conn, settings, user_uuid, now, exclude).refuse(size)
-    if refused is not None:
-        raise refused
+    standing(conn, settings, user_uuid, now, exclude).require(size)
+
+
+# -- the writer jobs that store a media row under the quota ----------------------------------
+
+
+def create_pending(conn: Conn, row: MediaRow, settings: MediaSettings) -> None:
+    """An asynchronous upload's row (/create): at most `MAX_PENDING_UPLOADS` waiting, and a
+    file of the quota."""
+    cap, stamp = settings.max_pending_uploads, row["time_created"]
+    if mediadb.pending_count(conn, row["uploader"], stamp - settings.unused_expires) >= cap:
+        raise ServiceError(429, f"You have {cap} uploads waiting for their files; upload "
+                                f"those or wait for them to expire")
+    check(conn, settings, row["uploader"], 0, stamp)
+    mediadb.insert(conn, row)
+
+
+def insert(conn: Conn, row: MediaRow, settings: MediaSettings, quota: bool = True) -> None:
+    if quota:
+        check(conn, settings, row["uploader"], row["size"], row["time_created"])
+    mediadb.insert(conn, row)
+
+
+def fill(conn: Conn, row: MediaRow, settings: MediaSettings) -> bool:
+    """A pending row given its file (False: it had one); the row counts as the new file."""
+    check(conn, settings, row["uploader"], row["size"], row["time_created"],
+          exclude=row["media_id"])
+    return mediadb.fill(conn, row)
