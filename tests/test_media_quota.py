@@ -19,14 +19,30 @@ import nio
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from sqlobject.sqlbuilder import Delete
 
 from manage import cli
 from mod.config.validator import Media as MediaSettings
 from mod.db import dbhandler
 from mod.db.engine import Conn
+from mod.db.models import Media
 from mod.service import quota as quotas
-from tests.support import DATABASE_KINDS, ServerProcess, running_server, write_database
-from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_session, sync_until
+from tests.support import (
+    DATABASE_KINDS,
+    POSTGRES_URI,
+    ServerProcess,
+    postgres_database,
+    running_server,
+    unique_login,
+    write_database,
+)
+from tests.test_matrix_support import (
+    PASSWORD,
+    SERVER_NAME,
+    Matrix,
+    matrix_session,
+    sync_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -247,3 +263,50 @@ async def test_an_unlimited_quota(tmp_path: Path) -> None:
             alice = await matrix.user()
             for index in range(QUOTA_FILES + 2):
                 assert (await post(matrix, alice, png(800 + index))).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URI, reason="MORELIA_TEST_POSTGRES_URI unset")
+async def test_two_processes_keep_one_quota(tmp_path: Path) -> None:
+    """Two server processes on one PostgreSQL database: a user's parallel uploads, half to
+    each, still stop at the quota (the writers' check and insert take turns across
+    processes)."""
+    store = tmp_path / "shared-media"
+    with postgres_database() as database:
+        env = {**ENV, "MORELIA_DATABASE_URI": database, "MORELIA_MEDIA_PATH": str(store)}
+        with ServerProcess(tmp_path, env=env) as first, ServerProcess(tmp_path, env=env
+                                                                      ) as second:
+            login = unique_login("mx")
+            one = nio.AsyncClient(first.http, login)
+            try:
+                assert isinstance(await one.register(login, PASSWORD), nio.RegisterResponse)
+                http = [httpx.AsyncClient(base_url=server.http, timeout=30)
+                        for server in (first, second) for _ in range(15)]
+
+                async def up(client: httpx.AsyncClient, index: int) -> int:
+                    response = await client.post(UPLOAD, content=png(900 + index), headers={
+                        "Authorization": f"Bearer {one.access_token}",
+                        "Content-Type": "image/png"})
+                    return response.status_code
+
+                try:
+                    for round_ in range(3):  # three storms: each must stop at the quota
+                        if round_:
+                            write_database(database, _drop_media, login)
+                        codes = await asyncio.gather(*(up(client, index + 100 * round_)
+                                                       for index, client in enumerate(http)))
+                        assert sorted(set(codes)) == [200, 413], codes
+                        assert codes.count(200) == QUOTA_FILES, codes
+                        assert usage(first, login).files == QUOTA_FILES
+                finally:
+                    await asyncio.gather(*(client.aclose() for client in http))
+                assert not any((store / "tmp").iterdir())
+            finally:
+                await one.close()
+
+
+def _drop_media(conn: Conn, login: str) -> None:
+    """Forget a user's media rows (as a purge would), so a new storm starts from nothing."""
+    user = dbhandler.user_by_login(conn, login)
+    assert user is not None
+    conn.execute(Delete(Media.sqlmeta.table, where=Media.q.uploader == user["uuid"]))
