@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from manage import cli
 from mod import lib
 from mod.cli.common import CliError
 from mod.cli.media import parse_count, parse_size
@@ -114,3 +116,39 @@ async def test_concurrent_stores_of_one_user_stop_at_the_quota(service: Service,
     with pytest.raises(ServiceError) as caught:
         await media.store_bytes(alice, b"\3", "")
     assert "3 files" in caught.value.detail
+
+
+def test_the_operator_command(db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                              ) -> None:
+    """`manage.py media quota`: show, set one limit or both, back to the default, and one
+    clear line for what it cannot do."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MORELIA_CONFIG", raising=False)
+    monkeypatch.setenv("MORELIA_DATABASE_URI", db_uri)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == code, (result.output, result.exception)
+        assert "Traceback" not in result.output
+        return result.output
+
+    run("db", "create")
+    run("superuser-create", "--login", "root", "--username", "Root", "--password", "root-pw")
+    assert run("media", "quota", "root").splitlines() == [
+        "User 'root':", "  bytes: 0 (0 bytes) of 1073741824 (1.0 GiB) (default)",
+        "  files: 0 of 10000 (default)"]
+    assert run("media", "quota", "root", "--bytes", "2GiB", "--files", "5").splitlines()[1:] \
+        == ["  bytes: 0 (0 bytes) of 2147483648 (2.0 GiB) (own)", "  files: 0 of 5 (own)"]
+    assert run("media", "quota", "root", "--files", "default").splitlines()[1:] == [
+        "  bytes: 0 (0 bytes) of 2147483648 (2.0 GiB) (own)", "  files: 0 of 10000 (default)"]
+    assert "unlimited (own)" in run("media", "quota", "root", "--bytes", "0")
+    assert run("media", "quota", "root", "--default").splitlines()[1:] == [
+        "  bytes: 0 (0 bytes) of 1073741824 (1.0 GiB) (default)",
+        "  files: 0 of 10000 (default)"]
+    assert "Error: there is no user with the login 'nobody'" in run(
+        "media", "quota", "nobody", code=1)
+    assert "is not a size" in run("media", "quota", "root", "--bytes", "lots", code=1)
+    assert "is not a number of files" in run("media", "quota", "root", "--files", "-2", code=1)
+    assert "--default takes the user back" in run("media", "quota", "root", "--default",
+                                                  "--files", "3", code=1)
