@@ -230,6 +230,9 @@ class Media:
             if found is not None:
                 await asyncio.to_thread(incoming.place)
                 return found
+            if quota:  # on a reader first: a refusal costs the writer nothing
+                (await self.engine.read(quotas.standing, self.settings, uploader, now())
+                 ).require(len(data))
         except BaseException:
             await asyncio.to_thread(incoming.abort)
             raise
