@@ -505,6 +505,28 @@ def media_purge(days: float) -> None:
     click.echo(f"Removed {len(done.rows)} media ({done.size} bytes), {files}.")
 
 
+@media_group.command("quota")
+@click.argument("login")
+@click.option("--bytes", "max_bytes", metavar="SIZE",
+              help="The user's own limit of bytes: 2GiB, 500MiB, bytes, 0 for unlimited, or "
+                   "default.")
+@click.option("--files", "max_files", metavar="COUNT",
+              help="The user's own limit of files: a number, 0 for unlimited, or default.")
+@click.option("--default", "default", is_flag=True,
+              help="Back to the configured quota ([MEDIA] QUOTA_BYTES, QUOTA_FILES).")
+def media_quota(login: str, max_bytes: str | None, max_files: str | None,
+                default: bool) -> None:
+    """Show a user's media usage and quota; with options, set or reset the user's own."""
+    settings = load()
+    with Database(settings) as database:
+        if max_bytes is None and max_files is None and not default:
+            view = media.show_quota(database, settings, login)
+        else:
+            view = media.set_quota(database, settings, login, max_bytes, max_files, default)
+    for line in media.describe(view):
+        click.echo(line)
+
+
 # -- server -----------------------------------------------------------------------------------
 
 

@@ -160,6 +160,10 @@ class Media(BaseModel):
     # the seconds a created media ID waits before it expires (the hourly purge drops it).
     max_pending_uploads: Positive = 10
     unused_expires: Positive = 24 * 3600
+    # Each user's media quota: bytes and files stored (uploads, MTP files; 0: unlimited).
+    # More is refused (413). `manage.py media quota LOGIN` sets one user's own quota.
+    quota_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
+    quota_files: Annotated[int, Field(ge=0)] = 10_000
 
 
 class Metrics(BaseModel):

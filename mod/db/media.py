@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from sqlobject.sqlbuilder import AND, IN, NOTIN, Delete, Insert, Select, Update, func
+from sqlobject.sqlbuilder import AND, IN, NOTIN, OR, Delete, Insert, Select, Update, func
 
 from mod.db.engine import Conn
-from mod.db.models import Media, MediaRef
+from mod.db.models import Media, MediaQuota, MediaRef
 
 MESSAGE = "message"
 AVATAR = "avatar"
@@ -122,3 +122,55 @@ def delete(conn: Conn, media_ids: Sequence[str]) -> int:
         return 0
     return conn.execute(Delete(Media.sqlmeta.table, where=IN(Media.q.media_id,
                                                              list(media_ids))))
+
+
+# -- quotas ---------------------------------------------------------------------------------
+
+
+def usage(conn: Conn, uploader: str, pending_since: int, exclude: str = "") -> tuple[int, int]:
+    """(bytes, files) a user's media take: every stored upload, each row counted (the same
+    bytes uploaded twice count twice), and asynchronous uploads made since `pending_since`
+    still waiting for their bytes (a file each, no bytes yet); without the row `exclude`."""
+    where = AND(Media.q.uploader == uploader,
+                OR(Media.q.sha256 != "", Media.q.time_created >= pending_since))
+    if exclude:
+        where = AND(where, Media.q.media_id != exclude)
+    row = conn.one(Select((func.COALESCE(func.SUM(Media.q.size), 0), func.COUNT(Media.q.id)),
+                          where=where))
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def quota_of(conn: Conn, user_uuid: str) -> tuple[int | None, int | None] | None:
+    """A user's own quota (max bytes, max files; None: that one is the default), or None
+    when the operator set none."""
+    row = conn.one(Select((MediaQuota.q.max_bytes, MediaQuota.q.max_files),
+                          where=MediaQuota.q.user_uuid == user_uuid))
+    if row is None:
+        return None
+    return (None if row[0] is None else int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def set_quota(conn: Conn, user_uuid: str, max_bytes: int | None, max_files: int | None
+              ) -> None:
+    """Give a user a quota of their own (None: that limit is the configured default)."""
+    values = {"max_bytes": max_bytes, "max_files": max_files}
+    if not conn.execute(Update(MediaQuota.sqlmeta.table, values=values,
+                               where=MediaQuota.q.user_uuid == user_uuid)):
+        conn.execute(Insert(MediaQuota.sqlmeta.table,
+                            values={"user_uuid": user_uuid, **values}))
+
+
+def drop_quota(conn: Conn, user_uuid: str) -> bool:
+    """The user is back on the configured quota; False when they had none of their own."""
+    return bool(conn.execute(Delete(MediaQuota.sqlmeta.table,
+                                    where=MediaQuota.q.user_uuid == user_uuid)))
+
+
+def serialize_uploads(conn: Conn) -> None:
+    """On PostgreSQL, wait for other processes' writers until this transaction ends, so a
+    quota check and the insert it guards cannot interleave with another process's. It is
+    the change log's lock (`dbhandler.log_change`), which every writer may take anyway: one
+    lock, so no two writers can each hold one the other waits for. On SQLite the one writer
+    per database (BEGIN IMMEDIATE) serializes them already."""
+    if conn.postgres:
+        conn.execute("SELECT pg_advisory_xact_lock(7341)")

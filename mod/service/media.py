@@ -22,6 +22,7 @@ from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
 from mod.db.media import MediaRow
 from mod.error import ServiceError
+from mod.service import quota as quotas
 from mod.service.common import Caller, now
 from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
 
@@ -95,18 +96,19 @@ class Media:
 
     async def create(self, caller: Caller) -> tuple[str, int]:
         """A media ID whose bytes its creator uploads later (asynchronous upload), and when
-        it expires unused (seconds). At most `[MEDIA] MAX_PENDING_UPLOADS` wait at once."""
+        it expires unused (seconds). At most `[MEDIA] MAX_PENDING_UPLOADS` wait at once; each
+        counts as a file towards the quota (413 when no file fits)."""
         stamp = now()
         row = MediaRow(media_id=new_media_id(), sha256="", content_type=OCTET_STREAM, size=0,
                        name="", uploader=caller.uuid, time_created=stamp, width=0, height=0)
-        await self.engine.write(_create, row, stamp - self.settings.unused_expires,
-                                self.settings.max_pending_uploads)
+        await self.engine.write(quotas.create_pending, row, self.settings)
         return row["media_id"], stamp + self.settings.unused_expires
 
     async def upload(self, caller: Caller, chunks: AsyncIterator[bytes], content_type: str,
                      name: str, declared: int | None = None, media_id: str | None = None
                      ) -> MediaRow:
-        """Store an upload as it streams in; 413 as soon as it passes the size limit. With
+        """Store an upload as it streams in; 413 as soon as it passes the size limit or the
+        uploader's quota (a declared size past either: before a byte is read). With
         `media_id`, the bytes of an ID `create` made (its creator only, once)."""
         if declared is not None and declared > self.settings.max_upload_size:
             raise self.too_large()
@@ -115,10 +117,13 @@ class Media:
             raise ServiceError(400, f"Invalid content type {content_type[:80]!r}")
         if media_id is not None:
             await self._pending(caller, media_id)
+        standing = await self.engine.read(quotas.standing, self.settings, caller.uuid, now(),
+                                          media_id or "")
+        standing.require(declared or 0)
         incoming = await asyncio.to_thread(self.store.incoming)
         try:
-            await self._receive(incoming, chunks)
-            sha256, what = await asyncio.to_thread(incoming.finish)
+            await self._receive(incoming, chunks, standing)
+            sha256, what = await asyncio.to_thread(incoming.seal)
         except BaseException:
             await asyncio.to_thread(incoming.abort)
             raise
@@ -128,20 +133,41 @@ class Media:
         row = MediaRow(media_id=media_id or new_media_id(), sha256=sha256, content_type=kind,
                        size=incoming.size, name=name, uploader=caller.uuid, time_created=now(),
                        width=what.width, height=what.height)
-        if media_id is None:
-            await self.engine.write(mediadb.insert, row)
-        elif not await self.engine.write(mediadb.fill, row):
-            raise ServiceError(409, "This media ID already has its file")
+        await asyncio.shield(self._commit(incoming, row, fill=media_id is not None))
         return row
 
-    async def _receive(self, incoming: Incoming, chunks: AsyncIterator[bytes]) -> None:
+    async def _commit(self, incoming: Incoming, row: MediaRow, fill: bool = False,
+                      quota: bool = True) -> None:
+        """A sealed upload kept: its row inserted (or a pending one filled) in the writer job
+        that checks the quota, then its file put in place. Refused, it leaves neither file
+        nor row. Run shielded: once begun, a cancelled request cannot part a row from its
+        file."""
+        try:
+            if not fill:
+                await self.engine.write(quotas.insert, row, self.settings, quota)
+            elif not await self.engine.write(quotas.fill, row, self.settings):
+                raise ServiceError(409, "This media ID already has its file")
+        except BaseException:
+            await asyncio.to_thread(incoming.abort)
+            raise
+        try:
+            await asyncio.to_thread(incoming.place)
+        except BaseException:
+            await self.engine.write(mediadb.delete, [row["media_id"]])
+            raise
+
+    async def _receive(self, incoming: Incoming, chunks: AsyncIterator[bytes],
+                       standing: quotas.Standing) -> None:
         limit = self.settings.max_upload_size
+        left = standing.left()
         held: list[bytes] = []
         size = 0
         async for chunk in chunks:
             size += len(chunk)
             if incoming.size + size > limit:
                 raise self.too_large()
+            if left is not None and incoming.size + size > left:
+                standing.require(incoming.size + size)
             held.append(chunk)
             if size >= FLUSH:
                 await asyncio.to_thread(incoming.write, b"".join(held))
@@ -192,18 +218,28 @@ class Media:
 
     # -- the bridge between MTP and Matrix ---------------------------------------------------
 
-    async def store_bytes(self, uploader: str, data: bytes, name: str) -> MediaRow:
+    async def store_bytes(self, uploader: str, data: bytes, name: str, quota: bool = True
+                          ) -> MediaRow:
         """Keep bytes an MTP client sent; the same bytes, name and sender give the same row
-        (a retried send_message)."""
-        sha256, size, what = await asyncio.to_thread(self.store.put, data)
+        (a retried send_message, not counted again). Past the quota: 413, nothing kept
+        (`quota=False`: what the server moves into the store itself, an old avatar)."""
+        incoming, sha256, what = await asyncio.to_thread(self.store.stage, data)
         kind = what.content_type or OCTET_STREAM
-        found = await self.engine.read(mediadb.same_file, sha256, uploader, name, kind)
-        if found is not None:
-            return found
-        row = MediaRow(media_id=new_media_id(), sha256=sha256, content_type=kind, size=size,
-                       name=name, uploader=uploader, time_created=now(), width=what.width,
-                       height=what.height)
-        await self.engine.write(mediadb.insert, row)
+        try:
+            found = await self.engine.read(mediadb.same_file, sha256, uploader, name, kind)
+            if found is not None:
+                await asyncio.to_thread(incoming.place)
+                return found
+            if quota:  # on a reader first: a refusal costs the writer nothing
+                (await self.engine.read(quotas.standing, self.settings, uploader, now())
+                 ).require(len(data))
+        except BaseException:
+            await asyncio.to_thread(incoming.abort)
+            raise
+        row = MediaRow(media_id=new_media_id(), sha256=sha256, content_type=kind,
+                       size=len(data), name=name, uploader=uploader, time_created=now(),
+                       width=what.width, height=what.height)
+        await asyncio.shield(self._commit(incoming, row, quota=quota))
         return row
 
     async def from_mtp(self, caller: Caller, content: dict[str, str]
@@ -330,16 +366,9 @@ class Media:
             data = await asyncio.to_thread(base64.b64decode, user["avatar"], validate=True)
         except (binascii.Error, ValueError):
             return ""
-        row = await self.store_bytes(user_uuid, data, "avatar")
+        row = await self.store_bytes(user_uuid, data, "avatar", quota=False)
         await self.engine.write(mediadb.add_ref, row["media_id"], mediadb.AVATAR, user_uuid)
         return self.mxc(row["media_id"])
-
-
-def _create(conn: Conn, row: MediaRow, since: int, cap: int) -> None:
-    if mediadb.pending_count(conn, row["uploader"], since) >= cap:
-        raise ServiceError(429, f"You have {cap} uploads waiting for their files; upload "
-                                f"those or wait for them to expire")
-    mediadb.insert(conn, row)
 
 
 def _set_avatar(conn: Conn, user_uuid: str, media_id: str, encoded: str, stamp: int) -> None:

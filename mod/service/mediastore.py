@@ -85,13 +85,25 @@ class Incoming:
 
     def finish(self) -> tuple[str, Sniffed]:
         """Put the file in place; its hash and what it is."""
+        try:
+            digest, what = self.seal()
+            self.place()
+        finally:
+            self.abort()
+        return digest, what
+
+    def seal(self) -> tuple[str, Sniffed]:
+        """The whole file on disk, still in tmp/: its hash and what it is. `place` puts it
+        where its hash names it, `abort` drops it (an upload refused once its size is known)."""
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        digest = self.hash.hexdigest()
-        target = self.store.path(digest)
+        return self.hash.hexdigest(), sniff(self.head, self.temp)
+
+    def place(self) -> None:
+        """Rename a sealed file to its hash's name, or drop it if that name exists."""
+        target = self.store.path(self.hash.hexdigest())
         try:
-            what = sniff(self.head, self.temp)
             if target.exists():
                 os.utime(target)  # freshly used: a purge running now keeps it
                 self.temp.unlink()
@@ -100,7 +112,6 @@ class Incoming:
                 os.replace(self.temp, target)
         finally:
             self.abort()
-        return digest, what
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -118,6 +129,17 @@ class Store:
 
     def incoming(self) -> Incoming:
         return Incoming(self)
+
+    def stage(self, data: bytes) -> tuple[Incoming, str, Sniffed]:
+        """Bytes held in memory written to tmp/ and sealed: the upload, its hash and what it
+        is; the caller `place`s it once it may be kept, or `abort`s it."""
+        incoming = self.incoming()
+        try:
+            incoming.write(data)
+            return (incoming, *incoming.seal())
+        except BaseException:
+            incoming.abort()
+            raise
 
     def put(self, data: bytes) -> tuple[str, int, Sniffed]:
         """Store bytes held in memory (an MTP file); (hash, size, what it is)."""
