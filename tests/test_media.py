@@ -61,6 +61,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         try:
             yield World(service, engine)
         finally:
+            await service.media.stop()
             service.close()
             engine.stop()
 
@@ -127,10 +128,10 @@ async def test_thumbnails_scale_crop_and_are_kept(world: World) -> None:
     path, kind = await media.thumbnail(row["media_id"], 100, 100, "scale")
     assert kind == "image/jpeg"
     with Image.open(path) as image:
-        assert image.size == (100, 50)
+        assert image.size == (320, 160)  # the nearest configured size: 320x240 scale
     cropped, _ = await media.thumbnail(row["media_id"], 50, 50, "crop")
     with Image.open(cropped) as image:
-        assert image.size == (50, 50)
+        assert image.size == (96, 96)  # 96x96 crop
     mtime = path.stat().st_mtime_ns
     again, _ = await media.thumbnail(row["media_id"], 100, 100, "scale")
     assert again == path and path.stat().st_mtime_ns == mtime
@@ -142,7 +143,7 @@ async def test_thumbnails_scale_crop_and_are_kept(world: World) -> None:
 
 async def test_a_decompression_bomb_is_not_thumbnailed(world: World) -> None:
     media = world.service.media
-    media.store.max_pixels = 10_000
+    media.thumbnails.max_pixels = 10_000
     alice = await world.user("alice")
     row = await media.upload(alice, chunks(png(200, 200)), "image/png", "")
     assert "too large to thumbnail" in await refused(
