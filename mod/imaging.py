@@ -226,6 +226,8 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # nothing but answers on the answer pipe
     Image.MAX_IMAGE_PIXELS = None  # our own pixel limit is checked before decoding
+    out.write('{"ready": true}\n')  # imports done: time limits count from here
+    out.flush()
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -86,8 +86,9 @@ async def test_upload_download_and_thumbnail_with_nio(mx: Matrix) -> None:
     assert isinstance(renamed, nio.DownloadResponse) and renamed.filename == "beach.png"
 
     server, media_id = parts(mxc)
-    for method, size in ((nio.ResizingMethod.scale, (64, 48)),
-                         (nio.ResizingMethod.crop, (64, 64))):
+    # The nearest configured sizes at least as large: 320x240 scale, 96x96 crop.
+    for method, size in ((nio.ResizingMethod.scale, (320, 240)),
+                         (nio.ResizingMethod.crop, (96, 96))):
         thumb = await alice.thumbnail(server, media_id, 64, 64, method)
         assert isinstance(thumb, nio.ThumbnailResponse), thumb
         with Image.open(io.BytesIO(thumb.body)) as image:
@@ -408,7 +409,7 @@ async def test_without_legacy_downloads_only_authenticated_paths_serve(plain: Ma
     thumb = await plain.raw("GET", f"/_matrix/client/v1/media/thumbnail/{one}?width=32&"
                                    f"height=32&method=scale", alice.access_token)
     assert thumb.status_code == 200
-    assert Image.open(io.BytesIO(thumb.content)).size == (32, 16)
+    assert Image.open(io.BytesIO(thumb.content)).size == (200, 100)  # 320x240, not upscaled
     anonymous = await plain.raw("GET", f"/_matrix/client/v1/media/download/{one}")
     assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
     # Uploads and the config are not downloads: they stay on the v3 paths.

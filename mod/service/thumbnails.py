@@ -28,6 +28,7 @@ from mod.imaging import Size
 
 ROOT = Path(mod.__file__).resolve().parent.parent
 REMEMBERED = 1024  # refused pictures remembered
+START_TIMEOUT = 60.0  # seconds a new worker may take to import Pillow
 TIMED_OUT_FOR = 60.0  # seconds a picture that timed out is refused without another try
 
 
@@ -54,7 +55,17 @@ class Worker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-c", code, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1024 * 1024)
-        return cls(process)
+        worker = cls(process)
+        assert process.stdout is not None
+        try:  # ready once Pillow is imported: a job's time limit starts after that
+            ready = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
+        except BaseException:
+            await worker.reap()
+            raise
+        if not ready:
+            await worker.reap()
+            raise ConnectionError("the thumbnail worker did not start")
+        return worker
 
     async def run(self, job: dict[str, object], timeout: float) -> dict[str, object]:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -158,7 +169,11 @@ class Thumbnails:
                "sha256": sha256, "max_pixels": self.max_pixels,
                "sizes": [[size.width, size.height, size.method] for size in self.sizes]}
         async with self.slots:
-            worker = self.idle.pop() if self.idle else await Worker.start()
+            try:
+                worker = self.idle.pop() if self.idle else await Worker.start()
+            except (ConnectionError, OSError) as error:
+                logger.warning("thumbnail worker did not start: {}", error)
+                raise ServiceError(503, "Thumbnails cannot be made now") from None
             self.busy.add(worker)
             started = time.monotonic()
             try:
