@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -28,6 +29,7 @@ from mod.imaging import Size
 
 ROOT = Path(mod.__file__).resolve().parent.parent
 REMEMBERED = 1024  # refused pictures remembered
+NICE = 10  # the workers' scheduling priority (niceness), below the server's
 START_TIMEOUT = 60.0  # seconds a new worker may take to import Pillow
 TIMED_OUT_FOR = 60.0  # seconds a picture that timed out is refused without another try
 
@@ -56,6 +58,8 @@ class Worker:
             sys.executable, "-I", "-c", code, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1024 * 1024)
         worker = cls(process)
+        with contextlib.suppress(OSError):  # the server's own work comes first, from the start
+            os.setpriority(os.PRIO_PROCESS, process.pid, NICE)
         assert process.stdout is not None
         try:  # ready once Pillow is imported: a job's time limit starts after that
             ready = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
