@@ -551,3 +551,15 @@ async def test_bad_media_requests_get_clear_errors_and_lose_nothing(mx: Matrix) 
     # What was stored before is still served, whole.
     got = await alice.download(f"mxc://{server}/{media_id}")
     assert isinstance(got, nio.DownloadResponse) and got.body == picture
+
+
+async def test_asynchronous_uploads_past_the_cap_are_refused(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    for _ in range(10):  # [MEDIA] MAX_PENDING_UPLOADS
+        created = await mx.raw("POST", "/_matrix/media/v1/create", alice.access_token)
+        assert created.status_code == 200, created.text
+    refused = await mx.raw("POST", "/_matrix/media/v1/create", alice.access_token)
+    assert (refused.status_code, refused.json()["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    other = await mx.raw("POST", "/_matrix/media/v1/create", bob.access_token)
+    assert other.status_code == 200, other.text
+    assert isinstance(await upload(bob, png(8, 8), "image/png", "b.png"), str)
