@@ -290,3 +290,19 @@ async def test_a_picture_past_the_pixel_limit_is_never_decoded(mx: Matrix, serve
         assert "too large to thumbnail (8001×8001 pixels)" in refused.json()["error"]
     await others_are_served(mx)
     assert peak_rss(pid_of(server)) < 300 * MIB
+
+
+async def test_a_worker_that_dies_is_replaced(mx: Matrix, server: ServerProcess) -> None:
+    alice = await mx.user("alice")
+    one = await upload(mx, alice, zero_png(7899), "image/png")
+    asked = asyncio.create_task(thumbnail(mx, one, 96, 96, "crop", alice.access_token))
+    for pid in await started_workers(server, asked, rss=100 * MIB):
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    died = await asked
+    if died.status_code != 200:  # the job was not over yet when its worker was killed
+        assert (died.status_code, died.json()["errcode"]) == (500, "M_UNKNOWN"), died.text
+        assert died.json()["error"] == "The thumbnail could not be made"
+    await others_are_served(mx)
+    small = await upload(mx, alice, png(50, 40), "image/png")
+    thumb = await thumbnail(mx, small, 32, 32, "crop", alice.access_token)
+    assert thumb.status_code == 200, thumb.text

@@ -31,7 +31,7 @@ ROOT = Path(mod.__file__).resolve().parent.parent
 REMEMBERED = 1024  # refused pictures remembered
 NICE = 10  # the workers' scheduling priority (niceness), below the server's
 START_TIMEOUT = 60.0  # seconds a new worker may take to import Pillow
-TIMED_OUT_FOR = 60.0  # seconds a picture that timed out is refused without another try
+TIMED_OUT_FOR = 60.0  # seconds a picture that timed out (or killed its worker) is refused
 
 
 def nearest(sizes: tuple[Size, ...], width: int, height: int, method: str) -> Size:
@@ -193,7 +193,8 @@ class Thumbnails:
                 self.busy.discard(worker)
                 await worker.reap()
                 logger.warning("thumbnail worker failed on {}: {}", sha256[:12], error)
-                raise ServiceError(500, "The thumbnail could not be made") from None
+                raise self._refuse(sha256, 500, "The thumbnail could not be made",
+                                   TIMED_OUT_FOR) from None
             except BaseException:
                 self.busy.discard(worker)
                 await worker.reap()
