@@ -99,7 +99,7 @@ class Thumbnails:
         self.timeout = timeout
         self.max_pixels = max_pixels
         self.slots = asyncio.Semaphore(workers) if workers else None
-        self.workers = workers
+        self.jobs: set[asyncio.Task[None]] = set()
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
         self.making: dict[str, asyncio.Future[dict[str, str]]] = {}
@@ -130,6 +130,8 @@ class Thumbnails:
             making = asyncio.get_running_loop().create_future()
             self.making[sha256] = making
             task = asyncio.create_task(self._make(source, sha256, making))
+            self.jobs.add(task)
+            task.add_done_callback(self.jobs.discard)
             task.add_done_callback(lambda _: self.making.pop(sha256, None))
         made = await asyncio.shield(making)
         suffix = made[size.key()]
