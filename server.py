@@ -108,6 +108,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         alive.cancel()
         await asyncio.gather(alive, return_exceptions=True)
         await runtime.hub.stop()
+        await runtime.service.media.stop()
         runtime.service.close()
         runtime.engine.stop()
         logger.info("stopped")

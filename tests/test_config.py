@@ -139,6 +139,9 @@ def test_variables_outside_the_settings_are_ignored(monkeypatch: pytest.MonkeyPa
     ("[broker]\nuri = kafka://localhost\n", "[BROKER] URI"),
     ("[protocol]\nmax_version = two\n", "[PROTOCOL] MAX_VERSION"),
     ("[logging]\nlevel = LOUD\n", "[LOGGING] LEVEL"),
+    ("[media]\nthumbnail_sizes = 32x32 stretch\n", "[MEDIA] THUMBNAIL_SIZES"),
+    ("[media]\nthumbnail_workers = 100\n", "[MEDIA] THUMBNAIL_WORKERS"),
+    ("[media]\nthumbnail_timeout = 0\n", "[MEDIA] THUMBNAIL_TIMEOUT"),
 ])
 def test_an_invalid_setting_names_its_section_and_key(clean: Path, text: str,
                                                       place: str) -> None:

@@ -86,8 +86,9 @@ async def test_upload_download_and_thumbnail_with_nio(mx: Matrix) -> None:
     assert isinstance(renamed, nio.DownloadResponse) and renamed.filename == "beach.png"
 
     server, media_id = parts(mxc)
-    for method, size in ((nio.ResizingMethod.scale, (64, 48)),
-                         (nio.ResizingMethod.crop, (64, 64))):
+    # The nearest configured sizes at least as large: 320x240 scale, 96x96 crop.
+    for method, size in ((nio.ResizingMethod.scale, (320, 240)),
+                         (nio.ResizingMethod.crop, (96, 96))):
         thumb = await alice.thumbnail(server, media_id, 64, 64, method)
         assert isinstance(thumb, nio.ThumbnailResponse), thumb
         with Image.open(io.BytesIO(thumb.body)) as image:
@@ -408,7 +409,7 @@ async def test_without_legacy_downloads_only_authenticated_paths_serve(plain: Ma
     thumb = await plain.raw("GET", f"/_matrix/client/v1/media/thumbnail/{one}?width=32&"
                                    f"height=32&method=scale", alice.access_token)
     assert thumb.status_code == 200
-    assert Image.open(io.BytesIO(thumb.content)).size == (32, 16)
+    assert Image.open(io.BytesIO(thumb.content)).size == (200, 100)  # 320x240, not upscaled
     anonymous = await plain.raw("GET", f"/_matrix/client/v1/media/download/{one}")
     assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
     # Uploads and the config are not downloads: they stay on the v3 paths.
@@ -550,3 +551,15 @@ async def test_bad_media_requests_get_clear_errors_and_lose_nothing(mx: Matrix) 
     # What was stored before is still served, whole.
     got = await alice.download(f"mxc://{server}/{media_id}")
     assert isinstance(got, nio.DownloadResponse) and got.body == picture
+
+
+async def test_asynchronous_uploads_past_the_cap_are_refused(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    for _ in range(10):  # [MEDIA] MAX_PENDING_UPLOADS
+        created = await mx.raw("POST", "/_matrix/media/v1/create", alice.access_token)
+        assert created.status_code == 200, created.text
+    refused = await mx.raw("POST", "/_matrix/media/v1/create", alice.access_token)
+    assert (refused.status_code, refused.json()["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    other = await mx.raw("POST", "/_matrix/media/v1/create", bob.access_token)
+    assert other.status_code == 200, other.text
+    assert isinstance(await upload(bob, png(8, 8), "image/png", "b.png"), str)

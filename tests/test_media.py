@@ -61,6 +61,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         try:
             yield World(service, engine)
         finally:
+            await service.media.stop()
             service.close()
             engine.stop()
 
@@ -127,10 +128,10 @@ async def test_thumbnails_scale_crop_and_are_kept(world: World) -> None:
     path, kind = await media.thumbnail(row["media_id"], 100, 100, "scale")
     assert kind == "image/jpeg"
     with Image.open(path) as image:
-        assert image.size == (100, 50)
+        assert image.size == (320, 160)  # the nearest configured size: 320x240 scale
     cropped, _ = await media.thumbnail(row["media_id"], 50, 50, "crop")
     with Image.open(cropped) as image:
-        assert image.size == (50, 50)
+        assert image.size == (96, 96)  # 96x96 crop
     mtime = path.stat().st_mtime_ns
     again, _ = await media.thumbnail(row["media_id"], 100, 100, "scale")
     assert again == path and path.stat().st_mtime_ns == mtime
@@ -142,7 +143,7 @@ async def test_thumbnails_scale_crop_and_are_kept(world: World) -> None:
 
 async def test_a_decompression_bomb_is_not_thumbnailed(world: World) -> None:
     media = world.service.media
-    media.store.max_pixels = 10_000
+    media.thumbnails.max_pixels = 10_000
     alice = await world.user("alice")
     row = await media.upload(alice, chunks(png(200, 200)), "image/png", "")
     assert "too large to thumbnail" in await refused(
@@ -403,3 +404,18 @@ def test_sniffing_and_disposition() -> None:
     header = content_disposition("application/pdf", 'Отчёт "1".pdf')
     assert header == ("attachment; filename=\"_____ _1_.pdf\"; "
                       "filename*=utf-8''%D0%9E%D1%82%D1%87%D1%91%D1%82%20%221%22.pdf")
+
+
+async def test_an_animation_is_thumbnailed_by_its_first_frame(world: World) -> None:
+    media = world.service.media
+    alice = await world.user("alice")
+    frames = [Image.new("RGB", (120, 120), color) for color in ((250, 0, 0), (0, 0, 250))]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    row = await media.upload(alice, chunks(out.getvalue()), "image/gif", "")
+    path, _ = await media.thumbnail(row["media_id"], 30, 30, "crop")
+    with Image.open(path) as image:
+        assert image.size == (32, 32)  # the nearest configured size: 32x32 crop
+        assert getattr(image, "n_frames", 1) == 1
+        red, _, blue = image.convert("RGB").getpixel((16, 16))  # type: ignore[misc]
+        assert red > 200 and blue < 50

@@ -156,6 +156,14 @@ class Media(BaseModel):
     mtp_inline_limit: Annotated[int, Field(ge=0)] = 8 * 1024 * 1024
     # Images with more pixels than this are not thumbnailed (decompression bombs).
     max_image_pixels: Positive = 64_000_000
+    # The thumbnail sizes made of a picture (all of them, from one decode, kept on disk); a
+    # request gets the nearest one at least as large as asked, of its method.
+    thumbnail_sizes: str = ("32x32 crop, 96x96 crop, 320x240 scale, 640x480 scale, "
+                            "800x600 scale")
+    # Worker processes that make thumbnails (0: none are made, 503), and the seconds one
+    # picture may take before its worker is stopped (504).
+    thumbnail_workers: Annotated[int, Field(ge=0, le=16)] = 1
+    thumbnail_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     # Asynchronous uploads (/create) a user may have waiting for their bytes at once, and
     # the seconds a created media ID waits before it expires (the hourly purge drops it).
     max_pending_uploads: Positive = 10
@@ -164,6 +172,14 @@ class Media(BaseModel):
     # More is refused (413). `manage.py media quota LOGIN` sets one user's own quota.
     quota_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
     quota_files: Annotated[int, Field(ge=0)] = 10_000
+
+    @field_validator("thumbnail_sizes")
+    @classmethod
+    def _sizes(cls, value: str) -> str:
+        from mod.imaging import parse_sizes
+
+        parse_sizes(value)
+        return value
 
 
 class Metrics(BaseModel):

@@ -51,4 +51,5 @@ class Service:
 
     def close(self) -> None:
         self.accounts.close()
+        self.media.close()
         self.ephemeral.stop()

@@ -22,9 +22,11 @@ from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
 from mod.db.media import MediaRow
 from mod.error import ServiceError
+from mod.imaging import parse_sizes
 from mod.service import quota as quotas
 from mod.service.common import Caller, now
 from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
+from mod.service.thumbnails import Thumbnails
 
 # MTP's file fields and the Matrix msgtype of each, in the order a message's first file is
 # chosen (a Matrix event carries one).
@@ -75,6 +77,17 @@ class Media:
         self.server_name = settings.matrix.server_name
         self.engine = engine
         self.store = Store(media_root(settings, engine), settings.media.max_image_pixels)
+        self.thumbnails = Thumbnails(
+            self.store.root / "thumbs", parse_sizes(settings.media.thumbnail_sizes),
+            settings.media.thumbnail_workers, settings.media.thumbnail_timeout,
+            settings.media.max_image_pixels)
+
+    def close(self) -> None:
+        self.thumbnails.close()
+
+    async def stop(self) -> None:
+        """Stop the thumbnail workers and wait for them (server shutdown)."""
+        await self.thumbnails.stop()
 
     # -- mxc URLs ----------------------------------------------------------------------------
 
@@ -205,7 +218,9 @@ class Media:
 
     async def thumbnail(self, media_id: str, width: int, height: int, method: str
                         ) -> tuple[Path, str]:
-        """A thumbnail of an image, `scale`d to fit in width×height or `crop`ped to it."""
+        """A thumbnail of an image, `scale`d to fit in width×height or `crop`ped to it: of the
+        configured size nearest to that (`thumbnails.nearest`), made from the file's bytes
+        (which decide whether it is a picture, not its declared type)."""
         if method not in THUMBNAIL_METHODS:
             raise ServiceError(400, "method must be scale or crop")
         if not (0 < width <= MAX_THUMBNAIL_SIDE and 0 < height <= MAX_THUMBNAIL_SIDE):
@@ -213,8 +228,8 @@ class Media:
         row = await self.info(media_id)
         if not row["content_type"].startswith("image/") or "svg" in row["content_type"]:
             raise ServiceError(400, "Only images have thumbnails")
-        return await asyncio.to_thread(self.store.thumbnail, row["sha256"], width, height,
-                                       method)
+        return await self.thumbnails.get(self.store.path(row["sha256"]), row["sha256"],
+                                         width, height, method)
 
     # -- the bridge between MTP and Matrix ---------------------------------------------------
 

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from mod.error import ServiceError
+from mod.imaging import open_safe
 
-# The start of files Pillow does not read, and the type they are.
+# The start of files Pillow is never asked to read (mod.imaging.SAFE_FORMATS), and their type.
 MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"%!PS", "application/postscript"),
+    (0, b"\xc5\xd0\xd3\xc6", "application/postscript"),
     (0, b"%PDF-", "application/pdf"),
     (0, b"PK\x03\x04", "application/zip"),
     (0, b"\x1f\x8b", "application/gzip"),
@@ -50,11 +53,12 @@ class Sniffed:
 
 
 def sniff(head: bytes, path: Path | None = None) -> Sniffed:
-    """What a file is: an image Pillow reads (with its size), else a type MAGIC knows."""
+    """What a file is, from its bytes: a picture of a safe format (with its size; only its
+    header is read), else a type MAGIC knows."""
     try:
-        with Image.open(path if path is not None else io.BytesIO(head)) as image:
+        with open_safe(path if path is not None else io.BytesIO(head)) as image:
             mime = Image.MIME.get(image.format or "", "")
-            if mime and mime != "image/svg+xml":
+            if mime:
                 return Sniffed(mime, image.width, image.height)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         pass
@@ -161,49 +165,6 @@ class Store:
     def read_base64(self, sha256: str) -> str:
         """A stored file in MTP's string form."""
         return base64.b64encode(self.read(sha256)).decode()
-
-    def thumbnail(self, sha256: str, width: int, height: int, method: str) -> tuple[Path, str]:
-        """A thumbnail of an image (made once, then kept): its path and content type."""
-        for kind, suffix in (("image/png", "png"), ("image/jpeg", "jpg")):
-            cached = self._thumb_path(sha256, width, height, method, suffix)
-            if cached.exists():
-                return cached, kind
-        source = self.path(sha256)
-        try:
-            with Image.open(source) as image:
-                if image.width * image.height > self.max_pixels:
-                    raise ServiceError(400, f"The image is too large to thumbnail "
-                                            f"({image.width}×{image.height} pixels)")
-                image.seek(0)
-                image.load()
-                picture = ImageOps.exif_transpose(image) or image
-                if method == "crop":
-                    picture = ImageOps.fit(picture, (width, height))
-                else:
-                    picture = picture.copy()
-                    picture.thumbnail((width, height))
-        except FileNotFoundError:
-            raise ServiceError(404, "The file is no longer stored") from None
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
-            raise ServiceError(400, "This file is not an image that can be thumbnailed"
-                               ) from None
-        keep_alpha = picture.mode in ("RGBA", "LA", "P", "PA")
-        kind, suffix = ("image/png", "png") if keep_alpha else ("image/jpeg", "jpg")
-        out = io.BytesIO()
-        if keep_alpha:
-            picture.save(out, "PNG", optimize=True)
-        else:
-            picture.convert("RGB").save(out, "JPEG", quality=85)
-        target = self._thumb_path(sha256, width, height, method, suffix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}")
-        temp.write_bytes(out.getvalue())
-        os.replace(temp, target)
-        return target, kind
-
-    def _thumb_path(self, sha256: str, width: int, height: int, method: str, suffix: str
-                    ) -> Path:
-        return self.root / "thumbs" / sha256[:2] / f"{sha256}-{width}x{height}-{method}.{suffix}"
 
     def remove(self, sha256: str, unused_since: float) -> bool:
         """Delete a file and its thumbnails, unless it was stored again after `unused_since`

@@ -18,12 +18,14 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, Response
 
 from mod.protocol.matrix.api import ContentUri, CreatedMedia, MediaConfig
-from mod.protocol.matrix.errors import UPLOAD_TO, Code, MatrixError
+from mod.protocol.matrix.errors import UPLOAD_TO, Code, MatrixError, Translation
 from mod.protocol.matrix.routing import Call, route
 
 MEDIA = "/_matrix/media"
 AUTHENTICATED = "/_matrix/client/v1/media"
 LEGACY = (f"{MEDIA}/v3", f"{MEDIA}/r0")
+# A thumbnail that took longer than [MEDIA] THUMBNAIL_TIMEOUT: the server gave up on it.
+THUMBNAIL_ERRORS: Translation = {504: (504, Code.UNKNOWN)}
 
 # Types a browser shows without running anything: served inline, everything else as a
 # download. Not SVG (it can hold script), not HTML or text.
@@ -165,12 +167,14 @@ def _register() -> None:
         route("GET", f"{prefix}/download/{one}", absolute=True, auth=False)(legacy_download)
         route("GET", f"{prefix}/download/{one}/{{fileName?}}", absolute=True,
               auth=False)(legacy_download)
-        route("GET", f"{prefix}/thumbnail/{one}", absolute=True, auth=False)(legacy_thumbnail)
+        route("GET", f"{prefix}/thumbnail/{one}", absolute=True, auth=False,
+              errors=THUMBNAIL_ERRORS)(legacy_thumbnail)
     route("POST", f"{MEDIA}/v1/create", absolute=True)(create)
     route("GET", f"{AUTHENTICATED}/config", absolute=True)(config)
     route("GET", f"{AUTHENTICATED}/download/{one}", absolute=True)(download)
     route("GET", f"{AUTHENTICATED}/download/{one}/{{fileName?}}", absolute=True)(download)
-    route("GET", f"{AUTHENTICATED}/thumbnail/{one}", absolute=True)(thumbnail)
+    route("GET", f"{AUTHENTICATED}/thumbnail/{one}", absolute=True,
+          errors=THUMBNAIL_ERRORS)(thumbnail)
 
 
 _register()
