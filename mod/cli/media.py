@@ -45,7 +45,7 @@ def purge(database: Database, settings: Settings, days: float) -> Purged:
     before = int(time.time() - days * 86400)
     rows = database.write(purge_rows, before)
     known = database.read(mediadb.all_hashes)
-    store = Store(media_root(settings, database.engine), settings.media.max_image_pixels)
+    store = Store(media_root(settings, database.engine))
     files = database.run("sweep", lambda: store.sweep(known, before))
     logger.info("media purge with manage.py: {} rows, {} files", len(rows), files)
     return Purged(rows, files)

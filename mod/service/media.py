@@ -56,14 +56,6 @@ def new_media_id() -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
 
 
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / 1024 / 1024:.1f} MiB"
-
-
 def valid_name(name: str) -> str:
     if len(name) > 255 or any(ord(char) < 32 or char in "/\\\x7f" for char in name):
         raise ServiceError(400, "A file name has at most 255 characters, without control "
@@ -76,7 +68,7 @@ class Media:
         self.settings = settings.media
         self.server_name = settings.matrix.server_name
         self.engine = engine
-        self.store = Store(media_root(settings, engine), settings.media.max_image_pixels)
+        self.store = Store(media_root(settings, engine))
         self.thumbnails = Thumbnails(
             self.store.root / "thumbs", parse_sizes(settings.media.thumbnail_sizes),
             settings.media.thumbnail_workers, settings.media.thumbnail_timeout,
@@ -329,8 +321,9 @@ class Media:
         filename = str(matrix.get("filename") or "") or body or row["name"]
         caption = body if body and body != filename else ""
         if row["size"] > self.settings.mtp_inline_limit:
-            note = f"📎 {filename or 'file'} ({human_size(row['size'])}): too large to show " \
-                   f"here; open it in a Matrix client"
+            size = quotas.size_text(row["size"])
+            note = f"📎 {filename or 'file'} ({size}): too large to show here; open it in a " \
+                   f"Matrix client"
             return {"text": f"{caption}\n{note}" if caption else note}, media_id
         encoded = await asyncio.to_thread(self.store.read_base64, row["sha256"])
         return {"text": caption, field: encoded}, media_id

@@ -124,9 +124,8 @@ class Incoming:
 
 
 class Store:
-    def __init__(self, root: Path, max_pixels: int) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.max_pixels = max_pixels
 
     def path(self, sha256: str) -> Path:
         return self.root / "files" / sha256[:2] / sha256
