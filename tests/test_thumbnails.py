@@ -306,3 +306,33 @@ async def test_a_worker_that_dies_is_replaced(mx: Matrix, server: ServerProcess)
     small = await upload(mx, alice, png(50, 40), "image/png")
     thumb = await thumbnail(mx, small, 32, 32, "crop", alice.access_token)
     assert thumb.status_code == 200, thumb.text
+
+
+@pytest.fixture
+def queue_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    env = {**ENV, "MORELIA_MEDIA_THUMBNAIL_QUEUE": "1"}
+    with running_server("sqlite", tmp_path, env=env) as process:
+        yield process
+
+
+async def test_thumbnails_waiting_at_once_are_bounded(queue_server: ServerProcess) -> None:
+    async for mx in matrix_session(queue_server):
+        alice = await mx.user("alice")
+        ones = [await upload(mx, alice, png(900 + side, 700), "image/png") for side in range(2)]
+        first = asyncio.create_task(thumbnail(mx, ones[0], 320, 240, "scale", alice.access_token))
+        workers = await started_workers(queue_server, first)
+        for pid in workers:  # the first picture is being made, for as long as the test likes
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            refused = await thumbnail(mx, ones[1], 320, 240, "scale", alice.access_token)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+            assert refused.json()["retry_after_ms"] > 0
+            assert "(at most 1 at once)" in refused.json()["error"]
+            await others_are_served(mx)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        assert (await first).status_code == 200
+        second = await thumbnail(mx, ones[1], 320, 240, "scale", alice.access_token)
+        assert second.status_code == 200, second.text

@@ -160,10 +160,12 @@ class Media(BaseModel):
     # request gets the nearest one at least as large as asked, of its method.
     thumbnail_sizes: str = ("32x32 crop, 96x96 crop, 320x240 scale, 640x480 scale, "
                             "800x600 scale")
-    # Worker processes that make thumbnails (0: none are made, 503), and the seconds one
-    # picture may take before its worker is stopped (504).
+    # Worker processes that make thumbnails (0: none are made, 503), the seconds one
+    # picture may take before its worker is stopped (504), and the pictures waiting for or
+    # being thumbnailed at once, per process (more: 429).
     thumbnail_workers: Annotated[int, Field(ge=0, le=16)] = 1
     thumbnail_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    thumbnail_queue: Annotated[int, Field(ge=1, le=10_000)] = 32
     # Asynchronous uploads (/create) a user may have waiting for their bytes at once, and
     # the seconds a created media ID waits before it expires (the hourly purge drops it).
     max_pending_uploads: Positive = 10

@@ -22,7 +22,6 @@ from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
 from mod.db.media import MediaRow
 from mod.error import ServiceError
-from mod.imaging import parse_sizes
 from mod.service import quota as quotas
 from mod.service.common import Caller, now
 from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
@@ -69,10 +68,7 @@ class Media:
         self.server_name = settings.matrix.server_name
         self.engine = engine
         self.store = Store(media_root(settings, engine))
-        self.thumbnails = Thumbnails(
-            self.store.root / "thumbs", parse_sizes(settings.media.thumbnail_sizes),
-            settings.media.thumbnail_workers, settings.media.thumbnail_timeout,
-            settings.media.max_image_pixels)
+        self.thumbnails = Thumbnails(self.store.root / "thumbs", settings.media)
 
     def close(self) -> None:
         self.thumbnails.close()

@@ -24,8 +24,9 @@ from pathlib import Path
 from loguru import logger
 
 import mod
-from mod.error import ServiceError
-from mod.imaging import Size
+from mod.config.validator import Media as MediaSettings
+from mod.error import ServiceError, Throttled
+from mod.imaging import Size, parse_sizes
 
 ROOT = Path(mod.__file__).resolve().parent.parent
 REMEMBERED = 1024  # refused pictures remembered
@@ -92,12 +93,13 @@ class Worker:
 
 
 class Thumbnails:
-    def __init__(self, root: Path, sizes: tuple[Size, ...], workers: int, timeout: float,
-                 max_pixels: int) -> None:
+    def __init__(self, root: Path, settings: MediaSettings) -> None:
         self.root = root
-        self.sizes = sizes
-        self.timeout = timeout
-        self.max_pixels = max_pixels
+        self.sizes = parse_sizes(settings.thumbnail_sizes)
+        self.timeout = settings.thumbnail_timeout
+        self.max_pixels = settings.max_image_pixels
+        self.queue = settings.thumbnail_queue
+        workers = settings.thumbnail_workers
         self.slots = asyncio.Semaphore(workers) if workers else None
         self.jobs: set[asyncio.Task[None]] = set()
         self.idle: list[Worker] = []
@@ -127,6 +129,9 @@ class Thumbnails:
         self._check_refused(sha256)
         making = self.making.get(sha256)
         if making is None:
+            if len(self.making) >= self.queue:
+                raise Throttled(self.timeout, f"Too many pictures are being thumbnailed "
+                                              f"now (at most {self.queue} at once)")
             making = asyncio.get_running_loop().create_future()
             self.making[sha256] = making
             task = asyncio.create_task(self._make(source, sha256, making))
