@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from sqlobject.sqlbuilder import Delete, Insert, Select, Update
+from sqlobject.sqlbuilder import AND, ISNULL, OR, Delete, Insert, Select, Update
 
 from mod.db.dbhandler import (
     _USER_COLUMNS,
@@ -152,10 +152,14 @@ def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
 
 
 def use_registration_token(conn: Conn, token: str, now: int) -> bool:
-    """Take one use of a token, in the registration's own transaction; False if invalid."""
-    if not registration_token_valid(conn, token, now):
-        return False
-    conn.execute(Update(RegistrationToken.sqlmeta.table,
-                      values={"uses": RegistrationToken.q.uses + 1},
-                      where=RegistrationToken.q.token == token))
-    return True
+    """Take one use of a token, in the registration's own transaction; False if invalid.
+
+    One statement that checks and counts at once: concurrent registrations (in any number of
+    processes) are serialised by the row's lock, and the one past the token's uses finds no
+    row to update, however the checks before it went."""
+    table = RegistrationToken.q
+    return bool(conn.execute(Update(
+        RegistrationToken.sqlmeta.table, values={"uses": table.uses + 1},
+        where=AND(table.token == token,
+                  OR(ISNULL(table.uses_allowed), table.uses < table.uses_allowed),
+                  OR(table.expires == 0, table.expires > now)))))

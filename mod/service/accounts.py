@@ -121,8 +121,11 @@ class Accounts:
             user = db.create_user(conn, lib.new_uuid(), login, password_hash, username or login,
                                   email, ttl, stamp, is_superuser=superuser)
             if user is not None:
-                if registration_token is not None and mode == "token":
-                    operator.use_registration_token(conn, registration_token, stamp)
+                # the check above only spares a hash's worth of work; this one decides: a
+                # registration that loses the race for the last use is undone with its account
+                if registration_token is not None and mode == "token" and \
+                        not operator.use_registration_token(conn, registration_token, stamp):
+                    raise ServiceError(403, "The registration token is wrong, used up or expired")
                 db.add_token(conn, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
                 if device:
                     ks.name_new_device(conn, user["uuid"], device, device_name, stamp)
