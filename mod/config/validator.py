@@ -78,6 +78,9 @@ class Security(BaseModel):
     address_failures: Annotated[int, Field(ge=0)] = 50
     login_delay: Annotated[float, Field(ge=0, le=10)] = 0.25
     login_delay_max: Annotated[float, Field(ge=0, le=60)] = 2.0
+    # Registration tokens this server never issued, tried from one address (the validity
+    # endpoint, MTP and Matrix registrations) over LOGIN_WINDOW; past it, 429. 0: no limit.
+    token_failures: Annotated[int, Field(ge=0)] = 10
 
     @field_validator("registration", mode="before")
     @classmethod

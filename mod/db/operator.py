@@ -7,7 +7,7 @@ the same transaction, so every process hears of it as of any other change.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from sqlobject.sqlbuilder import AND, ISNULL, OR, Delete, Insert, Select, Update
 
@@ -141,14 +141,22 @@ def delete_registration_token(conn: Conn, token: str) -> bool:
                                   where=RegistrationToken.q.token == token)))
 
 
-def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
-    """Whether a token exists, has not expired and has uses left."""
+def registration_token_state(conn: Conn, token: str, now: int
+                             ) -> Literal["valid", "spent", "unknown"]:
+    """Whether a token is valid (not expired, uses left), spent (used up or expired) or was
+    never issued (or deleted)."""
     row = conn.one(Select(_TOKEN_COLUMNS, where=RegistrationToken.q.token == token))
     if row is None:
-        return False
+        return "unknown"
     found = _token(row)
-    return (not found["expires"] or found["expires"] > now) and (
+    usable = (not found["expires"] or found["expires"] > now) and (
         found["uses_allowed"] is None or found["uses"] < found["uses_allowed"])
+    return "valid" if usable else "spent"
+
+
+def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
+    """Whether a token exists, has not expired and has uses left."""
+    return registration_token_state(conn, token, now) == "valid"
 
 
 def use_registration_token(conn: Conn, token: str, now: int) -> bool:
