@@ -59,3 +59,12 @@ class Throttled(ServiceError):
         seconds = max(1, math.ceil(retry_after))
         super().__init__(429, f"{what}; try again in {seconds} s")
         self.retry_after = seconds
+
+
+class TokenRefused(ServiceError):
+    """A registration token that is wrong, used up or expired: 403. `unknown`: never issued
+    (a guess, counted against the client's address)."""
+
+    def __init__(self, unknown: bool) -> None:
+        super().__init__(403, "The registration token is wrong, used up or expired")
+        self.unknown = unknown

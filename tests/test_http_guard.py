@@ -161,9 +161,11 @@ async def test_keep_alive_between_requests_is_uvicorns_and_a_silent_connection_i
 
 
 @pytest.fixture
-def body_guarded(tmp_path: Path) -> Iterator[ServerProcess]:
+def body_guarded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    idle = getattr(request, "param", 60)
     env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'morelia.db'}",
-           "MORELIA_SERVER_BODY_GRACE": "2", "MORELIA_SERVER_BODY_MIN_RATE": "1024"}
+           "MORELIA_SERVER_BODY_GRACE": "2", "MORELIA_SERVER_BODY_MIN_RATE": "1024",
+           "MORELIA_SERVER_BODY_TIMEOUT": str(idle)}
     with ServerProcess(tmp_path, env=env) as process:
         yield process
 
@@ -261,6 +263,35 @@ async def test_slow_upload_bodies_are_cut_and_their_files_removed(body_guarded: 
     log = body_guarded.log()
     assert "Traceback" not in log
     assert log.count("(request body idle 60 s or under 1024 bytes/s after 2 s)") == 1, log
+
+
+@pytest.mark.parametrize("body_guarded", [1.5], indirect=True)
+async def test_a_body_that_stops_is_cut_after_the_idle_timeout(body_guarded: ServerProcess
+                                                               ) -> None:
+    """300 KB at once, then nothing: far over the minimum rate on average, but idle for
+    BODY_TIMEOUT (1.5 s here) it is cut with a 408 and leaves no temporary file; another
+    user is served meanwhile."""
+    token = await matrix_token(body_guarded, "stalled")
+    temp = body_guarded.directory / "media" / "tmp"
+    reader, writer = await asyncio.open_connection("127.0.0.1", body_guarded.port)
+    writer.write(f"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\n"
+                 .encode() + b"z" * 300_000)
+    await writer.drain()
+    started = time.monotonic()
+    try:
+        assert await served(body_guarded) == 200
+        answer = await asyncio.wait_for(reader.read(1000), 10)
+        lifetime = time.monotonic() - started
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert 1.4 < lifetime < 6.0, lifetime
+    deadline = time.monotonic() + 10
+    while temp.exists() and any(temp.iterdir()):
+        assert time.monotonic() < deadline, list(temp.iterdir())
+        await asyncio.sleep(0.05)
+    assert "Traceback" not in body_guarded.log()
 
 
 async def test_a_real_upload_on_a_slow_link_is_not_cut(body_guarded: ServerProcess) -> None:

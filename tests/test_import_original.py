@@ -509,7 +509,7 @@ def test_a_row_the_database_refuses_is_isolated_and_skipped(
 
 
 def test_integers_beyond_64_bits_are_refused_in_every_row() -> None:
-    from mod.service.importer import flow_problem, message_problem
+    from mod.service.importrows import flow_problem, message_problem
 
     flow = original.OldFlow(1, "f", HUGE, "group", "t", "", "o", ())
     assert flow_problem(flow) == (f"its time {HUGE} is beyond the 64-bit integers this server "

@@ -19,7 +19,7 @@ from mod.db import keystore as ks
 from mod.db import media as mediadb
 from mod.db import operator
 from mod.db.engine import ChangeRow, Conn, Engine
-from mod.error import Locked, ServiceError
+from mod.error import Locked, ServiceError, TokenRefused
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
 from mod.service.throttle import LoginThrottle, TokenThrottle
@@ -42,15 +42,6 @@ def _check_profile(username: str, email: str) -> None:
         raise ServiceError(400, f"A username is at most {MAX_USERNAME} characters")
     if email and not valid_email(email):
         raise ServiceError(415, "The email is not a valid address")
-
-
-class TokenRefused(ServiceError):
-    """A registration token that is wrong, used up or expired: 403. `unknown`: never issued
-    (a guess, counted against the client's address)."""
-
-    def __init__(self, unknown: bool) -> None:
-        super().__init__(403, "The registration token is wrong, used up or expired")
-        self.unknown = unknown
 
 
 def _usable_token(conn: Conn, token: str, stamp: int) -> None:

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mod import content, lib
+from mod import lib
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
 from mod.db.media import MediaRow
 from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
-from mod.service.accounts import MAX_USERNAME, valid_email
-from mod.service.flows import FLOW_TYPES
+from mod.service.accounts import valid_email
+from mod.service.importrows import flow_problem, message_problem, user_problem
 from mod.service.media import Media
 
 T = TypeVar("T")
@@ -34,17 +34,6 @@ Run = Callable[..., Any]  # (fn, *args): a read or a committed write on the targ
 USER_BATCH = 200
 FLOW_BATCH = 200
 MESSAGE_BATCH = 1000
-# What an MTP client can send (mod.protocol.mtp.api): rows beyond could never be used.
-MAX_LOGIN = 256
-MAX_PASSWORD = 4096
-MAX_UUID = 64
-MAX_TITLE = 4096
-MAX_INFO = 65536
-MAX_BIO = 65536
-MAX_TEXT = 16 * 1024 * 1024
-# The integers both databases store (BIGINT, SQLite's INTEGER): a value beyond is refused by
-# the database, and with it the whole batch, so rows holding one are skipped before.
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(slots=True)
@@ -68,69 +57,9 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
         yield items[start:start + size]
 
 
-def _unstorable(**fields: str) -> str | None:
-    """Why one of these texts cannot be stored (NUL, a lone surrogate), or None."""
-    for name, value in fields.items():
-        try:
-            content.check(value, name)
-        except content.ContentError as exc:
-            return f"its {exc.where} {exc.problem}"
-    return None
-
-
-def _out_of_range(**numbers: int | None) -> str | None:
-    """Why one of these integers cannot be stored (beyond 64 bits), or None."""
-    for name, value in numbers.items():
-        if value is not None and not INT_MIN <= value <= INT_MAX:
-            return f"its {name} {value} is beyond the 64-bit integers this server stores"
-    return None
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def user_problem(user: OldUser) -> str | None:
-    """Why this server refuses the account, or None."""
-    if not user.uuid or len(user.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if not user.login.strip():
-        return "its login is empty"
-    if len(user.login) > MAX_LOGIN or len(user.username) > MAX_USERNAME:
-        return f"its login or username is longer than {MAX_LOGIN} characters"
-    if len(user.password) > MAX_PASSWORD:
-        return f"its password is longer than {MAX_PASSWORD} characters"
-    if len(user.bio) > MAX_BIO or len(user.avatar) > MAX_TEXT:
-        return "its bio or avatar is too long"
-    return _unstorable(uuid=user.uuid, login=user.login, username=user.username,
-                       bio=user.bio, email=user.email, password=user.password)
-
-
-def flow_problem(flow: OldFlow) -> str | None:
-    if not flow.uuid or len(flow.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if flow.flow_type not in FLOW_TYPES:
-        return f"its type {flow.flow_type!r} is none of {', '.join(FLOW_TYPES)}"
-    if len(flow.title) > MAX_TITLE or len(flow.info) > MAX_INFO:
-        return f"its title or info is longer than {MAX_TITLE} or {MAX_INFO} characters"
-    return _out_of_range(time=flow.time_created) or _unstorable(
-        uuid=flow.uuid, title=flow.title, info=flow.info)
-
-
-def message_problem(message: OldMessage) -> str | None:
-    if not message.uuid or len(message.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if message.flow_id is None:
-        return "it has no flow"
-    if message.user_id is None:
-        return "it has no author"
-    if message.time is None:
-        return "it has no time"
-    if len(message.text) > MAX_TEXT or any(len(v) > MAX_TEXT for v in message.files.values()):
-        return "its text or a file is larger than 16 MiB"
-    return _out_of_range(time=message.time, edited_time=message.edited_time) or _unstorable(
-        uuid=message.uuid, text=message.text)
 
 
 class Importer:
