@@ -162,11 +162,11 @@ async def test_keep_alive_between_requests_is_uvicorns_and_a_silent_connection_i
 
 @pytest.fixture
 def body_guarded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    idle = getattr(request, "param", 60)
+    idle, http = getattr(request, "param", (60, "auto"))
     env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'morelia.db'}",
            "MORELIA_SERVER_BODY_GRACE": "2", "MORELIA_SERVER_BODY_MIN_RATE": "1024",
            "MORELIA_SERVER_BODY_TIMEOUT": str(idle)}
-    with ServerProcess(tmp_path, env=env) as process:
+    with ServerProcess(tmp_path, env=env, args=["--http", http]) as process:
         yield process
 
 
@@ -265,7 +265,7 @@ async def test_slow_upload_bodies_are_cut_and_their_files_removed(body_guarded: 
     assert log.count("(request body idle 60 s or under 1024 bytes/s after 2 s)") == 1, log
 
 
-@pytest.mark.parametrize("body_guarded", [1.5], indirect=True)
+@pytest.mark.parametrize("body_guarded", [(1.5, "httptools"), (1.5, "h11")], indirect=True)
 async def test_a_body_that_stops_is_cut_after_the_idle_timeout(body_guarded: ServerProcess
                                                                ) -> None:
     """300 KB at once, then nothing: far over the minimum rate on average, but idle for
