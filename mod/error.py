@@ -61,6 +61,15 @@ class Throttled(ServiceError):
         self.retry_after = seconds
 
 
+class TokenRefused(ServiceError):
+    """A registration token that is wrong, used up or expired: 403. `unknown`: never issued
+    (a guess, counted against the client's address)."""
+
+    def __init__(self, unknown: bool) -> None:
+        super().__init__(403, "The registration token is wrong, used up or expired")
+        self.unknown = unknown
+
+
 class TooLong(ServiceError):
     """A client's string or key material past its bound (docs/BOUNDS.md): 400, Matrix
     M_TOO_LARGE."""

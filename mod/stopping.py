@@ -5,8 +5,8 @@ is the process's SIGTERM handler, and through it the app reaches the server (whe
 by `manage.py runserver` or as `uvicorn server:app`). From the lifespan's start-up, before the
 server listens, `attach` then
 
-- puts the guards of `mod.http_guard` on the HTTP protocol class the server builds
-  connections from;
+- puts the guards of `mod.http_guard` (head and body deadlines, the cap per address) on
+  the HTTP protocol class the server builds connections from;
 - runs `graceful_stop` first when the server shuts down: stop accepting, end every waiting
   Matrix /sync with what it has, let each MTP connection answer the request it is handling
   and close with 1012. Uvicorn's own shutdown follows: HTTP requests in progress finish
@@ -70,7 +70,9 @@ def attach(settings: Server, hub: Hub) -> bool:
             await shutdown(*args, **kwargs)
 
     server.shutdown = graceful_shutdown
-    logger.info("request heads due within {:g} s; at most {} connections per address; "
-                "graceful stop within {:g} s", settings.header_timeout,
-                settings.max_connections_per_address or "unlimited", timeout)
+    logger.info("request heads due within {:g} s; bodies cut idle {:g} s or under {} bytes/s "
+                "after {:g} s; at most {} connections per address; graceful stop within {:g} s",
+                settings.header_timeout, settings.body_timeout, settings.body_min_rate,
+                settings.body_grace, settings.max_connections_per_address or "unlimited",
+                timeout)
     return True

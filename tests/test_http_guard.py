@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -155,6 +155,163 @@ async def test_keep_alive_between_requests_is_uvicorns_and_a_silent_connection_i
     assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed, no 408
     assert 0.9 < time.monotonic() - started < 4
     writer.close()
+
+
+# -- the body deadline ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def body_guarded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    idle, http = getattr(request, "param", (60, "auto"))
+    env = {"MORELIA_DATABASE_URI": f"sqlite:{tmp_path / 'morelia.db'}",
+           "MORELIA_SERVER_BODY_GRACE": "2", "MORELIA_SERVER_BODY_MIN_RATE": "1024",
+           "MORELIA_SERVER_BODY_TIMEOUT": str(idle)}
+    with ServerProcess(tmp_path, env=env, args=["--http", http]) as process:
+        yield process
+
+
+async def matrix_token(server: ServerProcess, login: str) -> str:
+    client = await Client.connect(server.url)
+    await client.register(login)
+    await client.close()
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+        reply = await http.post("/_matrix/client/v3/login", json={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": login},
+            "password": "secret-password"})
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["access_token"])
+
+
+class SlowUpload:
+    """An upload that declares 1,000,000 bytes and sends one every `interval` seconds."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.token = token
+        self.opened = 0.0
+        self.cut = 0.0
+        self.answer = b""
+
+    async def run(self, interval: float, give_up: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.opened = time.monotonic()
+        writer.write(f"POST /_matrix/media/v3/upload?filename=slow HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {self.token}\r\nContent-Type: text/plain\r\n"
+                     f"Content-Length: 1000000\r\n\r\n".encode())
+        reading = asyncio.ensure_future(reader.read(1000))
+        try:
+            while time.monotonic() - self.opened < give_up:
+                try:
+                    writer.write(b"z")
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                done, _ = await asyncio.wait([reading], timeout=interval)
+                if done:
+                    break
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                self.answer = await asyncio.wait_for(reading, 1.0)
+            if reading.done() and not reading.cancelled():
+                self.cut = time.monotonic()
+        finally:
+            reading.cancel()
+            writer.close()
+
+
+async def test_slow_upload_bodies_are_cut_and_their_files_removed(body_guarded: ServerProcess
+                                                                  ) -> None:
+    """Issue 19, case 4: 20 uploads declaring 1,000,000 bytes and sending one byte every 2 s
+    were all still open after 60 s, each holding a temporary file. Under 1 KiB/s once the
+    grace (2 s here) has passed, each is cut with a 408, its temporary file removed; another
+    user uploads and downloads meanwhile."""
+    token = await matrix_token(body_guarded, "slow-uploader")
+    other = await matrix_token(body_guarded, "bystander")
+    temp = body_guarded.directory / "media" / "tmp"
+    slow = [SlowUpload(body_guarded.port, token) for _ in range(20)]
+    tasks = [asyncio.ensure_future(upload.run(interval=2.0, give_up=20.0)) for upload in slow]
+    seen = 0
+    try:
+        deadline = time.monotonic() + 10
+        while seen < 20 and time.monotonic() < deadline and not any(t.done() for t in tasks):
+            seen = max(seen, len(list(temp.iterdir())) if temp.exists() else 0)
+            await asyncio.sleep(0.05)
+        # meanwhile another user is served: an upload, its download
+        headers = {"Authorization": f"Bearer {other}"}
+        async with httpx.AsyncClient(base_url=body_guarded.http, timeout=10,
+                                     headers=headers) as http:
+            made = await http.post("/_matrix/media/v3/upload", content=b"hello",
+                                   headers={"Content-Type": "text/plain"})
+            assert made.status_code == 200, made.text
+            media = made.json()["content_uri"].removeprefix("mxc://")
+            got = await http.get(f"/_matrix/client/v1/media/download/{media}")
+            assert got.status_code == 200 and got.content == b"hello"
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen >= 1, "no slow upload was ever under way"
+    lifetimes = sorted(upload.cut - upload.opened for upload in slow if upload.cut)
+    assert len(lifetimes) == 20, "a slow upload was never cut"
+    assert all(upload.answer.startswith(b"HTTP/1.1 408 ") for upload in slow), \
+        [upload.answer[:20] for upload in slow]
+    assert lifetimes[0] > 1.9 and lifetimes[-1] < 8.0, lifetimes
+    deadline = time.monotonic() + 10
+    while any(temp.iterdir()):
+        assert time.monotonic() < deadline, list(temp.iterdir())
+        await asyncio.sleep(0.05)
+    log = body_guarded.log()
+    assert "Traceback" not in log
+    assert log.count("(request body idle 60 s or under 1024 bytes/s after 2 s)") == 1, log
+
+
+@pytest.mark.parametrize("body_guarded", [(1.5, "httptools"), (1.5, "h11")], indirect=True)
+async def test_a_body_that_stops_is_cut_after_the_idle_timeout(body_guarded: ServerProcess
+                                                               ) -> None:
+    """300 KB at once, then nothing: far over the minimum rate on average, but idle for
+    BODY_TIMEOUT (1.5 s here) it is cut with a 408 and leaves no temporary file; another
+    user is served meanwhile."""
+    token = await matrix_token(body_guarded, "stalled")
+    temp = body_guarded.directory / "media" / "tmp"
+    reader, writer = await asyncio.open_connection("127.0.0.1", body_guarded.port)
+    writer.write(f"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\n"
+                 .encode() + b"z" * 300_000)
+    await writer.drain()
+    started = time.monotonic()
+    try:
+        assert await served(body_guarded) == 200
+        answer = await asyncio.wait_for(reader.read(1000), 10)
+        lifetime = time.monotonic() - started
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert 1.4 < lifetime < 6.0, lifetime
+    deadline = time.monotonic() + 10
+    while temp.exists() and any(temp.iterdir()):
+        assert time.monotonic() < deadline, list(temp.iterdir())
+        await asyncio.sleep(0.05)
+    assert "Traceback" not in body_guarded.log()
+
+
+async def test_a_real_upload_on_a_slow_link_is_not_cut(body_guarded: ServerProcess) -> None:
+    """64 KiB at about 8 KiB/s, in pieces with a pause: over the minimum rate, it is stored."""
+    token = await matrix_token(body_guarded, "slow-link")
+    data = bytes(range(256)) * 256
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 4096):
+            yield data[start:start + 4096]
+            await asyncio.sleep(0.5)
+
+    async with httpx.AsyncClient(base_url=body_guarded.http, timeout=30, headers={
+            "Authorization": f"Bearer {token}"}) as http:
+        made = await http.post("/_matrix/media/v3/upload", content=pieces(),
+                               headers={"Content-Type": "application/octet-stream",
+                                        "Content-Length": str(len(data))})
+        assert made.status_code == 200, made.text
+        media = made.json()["content_uri"].removeprefix("mxc://")
+        assert (await http.get(f"/_matrix/client/v1/media/download/{media}")).content == data
 
 
 # -- in process ----------------------------------------------------------------------------------

@@ -439,3 +439,83 @@ def test_an_empty_target_gets_its_tables(tmp_path: Path, monkeypatch: pytest.Mon
         output = ok("db", "import-original", source)
     assert "Created the tables in" in output
     assert "Imported: 5 users, 3 flows, 8 messages." in output, output
+
+
+HUGE = 10**20  # beyond the 64-bit integers both databases store
+
+
+def with_messages(path: Path, count: int, huge_at: int) -> None:
+    """`count` more messages by alice in the group, the one at `huge_at` with time 10^20."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO message (id, uuid, text, time, edited_status, user_id, flow_id) "
+            "VALUES (?, ?, ?, ?, 0, 1, 2)",
+            [(100 + n, f"bulk-{n}", f"bulk {n}", 1_600_001_000 + n) for n in range(count)])
+        # as a literal: SQLite keeps an integer beyond 64 bits as a REAL (a bound int overflows)
+        conn.execute(f"UPDATE message SET time = {HUGE} WHERE uuid = ?", (f"bulk-{huge_at}",))
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def bulk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+         ) -> Iterator[str]:
+    """The original's SQLite database (the original's PostgreSQL tables hold 32-bit times)
+    with 1,001 more messages, one with time 10^20; an empty target of each kind."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MORELIA_CONFIG", raising=False)
+    path = tmp_path / "db_sqlite.db"
+    build_original("sqlite", str(path))
+    with_messages(path, 1001, 500)
+    with database_uri(request.param, tmp_path) as target:
+        monkeypatch.setenv("MORELIA_DATABASE_URI", target)
+        ok("db", "create")
+        yield f"sqlite:{path}"
+
+
+def test_a_row_beyond_64_bits_is_reported_and_skipped(bulk: str) -> None:
+    """Issue 19, case 10: one message whose time is 10^20 made every run fail ("Python int
+    too large to convert to SQLite INTEGER"), the last batch neither imported nor skipped.
+    It is reported in one line and skipped; the other 1,000 are imported, and a second run
+    imports nothing twice."""
+    output = ok("db", "import-original", bulk)
+    assert "Imported: 5 users, 3 flows, 1008 messages." in output, output
+    huge = [line for line in output.splitlines() if "bulk-500" in line]
+    assert huge == [f"skipped message 600 (bulk-500): its time {HUGE} is beyond the 64-bit "
+                    "integers this server stores"], output
+    again = ok("db", "import-original", bulk)
+    assert "Imported: 0 users, 0 flows, 0 messages." in again, again
+    assert "Already here (same uuid, left as they are): 5 users, 3 flows, 1008 messages." \
+        in again, again
+    assert [line for line in again.splitlines() if "bulk-500" in line] == huge
+    assert target_counts()["messages"] == 1008
+
+
+def test_a_row_the_database_refuses_is_isolated_and_skipped(
+        bulk: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net under the row checks: should the database refuse a batch all the same
+    (here the range check is taken away), the batch is written row by row, and only the row
+    the database refuses is reported and skipped."""
+    from mod.service import importer
+
+    checked = importer.message_problem
+    monkeypatch.setattr(importer, "message_problem",
+                        lambda message: None if message.uuid == "bulk-500" else
+                        checked(message))
+    output = ok("db", "import-original", bulk)
+    assert "Imported: 5 users, 3 flows, 1008 messages." in output, output
+    huge = [line for line in output.splitlines() if "bulk-500" in line]
+    assert len(huge) == 1 and huge[0].startswith(
+        "skipped message bulk-500: the database refused it: "), output
+    assert target_counts()["messages"] == 1008
+
+
+def test_integers_beyond_64_bits_are_refused_in_every_row() -> None:
+    from mod.service.importrows import flow_problem, message_problem
+
+    flow = original.OldFlow(1, "f", HUGE, "group", "t", "", "o", ())
+    assert flow_problem(flow) == (f"its time {HUGE} is beyond the 64-bit integers this server "
+                                  "stores")
+    assert flow_problem(original.OldFlow(1, "f", -(2**63), "group", "t", "", "o", ())) is None
+    message = original.OldMessage(1, "m", "text", 1, {}, -(2**64), True, 1, 1)
+    assert "its edited_time" in (message_problem(message) or "")
+    assert message_problem(original.OldMessage(1, "m", "text", 2**63 - 1, {}, 0, False, 1,
+                                               1)) is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +13,18 @@ import httpx
 import nio
 import pytest
 
-from tests.support import Client, ServerProcess, unique_login
+from mod.db import operator
+from tests.support import (
+    POSTGRES_URI,
+    REDIS_URI,
+    Client,
+    ServerProcess,
+    frame,
+    unique_login,
+    write_database,
+)
 from tests.test_manage import ok
+from tests.test_scaleout import two_servers
 
 pytestmark = pytest.mark.anyio
 
@@ -95,6 +108,69 @@ async def test_matrix_registration_token_stage(token_server: ServerProcess) -> N
     async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
         assert (await http.get(validity, params={"token": token})).json() == {"valid": False}
     assert "Traceback" not in token_server.log()
+
+
+RACE_ROUNDS = 8
+RACE_CLIENTS = 20
+
+
+def one_use_tokens(uri: str, count: int) -> list[str]:
+    """`count` new registration tokens of one use each, made in the database at once."""
+    tokens = [secrets.token_urlsafe(12) for _ in range(count)]
+
+    def make(conn: Any) -> None:
+        for token in tokens:
+            operator.add_registration_token(conn, token, 1, 0, int(time.time()))
+
+    write_database(uri, make)
+    return tokens
+
+
+async def register_slowly(client: Client, token: str) -> dict[str, Any]:
+    """register_user with `token`, waiting long: twenty argon2 hashes on a busy machine."""
+    await client.ws.send(frame("register_user", {"user": [{
+        "login": unique_login(), "password": PASSWORD, "registration_token": token}]}))
+    return await client.response(timeout=60)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not (POSTGRES_URI and REDIS_URI), reason="needs PostgreSQL and Redis")
+@pytest.mark.parametrize("per_token", [RACE_CLIENTS, 2])
+async def test_a_token_of_one_use_makes_one_account_across_two_processes(
+        per_token: int, tmp_path: Path) -> None:
+    """Issue 19, case 8: registrations at once with tokens of one use, spread over two server
+    processes on one PostgreSQL database and a Redis broker, round after round: each token
+    makes exactly one account. The check and the count were two statements, and two
+    processes that both checked before either counted both made an account. 20 clients use
+    one token per round (the issue's case), or pairs of them (one in each process, so that
+    each round holds ten races) one token each, which reproduced it more often."""
+    with two_servers("redis", tmp_path, {"MORELIA_SECURITY_REGISTRATION": "token"}) as (
+            first, second):
+        uri = first.env["MORELIA_DATABASE_URI"]
+        clients = [await Client.connect((first, second)[index % 2].url)
+                   for index in range(RACE_CLIENTS)]
+        try:
+            made_per_token: list[int] = []
+            for _ in range(RACE_ROUNDS):
+                tokens = one_use_tokens(uri, RACE_CLIENTS // per_token)
+                replies = await asyncio.gather(*(register_slowly(
+                    client, tokens[index // per_token]) for index, client in enumerate(clients)))
+                assert {reply["errors"]["code"] for reply in replies} <= {201, 403}, replies
+                for index in range(len(tokens)):
+                    group = replies[index * per_token:(index + 1) * per_token]
+                    made_per_token.append(sum(reply["errors"]["code"] == 201
+                                              for reply in group))
+            assert made_per_token == [1] * len(made_per_token)
+            # the servers still serve: a new token makes one account, then no more
+            token = one_use_tokens(uri, 1)[0]
+            made = await mtp_register(first.url, registration_token=token)
+            assert made["errors"]["code"] == 201, made
+            refused = await mtp_register(second.url, registration_token=token)
+            assert refused["errors"]["code"] == 403, refused
+        finally:
+            for client in clients:
+                await client.close()
+        assert "Traceback" not in first.log() + second.log()
 
 
 async def test_closed_registration(closed_server: ServerProcess) -> None:

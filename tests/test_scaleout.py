@@ -61,9 +61,10 @@ class ManageProcess(ServerProcess):
 
 
 @contextlib.contextmanager
-def two_servers(kind: str, directory: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def two_servers(kind: str, directory: Path, extra: dict[str, str] | None = None
+                ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     with postgres_database() as database:
-        env = broker_env(kind, database)
+        env = {**broker_env(kind, database), **(extra or {})}
         with ServerProcess(directory, env=env) as first, \
                 ServerProcess(directory, env=env) as second:
             yield first, second

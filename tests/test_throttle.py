@@ -12,8 +12,9 @@ import pytest
 
 from mod.config.validator import Security
 from mod.error import Throttled
-from mod.service.throttle import LoginThrottle
+from mod.service.throttle import LoginThrottle, TokenThrottle
 from tests.support import Client, ServerProcess, unique_login
+from tests.test_manage import ok
 
 PASSWORD = "secret-password"
 
@@ -125,3 +126,104 @@ async def test_mtp_and_matrix_answer_429(guarded: ServerProcess) -> None:
         assert anyone.status_code == 429
     assert (await mtp_login(guarded.url, other, PASSWORD, "127.0.0.3"))["errors"]["code"] == 200
     assert "Traceback" not in guarded.log()
+
+
+# -- registration tokens ----------------------------------------------------------------------
+
+
+def test_token_guesses_refused_per_address_until_the_window_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    throttle = TokenThrottle(Security(token_failures=3, login_window=60))
+    for _ in range(3):
+        throttle.check("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    with pytest.raises(Throttled) as refused:
+        throttle.check("10.0.0.1")
+    assert refused.value.code == 429 and refused.value.retry_after == 60
+    throttle.check("10.0.0.2")
+    throttle.check("")  # no address (a unix socket): nothing to count by
+    clock[0] += 60.5
+    throttle.check("10.0.0.1")
+    off = TokenThrottle(Security(token_failures=0))
+    for _ in range(100):
+        off.failed("10.0.0.1")
+    off.check("10.0.0.1")
+
+
+@pytest.fixture
+def token_server(db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> Iterator[ServerProcess]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MORELIA_CONFIG", raising=False)
+    monkeypatch.setenv("MORELIA_DATABASE_URI", db_uri)
+    env = {"MORELIA_DATABASE_URI": db_uri, "MORELIA_SECURITY_REGISTRATION": "token"}
+    with ServerProcess(tmp_path, env=env) as server:
+        yield server
+
+
+VALIDITY = "/_matrix/client/v1/register/m.login.registration_token/validity"
+
+
+@pytest.mark.anyio
+async def test_token_guesses_get_429_while_others_are_served(token_server: ServerProcess
+                                                             ) -> None:
+    """Issue 19, case 9: 300 guesses at the validity endpoint from one address were all
+    answered. Past [SECURITY] TOKEN_FAILURES (10) the address gets 429 M_LIMIT_EXCEEDED,
+    there and in MTP registrations; other addresses and other requests are served."""
+    token = ok("registration-token", "create", "--uses", "5").stdout.strip()
+    client = await Client.connect(token_server.url)
+    await client.register(unique_login("bystander"), registration_token=token)
+    await client.close()
+    answers: list[int] = []
+    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+        for index in range(300):
+            reply = await http.get(VALIDITY, params={"token": f"guess-{index}"})
+            answers.append(reply.status_code)
+            if reply.status_code == 429:
+                assert reply.json()["errcode"] == "M_LIMIT_EXCEEDED"
+                assert 0 < reply.json()["retry_after_ms"] <= 300_000
+            else:
+                assert reply.json() == {"valid": False}
+        assert answers == [200] * 10 + [429] * 290
+        # even the right token is refused from this address now, in MTP as well
+        assert (await http.get(VALIDITY, params={"token": token})).status_code == 429
+    refused = await Client.connect(token_server.url)
+    reply = await refused.call("register_user", auth=False, user=[{
+        "login": unique_login(), "password": PASSWORD, "registration_token": token}])
+    await refused.close()
+    assert reply["errors"]["code"] == 429, reply
+    # another user logs in from this address; from another address tokens are checked
+    assert (await mtp_login(token_server.url, client.login, PASSWORD))["errors"]["code"] == 200
+    elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=token_server.http, timeout=10,
+                                 transport=elsewhere) as http:
+        assert (await http.get(VALIDITY, params={"token": token})).json() == {"valid": True}
+    other = await Client.connect(token_server.url, local_addr=("127.0.0.2", 0))
+    await other.register(unique_login("other"), registration_token=token)
+    await other.close()
+    assert "Traceback" not in token_server.log()
+
+
+@pytest.mark.anyio
+async def test_used_up_tokens_are_not_guesses(token_server: ServerProcess) -> None:
+    """A token that was issued but is used up is answered, however often: only tokens never
+    issued count as guesses."""
+    token = ok("registration-token", "create", "--uses", "1").stdout.strip()
+    client = await Client.connect(token_server.url)
+    await client.register(unique_login(), registration_token=token)
+    await client.close()
+    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+        for _ in range(20):
+            reply = await http.get(VALIDITY, params={"token": token})
+            assert reply.json() == {"valid": False}
+    for _ in range(12):
+        client = await Client.connect(token_server.url)
+        reply = await client.call("register_user", auth=False, user=[{
+            "login": unique_login(), "password": PASSWORD, "registration_token": token}])
+        await client.close()
+        assert reply["errors"]["code"] == 403, reply
+    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+        reply = await http.get(VALIDITY, params={"token": "a-guess"})
+        assert reply.status_code == 200 and reply.json() == {"valid": False}

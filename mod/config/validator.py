@@ -27,6 +27,11 @@ class Server(BaseModel):
     ping_timeout: Annotated[float, Field(gt=0)] = 20.0
     compression: bool = False
     header_timeout: Annotated[float, Field(ge=0)] = 10.0
+    # A request body, once its head is in: cut after BODY_TIMEOUT seconds without a byte, or
+    # when it averages under BODY_MIN_RATE bytes/s once BODY_GRACE seconds have passed.
+    body_timeout: Annotated[float, Field(ge=0)] = 60.0
+    body_min_rate: Annotated[int, Field(ge=0)] = 1024
+    body_grace: Annotated[float, Field(ge=0)] = 10.0
     max_connections_per_address: Annotated[int, Field(ge=0)] = 500
 
 
@@ -78,6 +83,9 @@ class Security(BaseModel):
     address_failures: Annotated[int, Field(ge=0)] = 50
     login_delay: Annotated[float, Field(ge=0, le=10)] = 0.25
     login_delay_max: Annotated[float, Field(ge=0, le=60)] = 2.0
+    # Registration tokens this server never issued, tried from one address (the validity
+    # endpoint, MTP and Matrix registrations) over LOGIN_WINDOW; past it, 429. 0: no limit.
+    token_failures: Annotated[int, Field(ge=0)] = 10
 
     @field_validator("registration", mode="before")
     @classmethod

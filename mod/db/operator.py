@@ -7,9 +7,9 @@ the same transaction, so every process hears of it as of any other change.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
-from sqlobject.sqlbuilder import Delete, Insert, Select, Update
+from sqlobject.sqlbuilder import AND, ISNULL, OR, Delete, Insert, Select, Update
 
 from mod.db.dbhandler import (
     _USER_COLUMNS,
@@ -141,21 +141,33 @@ def delete_registration_token(conn: Conn, token: str) -> bool:
                                   where=RegistrationToken.q.token == token)))
 
 
-def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
-    """Whether a token exists, has not expired and has uses left."""
+def registration_token_state(conn: Conn, token: str, now: int
+                             ) -> Literal["valid", "spent", "unknown"]:
+    """Whether a token is valid (not expired, uses left), spent (used up or expired) or was
+    never issued (or deleted)."""
     row = conn.one(Select(_TOKEN_COLUMNS, where=RegistrationToken.q.token == token))
     if row is None:
-        return False
+        return "unknown"
     found = _token(row)
-    return (not found["expires"] or found["expires"] > now) and (
+    usable = (not found["expires"] or found["expires"] > now) and (
         found["uses_allowed"] is None or found["uses"] < found["uses_allowed"])
+    return "valid" if usable else "spent"
+
+
+def registration_token_valid(conn: Conn, token: str, now: int) -> bool:
+    """Whether a token exists, has not expired and has uses left."""
+    return registration_token_state(conn, token, now) == "valid"
 
 
 def use_registration_token(conn: Conn, token: str, now: int) -> bool:
-    """Take one use of a token, in the registration's own transaction; False if invalid."""
-    if not registration_token_valid(conn, token, now):
-        return False
-    conn.execute(Update(RegistrationToken.sqlmeta.table,
-                      values={"uses": RegistrationToken.q.uses + 1},
-                      where=RegistrationToken.q.token == token))
-    return True
+    """Take one use of a token, in the registration's own transaction; False if invalid.
+
+    One statement that checks and counts at once: concurrent registrations (in any number of
+    processes) are serialised by the row's lock, and the one past the token's uses finds no
+    row to update, however the checks before it went."""
+    table = RegistrationToken.q
+    return bool(conn.execute(Update(
+        RegistrationToken.sqlmeta.table, values={"uses": table.uses + 1},
+        where=AND(table.token == token,
+                  OR(ISNULL(table.uses_allowed), table.uses < table.uses_allowed),
+                  OR(table.expires == 0, table.expires > now)))))

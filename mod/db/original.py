@@ -243,7 +243,10 @@ class Source:
     def messages(self, batch: int) -> Iterator[list[OldMessage]]:
         """Every message, oldest first (by time, then id; those without a time last), in
         lists of at most `batch`."""
-        after: tuple[int, int, int] = (0, -(2**62), 0)  # (no time?, time, id)
+        # (no time?, time, id) of the last row read; before the first, below every row. The
+        # time goes back as it came: SQLite keeps an integer beyond 64 bits as a REAL, which
+        # a float binds and an int cannot.
+        after: tuple[int, Any, int] = (-1, 0, 0)
         sql = ("SELECT id, uuid, text, time, file_picture, file_video, file_audio, "
                "file_document, emoji, edited_time, edited_status, user_id, flow_id, "
                "CASE WHEN time IS NULL THEN 1 ELSE 0 END AS no_time, COALESCE(time, 0) AS t "
@@ -255,7 +258,7 @@ class Source:
                 return
             yield [self._message(row) for row in rows]
             last = rows[-1]
-            after = (int(last[13]), int(last[14]), int(last[0]))
+            after = (int(last[13]), last[14], int(last[0]))
 
     def _message(self, r: tuple[Any, ...]) -> OldMessage:
         files = {name: blob(value, self.sqlite)

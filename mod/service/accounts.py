@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from loguru import logger
 
@@ -19,11 +19,13 @@ from mod.db import keystore as ks
 from mod.db import media as mediadb
 from mod.db import operator
 from mod.db.engine import ChangeRow, Conn, Engine
-from mod.error import Locked, ServiceError
+from mod.error import Locked, ServiceError, TokenRefused
 from mod.service.bounds import check_device
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
-from mod.service.throttle import LoginThrottle
+from mod.service.throttle import LoginThrottle, TokenThrottle
+
+T = TypeVar("T")
 
 MAX_USERNAME = 256
 TOKEN_CACHE_SIZE = 100_000
@@ -43,6 +45,12 @@ def _check_profile(username: str, email: str) -> None:
         raise ServiceError(415, "The email is not a valid address")
 
 
+def _usable_token(conn: Conn, token: str, stamp: int) -> None:
+    state = operator.registration_token_state(conn, token, stamp)
+    if state != "valid":
+        raise TokenRefused(state == "unknown")
+
+
 @dataclass(slots=True)
 class _CachedToken:
     caller: Caller
@@ -57,6 +65,7 @@ class Accounts:
         self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
         self._tokens: dict[str, _CachedToken] = {}
         self.throttle = LoginThrottle(settings.security)
+        self.token_throttle = TokenThrottle(settings.security)
 
     def close(self) -> None:
         self._hashing.shutdown(wait=False, cancel_futures=True)
@@ -77,20 +86,37 @@ class Accounts:
         """Who may register: "open", "token" (with a registration token) or "closed"."""
         return self.settings.security.registration
 
-    async def registration_token_valid(self, token: str) -> bool:
-        return await self.engine.read(operator.registration_token_valid, token, now())
+    async def registration_token_valid(self, token: str, address: str = "") -> bool:
+        """Whether a registration token can be used now. Tokens never issued count against
+        the client's `address`; past the limit, 429."""
+        self.token_throttle.check(address)
+        state = await self.engine.read(operator.registration_token_state, token, now())
+        if state == "unknown":
+            self.token_throttle.failed(address)
+        return state == "valid"
 
-    async def hold_registration_token(self, session: str, token: str) -> None:
+    async def _token_tried(self, address: str, job: Awaitable[T]) -> T:
+        """`job`, a database step that checks a registration token; a token never issued
+        counts against `address`."""
+        try:
+            return await job
+        except TokenRefused as refused:
+            if refused.unknown:
+                self.token_throttle.failed(address)
+            raise
+
+    async def hold_registration_token(self, session: str, token: str, address: str = ""
+                                      ) -> None:
         """Remember a valid token for a multi-step registration (Matrix user-interactive
         authentication), in the database so any process finishes it; 403 if invalid. The
         token is used up only when the account is made."""
+        self.token_throttle.check(address)
 
         def hold(conn: Conn) -> None:
-            if not operator.registration_token_valid(conn, token, now()):
-                raise ServiceError(403, "The registration token is wrong, used up or expired")
+            _usable_token(conn, token, now())
             db.txn_store(conn, retry_key("registration-session", session), token, now())
 
-        await self.engine.write(hold)
+        await self._token_tried(address, self.engine.write(hold))
 
     async def held_registration_token(self, session: str) -> str | None:
         """The token `hold_registration_token` remembered for a session, for a day."""
@@ -100,8 +126,9 @@ class Accounts:
     async def register(self, login: str, password: str, username: str = "", email: str = "",
                        device: str = "", superuser: bool = False,
                        registration_token: str | None = None,
-                       device_name: str = "") -> Credentials:
-        """Make an account, logged in on `device` (named `device_name` if it is new)."""
+                       device_name: str = "", address: str = "") -> Credentials:
+        """Make an account, logged in on `device` (named `device_name` if it is new).
+        `address` is the client's: registration tokens never issued are counted for it."""
         mode = self.registration
         if mode == "closed":
             raise ServiceError(403, "Registration is closed on this server")
@@ -111,26 +138,31 @@ class Accounts:
             raise ServiceError(400, "A login and a password are required")
         _check_profile(username, email)
         check_device(device, device_name)
+        with_token = registration_token is not None and mode == "token"
+        if with_token:
+            self.token_throttle.check(address)
         password_hash = await self._hash(password)
         ttl = self.settings.security.token_ttl
         token = lib.new_token()
         stamp = now()
 
         def create(conn: Conn) -> db.UserRow | None:
-            if registration_token is not None and mode == "token" and \
-                    not operator.registration_token_valid(conn, registration_token, stamp):
-                raise ServiceError(403, "The registration token is wrong, used up or expired")
+            if with_token:
+                _usable_token(conn, str(registration_token), stamp)
             user = db.create_user(conn, lib.new_uuid(), login, password_hash, username or login,
                                   email, ttl, stamp, is_superuser=superuser)
             if user is not None:
-                if registration_token is not None and mode == "token":
-                    operator.use_registration_token(conn, registration_token, stamp)
+                # the check above only spares a hash's worth of work; this one decides: a
+                # registration that loses the race for the last use is undone with its account
+                if with_token and not operator.use_registration_token(
+                        conn, str(registration_token), stamp):
+                    raise TokenRefused(unknown=False)
                 db.add_token(conn, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)
                 if device:
                     ks.name_new_device(conn, user["uuid"], device, device_name, stamp)
             return user
 
-        user = await self.engine.write(create)
+        user = await self._token_tried(address, self.engine.write(create))
         if user is None:
             raise ServiceError(409, f"The login {login!r} is already taken")
         logger.info("user registered: {}", user["uuid"])

@@ -18,29 +18,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mod import content, lib
+from mod import lib
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
 from mod.db.media import MediaRow
 from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
-from mod.service.accounts import MAX_USERNAME, valid_email
-from mod.service.flows import FLOW_TYPES
+from mod.service.accounts import valid_email
+from mod.service.importrows import flow_problem, message_problem, user_problem
 from mod.service.media import Media
 
 T = TypeVar("T")
+R = TypeVar("R")
 Run = Callable[..., Any]  # (fn, *args): a read or a committed write on the target's engine
 
 USER_BATCH = 200
 FLOW_BATCH = 200
 MESSAGE_BATCH = 1000
-# What an MTP client can send (mod.protocol.mtp.api): rows beyond could never be used.
-MAX_LOGIN = 256
-MAX_PASSWORD = 4096
-MAX_UUID = 64
-MAX_TITLE = 4096
-MAX_INFO = 65536
-MAX_BIO = 65536
-MAX_TEXT = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -64,54 +57,9 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
         yield items[start:start + size]
 
 
-def _unstorable(**fields: str) -> str | None:
-    """Why one of these texts cannot be stored (NUL, a lone surrogate), or None."""
-    for name, value in fields.items():
-        try:
-            content.check(value, name)
-        except content.ContentError as exc:
-            return f"its {exc.where} {exc.problem}"
-    return None
-
-
-def user_problem(user: OldUser) -> str | None:
-    """Why this server refuses the account, or None."""
-    if not user.uuid or len(user.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if not user.login.strip():
-        return "its login is empty"
-    if len(user.login) > MAX_LOGIN or len(user.username) > MAX_USERNAME:
-        return f"its login or username is longer than {MAX_LOGIN} characters"
-    if len(user.password) > MAX_PASSWORD:
-        return f"its password is longer than {MAX_PASSWORD} characters"
-    if len(user.bio) > MAX_BIO or len(user.avatar) > MAX_TEXT:
-        return "its bio or avatar is too long"
-    return _unstorable(uuid=user.uuid, login=user.login, username=user.username,
-                       bio=user.bio, email=user.email, password=user.password)
-
-
-def flow_problem(flow: OldFlow) -> str | None:
-    if not flow.uuid or len(flow.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if flow.flow_type not in FLOW_TYPES:
-        return f"its type {flow.flow_type!r} is none of {', '.join(FLOW_TYPES)}"
-    if len(flow.title) > MAX_TITLE or len(flow.info) > MAX_INFO:
-        return f"its title or info is longer than {MAX_TITLE} or {MAX_INFO} characters"
-    return _unstorable(uuid=flow.uuid, title=flow.title, info=flow.info)
-
-
-def message_problem(message: OldMessage) -> str | None:
-    if not message.uuid or len(message.uuid) > MAX_UUID:
-        return "its uuid is empty or longer than 64 characters"
-    if message.flow_id is None:
-        return "it has no flow"
-    if message.user_id is None:
-        return "it has no author"
-    if message.time is None:
-        return "it has no time"
-    if len(message.text) > MAX_TEXT or any(len(v) > MAX_TEXT for v in message.files.values()):
-        return "its text or a file is larger than 16 MiB"
-    return _unstorable(uuid=message.uuid, text=message.text)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Importer:
@@ -150,6 +98,32 @@ class Importer:
         known_flows = self._flows(flows, known_users)
         self._messages(known_users, known_flows, total)
         return self.tally
+
+    def _insert(self, kind: str, fn: Run, rows: Sequence[R], args: tuple[Any, ...],
+                label: Callable[[R], str]) -> tuple[list[str], list[R]]:
+        """Write `rows` with `fn(rows, *args)` in one transaction: (the uuids `fn` found
+        taken here meanwhile, the rows the database refused).
+
+        The row checks keep out what this server cannot store; should the database still
+        refuse a batch, it is written again row by row, and each row it refuses alone is
+        reported in one line and skipped, the others written. When every row of a batch of
+        several fails alone too, the fault is not in a row (the database is gone, the disk
+        full): the batch's error is raised, and the import stops there."""
+        try:
+            return list(self.write(fn, list(rows), *args)), []
+        except Exception as failed:
+            taken: list[str] = []
+            refused: list[tuple[R, Exception]] = []
+            for row in rows:
+                try:
+                    taken.extend(self.write(fn, [row], *args))
+                except Exception as exc:
+                    refused.append((row, exc))
+            if len(rows) > 1 and len(refused) == len(rows):
+                raise failed from None
+            for row, error in refused:
+                self.skip(kind, label(row), f"the database refused it: {_first_line(error)}")
+            return taken, [row for row, _ in refused]
 
     def _progress(self, kind: str, done: int, total: int) -> None:
         verb = "checked" if self.dry_run else "done"
@@ -205,7 +179,14 @@ class Importer:
                                            if u.password else "", batch))
                     rows = [self._user_row(u, h, u.login in admins) for u, h in
                             zip(batch, hashes, strict=True)]
-                    for uuid in self.write(imported.insert_new_users, rows):
+                    taken, refused = self._insert(
+                        "users", imported.insert_new_users, rows, (),
+                        lambda row: f"user {row['login']!r} ({row['uuid']})")
+                    for row in refused:
+                        user = next(u for u in batch if u.uuid == row["uuid"])
+                        known.pop(user.id, None)
+                        self.tally.imported["users"] -= 1
+                    for uuid in taken:
                         user = next(u for u in batch if u.uuid == uuid)
                         known.pop(user.id, None)
                         self.skip("users", f"user {user.id} ({user.login!r})",
@@ -267,7 +248,12 @@ class Importer:
                 known[flow.id] = _Flow(flow.uuid, flow.flow_type, frozenset(row["users"]))
         for number, batch in enumerate(_chunks(todo, FLOW_BATCH)):
             if not self.dry_run:
-                for uuid in self.write(imported.insert_new_flows, list(batch), self.now):
+                taken, refused = self._insert("flows", imported.insert_new_flows, batch,
+                                              (self.now,), lambda row: f"flow {row[0]['uuid']}")
+                for row, _ in refused:
+                    known = {k: v for k, v in known.items() if v.uuid != row["uuid"]}
+                    self.tally.imported["flows"] -= 1
+                for uuid in taken:
                     known = {k: v for k, v in known.items() if v.uuid != uuid}
                     self.skip("flows", f"flow {uuid}", "its uuid or chat was taken here while "
                                                         "importing")
@@ -334,8 +320,11 @@ class Importer:
             if rows and not self.dry_run:
                 files = self._files(rows)
                 describe = self.media.matrix_content if self.media else None
-                for uuid in self.write(imported.insert_new_messages, rows, self.now, files,
-                                       describe):
+                taken, refused = self._insert("messages", imported.insert_new_messages, rows,
+                                              (self.now, files, describe),
+                                              lambda row: f"message {row['uuid']}")
+                self.tally.imported["messages"] -= len(refused)
+                for uuid in taken:
                     self.skip("messages", f"message {uuid}", "its uuid was taken here while "
                                                              "importing")
                     self.tally.imported["messages"] -= 1

@@ -1,4 +1,4 @@
-"""Failed logins: slowed, then refused for a while.
+"""Failed logins and wrong registration tokens: slowed, then refused for a while.
 
 Failures are counted per (login, client address) and per client address over a sliding
 window. Counting per login alone would let anyone lock a victim out by guessing wrong on
@@ -74,3 +74,52 @@ class LoginThrottle:
 
     def succeeded(self, login: str, address: str) -> None:
         self._failures.pop(("login", login, address), None)
+
+
+class TokenThrottle:
+    """Wrong registration tokens, per client address over LOGIN_WINDOW: past TOKEN_FAILURES,
+    every registration token check from the address (the validity endpoint, a registration)
+    is refused until the oldest failure leaves the window. A token this server never issued
+    is a failure; one that is used up or expired is not (it was issued, so nobody guessed it,
+    and the losers of a race for its last use are not guessing either)."""
+
+    def __init__(self, settings: Security) -> None:
+        self.settings = settings
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, clock: float) -> deque[float] | None:
+        stamps = self._failures.get(address)
+        if stamps is None:
+            return None
+        horizon = clock - self.settings.login_window
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if not stamps:
+            del self._failures[address]
+            return None
+        return stamps
+
+    def check(self, address: str) -> None:
+        """Raise `Throttled` while this address may not try a registration token."""
+        limit = self.settings.token_failures
+        if not limit or not address:
+            return
+        clock = time.monotonic()
+        stamps = self._recent(address, clock)
+        if stamps is not None and len(stamps) >= limit:
+            raise Throttled(stamps[-limit] + self.settings.login_window - clock,
+                            "Too many wrong registration tokens")
+
+    def failed(self, address: str) -> None:
+        limit = self.settings.token_failures
+        if not limit or not address:
+            return
+        clock = time.monotonic()
+        if len(self._failures) >= MAX_KEYS:
+            for key in list(self._failures):
+                self._recent(key, clock)
+            if len(self._failures) >= MAX_KEYS:
+                self._failures.clear()
+        stamps = self._recent(address, clock) or self._failures.setdefault(
+            address, deque(maxlen=limit))
+        stamps.append(clock)

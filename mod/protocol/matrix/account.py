@@ -79,9 +79,8 @@ async def login(call: Call) -> LoginReply:
     if name is None:
         raise MatrixError(403, Code.FORBIDDEN, "Wrong login or password")
     device = body.device_id or new_device_id()
-    address = call.request.client.host if call.request.client else ""
     signed_in = await call.service.accounts.login(
-        name, body.password, device=device, address=address,
+        name, body.password, device=device, address=_address(call),
         device_name=body.initial_device_display_name or "")
     return LoginReply(user_id=ids.user_id(signed_in.user["login"], call.server_name),
                       access_token=signed_in.token, device_id=device,
@@ -138,7 +137,7 @@ async def register(call: Call) -> LoginReply | Response:
     username = body.username or f"user-{new_session()[:10].lower()}"
     device = body.device_id or new_device_id()
     signed_in = await accounts.register(username, body.password, device=device,
-                                        registration_token=token,
+                                        registration_token=token, address=_address(call),
                                         device_name=body.initial_device_display_name or "")
     user_id = ids.user_id(signed_in.user["login"], call.server_name)
     if body.inhibit_login:
@@ -160,7 +159,7 @@ async def _authenticated(call: Call, auth: AuthData | None) -> str | Response | 
             given = (auth.model_extra or {}).get("token")
             if not isinstance(given, str) or not given:
                 raise MatrixError(400, Code.MISSING_PARAM, "Missing field: auth.token")
-            await call.service.accounts.hold_registration_token(session, given)
+            await call.service.accounts.hold_registration_token(session, given, _address(call))
         held = await call.service.accounts.held_registration_token(session)
     done = [TOKEN] if held is not None else []
     if auth is not None and auth.type == DUMMY and len(done) == len(stages) - 1:
@@ -181,7 +180,13 @@ async def registration_token_validity(call: Call) -> Validity:
         raise MatrixError(400, Code.MISSING_PARAM, "Missing parameter: token")
     if call.service.accounts.registration != "token":
         raise MatrixError(403, Code.FORBIDDEN, "This server does not register with tokens")
-    return Validity(valid=await call.service.accounts.registration_token_valid(token))
+    return Validity(valid=await call.service.accounts.registration_token_valid(
+        token, _address(call)))
+
+
+def _address(call: Call) -> str:
+    """The client's address (wrong registration tokens are counted per address)."""
+    return call.request.client.host if call.request.client else ""
 
 
 def new_session() -> str:

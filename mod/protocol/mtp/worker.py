@@ -128,7 +128,8 @@ async def register_user(service: Service, request: Request, address: str
     user = _first(_data(request).user, "user")
     signed_in = await service.accounts.register(user.login or "", user.password or "",
                                                 user.username or "", user.email or "",
-                                                registration_token=user.registration_token)
+                                                registration_token=user.registration_token,
+                                                address=address)
     return respond(request.type, 201, user=[_credentials(signed_in)]), signed_in.caller
 
 
