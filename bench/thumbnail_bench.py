@@ -22,13 +22,11 @@ import contextlib
 import itertools
 import json
 import statistics
-import struct
 import sys
 import tempfile
 import threading
 import time
 import uuid
-import zlib
 from pathlib import Path
 
 import aiohttp
@@ -39,25 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tests.support as support
 from bench.matrix_bench import RawUser, percentile
 from bench.mtp_bench import answer, call, connect
-from tests.support import frame
+from tests.support import frame, zero_png
 
 UVICORN_ARGS = ["--log-level", "warning", "--no-access-log"]
 ENV = {"MORELIA_LOGGING_LEVEL": "WARNING", "MORELIA_SERVER_RATE_LIMIT": "1000000",
        "MORELIA_SERVER_RATE_BURST": "1000000"}
 MIB = 1024 * 1024
-
-
-def zero_png(side: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = bytes(1 + side * 4)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
 
 
 def status_kib(pid: int, field: str) -> int:

@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -348,3 +350,18 @@ def expect_reply(reply: dict[str, Any], kind: str, code: int) -> dict[str, Any]:
     data = reply["data"]
     assert data is None or (isinstance(data, dict) and isinstance(data.get("time"), int)), reply
     return reply
+
+
+def zero_png(side: int = 7900) -> bytes:
+    """A side×side RGBA PNG of zeros (~242 KB at 7900, 250 MB decoded), written row by row,
+    so whoever makes it never holds the decoded picture."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + side * 4)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))

@@ -14,8 +14,6 @@ import io
 import os
 import signal
 import stat
-import struct
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import nio
 import pytest
 from PIL import Image
 
-from tests.support import ServerProcess, running_server
+from tests.support import ServerProcess, running_server, zero_png
 from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_session, sync_until
 
 pytestmark = pytest.mark.anyio
@@ -49,21 +47,6 @@ def png(width: int, height: int, color: tuple[int, int, int] = (30, 90, 200)) ->
     out = io.BytesIO()
     Image.new("RGB", (width, height), color).save(out, "PNG")
     return out.getvalue()
-
-
-def zero_png(side: int = 7900) -> bytes:
-    """A side×side RGBA PNG of zeros (~242 KB at 7900), written row by row: the test never
-    holds the decoded picture."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = bytes(1 + side * 4)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 6, 0,
-                                                                0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def children(pid: int) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Hashable
 
 from mod.config.validator import Security
 from mod.error import Throttled
@@ -19,22 +20,51 @@ MAX_KEYS = 100_000
 KEPT = 64  # failures kept per key when its limit is off: enough for the delay
 
 
-class LoginThrottle:
-    def __init__(self, settings: Security) -> None:
-        self.settings = settings
-        self._failures: dict[tuple[str, ...], deque[float]] = {}
+class FailureWindow:
+    """The times of recent failures per key, over a sliding window; at most MAX_KEYS keys."""
 
-    def _recent(self, key: tuple[str, ...], clock: float) -> deque[float] | None:
-        stamps = self._failures.get(key)
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._stamps: dict[Hashable, deque[float]] = {}
+
+    def recent(self, key: Hashable, clock: float) -> deque[float] | None:
+        stamps = self._stamps.get(key)
         if stamps is None:
             return None
-        horizon = clock - self.settings.login_window
+        horizon = clock - self.window
         while stamps and stamps[0] <= horizon:
             stamps.popleft()
         if not stamps:
-            del self._failures[key]
+            del self._stamps[key]
             return None
         return stamps
+
+    def wait(self, key: Hashable, limit: int, clock: float) -> float | None:
+        """Seconds until `key` may try again, past `limit` failures; None: it may now."""
+        stamps = self.recent(key, clock)
+        if not limit or stamps is None or len(stamps) < limit:
+            return None
+        return stamps[-limit] + self.window - clock
+
+    def add(self, key: Hashable, clock: float, keep: int) -> int:
+        """Count a failure of `key` (its last `keep` kept); return its recent failures."""
+        if len(self._stamps) >= MAX_KEYS:
+            for old in list(self._stamps):
+                self.recent(old, clock)
+            if len(self._stamps) >= MAX_KEYS:
+                self._stamps.clear()
+        stamps = self.recent(key, clock) or self._stamps.setdefault(key, deque(maxlen=keep))
+        stamps.append(clock)
+        return len(stamps)
+
+    def forget(self, key: Hashable) -> None:
+        self._stamps.pop(key, None)
+
+
+class LoginThrottle:
+    def __init__(self, settings: Security) -> None:
+        self.settings = settings
+        self._failures = FailureWindow(settings.login_window)
 
     def _keys(self, login: str, address: str) -> list[tuple[tuple[str, ...], int]]:
         keys: list[tuple[tuple[str, ...], int]] = [
@@ -47,33 +77,25 @@ class LoginThrottle:
         """Raise `Throttled` while this login from this address may not try again."""
         clock = time.monotonic()
         for key, limit in self._keys(login, address):
-            stamps = self._recent(key, clock)
-            if limit and stamps is not None and len(stamps) >= limit:
-                raise Throttled(stamps[-limit] + self.settings.login_window - clock,
-                                "Too many failed logins")
+            wait = self._failures.wait(key, limit, clock)
+            if wait is not None:
+                raise Throttled(wait, "Too many failed logins")
 
     def failed(self, login: str, address: str) -> float:
         """Count a failure; return how long to wait before answering it."""
         clock = time.monotonic()
-        if len(self._failures) >= MAX_KEYS:
-            for key in list(self._failures):
-                self._recent(key, clock)
-            if len(self._failures) >= MAX_KEYS:
-                self._failures.clear()
         count = 0
         for key, limit in self._keys(login, address):
-            stamps = self._recent(key, clock) or self._failures.setdefault(
-                key, deque(maxlen=max(limit, KEPT)))
-            stamps.append(clock)
+            recent = self._failures.add(key, clock, max(limit, KEPT))
             if key[0] == "login":
-                count = len(stamps)
+                count = recent
         if count <= 1 or not self.settings.login_delay:
             return 0.0
         delay: float = self.settings.login_delay * 2.0 ** (count - 2)
         return min(delay, self.settings.login_delay_max)
 
     def succeeded(self, login: str, address: str) -> None:
-        self._failures.pop(("login", login, address), None)
+        self._failures.forget(("login", login, address))
 
 
 class TokenThrottle:
@@ -85,41 +107,17 @@ class TokenThrottle:
 
     def __init__(self, settings: Security) -> None:
         self.settings = settings
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, address: str, clock: float) -> deque[float] | None:
-        stamps = self._failures.get(address)
-        if stamps is None:
-            return None
-        horizon = clock - self.settings.login_window
-        while stamps and stamps[0] <= horizon:
-            stamps.popleft()
-        if not stamps:
-            del self._failures[address]
-            return None
-        return stamps
+        self._failures = FailureWindow(settings.login_window)
 
     def check(self, address: str) -> None:
         """Raise `Throttled` while this address may not try a registration token."""
-        limit = self.settings.token_failures
-        if not limit or not address:
+        if not address:
             return
-        clock = time.monotonic()
-        stamps = self._recent(address, clock)
-        if stamps is not None and len(stamps) >= limit:
-            raise Throttled(stamps[-limit] + self.settings.login_window - clock,
-                            "Too many wrong registration tokens")
+        wait = self._failures.wait(address, self.settings.token_failures, time.monotonic())
+        if wait is not None:
+            raise Throttled(wait, "Too many wrong registration tokens")
 
     def failed(self, address: str) -> None:
         limit = self.settings.token_failures
-        if not limit or not address:
-            return
-        clock = time.monotonic()
-        if len(self._failures) >= MAX_KEYS:
-            for key in list(self._failures):
-                self._recent(key, clock)
-            if len(self._failures) >= MAX_KEYS:
-                self._failures.clear()
-        stamps = self._recent(address, clock) or self._failures.setdefault(
-            address, deque(maxlen=limit))
-        stamps.append(clock)
+        if limit and address:
+            self._failures.add(address, time.monotonic(), limit)
