@@ -21,7 +21,6 @@ from starlette.websockets import WebSocket
 from mod import __version__
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
-from mod.controller import MTPController
 from mod.db import heartbeat, schema
 from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
@@ -29,7 +28,9 @@ from mod.log_handler import setup_logging
 from mod.monitor import Instrument, health, metrics_page
 from mod.protocol.matrix import MatrixCORS, matrix_routes
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
-from mod.protocol.mtp.session import MTPSession, TransportAccess, close_locked, open_sessions
+from mod.protocol.mtp.dispatch import MTPController
+from mod.protocol.mtp.registry import SessionRegistry
+from mod.protocol.mtp.session import MTPSession, TransportAccess
 from mod.service import Service
 from mod.stopping import attach
 from mod.webclient import web_routes
@@ -42,6 +43,7 @@ class Runtime:
     service: Service
     hub: Hub
     controller: MTPController
+    sessions: SessionRegistry
     started: float
 
 
@@ -82,11 +84,13 @@ async def _open(settings: Settings) -> Runtime:
     service = Service(settings, engine)
     hub = hub_for(settings, engine)
     hub.observers.append(service.accounts.changes_committed)
-    hub.observers.append(close_locked)
+    sessions = SessionRegistry(settings.server.ping_interval)
+    hub.observers.append(sessions.close_locked)
     hub.observers.append(service.ephemeral.changes_committed)
     await hub.start()
+    sessions.start()
     controller = MTPController(service, settings.protocol)
-    return Runtime(settings, engine, service, hub, controller, time.monotonic())
+    return Runtime(settings, engine, service, hub, controller, sessions, time.monotonic())
 
 
 @asynccontextmanager
@@ -97,7 +101,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.runtime = runtime
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
     alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
-    if not attach(settings.server, runtime.hub):
+    if not attach(settings.server, runtime.hub, runtime.sessions):
         logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
                 PROTOCOL_VERSION, settings.database.uri.split("@")[-1])
@@ -107,6 +111,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         purge.cancel()
         alive.cancel()
         await asyncio.gather(alive, return_exceptions=True)
+        await runtime.sessions.stop()
         await runtime.hub.stop()
         await runtime.service.media.stop()
         runtime.service.close()
@@ -116,7 +121,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
-    session = MTPSession(websocket, runtime.controller, runtime.hub, runtime.settings.server)
+    session = MTPSession(websocket, runtime.controller, runtime.hub, runtime.settings.server,
+                         runtime.sessions)
     await session.run()
 
 
@@ -135,7 +141,7 @@ async def status_page(request: Request) -> HTMLResponse:
             ("Users", counts["users"]),
             ("Flows", counts["flows"]),
             ("Messages", counts["messages"]),
-            ("Connections", open_sessions()),
+            ("Connections", len(runtime.sessions)),
         )
     )
     return HTMLResponse(

@@ -181,7 +181,7 @@ def sqlite_server(directory: Path, users: int) -> Iterator[tuple[ServerProcess,
 
 def bench_render(recipients: int = 1000, rounds: int = 5) -> None:
     """What `Session.deliver` spends on frames when one change reaches `recipients`."""
-    from mod.protocol.mtp.worker import push_frame
+    from mod.protocol.mtp.push import push_frame
 
     message = {"uuid": "1", "client_id": 1, "text": "x" * 100, "from_user": "u",
                "from_flow": "f", "time": 1_700_000_000, "edited_status": False}

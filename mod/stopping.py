@@ -25,7 +25,7 @@ from loguru import logger
 from mod.config.validator import Server
 from mod.http_guard import guarded
 from mod.hub import Hub
-from mod.protocol.mtp.session import Sweeper
+from mod.protocol.mtp.registry import SessionRegistry
 
 STOP_TIMEOUT = 5
 
@@ -41,17 +41,18 @@ def uvicorn_server() -> Any:
     return owner if isinstance(owner, uvicorn.Server) else None
 
 
-async def graceful_stop(server: Any, hub: Hub, timeout: float) -> None:
+async def graceful_stop(server: Any, hub: Hub, sessions: SessionRegistry,
+                        timeout: float) -> None:
     started = time.monotonic()
     for listener in getattr(server, "servers", ()):
         listener.close()  # stop accepting at once
     hub.stopping()
-    sessions = await Sweeper.stop_all(timeout)
-    logger.info("stopping: MTP connections closed ({}) in {:.2f} s", sessions,
+    closed = await sessions.stop_all(timeout)
+    logger.info("stopping: MTP connections closed ({}) in {:.2f} s", closed,
                 time.monotonic() - started)
 
 
-def attach(settings: Server, hub: Hub) -> bool:
+def attach(settings: Server, hub: Hub, sessions: SessionRegistry) -> bool:
     """Guard the server's connections and make its stop graceful; False without uvicorn."""
     server = uvicorn_server()
     if server is None:
@@ -65,7 +66,7 @@ def attach(settings: Server, hub: Hub) -> bool:
 
     async def graceful_shutdown(*args: Any, **kwargs: Any) -> None:
         try:
-            await graceful_stop(server, hub, timeout)
+            await graceful_stop(server, hub, sessions, timeout)
         finally:
             await shutdown(*args, **kwargs)
 

@@ -20,7 +20,7 @@ import mod.hub as hub_module
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow
 from mod.hub import Hub, MemoryBroker, members_at, worker_processes
-from mod.protocol.mtp.worker import push_frame
+from mod.protocol.mtp.push import push_frame
 from tests.support import Client, ServerProcess
 from tests.test_push import drain
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mod.protocol.mtp.worker import AUTHENTICATED, PUBLIC
+from mod.protocol.mtp.methods import AUTHENTICATED, PUBLIC
 from tests.support import DATABASE_KINDS, Client, ServerProcess, running_server
 
 pytestmark = pytest.mark.anyio

@@ -53,7 +53,7 @@ Bytes = Annotated[Annotated[str, Field(max_length=_TEXT)] | None, BeforeValidato
 
 class _In(BaseModel):
     """A request object: strict types. (Strings with NUL, which PostgreSQL cannot store, are
-    refused before validation: see mod.controller.)"""
+    refused before validation: see mod.protocol.mtp.dispatch.)"""
 
     model_config = _IN
 

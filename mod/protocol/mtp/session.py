@@ -13,15 +13,14 @@ is empty (cheaper than a task per burst). Pushes are put in the outbox without e
 a client that stops reading slows nobody: once its outbox is full it is disconnected (close
 code 1008, or an abort when it cannot even take a close frame) and its outbox is dropped. Dead
 peers are found by the server's websocket pings; a connection whose peer accepts no bytes for a
-whole sweep interval is aborted by the sweeper below, because a graceful close never finishes
-on a socket nobody drains.
+whole sweep interval is aborted by the sweeper (`registry.SessionRegistry`), because a graceful
+close never finishes on a socket nobody drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 
@@ -31,15 +30,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
 from mod.config.validator import Server
-from mod.controller import MTPController
 from mod.hub import Hub
-from mod.protocol.mtp import worker
+from mod.protocol.mtp.dispatch import MTPController
+from mod.protocol.mtp.push import PUSH_EVENTS, push_frame
+from mod.protocol.mtp.registry import SessionRegistry
 from mod.service import Caller, ChangeRow
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
 CLOSE_RESTARTING = 1012
-CLOSE_LOCKED = 1008
 TRANSPORT_KEY = "morelia.transport"
 # The reader takes the next request only while fewer frames than this wait in the outbox, so
 # a client that sends many requests back to back is answered as fast as it reads, in order,
@@ -107,6 +106,7 @@ class MTPSession:
         "outbox",
         "push",
         "queued_bytes",
+        "registry",
         "sent",
         "settings",
         "stopping",
@@ -117,8 +117,9 @@ class MTPSession:
     )
 
     def __init__(self, websocket: WebSocket, controller: MTPController, hub: Hub,
-                 settings: Server) -> None:
+                 settings: Server, registry: SessionRegistry) -> None:
         self.websocket = websocket
+        self.registry = registry
         self.controller = controller
         self.hub = hub
         self.settings = settings
@@ -144,16 +145,15 @@ class MTPSession:
 
     async def run(self) -> None:
         await self.websocket.accept()
-        sweeper = Sweeper.get(self.settings.ping_interval)
-        sweeper.sessions.add(self)
+        self.registry.add(self)
         try:
             await self._read_forever()
             if self.stopping:
                 await self._flush()
-                await self._close(CLOSE_RESTARTING, "Server restarting")
+                await self.close(CLOSE_RESTARTING, "Server restarting")
         finally:
-            sweeper.sessions.discard(self)
-            self._drop()
+            self.registry.discard(self)
+            self.drop()
             sender = self._sender
             if sender is not None:
                 sender.cancel()
@@ -182,7 +182,7 @@ class MTPSession:
             frame = message.get("bytes") or b""
         if len(frame) > self.settings.max_frame_size:
             logger.info("closing a connection that sent a {} byte frame", len(frame))
-            await self._close(CLOSE_TOO_BIG, "Frame too big")
+            await self.close(CLOSE_TOO_BIG, "Frame too big")
             return False
         if not self.limit.allow():
             self.enqueue(self.controller.refuse(frame, 429,
@@ -230,7 +230,7 @@ class MTPSession:
         self._wake_reader()
         if not self.handling:
             await self._flush()
-            await self._close(CLOSE_RESTARTING, "Server restarting")
+            await self.close(CLOSE_RESTARTING, "Server restarting")
 
     async def _flush(self) -> None:
         """Wait (at most FLUSH_TIMEOUT) until everything queued is handed to the transport."""
@@ -242,12 +242,12 @@ class MTPSession:
     # -- sending -----------------------------------------------------------------------------
 
     def deliver(self, change: ChangeRow) -> None:
-        if change.kind not in worker.PUSH_EVENTS:
+        if change.kind not in PUSH_EVENTS:
             return
         try:
-            text = worker.push_frame(change)  # built once for all recipients
+            text = push_frame(change)  # built once for all recipients
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            _unrenderable(change, exc)
+            self.registry.unrenderable(change, exc)
             return
         if not self.handling:
             self.enqueue(text)
@@ -291,7 +291,7 @@ class MTPSession:
                 try:
                     await self.websocket.send_text(text)
                 except Exception:
-                    self._drop()
+                    self.drop()
                     return
                 self.sent += 1
                 if self._drained is not None and len(self.outbox) < READ_AHEAD // 2:
@@ -319,14 +319,14 @@ class MTPSession:
         logger.warning("disconnecting a client that stopped reading ({} frames, {} bytes "
                        "queued; user {})", len(self.outbox), self.queued_bytes,
                        self.user_uuid or "-")
-        self._drop()
+        self.drop()
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size() > 0:
             transport.abort()  # it cannot take a close frame either
         else:
-            asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW, "Too slow"))
+            asyncio.get_running_loop().create_task(self.close(CLOSE_TOO_SLOW, "Too slow"))
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
         """Stop taking pushes and free the outbox."""
         self.closing = True
         if self.user_uuid:
@@ -336,7 +336,7 @@ class MTPSession:
         self.queued_bytes = 0
         self._wake_reader()
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.CONNECTED:
             return
         try:
@@ -355,98 +355,4 @@ class MTPSession:
         last_size, last_sent = self._swept
         self._swept = (size, self.sent)
         return not (size and last_size and size >= last_size and self.sent == last_sent)
-
-
-_skipped_position = 0
-
-
-def _unrenderable(change: ChangeRow, exc: BaseException) -> None:
-    """Log once a change that cannot be rendered as a push; its recipients skip it."""
-    global _skipped_position
-    if change.position != _skipped_position:
-        _skipped_position = change.position
-        logger.warning("change {} ({}) cannot be pushed and is skipped: {}", change.position,
-                       change.kind, type(exc).__name__)
-
-
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _locking(change: ChangeRow) -> bool:
-    try:
-        return json.loads(change.payload).get("locked") is True
-    except (ValueError, AttributeError):
-        return False
-
-
-def close_locked(changes: list[ChangeRow]) -> None:
-    """A hub observer: close every connection of a user an operator locked, lockstep ones
-    too (their next request would fail anyway)."""
-    instance = Sweeper._instance
-    if instance is None:
-        return
-    locked = {change.actor for change in changes
-              if change.kind == "tokens_revoked" and _locking(change)}
-    if not locked:
-        return
-    for session in list(instance.sessions):
-        if session.caller_uuid in locked and not session.closing:
-            logger.info("closing a connection of locked user {}", session.caller_uuid)
-            session._drop()
-            task = asyncio.get_running_loop().create_task(
-                session._close(CLOSE_LOCKED, "Account locked"))
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-
-
-def open_sessions() -> int:
-    """How many MTP connections this process holds."""
-    instance = Sweeper._instance
-    return len(instance.sessions) if instance is not None else 0
-
-
-class Sweeper:
-    """One task per process that aborts connections whose peers stopped taking bytes."""
-
-    _instance: Sweeper | None = None
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.sessions: set[MTPSession] = set()
-        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            self._run(), name="mtp sweeper")
-
-    @classmethod
-    async def stop_all(cls, timeout: float) -> int:
-        """Stop every session (see `MTPSession.stop`) and wait up to `timeout` s for them."""
-        instance = cls._instance
-        if instance is None or not instance.sessions:
-            return 0
-        sessions = list(instance.sessions)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await asyncio.gather(*(session.stop() for session in sessions))
-                while instance.sessions:
-                    await asyncio.sleep(0.01)
-        return len(sessions)
-
-    @classmethod
-    def get(cls, interval: float) -> Sweeper:
-        instance = cls._instance
-        if instance is None or instance.task.done() or instance.task.get_loop() is not \
-                asyncio.get_running_loop():
-            instance = cls._instance = cls(interval)
-        return instance
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            for session in list(self.sessions):
-                if not session.sweep() and session.transport is not None:
-                    logger.warning("aborting a connection whose peer took no data for {:.0f} s "
-                                   "(user {})", self.interval, session.user_uuid or "-")
-                    metrics.DROPPED_SLOW.inc()
-                    session._drop()
-                    session.transport.abort()
-                    self.sessions.discard(session)
 

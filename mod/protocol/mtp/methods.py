@@ -2,87 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from functools import lru_cache
 from typing import Any
 
-from pydantic_core import from_json, to_json
-
-from mod.error import ServiceError, phrase
+from mod.error import ServiceError
 from mod.protocol.mtp.api import (
-    PROTOCOL_REVISION,
-    PROTOCOL_VERSION,
     DataIn,
-    DataOut,
-    Errors,
     FlowIn,
     FlowOut,
-    JsonapiOut,
     MessageIn,
     MessageOut,
     Request,
     Response,
     UserOut,
 )
-from mod.service import CONTENT_FIELDS, Caller, ChangeRow, Credentials, Service
+from mod.protocol.mtp.responses import error, respond, respond_off_loop
+from mod.service import CONTENT_FIELDS, Caller, Credentials, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
 # Public methods also take the client's address (failed logins are counted per address).
 PublicMethod = Callable[[Service, Request, str], Awaitable[tuple[Response, Caller]]]
-
-
-def _jsonapi() -> JsonapiOut:
-    return JsonapiOut(version=PROTOCOL_VERSION, revision=PROTOCOL_REVISION)
-
-
-_JSONAPI = _jsonapi()  # never changed after this, so every response can share it
-
-
-def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
-            message: Sequence[Any] | None = None, user: Sequence[Any] | None = None,
-            with_data: bool = True) -> Response:
-    stamp = int(time.time())
-    data = None
-    if with_data:
-        fields: dict[str, Any] = {"time": stamp, "meta": None}
-        if flow is not None:
-            fields["flow"] = flow
-        if message is not None:
-            fields["message"] = message
-        if user is not None:
-            fields["user"] = user
-        data = DataOut.model_validate(fields)
-    # The envelope holds only values made here (the objects in `data` were validated above),
-    # so it is assembled without validating it again.
-    errors = Errors.model_construct(code=code, status=phrase(code), time=stamp,
-                                    detail=detail or phrase(code))
-    return Response.model_construct(type=kind, data=data, errors=errors, jsonapi=_JSONAPI,
-                                    meta=None)
-
-
-# Responses holding more objects than this are built and serialised on a worker thread: a
-# large get_update takes tens of milliseconds of CPU, which would hold up every connection.
-LARGE_RESPONSE = 256
-
-
-async def respond_off_loop(kind: str, code: int, **objects: Any) -> Response:
-    """`respond`, rendered to its text on a worker thread when it is large."""
-    if sum(len(items) for items in objects.values() if items is not None) <= LARGE_RESPONSE:
-        return respond(kind, code, **objects)
-
-    def render() -> Response:
-        response = respond(kind, code, **objects)
-        response.dump()
-        return response
-
-    return await asyncio.to_thread(render)
-
-
-def error(kind: str, code: int, detail: str, **objects: Any) -> Response:
-    return respond(kind, code, detail, with_data=bool(objects), **objects)
 
 
 def _first(items: Sequence[Any] | None, what: str) -> Any:
@@ -116,9 +55,6 @@ def _message_uuid(request: Request) -> str:
 def _credentials(signed_in: Credentials) -> UserOut:
     return UserOut(uuid=signed_in.user["uuid"], auth_id=signed_in.token,
                    token_ttl=signed_in.token_ttl)
-
-
-
 
 # -- public methods ---------------------------------------------------------------------------
 
@@ -265,53 +201,5 @@ AUTHENTICATED: dict[str, Method] = {
     "join_flow": join_flow,
     "leave_flow": leave_flow,
 }
-
-
-# -- push -------------------------------------------------------------------------------------
-
-
-# The change kinds pushed to MTP connections that asked for pushes; each is the frame's
-# `meta.event`, as PROTOCOL.md lists them.
-PUSH_EVENTS = frozenset({
-    "message_sent", "message_edited", "message_deleted",
-    "flow_created", "flow_joined", "flow_left", "flow_changed",
-    "flow_invited", "invite_declined", "flow_deleted",
-})
-
-
-@lru_cache(maxsize=len(PUSH_EVENTS))
-def _push_tail(event: str) -> str:
-    tail = {"jsonapi": _JSONAPI.model_dump(), "meta": {"push": True, "event": event}}
-    return json.dumps(tail, separators=(",", ":"))[1:]
-
-
-# The hub hands each change to all its recipients in a row, so remembering the last frame
-# renders each change once (1,000 renders for a 1,000-member flow without it); remembering
-# more would only pin frames, each as large as the change.
-@lru_cache(maxsize=1)
-def push_frame(change: ChangeRow) -> str:
-    """The get_update-shaped frame that tells members of one committed change.
-
-    The frame has the shape of `Response` (tests hold every pushed frame to that model), but
-    is written out directly: its objects are snapshots the database layer made from typed
-    rows, and a push is built for every committed change, so validating them again would be
-    the most expensive step of a send.
-    """
-    payload = from_json(change.payload)
-    flow = payload.get("flow") or ({"uuid": change.flow_uuid} if change.flow_uuid else None)
-    user = payload.get("user")
-    if user is None and change.kind in ("flow_invited", "invite_declined"):
-        user = {"uuid": change.subject}  # who was invited, or declined
-    data = {
-        "time": change.time,
-        "flow": [flow] if flow and "message" not in payload else [],
-        "message": [payload["message"]] if "message" in payload else [],
-        "user": [user] if user else [],
-        "meta": None,
-    }
-    errors = {"code": 200, "status": "OK", "time": change.time,
-              "detail": change.kind.replace("_", " ")}
-    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
-    return f"{head[:-1]},{_push_tail(change.kind)}"
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

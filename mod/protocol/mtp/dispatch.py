@@ -1,4 +1,5 @@
-"""Hands each MTP frame to the worker method that owns it, after the checks of PROTOCOL.md."""
+"""MTP's dispatcher: hands each frame to the method that owns it, after the checks of
+PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pydantic import ValidationError
 from mod import metrics
 from mod.config.validator import Protocol
 from mod.error import ServiceError
-from mod.protocol.mtp import worker
+from mod.protocol.mtp import methods
 from mod.protocol.mtp.api import Request, Response
+from mod.protocol.mtp.responses import error
 from mod.service import Caller, Service
 
 _VERSION = re.compile(r"([0-9]{1,6})(?:\.([0-9]{1,6}))?")
@@ -98,9 +100,9 @@ class MTPController:
             raw: Any = json.loads(frame)
         except (ValueError, RecursionError) as exc:
             detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "too deep"
-            return worker.error("error", 415, f"The frame is not JSON: {detail}")
+            return error("error", 415, f"The frame is not JSON: {detail}")
         if not isinstance(raw, dict):
-            return worker.error("error", 415, "The frame must hold a JSON object")
+            return error("error", 415, "The frame must hold a JSON object")
         kind = raw.get("type")
         echo = kind if isinstance(kind, str) and not _BAD_CHARACTER.search(kind) else "error"
         if has_escape:
@@ -109,13 +111,13 @@ class MTPController:
             except RecursionError:
                 where = "request"
             if where:
-                return worker.error(echo, 415, f"Invalid request: {_printable(where)}: must be "
-                                               "valid Unicode without NUL (\\u0000) characters "
-                                               "or lone surrogates")
+                return error(echo, 415, f"Invalid request: {_printable(where)}: must be "
+                                        "valid Unicode without NUL (\\u0000) characters "
+                                        "or lone surrogates")
         try:
             return Request.model_validate(raw)
         except ValidationError as exc:
-            return worker.error(echo, 415, _describe(exc))
+            return error(echo, 415, _describe(exc))
 
     def refuse(self, frame: str | bytes, code: int, detail: str) -> Response:
         """An error response to a frame that is not handled (e.g. over the rate limit). It
@@ -127,7 +129,7 @@ class MTPController:
         kind = raw.get("type") if isinstance(raw, dict) else None
         if not isinstance(kind, str) or len(kind) > 64 or _BAD_CHARACTER.search(kind):
             kind = "error"
-        return worker.error(kind, code, detail)
+        return error(kind, code, detail)
 
     async def handle(self, frame: str | bytes, address: str = "") -> Handled:
         """The response to one frame, the caller it authenticated as, and its push wish.
@@ -145,7 +147,7 @@ class MTPController:
             return Handled(request)
         started = time.perf_counter()
         response, caller = await self._answer(request, address)
-        method = request.type if request.type in worker.METHODS else "other"
+        method = request.type if request.type in methods.METHODS else "other"
         metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)
         push = request.meta.push if request.meta is not None and caller is not None else None
         return Handled(response, caller, push)
@@ -156,27 +158,27 @@ class MTPController:
         version = _version(request.jsonapi.version)
         low, high = self.versions
         if version is None or not low <= version <= high:
-            return worker.error(echo, 505, f"Protocol version {request.jsonapi.version} is not "
-                                f"supported (supported: {low[0]}.{low[1]} to "
-                                f"{high[0]}.{high[1]})"), None
+            return error(echo, 505, f"Protocol version {request.jsonapi.version} is not "
+                         f"supported (supported: {low[0]}.{low[1]} to "
+                         f"{high[0]}.{high[1]})"), None
         caller = None
         try:
-            public = worker.PUBLIC.get(request.type)
+            public = methods.PUBLIC.get(request.type)
             if public is not None:
                 return await public(self.service, request, address)
-            method = worker.AUTHENTICATED.get(request.type)
+            method = methods.AUTHENTICATED.get(request.type)
             if method is None:
-                return worker.error(echo, 405, f"Unknown method {request.type!r}"), None
+                return error(echo, 405, f"Unknown method {request.type!r}"), None
             caller = await self._authenticate(request)
             response = await method(self.service, request, caller)
             if request.type == "delete_user" and response.errors.code == 200:
                 return response, None  # the account is gone: nothing to bind the connection to
             return response, caller
         except ServiceError as exc:
-            return worker.error(echo, exc.code, exc.detail), caller
+            return error(echo, exc.code, exc.detail), caller
         except Exception:
             logger.exception("{} failed", request.type)
-            return worker.error(echo, 500, "The server failed to handle this request"), caller
+            return error(echo, 500, "The server failed to handle this request"), caller
 
     async def _authenticate(self, request: Request) -> Caller:
         users = request.data.user if request.data else None

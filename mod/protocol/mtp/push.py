@@ -1,0 +1,55 @@
+"""MTP pushes: the frame that tells a connection of one committed change."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from pydantic_core import from_json, to_json
+
+from mod.protocol.mtp.responses import JSONAPI
+from mod.service import ChangeRow
+
+# The change kinds pushed to MTP connections that asked for pushes; each is the frame's
+# `meta.event`, as PROTOCOL.md lists them.
+PUSH_EVENTS = frozenset({
+    "message_sent", "message_edited", "message_deleted",
+    "flow_created", "flow_joined", "flow_left", "flow_changed",
+    "flow_invited", "invite_declined", "flow_deleted",
+})
+
+
+@lru_cache(maxsize=len(PUSH_EVENTS))
+def _push_tail(event: str) -> str:
+    tail = {"jsonapi": JSONAPI.model_dump(), "meta": {"push": True, "event": event}}
+    return json.dumps(tail, separators=(",", ":"))[1:]
+
+
+# The hub hands each change to all its recipients in a row, so remembering the last frame
+# renders each change once (1,000 renders for a 1,000-member flow without it); remembering
+# more would only pin frames, each as large as the change.
+@lru_cache(maxsize=1)
+def push_frame(change: ChangeRow) -> str:
+    """The get_update-shaped frame that tells members of one committed change.
+
+    The frame has the shape of `Response` (tests hold every pushed frame to that model), but
+    is written out directly: its objects are snapshots the database layer made from typed
+    rows, and a push is built for every committed change, so validating them again would be
+    the most expensive step of a send.
+    """
+    payload = from_json(change.payload)
+    flow = payload.get("flow") or ({"uuid": change.flow_uuid} if change.flow_uuid else None)
+    user = payload.get("user")
+    if user is None and change.kind in ("flow_invited", "invite_declined"):
+        user = {"uuid": change.subject}  # who was invited, or declined
+    data = {
+        "time": change.time,
+        "flow": [flow] if flow and "message" not in payload else [],
+        "message": [payload["message"]] if "message" in payload else [],
+        "user": [user] if user else [],
+        "meta": None,
+    }
+    errors = {"code": 200, "status": "OK", "time": change.time,
+              "detail": change.kind.replace("_", " ")}
+    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
+    return f"{head[:-1]},{_push_tail(change.kind)}"
