@@ -1,5 +1,6 @@
 """The layout's contracts (docs/DESIGN.md): the protocols reach the data only through the
-service."""
+service; no import climbs from a protocol back up to the top of mod/ (but to the few shared
+modules allowed below); the two protocols stay apart; no import cycle among mod/'s modules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from pathlib import Path
 from tests.support import ROOT
 
 PROTOCOLS = ROOT / "mod" / "protocol"
+# The modules at the top of mod/ a protocol may import: errors, metrics, the hub that pushes
+# committed changes, and content rules both protocols share. Packages below the protocols
+# (mod.service, mod.config) may be imported too; mod.db never (see below).
+SHARED = frozenset({"mod.error", "mod.metrics", "mod.hub", "mod.content"})
+BELOW = ("mod.service", "mod.config")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -40,3 +46,125 @@ def test_the_contract_sees_a_forbidden_import(tmp_path: Path) -> None:
 def test_service_modules_stay_small() -> None:
     for path in (ROOT / "mod" / "service").glob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path.name
+
+
+def test_mtp_modules_stay_small() -> None:
+    for path in (PROTOCOLS / "mtp").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path.name
+
+
+def module_names(package: Path) -> dict[str, Path]:
+    """Every module of a package (dotted name -> file), packages by their __init__.py."""
+    found: dict[str, Path] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Which of the package's modules each of its modules imports, wherever the import is
+    (functions and `if TYPE_CHECKING:` blocks too). `from pkg import module` names the module,
+    not pkg; a parent package, imported with every module below it, is no edge."""
+    modules = module_names(package)
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names if alias.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    target = child if child in modules else node.module
+                    if target in modules:
+                        edges.add(target)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's strongly connected components of more than one module (Tarjan's
+    algorithm, iterative), each sorted."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in order:
+            continue
+        work: list[tuple[str, list[str]]] = [(root, sorted(graph[root]))]
+        order[root] = low[root] = len(order)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, pending = work[-1]
+            if pending:
+                child = pending.pop()
+                if child not in order:
+                    order[child] = low[child] = len(order)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, sorted(graph.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], order[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == order[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles_among_mod_modules() -> None:
+    assert cycles(import_graph(ROOT / "mod")) == []
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from pkg.sub import c\n")
+    (package / "a.py").write_text("from pkg import b\n")
+    (package / "b.py").write_text("def f() -> None:\n    import pkg.sub.c\n")
+    (package / "sub" / "c.py").write_text("from pkg.a import f\nfrom pkg.sub import d\n")
+    (package / "sub" / "d.py").write_text("import os\n")
+    graph = import_graph(package)
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.sub"] == {"pkg.sub.c"}
+    assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+    (package / "a.py").write_text("import pkg.sub.d\n")
+    assert cycles(import_graph(package)) == []
+
+
+def test_the_protocols_climb_up_only_to_shared_modules() -> None:
+    graph = import_graph(ROOT / "mod")
+    offending = {
+        name: sorted(target for target in targets
+                     if not target.startswith(("mod.protocol.", *BELOW))
+                     and target not in (*BELOW, *SHARED))
+        for name, targets in graph.items() if name.startswith("mod.protocol")
+    }
+    assert {name: targets for name, targets in offending.items() if targets} == {}
+
+
+def test_mtp_and_matrix_do_not_import_each_other() -> None:
+    graph = import_graph(ROOT / "mod")
+    for name, targets in graph.items():
+        for this, other in (("mod.protocol.mtp", "mod.protocol.matrix"),
+                            ("mod.protocol.matrix", "mod.protocol.mtp")):
+            if name == this or name.startswith(f"{this}."):
+                assert not [t for t in targets if t == other or t.startswith(f"{other}.")], name
