@@ -19,13 +19,19 @@ from mod.service import ChangeRow
 CLOSE_LOCKED = 1008
 
 
+class Abortable(Protocol):
+    def abort(self) -> None: ...
+
+
 class Connection(Protocol):
     """What the registry needs of a connection (`mod.protocol.mtp.session.MTPSession`)."""
 
     caller_uuid: str
     user_uuid: str
     closing: bool
-    transport: asyncio.WriteTransport | None
+
+    @property
+    def transport(self) -> Abortable | None: ...
 
     def sweep(self) -> bool: ...
 
