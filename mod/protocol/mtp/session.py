@@ -355,4 +355,3 @@ class MTPSession:
         last_size, last_sent = self._swept
         self._swept = (size, self.sent)
         return not (size and last_size and size >= last_size and self.sent == last_sent)
-
