@@ -331,6 +331,13 @@ def change_at(conn: Conn, position: int) -> ChangeRow | None:
     return _change(row) if row else None
 
 
+def select_changes(conn: Conn, where: Any, order_by: Any = Change.q.id,
+                   limit: int | None = None) -> list[ChangeRow]:
+    """The changes a condition of other query modules picks (e.g. `mod.db.userdata`)."""
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=where, orderBy=order_by, limit=limit))
+    return [_change(row) for row in rows]
+
+
 # Change kinds of the Matrix side only (mod.db.userdata): no MTP message or flow change, so
 # get_update and MTP pushes pass them over. Those without a flow concern their subject alone.
 MATRIX_ONLY_KINDS = frozenset({"typing", "receipt", "private_receipt", "account_data",
