@@ -79,6 +79,11 @@ class MessageRow(TypedDict):
 # -- schema -----------------------------------------------------------------------------------
 
 
+def ping(conn: Conn) -> None:
+    """A trivial query: whether the database answers."""
+    conn.one("SELECT 1")
+
+
 def table_exists(conn: Conn, name: str) -> bool:
     """Whether the table exists, as seen by this transaction (SQLObject's `tableExists`
     asks on a connection of its own, blind to tables made in an open transaction)."""
@@ -180,6 +185,13 @@ def first_superuser(conn: Conn) -> UserRow | None:
                                                  User.q.deleted == False),  # noqa: E712
                         orderBy=User.q.id, limit=1))
     return _user(row) if row else None
+
+
+def all_users(conn: Conn) -> list[UserRow]:
+    """Every account that exists (deleted ones left out), oldest first."""
+    rows = conn.all(Select(_USER_COLUMNS, where=User.q.deleted == False,  # noqa: E712
+                         orderBy=User.q.id))
+    return [_user(row) for row in rows]
 
 
 def set_username(conn: Conn, uuid: str, username: str) -> None:
