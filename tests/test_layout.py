@@ -40,3 +40,25 @@ def test_the_contract_sees_a_forbidden_import(tmp_path: Path) -> None:
 def test_service_modules_stay_small() -> None:
     for path in (ROOT / "mod" / "service").glob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path.name
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """A module named like one of the standard library's (operator.py, once) reads as that
+    one in imports and tracebacks."""
+    import sys
+
+    shadowing = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "mod").rglob("*.py"))
+                 if path.stem in sys.stdlib_module_names]
+    assert shadowing == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """`from x import _name` across modules: a name another module needs is public."""
+    found = []
+    for path in sorted([*(ROOT / "mod").rglob("*.py"), ROOT / "server.py", ROOT / "manage.py"]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
+                          for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []
