@@ -26,6 +26,7 @@ from sqlobject.sqlbuilder import (
     func,
 )
 
+from mod.content import FILE_FIELDS
 from mod.db.engine import ChangeRow, Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
@@ -619,7 +620,7 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.deleted,
 )
 
-CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
+CONTENT_FIELDS = ("text", *FILE_FIELDS, "emoji")
 
 
 def _message(row: Sequence[Any]) -> MessageRow:
