@@ -16,13 +16,13 @@ import click
 
 from mod import log_handler
 from mod.cli import admin, backup, importer, media
-from mod.cli import operator as ops
+from mod.cli import moderation as ops
 from mod.cli.chat import Chat, ChatOptions
 from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
 from mod.config.config import ConfigError, load_settings
-from mod.db import dbhandler, operator, schema
+from mod.db import dbhandler, schema
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -319,8 +319,7 @@ def user_list() -> None:
     """List the accounts: login, username, created, superuser, locked."""
     settings = load()
     with Database(settings) as database:
-        admin.require_tables(database)
-        users = database.read(operator.all_users)
+        users = ops.users(database)
     click.echo(f"{'LOGIN':<24} {'USERNAME':<24} {'CREATED (UTC)':<16} SUPERUSER LOCKED")
     for row in users:
         click.echo(f"{row['login']:<24} {row['username']:<24} {ops.when(row['time_created']):<16} "
@@ -396,8 +395,7 @@ def flow_list() -> None:
     """List the flows: uuid, type, members, private, title."""
     settings = load()
     with Database(settings) as database:
-        admin.require_tables(database)
-        flows = database.read(operator.all_flows)
+        flows = ops.flows(database)
     click.echo(f"{'UUID':<40} {'TYPE':<8} {'MEMBERS':>7} {'PRIVATE':<7} TITLE")
     for row in flows:
         click.echo(f"{row['uuid']:<40} {row['type']:<8} {len(row['users']):>7} "
@@ -462,8 +460,7 @@ def token_list() -> None:
     """List the registration tokens: token, uses, allowed, expires."""
     settings = load()
     with Database(settings) as database:
-        admin.require_tables(database)
-        tokens = database.read(operator.registration_tokens)
+        tokens = ops.tokens(database)
     click.echo(f"{'TOKEN':<24} {'USES':>5} {'ALLOWED':>7} EXPIRES (UTC)")
     for row in tokens:
         allowed = "-" if row["uses_allowed"] is None else str(row["uses_allowed"])

@@ -255,6 +255,12 @@ def libpq_uri(uri: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
 
 
+def notify_last_change(conn: Conn, channel: str) -> None:
+    """NOTIFY the position of the last change of the transaction about to commit (on the
+    thread that commits it), so the hint goes out with the commit, never before it."""
+    conn.execute(f"SELECT pg_notify('{channel}', '{conn.changes[-1].position}')")
+
+
 class PostgresBroker(_Reconnecting):
     """PostgreSQL LISTEN/NOTIFY; the NOTIFY goes out inside the committing transaction."""
 
@@ -274,7 +280,7 @@ class PostgresBroker(_Reconnecting):
 
     def notify_in(self, conn: Conn) -> None:
         """Send the hint inside the transaction about to commit (runs on the writer thread)."""
-        conn.execute(f"SELECT pg_notify('{self.channel}', '{conn.changes[-1].position}')")
+        notify_last_change(conn, self.channel)
 
     def publish(self, position: int) -> None:
         return None  # already sent by notify_in, with the commit
@@ -326,11 +332,11 @@ class CommandHints:
         if self.uri.startswith(("postgres://", "postgresql://")) and engine.postgres \
                 and CHANNEL_RE.match(self.channel):
             engine.before_commit = self._notify_in
-        elif self.uri.startswith(("redis://", "rediss://")):
+        elif self.uri.startswith("redis://"):
             engine.before_commit = self._remember
 
     def _notify_in(self, conn: Conn) -> None:
-        conn.execute(f"SELECT pg_notify('{self.channel}', '{conn.changes[-1].position}')")
+        notify_last_change(conn, self.channel)
 
     def _remember(self, conn: Conn) -> None:
         self.position = conn.changes[-1].position

@@ -16,6 +16,10 @@ MAX_DEPTH = 64
 MAX_INT = 2**53 - 1  # what every JSON reader takes as an exact integer (canonical JSON's bound)
 _INT_DIGITS = len(str(MAX_INT)) + 1  # sign included
 
+# An MTP message's files (base64 strings), in the order a message's first file is chosen
+# (a Matrix event carries one); the original server's message columns bear the same names.
+FILE_FIELDS = ("file_picture", "file_video", "file_audio", "file_document")
+
 
 class ContentError(ValueError):
     """A value the server will not store; `where` names the field (dotted path)."""

@@ -210,3 +210,12 @@ def test_example_config_documents_every_setting() -> None:
     defined = {(section, key) for section, model in Settings.model_fields.items()
                for key in model.annotation.model_fields}  # type: ignore[union-attr]
     assert documented == defined
+
+
+def test_a_broker_scheme_without_a_broker_is_refused_at_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the schemes mod.broker serves pass (no rediss://: TLS to Redis is not offered)."""
+    monkeypatch.setenv("MORELIA_BROKER_URI", "rediss://cache:6379/0")
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings()
+    assert "redis://" in error_of(excinfo)

@@ -168,3 +168,25 @@ def test_mtp_and_matrix_do_not_import_each_other() -> None:
                             ("mod.protocol.matrix", "mod.protocol.mtp")):
             if name == this or name.startswith(f"{this}."):
                 assert not [t for t in targets if t == other or t.startswith(f"{other}.")], name
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """A module named like one of the standard library's (operator.py, once) reads as that
+    one in imports and tracebacks."""
+    import sys
+
+    shadowing = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "mod").rglob("*.py"))
+                 if path.stem in sys.stdlib_module_names]
+    assert shadowing == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """`from x import _name` across modules: a name another module needs is public."""
+    found = []
+    for path in sorted([*(ROOT / "mod").rglob("*.py"), ROOT / "server.py", ROOT / "manage.py"]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
+                          for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []

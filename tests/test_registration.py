@@ -13,7 +13,7 @@ import httpx
 import nio
 import pytest
 
-from mod.db import operator
+from mod.db import regtokens
 from tests.support import (
     POSTGRES_URI,
     REDIS_URI,
@@ -120,7 +120,7 @@ def one_use_tokens(uri: str, count: int) -> list[str]:
 
     def make(conn: Any) -> None:
         for token in tokens:
-            operator.add_registration_token(conn, token, 1, 0, int(time.time()))
+            regtokens.add_registration_token(conn, token, 1, 0, int(time.time()))
 
     write_database(uri, make)
     return tokens

@@ -15,6 +15,7 @@ import click
 from mod.cli.common import CliError, Unreachable
 from mod.cli.frames import Fields, build_request, status_of
 from mod.cli.testclient import Connection, Frame, LoggedIn, log_in
+from mod.content import FILE_FIELDS
 
 QUIT = "/quit"
 USERS_AT_ONCE = 100
@@ -146,8 +147,7 @@ class Chat:
     def _line(self, message: Frame, note: str = "") -> str:
         stamp = time.strftime("%H:%M", time.localtime(int(message.get("time") or 0)))
         text = message.get("text") or ""
-        if not text and any(message.get(key) for key in
-                            ("file_picture", "file_video", "file_audio", "file_document")):
+        if not text and any(message.get(key) for key in FILE_FIELDS):
             text = "[attachment]"
         if message.get("edited_status") and not note:
             note = " (edited)"

@@ -114,12 +114,12 @@ class Database:
                  tb: TracebackType | None) -> None:
         close(self.engine)
 
-    def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._run(fn.__name__, lambda: self.engine.read_sync(fn, *args))
+    def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._run(fn.__name__, lambda: self.engine.read_sync(fn, *args, **kwargs))
 
-    def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """One committed transaction. Arguments are positional: the engine takes no keywords."""
-        result = self._run(fn.__name__, lambda: self.engine.write_sync(fn, *args))
+    def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One committed transaction."""
+        result = self._run(fn.__name__, lambda: self.engine.write_sync(fn, *args, **kwargs))
         self.hints.committed()
         return result
 

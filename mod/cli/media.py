@@ -11,7 +11,7 @@ from loguru import logger
 
 from mod.cli.admin import require_tables
 from mod.cli.common import CliError, Database
-from mod.cli.operator import user
+from mod.cli.moderation import user
 from mod.config.validator import Settings
 from mod.db import media as mediadb
 from mod.db.engine import Conn

@@ -26,6 +26,7 @@ from sqlobject.sqlbuilder import (
     func,
 )
 
+from mod.content import FILE_FIELDS
 from mod.db.engine import ChangeRow, Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
@@ -77,6 +78,11 @@ class MessageRow(TypedDict):
 
 
 # -- schema -----------------------------------------------------------------------------------
+
+
+def ping(conn: Conn) -> None:
+    """A trivial query: whether the database answers."""
+    conn.one("SELECT 1")
 
 
 def table_exists(conn: Conn, name: str) -> bool:
@@ -180,6 +186,13 @@ def first_superuser(conn: Conn) -> UserRow | None:
                                                  User.q.deleted == False),  # noqa: E712
                         orderBy=User.q.id, limit=1))
     return _user(row) if row else None
+
+
+def all_users(conn: Conn) -> list[UserRow]:
+    """Every account that exists (deleted ones left out), oldest first."""
+    rows = conn.all(Select(_USER_COLUMNS, where=User.q.deleted == False,  # noqa: E712
+                         orderBy=User.q.id))
+    return [_user(row) for row in rows]
 
 
 def set_username(conn: Conn, uuid: str, username: str) -> None:
@@ -329,6 +342,13 @@ def flow_changes(conn: Conn, flow_uuids: Sequence[str], after: int = 0, before: 
 def change_at(conn: Conn, position: int) -> ChangeRow | None:
     row = conn.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
     return _change(row) if row else None
+
+
+def select_changes(conn: Conn, where: Any, order_by: Any = Change.q.id,
+                   limit: int | None = None) -> list[ChangeRow]:
+    """The changes a condition of other query modules picks (e.g. `mod.db.userdata`)."""
+    rows = conn.all(Select(_CHANGE_COLUMNS, where=where, orderBy=order_by, limit=limit))
+    return [_change(row) for row in rows]
 
 
 # Change kinds of the Matrix side only (mod.db.userdata): no MTP message or flow change, so
@@ -600,7 +620,7 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.deleted,
 )
 
-CONTENT_FIELDS = ("text", "file_picture", "file_video", "file_audio", "file_document", "emoji")
+CONTENT_FIELDS = ("text", *FILE_FIELDS, "emoji")
 
 
 def _message(row: Sequence[Any]) -> MessageRow:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import queue
 import threading
 import time
@@ -206,6 +205,7 @@ def _timed_out(future: asyncio.Future[Any]) -> bool:
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     future: asyncio.Future[Any]
     result: Any = None
     error: BaseException | None = None
@@ -304,12 +304,13 @@ class Engine:
                    **kwargs: Args.kwargs) -> T:
         """Run `fn(conn, ...)` on a reader thread; it must not write."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._readers, self._run_read, fn, args)
+        future = loop.run_in_executor(self._readers, self._run_read, fn, args, kwargs)
         return await self._bounded(future)
 
-    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> T:
         try:
-            return fn(self._thread_tx(), *args)
+            return fn(self._thread_tx(), *args, **kwargs)
         except ServiceError:
             raise
         except Exception as exc:
@@ -322,7 +323,7 @@ class Engine:
     def read_sync(self, fn: Callable[Concatenate[Conn, Args], T], *args: Args.args,
                   **kwargs: Args.kwargs) -> T:
         """Run a read on the calling thread (for manage.py, never on the event loop)."""
-        return self._run_read(functools.partial(fn, **kwargs), args)
+        return self._run_read(fn, args, kwargs)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class Engine:
         """Run `fn(conn, ...)` in the writer's next transaction; return once it is committed."""
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, args, future))
+        self._jobs.put(_Job(fn, args, kwargs, future))
         return await self._bounded(future)
 
     async def _bounded(self, future: asyncio.Future[T]) -> T:
@@ -467,7 +468,7 @@ class Engine:
             before = conn.raw.total_changes
         job.error = None
         try:
-            job.result = job.fn(conn, *job.args)
+            job.result = job.fn(conn, *job.args, **job.kwargs)
             if self.postgres:
                 conn.execute("RELEASE SAVEPOINT job")
             return True

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-FILE_COLUMNS = ("file_picture", "file_video", "file_audio", "file_document")
+from mod.content import FILE_FIELDS
+
 REQUIRED_TABLES = ("user_config", "flow", "flow_user_config", "message")
 # libpq's own URI parameters; SQLObject's (debug, cache, ...) are dropped.
 LIBPQ_PARAMS = frozenset({"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword",
@@ -262,7 +263,7 @@ class Source:
 
     def _message(self, r: tuple[Any, ...]) -> OldMessage:
         files = {name: blob(value, self.sqlite)
-                 for name, value in zip((*FILE_COLUMNS, "emoji"), r[4:9], strict=True)}
+                 for name, value in zip((*FILE_FIELDS, "emoji"), r[4:9], strict=True)}
         return OldMessage(int(r[0]), _text(r[1]), _text(r[2]),
                           None if r[3] is None else int(r[3]), files,
                           int(r[9] or 0), flag(r[10]),

@@ -116,10 +116,6 @@ def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, 
     return db.log_change(conn, now, flow_uuid, "room_event", user_uuid, subject, payload)
 
 
-_CHANGE_COLUMNS = (Change.q.id, Change.q.time_created, Change.q.flow_uuid, Change.q.kind,
-                   Change.q.actor, Change.q.subject, Change.q.payload)
-
-
 def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str, after: int,
                     before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
     """Changes that relate to an event: room events naming it, and edits of its message."""
@@ -131,5 +127,4 @@ def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str
     if before is not None:
         where.append(Change.q.id < before)
     order = DESC(Change.q.id) if backwards else Change.q.id
-    rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=order, limit=limit))
-    return [ChangeRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    return db.select_changes(conn, AND(*where), order, limit)

@@ -17,7 +17,7 @@ from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db import media as mediadb
-from mod.db import operator
+from mod.db import regtokens
 from mod.db.engine import ChangeRow, Conn, Engine
 from mod.error import Locked, ServiceError, TokenRefused
 from mod.service.bounds import check_device
@@ -46,7 +46,7 @@ def _check_profile(username: str, email: str) -> None:
 
 
 def _usable_token(conn: Conn, token: str, stamp: int) -> None:
-    state = operator.registration_token_state(conn, token, stamp)
+    state = regtokens.registration_token_state(conn, token, stamp)
     if state != "valid":
         raise TokenRefused(state == "unknown")
 
@@ -90,7 +90,7 @@ class Accounts:
         """Whether a registration token can be used now. Tokens never issued count against
         the client's `address`; past the limit, 429."""
         self.token_throttle.check(address)
-        state = await self.engine.read(operator.registration_token_state, token, now())
+        state = await self.engine.read(regtokens.registration_token_state, token, now())
         if state == "unknown":
             self.token_throttle.failed(address)
         return state == "valid"
@@ -154,7 +154,7 @@ class Accounts:
             if user is not None:
                 # the check above only spares a hash's worth of work; this one decides: a
                 # registration that loses the race for the last use is undone with its account
-                if with_token and not operator.use_registration_token(
+                if with_token and not regtokens.use_registration_token(
                         conn, str(registration_token), stamp):
                     raise TokenRefused(unknown=False)
                 db.add_token(conn, user["uuid"], lib.token_hash(token), stamp, stamp + ttl, device)

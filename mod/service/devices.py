@@ -18,7 +18,7 @@ from mod.error import ServiceError
 from mod.service.accounts import Accounts
 from mod.service.bounds import MAX_KEY_JSON, check_device_name
 from mod.service.common import Caller, now
-from mod.service.keys import DeviceInfo, _device_changed, _parse
+from mod.service.keys import DeviceInfo, log_device_change, parse_key_json
 
 KEY_TYPES = ("master", "self_signing", "user_signing")
 SEEN_EVERY = 60.0  # seconds between two records of one device's last use
@@ -80,7 +80,7 @@ class Devices:
 
     async def all(self, caller: Caller) -> list[DeviceInfo]:
         rows = await self.engine.read(ks.devices_of, [caller.uuid])
-        return [DeviceInfo(user, device, name, _parse(keys),
+        return [DeviceInfo(user, device, name, parse_key_json(keys),
                            *self.seen.latest(user, device, ts, ip))
                 for user, device, name, keys, ts, ip in rows]
 
@@ -136,7 +136,7 @@ def _delete(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int) -> No
     for device in device_ids:
         ks.delete_device(conn, user_uuid, device)
     db.log_change(conn, stamp, "", "tokens_revoked", user_uuid, user_uuid, {})
-    _device_changed(conn, user_uuid, stamp)
+    log_device_change(conn, user_uuid, stamp)
 
 
 def _store_signing_keys(conn: Conn, user_uuid: str, keys: dict[str, dict[str, Any]],
@@ -144,7 +144,7 @@ def _store_signing_keys(conn: Conn, user_uuid: str, keys: dict[str, dict[str, An
     for key_type in KEY_TYPES:
         if key_type in keys:
             ks.set_cross_signing_key(conn, user_uuid, key_type, ks.dumps(keys[key_type]))
-    _device_changed(conn, user_uuid, stamp)
+    log_device_change(conn, user_uuid, stamp)
 
 
 def _merge(stored: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
@@ -183,5 +183,5 @@ def _store_signatures(conn: Conn, caller_uuid: str, signed: dict[str, dict[str, 
             else:
                 failures.setdefault(user, {})[key_id] = "unknown key"
         if changed:
-            _device_changed(conn, user, stamp)
+            log_device_change(conn, user, stamp)
     return failures

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mod import lib
+from mod.content import FILE_FIELDS
 from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
 from mod.db.media import MediaRow
-from mod.db.original import FILE_COLUMNS, OldFlow, OldMessage, OldUser, Source
+from mod.db.original import OldFlow, OldMessage, OldUser, Source
 from mod.service.accounts import valid_email
 from mod.service.importrows import flow_problem, message_problem, user_problem
 from mod.service.media import Media
@@ -372,9 +373,9 @@ class Importer:
         return MessageRow(
             uuid=message.uuid, client_id=0, text=message.text,
             from_user=users[message.user_id], from_flow=flows[message.flow_id].uuid,
-            time=message.time, file_picture=files[FILE_COLUMNS[0]],
-            file_video=files[FILE_COLUMNS[1]], file_audio=files[FILE_COLUMNS[2]],
-            file_document=files[FILE_COLUMNS[3]], emoji=files["emoji"],
+            time=message.time, file_picture=files[FILE_FIELDS[0]],
+            file_video=files[FILE_FIELDS[1]], file_audio=files[FILE_FIELDS[2]],
+            file_document=files[FILE_FIELDS[3]], emoji=files["emoji"],
             edited_time=message.edited_time if message.edited_status else 0,
             edited_status=message.edited_status, deleted=False)
 

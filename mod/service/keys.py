@@ -62,12 +62,14 @@ class SyncKeys:
         return bool(self.to_device or self.changed or self.left)
 
 
-def _device_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
+def log_device_change(conn: Conn, user_uuid: str, stamp: int) -> None:
+    """Tell the user and everyone sharing a room with them that their devices changed."""
     users = sorted(ks.room_mates(conn, user_uuid))
     db.log_change(conn, stamp, "", "device_keys_changed", user_uuid, user_uuid, {"users": users})
 
 
-def _parse(text: str) -> dict[str, Any] | None:
+def parse_key_json(text: str) -> dict[str, Any] | None:
+    """Key material as stored (JSON text; "" for none): the object, or None."""
     if not text:
         return None
     value = json.loads(text)
@@ -113,7 +115,7 @@ class Keys:
             wanted = users.get(user)
             if wanted and device not in wanted:
                 continue
-            found[user].append(DeviceInfo(user, device, name, _parse(keys)))
+            found[user].append(DeviceInfo(user, device, name, parse_key_json(keys)))
         return found
 
     async def claim(self, wanted: dict[str, dict[str, str]]
@@ -171,7 +173,7 @@ def forget_devices(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int
     """Logging a device out ends it, as on Synapse: its keys and waiting messages go, and the
     user's room-mates hear of the change (the tokens are the caller's business)."""
     if any([ks.delete_device(conn, user_uuid, device, tokens=False) for device in device_ids]):
-        _device_changed(conn, user_uuid, stamp)
+        log_device_change(conn, user_uuid, stamp)
 
 
 def _upload(conn: Conn, caller: Caller, device_keys: dict[str, Any] | None,
@@ -190,7 +192,7 @@ def _upload(conn: Conn, caller: Caller, device_keys: dict[str, Any] | None,
                         f"{MAX_FALLBACK_ALGORITHMS} algorithms")
     if device_keys is not None and ks.set_device_keys(conn, user, device,
                                                       ks.dumps(device_keys), stamp):
-        _device_changed(conn, user, stamp)
+        log_device_change(conn, user, stamp)
         logger.info("device keys stored: {} {}", user, device)
     if fresh:
         ks.add_one_time_keys(conn, user, device, fresh, False)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mod.config.validator import Settings
+from mod.content import FILE_FIELDS
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
@@ -27,13 +28,11 @@ from mod.service.common import Caller, now
 from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
 from mod.service.thumbnails import Thumbnails
 
-# MTP's file fields and the Matrix msgtype of each, in the order a message's first file is
-# chosen (a Matrix event carries one).
-FILE_TYPES = {"file_picture": "m.image", "file_video": "m.video", "file_audio": "m.audio",
-              "file_document": "m.file"}
+# MTP's file fields (in the order a message's first file is chosen) and the Matrix msgtype
+# of each; a file's name when it has none: picture, video, audio, document.
+FILE_TYPES = dict(zip(FILE_FIELDS, ("m.image", "m.video", "m.audio", "m.file"), strict=True))
 FIELD_OF = {msgtype: field for field, msgtype in FILE_TYPES.items()}
-DEFAULT_NAMES = {"file_picture": "picture", "file_video": "video", "file_audio": "audio",
-                 "file_document": "document"}
+DEFAULT_NAMES = {field: field.removeprefix("file_") for field in FILE_FIELDS}
 OCTET_STREAM = "application/octet-stream"
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}"
                            r"(\s*;\s*[A-Za-z0-9_-]+=[A-Za-z0-9_.\"-]{1,64})*$")

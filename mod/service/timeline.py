@@ -11,7 +11,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
-from mod.db import operator, userdata
+from mod.db import userdata
 from mod.db.engine import ChangeRow, Conn, Engine
 from mod.service import rights
 from mod.service.common import Caller
@@ -121,4 +121,4 @@ class Timeline:
 
     async def ping(self) -> None:
         """A trivial query: whether the database answers (GET /health)."""
-        await self.engine.read(operator.ping)
+        await self.engine.read(db.ping)

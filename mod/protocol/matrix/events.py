@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mod import content
+from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
@@ -28,9 +29,6 @@ MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invi
 
 # Fixed indices of the events a new flow renders as; other members follow from MEMBERS_FROM.
 CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)
-
-
-FILE_FIELDS = ("file_picture", "file_video", "file_audio", "file_document")
 
 
 def mtp_body(message: dict[str, Any]) -> str:

@@ -1,0 +1,46 @@
+"""The queries behind the operator's commands on accounts and flows (`mod.service.moderation`
+holds their rules and change-log rows).
+
+Like `dbhandler`, functions take an open `Conn` and return plain data.
+"""
+
+from __future__ import annotations
+
+from sqlobject.sqlbuilder import Delete, Select, Update
+
+from mod.db.dbhandler import FlowRow, flows_by_uuid
+from mod.db.engine import Conn
+from mod.db.models import Flow, Invite, Member, Message, User
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+def set_locked(conn: Conn, user_uuid: str, locked: bool) -> None:
+    conn.execute(Update(User.sqlmeta.table, values={"locked": locked},
+                      where=User.q.uuid == user_uuid))
+
+
+def set_password(conn: Conn, user_uuid: str, password_hash: str) -> None:
+    conn.execute(Update(User.sqlmeta.table, values={"password_hash": password_hash},
+                      where=User.q.uuid == user_uuid))
+
+
+def set_superuser(conn: Conn, user_uuid: str, superuser: bool) -> None:
+    conn.execute(Update(User.sqlmeta.table, values={"is_superuser": superuser},
+                      where=User.q.uuid == user_uuid))
+
+
+# -- flows ------------------------------------------------------------------------------------
+
+
+def all_flows(conn: Conn) -> list[FlowRow]:
+    rows = conn.all(Select(Flow.q.uuid, orderBy=Flow.q.id))
+    return flows_by_uuid(conn, [row[0] for row in rows])
+
+
+def delete_flow(conn: Conn, flow_uuid: str) -> None:
+    """Delete a flow's rows: its invitations, messages, memberships and the flow itself."""
+    conn.execute(Delete(Invite.sqlmeta.table, where=Invite.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Message.sqlmeta.table, where=Message.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Member.sqlmeta.table, where=Member.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Flow.sqlmeta.table, where=Flow.q.uuid == flow_uuid))

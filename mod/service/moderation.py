@@ -1,0 +1,129 @@
+"""The operator's changes to accounts, flows and registration tokens (`manage.py user`, `flow`,
+`registration-token`), with their rules.
+
+Each change is one writer job that commits its change-log row with it, so running servers
+act on it (close a locked user's connections, forget revoked tokens, tell a deleted flow's
+members) as they act on any change. A refusal is a `ServiceError` whose detail is the
+operator's line.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from mod import lib
+from mod.db import moderation as mdb
+from mod.db import regtokens
+from mod.db.dbhandler import (
+    FlowRow,
+    UserRow,
+    all_users,
+    flow_by_uuid,
+    log_change,
+    remove_member,
+    revoke_user_tokens,
+    user_by_login,
+)
+from mod.db.engine import Conn
+from mod.db.regtokens import RegistrationTokenRow
+from mod.error import ServiceError
+from mod.service.importrows import MAX_PASSWORD
+
+__all__ = ["TOKEN_ALPHABET", "FlowRow", "RegistrationTokenRow", "UserRow", "all_flows",
+           "all_users", "flow_by_uuid", "registration_tokens", "user_by_login"]
+
+TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+
+all_flows = mdb.all_flows
+registration_tokens = regtokens.registration_tokens
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+def check_password(password: str) -> None:
+    """Refuse a new password the operator gives that no client could log in with."""
+    if not password:
+        raise ServiceError(400, "the password cannot be empty")
+    if len(password) > MAX_PASSWORD:
+        raise ServiceError(400, f"the password is at most {MAX_PASSWORD} characters")
+
+
+def password_hash(password: str) -> str:
+    """The hash of a new password, if it is allowed (made off the writer: it takes a while)."""
+    check_password(password)
+    return lib.hash_password(password)
+
+
+def revoke_all(conn: Conn, user_uuid: str, now: int, locked: bool = False) -> int:
+    """Revoke every token of a user and tell every process (`tokens_revoked`); with `locked`,
+    they also close the user's connections."""
+    count = revoke_user_tokens(conn, user_uuid)
+    log_change(conn, now, "", "tokens_revoked", user_uuid, user_uuid,
+               {"locked": True} if locked else {})
+    return count
+
+
+def set_locked(conn: Conn, user_uuid: str, locked: bool, now: int) -> int:
+    """Lock (every token revoked) or unlock an account; return how many tokens it had."""
+    mdb.set_locked(conn, user_uuid, locked)
+    return revoke_all(conn, user_uuid, now, locked=True) if locked else 0
+
+
+def set_password(conn: Conn, user_uuid: str, password_hash: str, now: int) -> int:
+    """A new password; every token is revoked. Returns how many there were."""
+    mdb.set_password(conn, user_uuid, password_hash)
+    return revoke_all(conn, user_uuid, now)
+
+
+def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None:
+    """Grant or take superuser rights. Every process drops the user's cached token checks
+    (`user_changed`), which carry the rights; the tokens stay valid."""
+    mdb.set_superuser(conn, user_uuid, superuser)
+    log_change(conn, now, "", "user_changed", user_uuid, user_uuid, {})
+
+
+# -- flows ------------------------------------------------------------------------------------
+
+
+def delete_flow(conn: Conn, flow_uuid: str, now: int) -> FlowRow:
+    """Delete a flow with its messages and invitations.
+
+    Each member leaves it first (`flow_left`, so Matrix clients see the room go), then
+    `flow_deleted` tells its former members that it is gone.
+    """
+    flow = flow_by_uuid(conn, flow_uuid)
+    if flow is None:
+        raise ServiceError(404, f"there is no flow {flow_uuid}")
+    for user_uuid in flow["users"]:
+        remove_member(conn, flow_uuid, user_uuid, now)
+    mdb.delete_flow(conn, flow_uuid)
+    log_change(conn, now, flow_uuid, "flow_deleted", flow["owner"], "",
+               {"flow": {"uuid": flow_uuid}, "users": flow["users"]})
+    return flow
+
+
+# -- registration tokens ----------------------------------------------------------------------
+
+
+def new_registration_token(token: str | None) -> str:
+    """The token the operator names, if it is one the Matrix specification allows, or 16
+    random letters and digits."""
+    if token is None:
+        return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(16))
+    if not token or len(token) > 64 or not all(c.isalnum() or c in "._~-" for c in token):
+        raise ServiceError(400, "a token is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', "
+                                "'~' and '-' (as the Matrix specification requires)")
+    return token
+
+
+def create_registration_token(conn: Conn, token: str, uses_allowed: int | None, expires: int,
+                              now: int) -> RegistrationTokenRow:
+    if any(row["token"] == token for row in regtokens.registration_tokens(conn)):
+        raise ServiceError(409, f"the token {token!r} already exists")
+    return regtokens.add_registration_token(conn, token, uses_allowed, expires, now)
+
+
+def delete_registration_token(conn: Conn, token: str) -> None:
+    if not regtokens.delete_registration_token(conn, token):
+        raise ServiceError(404, f"there is no registration token {token!r}")
