@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import AppServer
 from tests.support import DATABASE_KINDS, Client, Clients, ServerProcess, database_uri
 from tests.test_matrix_support import Matrix, matrix_server, matrix_session
 
@@ -22,9 +23,12 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def server(db_uri: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real server process on a fresh database."""
-    with ServerProcess(tmp_path, env={"MORELIA_DATABASE_URI": db_uri}) as process:
+def server(request: pytest.FixtureRequest, db_uri: str, tmp_path: Path
+           ) -> Iterator[ServerProcess]:
+    """The server on a fresh database: in this process (see `inprocess.AppServer`), or a
+    process of its own for tests marked `server_process`."""
+    kind = ServerProcess if request.node.get_closest_marker("server_process") else AppServer
+    with kind(tmp_path, env={"MORELIA_DATABASE_URI": db_uri}) as process:
         yield process
 
 
@@ -55,8 +59,11 @@ async def clients(mtp: ServerProcess) -> AsyncIterator[Clients]:
 @pytest.fixture(scope="module", params=DATABASE_KINDS)
 def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[ServerProcess]:
-    """One server per Matrix test module and database."""
-    with matrix_server(request.param, tmp_path_factory.mktemp("matrix")) as server:
+    """One server per Matrix test module and database: in this process, or a process of its
+    own for modules marked `server_process`."""
+    in_process = request.node.get_closest_marker("server_process") is None
+    with matrix_server(request.param, tmp_path_factory.mktemp("matrix"), in_process=in_process
+                       ) as server:
         yield server
 
 

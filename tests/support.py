@@ -116,6 +116,9 @@ class ServerProcess:
             self.process.wait()
             self.process = None
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -264,16 +267,21 @@ def seed_users(uri: str, count: int) -> list[str]:
 
 @contextlib.contextmanager
 def running_server(kind: str, directory: Path, env: dict[str, str] | None = None,
-                   users: int = 0) -> Iterator[ServerProcess]:
+                   users: int = 0, in_process: bool = False) -> Iterator[ServerProcess]:
     """A server on a fresh database of `kind`, with extra MORELIA_* settings in `env`.
 
     With `users`, that many accounts are made beforehand, and `Clients.user()` logs in as
-    them instead of registering new ones.
+    them instead of registering new ones. With `in_process`, the server runs in this process
+    (`inprocess.AppServer`: starts in milliseconds, hashes passwords cheaply) instead of a
+    subprocess.
     """
+    from tests.inprocess import AppServer
+
     with database_uri(kind, directory) as uri:
         seeded = seed_users(uri, users) if users else []
-        with ServerProcess(directory, env={"MORELIA_DATABASE_URI": uri, **(env or {})}
-                           ) as process:
+        kind_of_server = AppServer if in_process else ServerProcess
+        with kind_of_server(directory, env={"MORELIA_DATABASE_URI": uri, **(env or {})}
+                            ) as process:
             _SEEDED[process.url] = seeded
             try:
                 yield process

@@ -24,7 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {"MORELIA_PROTOCOL_MESSAGES_LIMIT": str(LIMIT),
            "MORELIA_PROTOCOL_USERS_LIMIT": str(LIMIT),
            "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "1"}
-    with running_server("sqlite", tmp_path_factory.mktemp("bounds"), env, users=20) as process:
+    with running_server("sqlite", tmp_path_factory.mktemp("bounds"), env, users=20,
+                        in_process=True) as process:
         yield process
 
 

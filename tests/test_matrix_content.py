@@ -32,7 +32,8 @@ from tests.test_matrix_support import (
     sync_until,
 )
 
-pytestmark = pytest.mark.anyio
+# server_process: a change is logged as skipped once per process.
+pytestmark = [pytest.mark.anyio, pytest.mark.server_process]
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mod.service import ENCRYPTED_TEXT
+from tests.inprocess import AppServer
 from tests.support import Client
 from tests.test_matrix_support import PASSWORD, SERVER_NAME, Matrix, login_name, user_id
 
@@ -167,7 +168,8 @@ async def test_device_lists_changed_reach_room_mates_only(mx: Matrix) -> None:
     bob_since = (await bob.sync())["next_batch"]
     carol_since = (await carol.sync())["next_batch"]
     waiting = asyncio.create_task(bob.sync(bob_since, timeout=5000))
-    await asyncio.sleep(0.05)
+    assert isinstance(mx.server, AppServer)
+    await mx.server.until_long_polls()
     started = time.monotonic()
     await alice.call("POST", "/keys/upload", {"device_keys": alice.device_keys()})
     got = await waiting
@@ -204,7 +206,7 @@ async def test_device_lists_name_new_and_former_room_mates(mx: Matrix) -> None:
     carol_since = (await carol.sync(carol_since))["next_batch"]
 
     waiting = asyncio.create_task(alice.sync(alice_since, timeout=5000))
-    await asyncio.sleep(0.05)
+    await mx.server.until_long_polls()
     await bob.call("POST", f"/rooms/{room}/leave", {})
     got = await waiting
     assert device_lists(got) == ([], [bob.user_id])

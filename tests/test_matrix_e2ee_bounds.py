@@ -23,7 +23,8 @@ from tests.test_matrix_support import (
     matrix_session,
 )
 
-pytestmark = pytest.mark.anyio
+# server_process: a rate is measured, which a server sharing the tests' process would skew.
+pytestmark = [pytest.mark.anyio, pytest.mark.server_process]
 
 MAX_ONE_TIME_KEYS = 200  # [MATRIX] defaults
 TO_DEVICE_PENDING = 100

@@ -12,6 +12,7 @@ from typing import Any
 import nio
 import pytest
 
+from tests.inprocess import AppServer
 from tests.support import ServerProcess
 from tests.test_matrix_support import Matrix, matrix_server, matrix_session, user_id
 
@@ -78,7 +79,8 @@ async def test_typing_wakes_the_other_member_and_ends_with_a_message(mx: Matrix)
     room = await mx.room(alice, bob)
     since = (await sync(mx, bob))["next_batch"]
     waiting = asyncio.create_task(sync(mx, bob, since, 5000))
-    await asyncio.sleep(0.3)
+    assert isinstance(mx.server, AppServer)
+    await mx.server.until_long_polls()
     started = time.monotonic()
     typed = await alice.room_typing(room, True, timeout=30000)
     assert isinstance(typed, nio.RoomTypingResponse), typed
@@ -214,7 +216,7 @@ async def test_account_data_echoed_to_other_devices(mx: Matrix) -> None:
 
 
 async def test_account_data_survives_a_restart(tmp_path: Path) -> None:
-    with matrix_server("sqlite", tmp_path) as server:
+    with matrix_server("sqlite", tmp_path, in_process=True) as server:
         async for mx in matrix_session(server):
             alice = await mx.user()
             await call(mx, alice, "PUT",
@@ -395,7 +397,7 @@ async def test_user_directory_finds_those_sharing_a_room(mx: Matrix) -> None:
 
 
 async def test_user_directory_of_everyone(tmp_path: Path) -> None:
-    with matrix_server("sqlite", tmp_path) as plain:
+    with matrix_server("sqlite", tmp_path, in_process=True) as plain:
         plain.stop()
     server = ServerProcess(tmp_path, env={**plain.env, "MORELIA_MATRIX_USER_DIRECTORY": "all"})
     with server:

@@ -21,10 +21,11 @@ SERVER_NAME = "morelia.test"
 
 
 @contextlib.contextmanager
-def matrix_server(kind: str, directory: Path) -> Iterator[ServerProcess]:
+def matrix_server(kind: str, directory: Path, in_process: bool = False
+                  ) -> Iterator[ServerProcess]:
     with running_server(kind, directory, env={
             "MORELIA_MATRIX_SERVER_NAME": SERVER_NAME,
-            "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "5"}) as server:
+            "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "5"}, in_process=in_process) as server:
         yield server
 
 

@@ -9,6 +9,7 @@ import time
 import nio
 import pytest
 
+from tests.inprocess import AppServer
 from tests.test_matrix_support import (
     Matrix,
     events_of,
@@ -75,12 +76,12 @@ async def test_long_poll_waits_then_wakes_at_once(mx: Matrix) -> None:
     assert 1.1 <= waited < 3, waited
     assert not idle.rooms.join
 
-    # Bob's poll goes out while alice speaks in a room he is not in, which must not end his
+    # Bob's poll waits while alice speaks in a room he is not in, which must not end his
     # wait: the poll's one answer holds the message that woke it and nothing of the other
-    # room. (Whether the poll is parked yet cannot be seen from here, and needs not be: it
-    # has a whole request's time to get there before the waking message, and every assertion
-    # holds either way.)
+    # room.
     poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
+    assert isinstance(mx.server, AppServer)
+    await mx.server.until_long_polls()
     await say(alice, other, "bob is not in this room")
     sent_at = time.monotonic()
     event_id = await say(alice, room, "wake up")

@@ -17,7 +17,8 @@ from mod.config.validator import Metrics
 from tests.support import Client, ServerProcess, unique_login
 from tests.test_faults import PG_BIN, postgres_cluster
 
-pytestmark = pytest.mark.anyio
+# server_process: metrics are counted per process.
+pytestmark = [pytest.mark.anyio, pytest.mark.server_process]
 
 
 def value(text: str, name: str, **labels: str) -> float:

@@ -35,7 +35,8 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
     env = {"MORELIA_PROTOCOL_USERS_LIMIT": str(USERS_LIMIT)}
     directory = tmp_path_factory.mktemp("accounts")
-    with running_server(request.param, directory, env, users=150) as process:
+    with running_server(request.param, directory, env, users=150, in_process=True
+                        ) as process:
         yield process
 
 

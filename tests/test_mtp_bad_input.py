@@ -32,7 +32,7 @@ pytestmark = pytest.mark.anyio
 def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("bad_input")
-    with running_server(request.param, directory, users=150) as process:
+    with running_server(request.param, directory, users=150, in_process=True) as process:
         yield process
 
 
@@ -479,7 +479,7 @@ async def test_pipelined_requests_are_all_answered_in_order(tmp_path: Path) -> N
 
 
 async def test_the_server_is_still_up(mtp: ServerProcess, clients: Clients) -> None:
-    assert mtp.process is not None and mtp.process.poll() is None
+    assert mtp.alive()
     alice = await clients.user("survivor")
     await still_serving(alice)
     assert "Traceback" not in mtp.log()

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module", params=DATABASE_KINDS)
 def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
-    with running_server(request.param, tmp_path_factory.mktemp("envelope"), users=120) as process:
+    with running_server(request.param, tmp_path_factory.mktemp("envelope"), users=120,
+                        in_process=True) as process:
         yield process
 
 
@@ -299,7 +300,7 @@ async def test_concurrent_connections_each_get_their_own_answers(clients: Client
 
 
 async def test_the_server_is_still_up(mtp: ServerProcess) -> None:
-    assert mtp.process is not None and mtp.process.poll() is None
+    assert mtp.alive()
     client = await Client.connect(mtp.url)
     try:
         expect_reply(await client.send_raw(frame("ping_pong", None)), "ping_pong", 401)

@@ -24,7 +24,8 @@ FLOW_KEYS = {"uuid", "time", "type", "title", "info", "owner", "users"}
 @pytest.fixture(scope="module", params=DATABASE_KINDS)
 def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
-    with running_server(request.param, tmp_path_factory.mktemp("flows"), users=200) as process:
+    with running_server(request.param, tmp_path_factory.mktemp("flows"), users=200,
+                        in_process=True) as process:
         yield process
 
 

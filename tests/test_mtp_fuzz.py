@@ -116,7 +116,7 @@ def frames(me: Client, flow: str, message: str) -> Iterator[str]:
 @pytest.fixture(params=DATABASE_KINDS)
 def fuzzed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     env = {"MORELIA_SERVER_RATE_LIMIT": "100000", "MORELIA_SERVER_RATE_BURST": "100000"}
-    with running_server(request.param, tmp_path, env) as server:
+    with running_server(request.param, tmp_path, env, in_process=True) as server:
         yield server
 
 

@@ -219,7 +219,7 @@ async def lockstep_run(url: str, writer_url: str) -> None:
 
 @pytest.fixture(params=DATABASE_KINDS)
 def one_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    with running_server(request.param, tmp_path) as server:
+    with running_server(request.param, tmp_path, in_process=True) as server:
         yield server
 
 

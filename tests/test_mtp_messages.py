@@ -36,7 +36,8 @@ def mtp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[ServerProcess]:
     env = {"MORELIA_PROTOCOL_MESSAGES_LIMIT": str(LIMIT)}
     directory = tmp_path_factory.mktemp("messages")
-    with running_server(request.param, directory, env, users=250) as process:
+    with running_server(request.param, directory, env, users=250, in_process=True
+                        ) as process:
         yield process
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import nio
 import pytest
 
-from tests.support import Client, ServerProcess, expect_reply, write_database
+from tests.inprocess import AppServer
+from tests.support import Client, expect_reply, write_database
 from tests.test_matrix_support import SERVER_NAME, Matrix
 
 pytestmark = pytest.mark.anyio
@@ -255,7 +256,7 @@ def _drop_flag(conn: Any) -> None:
 
 async def test_a_database_without_the_flag_still_starts(db_uri: str, tmp_path: Path) -> None:
     write_database(db_uri, _drop_flag)
-    with ServerProcess(tmp_path, env={"MORELIA_DATABASE_URI": db_uri}) as server:
+    with AppServer(tmp_path, env={"MORELIA_DATABASE_URI": db_uri}) as server:
         client = await Client.connect(server.url)
         try:
             await client.register("upgrader")

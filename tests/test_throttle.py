@@ -13,6 +13,7 @@ import pytest
 from mod.config.validator import Security
 from mod.error import Throttled
 from mod.service.throttle import LoginThrottle, TokenThrottle
+from tests.inprocess import AppServer
 from tests.support import Client, ServerProcess, unique_login
 from tests.test_manage import ok
 
@@ -76,7 +77,7 @@ def guarded(db_uri: str, tmp_path: Path) -> Iterator[ServerProcess]:
            "MORELIA_SECURITY_ADDRESS_FAILURES": "6", "MORELIA_SECURITY_LOGIN_DELAY": "0.05",
            "MORELIA_SECURITY_LOGIN_DELAY_MAX": "0.1",
            "MORELIA_MATRIX_SERVER_NAME": "morelia.test"}
-    with ServerProcess(tmp_path, env=env) as server:
+    with AppServer(tmp_path, env=env) as server:
         yield server
 
 
