@@ -25,16 +25,22 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
 from sqlobject import connectionForURI, dberrors
-from sqlobject.converters import sqlrepr
+from sqlobject.converters import StringLikeConverter, converters, sqlrepr
 from sqlobject.dbconnection import DBConnection
 from sqlobject.sqlbuilder import Insert, SQLExpression
 
 from mod import metrics
+from mod.changes import Kind
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
 
 Args = ParamSpec("Args")
 T = TypeVar("T")
+
+# A change kind is written and compared as its string (the value stored since before `Kind`).
+# `registerConverter` files a class whose metaclass is not `type` (an enum's) where
+# `sqlrepr` never looks, so the entry goes straight to the table it reads.
+converters.klass[Kind] = StringLikeConverter
 
 Row = tuple[Any, ...]
 CommitHook = Callable[[list["ChangeRow"]], None]

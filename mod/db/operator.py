@@ -11,6 +11,7 @@ from typing import Literal, TypedDict
 
 from sqlobject.sqlbuilder import AND, ISNULL, OR, Delete, Insert, Select, Update
 
+from mod.changes import Kind
 from mod.db.dbhandler import (
     _USER_COLUMNS,
     FlowRow,
@@ -52,7 +53,7 @@ def revoke_all(conn: Conn, user_uuid: str, now: int, locked: bool = False) -> in
     """Revoke every token of a user and tell every process (`tokens_revoked`); with `locked`,
     they also close the user's connections."""
     count = revoke_user_tokens(conn, user_uuid)
-    log_change(conn, now, "", "tokens_revoked", user_uuid, user_uuid,
+    log_change(conn, now, "", Kind.TOKENS_REVOKED, user_uuid, user_uuid,
                {"locked": True} if locked else {})
     return count
 
@@ -76,7 +77,7 @@ def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None
     (`user_changed`), which carry the rights; the tokens stay valid."""
     conn.execute(Update(User.sqlmeta.table, values={"is_superuser": superuser},
                       where=User.q.uuid == user_uuid))
-    log_change(conn, now, "", "user_changed", user_uuid, user_uuid, {})
+    log_change(conn, now, "", Kind.USER_CHANGED, user_uuid, user_uuid, {})
 
 
 # -- flows ------------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def delete_flow(conn: Conn, flow_uuid: str, now: int) -> FlowRow | None:
     conn.execute(Delete(Message.sqlmeta.table, where=Message.q.flow_uuid == flow_uuid))
     conn.execute(Delete(Member.sqlmeta.table, where=Member.q.flow_uuid == flow_uuid))
     conn.execute(Delete(Flow.sqlmeta.table, where=Flow.q.uuid == flow_uuid))
-    log_change(conn, now, flow_uuid, "flow_deleted", flow["owner"], "",
+    log_change(conn, now, flow_uuid, Kind.FLOW_DELETED, flow["owner"], "",
                {"flow": {"uuid": flow_uuid}, "users": flow["users"]})
     return flow
 

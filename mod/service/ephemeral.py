@@ -17,6 +17,8 @@ from typing import Any
 
 from loguru import logger
 
+from mod import changes as kinds
+from mod.changes import Kind
 from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import ChangeRow, Conn, Engine
@@ -27,7 +29,7 @@ from mod.service.common import Caller, Committed, logged_since, now
 MAX_TYPING_MS = 120_000
 DEFAULT_TYPING_MS = 30_000
 RECEIPT_TYPES = ("m.read", "m.read.private")
-ENDS_TYPING = ("message_sent", "room_event")
+ENDS_TYPING = kinds.ENDS_TYPING
 
 
 class Typing:
@@ -39,7 +41,7 @@ class Typing:
         self.changed: dict[str, int] = {}
 
     def observe(self, change: ChangeRow) -> None:
-        if change.kind == "typing":
+        if change.kind == Kind.TYPING:
             payload = json.loads(change.payload)
             users = self.until.setdefault(change.flow_uuid, {})
             if payload.get("typing"):
@@ -75,7 +77,7 @@ class Ephemeral:
     def changes_committed(self, changes: list[ChangeRow]) -> None:
         """Keep `typing_now` true to what any process committed (a hub observer)."""
         for change in changes:
-            if change.kind == "typing" or change.kind in ENDS_TYPING:
+            if change.kind == Kind.TYPING or change.kind in ENDS_TYPING:
                 try:
                     self.typing_now.observe(change)
                 except (ValueError, TypeError, AttributeError) as exc:
@@ -130,7 +132,7 @@ def _typing(conn: Conn, caller: Caller, flow_uuid: str, typing: bool, until: int
             ) -> Committed[None]:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     mark = len(conn.changes)
-    db.log_change(conn, stamp, flow_uuid, "typing", caller.uuid, caller.uuid,
+    db.log_change(conn, stamp, flow_uuid, Kind.TYPING, caller.uuid, caller.uuid,
                   {"typing": typing, "until": until})
     return Committed(None, logged_since(conn, mark))
 

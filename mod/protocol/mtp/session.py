@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
+from mod.changes import Kind
 from mod.config.validator import Server
 from mod.controller import MTPController
 from mod.hub import Hub
@@ -386,7 +387,7 @@ def close_locked(changes: list[ChangeRow]) -> None:
     if instance is None:
         return
     locked = {change.actor for change in changes
-              if change.kind == "tokens_revoked" and _locking(change)}
+              if change.kind == Kind.TOKENS_REVOKED and _locking(change)}
     if not locked:
         return
     for session in list(instance.sessions):
