@@ -34,6 +34,6 @@ def test_the_sets_hold_what_their_names_say() -> None:
     assert kinds.MTP_PUSHED.isdisjoint(kinds.MATRIX_ONLY)
     assert kinds.SIDELINE == kinds.EPHEMERAL | kinds.PERSONAL
     assert kinds.SIDELINE <= kinds.MATRIX_ONLY
-    assert kinds.MEMBER_SET == kinds.SHARING | {Kind.FLOW_DELETED}
+    assert {*kinds.SHARING, Kind.FLOW_DELETED} == kinds.MEMBER_SET
     assert kinds.KEY_SYNC == kinds.ADDRESSED | kinds.SHARING
     assert kinds.STATE.isdisjoint(kinds.MESSAGE_KINDS | kinds.MATRIX_ONLY)
