@@ -78,7 +78,7 @@ def kind_literals(path: Path) -> list[str]:
              if isinstance(node, ast.Constant) and isinstance(node.value, str)
              and node.value in values and id(node) not in docstrings
              and not (node.value in FIELD_WORDS and id(node) in fields)]
-    return [f"{node.lineno}: {node.value}"
+    return [f"{node.lineno}: {node.value!s}"
             for node in sorted(found, key=lambda node: (node.lineno, node.col_offset))]
 
 
