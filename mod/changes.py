@@ -8,7 +8,9 @@ rest of `mod/` to that).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -84,3 +86,147 @@ ADDRESSED = frozenset({Kind.DEVICE_KEYS_CHANGED, Kind.ONE_TIME_KEYS_CHANGED, Kin
 # May alter what a device's /sync carries of its keys: key changes, and a membership change
 # in a flow of the user's (`device_lists.changed` or `left`).
 KEY_SYNC = frozenset({*ADDRESSED, *SHARING})
+
+
+# -- payloads -----------------------------------------------------------------------------------
+#
+# A change-log row holds a JSON snapshot of what changed. `payload_of` reads it into the model
+# of its kind once (`ChangeRow.data` keeps it), checking that it holds what the readers of its
+# kind read; a payload that does not is a ValueError (rows stored before the checks, or by hand),
+# which every reader treats as a change to pass over.
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePayload:
+    """message_sent, message_edited, message_deleted: the whole message as stored, and what
+    a Matrix sender added ("mx")."""
+
+    message: dict[str, Any]
+    mx: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPayload:
+    """flow_created, flow_changed, flow_joined, flow_left, flow_invited: the flow as stored
+    (a created flow lists its members in `users`); who joined or left; whether an invitation
+    is to a direct chat."""
+
+    flow: dict[str, Any]
+    user: dict[str, Any] | None
+    is_direct: bool
+
+    @property
+    def members(self) -> list[str]:
+        users = self.flow.get("users")
+        return [user for user in users if isinstance(user, str)] if isinstance(users, list) \
+            else []
+
+
+@dataclass(frozen=True, slots=True)
+class UsersPayload:
+    """flow_deleted (its members, who have left it) and the addressed kinds
+    (device_keys_changed, one_time_keys_changed, to_device): whom the change concerns."""
+
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedPayload:
+    """tokens_revoked: one token (its hash) or, None, all of the user's; `locked`: the
+    operator locked the user (their connections close)."""
+
+    token: str | None
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TypingPayload:
+    """typing: started (until when, ms) or stopped."""
+
+    typing: bool
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPayload:
+    """flow_encrypted (the m.room.encryption content) and room_event ("mx": the event's type
+    and content), and the Matrix side's receipts and account data: JSON the Matrix renderers
+    read as it is."""
+
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyPayload:
+    """profile_changed, user_changed, invite_declined: actor and subject say it all."""
+
+
+Payload = (MessagePayload | FlowPayload | UsersPayload | RevokedPayload | TypingPayload
+           | ContentPayload | EmptyPayload)
+
+FLOW_KINDS = frozenset({Kind.FLOW_CREATED, Kind.FLOW_CHANGED, Kind.FLOW_JOINED, Kind.FLOW_LEFT,
+                        Kind.FLOW_INVITED})
+EMPTY_KINDS = frozenset({Kind.PROFILE_CHANGED, Kind.USER_CHANGED, Kind.INVITE_DECLINED})
+
+
+def _strings(value: Any, *keys: str) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(key), str) for key in keys)
+
+
+def _user_list(value: Any) -> tuple[str, ...]:
+    return tuple(user for user in value if isinstance(user, str)) \
+        if isinstance(value, list) else ()
+
+
+def _flow(kind: str, payload: dict[str, Any]) -> FlowPayload:
+    flow: Any = payload.get("flow")
+    if kind in (Kind.FLOW_CREATED, Kind.FLOW_INVITED):
+        if not _strings(flow, "owner", "type", "title", "info"):
+            raise ValueError(f"a {kind} change needs the flow's owner, type, title and info")
+        users = flow.get("users") if kind == Kind.FLOW_CREATED else []
+        if not isinstance(users, list) or not all(isinstance(user, str) for user in users):
+            raise ValueError("a flow_created change needs the flow's users")
+    elif kind == Kind.FLOW_CHANGED and not _strings(flow, "title", "info"):
+        raise ValueError("a flow_changed change needs the flow's title and info")
+    user = payload.get("user")
+    return FlowPayload(flow if isinstance(flow, dict) else {},
+                       user if isinstance(user, dict) else None,
+                       bool(payload.get("is_direct")))
+
+
+def payload_of(kind: str, payload: Any) -> Payload:
+    """The model of a change's payload (its JSON, read), or ValueError when it lacks what a
+    change of its kind holds."""
+    if not isinstance(payload, dict):
+        raise ValueError("a change's payload is a JSON object")
+    extra = payload.get("mx")
+    if extra is not None and not (isinstance(extra, dict)
+                                  and isinstance(extra.get("content", {}), dict)):
+        raise ValueError('a payload\'s "mx" is an object with an object "content"')
+    if kind in MESSAGE_KINDS:
+        needed = ("uuid", "from_user", "text", "emoji") if kind == Kind.MESSAGE_SENT \
+            else ("uuid", "text")
+        if not _strings(payload.get("message"), *needed):
+            raise ValueError(f"a {kind} change needs the message's {', '.join(needed)}")
+        return MessagePayload(payload["message"], extra)
+    if kind in FLOW_KINDS:
+        return _flow(kind, payload)
+    if kind == Kind.FLOW_DELETED or kind in ADDRESSED:
+        return UsersPayload(_user_list(payload.get("users")))
+    if kind == Kind.TOKENS_REVOKED:
+        token = payload.get("token")  # anything but a hash revokes all: the safe reading
+        return RevokedPayload(token if isinstance(token, str) else None,
+                              payload.get("locked") is True)
+    if kind == Kind.TYPING:
+        until = payload.get("until", 0)
+        if not isinstance(until, int):
+            raise ValueError("a typing notice lasts until a time in ms")
+        return TypingPayload(bool(payload.get("typing")), until)
+    if kind == Kind.FLOW_ENCRYPTED and not isinstance(payload.get("content"), dict):
+        raise ValueError("a flow_encrypted change needs the m.room.encryption content")
+    if kind == Kind.ROOM_EVENT and not (extra is not None and _strings(extra, "type")
+                                        and isinstance(extra.get("content"), dict)):
+        raise ValueError("a room_event change needs the event's type and content")
+    if kind in EMPTY_KINDS:
+        return EmptyPayload()
+    return ContentPayload(payload)

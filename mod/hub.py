@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import sys
@@ -28,7 +27,7 @@ from loguru import logger
 from mod import changes as kinds
 from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
-from mod.changes import Kind
+from mod.changes import FlowPayload, Kind, RevokedPayload, UsersPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Conn, Engine
@@ -58,21 +57,20 @@ def recipients_extra(change: ChangeRow) -> set[str]:
         return {change.subject}
     if change.kind == Kind.FLOW_DELETED:  # its members have left it: tell who they were
         try:
-            users = json.loads(change.payload).get("users")
-        except (ValueError, AttributeError):
+            payload = change.data
+        except ValueError:
             return set()
-        return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
-            else set()
+        return set(payload.users) if isinstance(payload, UsersPayload) else set()
     return set()
 
 
 def addressed(change: ChangeRow) -> list[str]:
     try:
-        users = json.loads(change.payload).get("users")
-    except Exception as exc:
+        payload = change.data
+    except ValueError as exc:
         skipped(change, exc)
         return []
-    return [user for user in users if isinstance(user, str)] if isinstance(users, list) else []
+    return list(payload.users) if isinstance(payload, UsersPayload) else []
 
 
 def members_at(conn: Conn, flow_uuid: str, position: int) -> set[str]:
@@ -326,21 +324,24 @@ class Hub:
 
     def _revoke(self, change: ChangeRow) -> None:
         try:
-            token = json.loads(change.payload).get("token")
-        except Exception as exc:
+            payload = change.data
+        except ValueError as exc:
             skipped(change, exc)
             return
+        token = payload.token if isinstance(payload, RevokedPayload) else None
         for listener in list(self._listeners.get(change.actor, ())):
-            listener.revoked(token if isinstance(token, str) else None)
+            listener.revoked(token)
 
     async def _flow_members(self, change: ChangeRow) -> set[str]:
         """The flow's members right after `change`, kept in step with the log."""
         flow_uuid = change.flow_uuid
         if change.kind == Kind.FLOW_CREATED:
             try:
-                users = json.loads(change.payload)["flow"]["users"]
-                members = {user for user in users if isinstance(user, str)}
-            except Exception as exc:  # the database knows them all the same
+                payload = change.data
+                if not isinstance(payload, FlowPayload):
+                    raise ValueError("not a flow's snapshot")
+                members = set(payload.members)
+            except ValueError as exc:  # the database knows them all the same
                 skipped(change, exc, "its snapshot")
                 members = await self.engine.read(members_at, flow_uuid, change.position)
         else:

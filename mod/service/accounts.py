@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 from loguru import logger
 
 from mod import lib
-from mod.changes import Kind
+from mod.changes import Kind, RevokedPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
@@ -241,7 +240,8 @@ class Accounts:
             if change.kind == Kind.USER_CHANGED:  # rights changed: cached checks carry them
                 self._forget_user(change.actor)
             elif change.kind == Kind.TOKENS_REVOKED:
-                token = json.loads(change.payload).get("token")
+                payload = change.data
+                token = payload.token if isinstance(payload, RevokedPayload) else None
                 if token is None:
                     self._forget_user(change.actor)
                 else:

@@ -11,14 +11,13 @@ notice logs its end when the timeout passes, so the others' clients hear of it.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from loguru import logger
 
 from mod import changes as kinds
-from mod.changes import Kind
+from mod.changes import Kind, TypingPayload
 from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import ChangeRow, Conn, Engine
@@ -42,10 +41,12 @@ class Typing:
 
     def observe(self, change: ChangeRow) -> None:
         if change.kind == Kind.TYPING:
-            payload = json.loads(change.payload)
+            payload = change.data
+            if not isinstance(payload, TypingPayload):
+                raise ValueError("not a typing notice")
             users = self.until.setdefault(change.flow_uuid, {})
-            if payload.get("typing"):
-                users[change.actor] = int(payload.get("until", 0))
+            if payload.typing:
+                users[change.actor] = payload.until
             else:
                 users.pop(change.actor, None)
             self.changed[change.flow_uuid] = change.position

@@ -18,7 +18,7 @@ from typing import Any
 
 from mod import changes as kinds
 from mod import content
-from mod.changes import Kind
+from mod.changes import Kind, payload_of
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
@@ -73,41 +73,13 @@ def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
         except ValueError as exc:
             skipped(change, exc, "Matrix")
             continue
-        if not isinstance(payload, dict) or not _well_formed(change.kind, payload):
+        try:
+            payload_of(change.kind, payload)  # holds what rendering its kind reads
+        except ValueError:
             skipped(change, "its payload lacks what a change of its kind holds", "Matrix")
             continue
         parsed.append(Parsed(change, payload))
     return parsed
-
-
-def _strings(value: Any, *keys: str) -> bool:
-    return isinstance(value, dict) and all(isinstance(value.get(key), str) for key in keys)
-
-
-def _well_formed(kind: str, payload: dict[str, Any]) -> bool:
-    """Whether a payload holds what rendering a change of its kind reads."""
-    extra = payload.get("mx")
-    if extra is not None and not (isinstance(extra, dict) and isinstance(
-            extra.get("content", {}), dict)):
-        return False
-    if kind == Kind.MESSAGE_SENT:
-        return _strings(payload.get("message"), "uuid", "from_user", "text", "emoji")
-    if kind in (Kind.MESSAGE_EDITED, Kind.MESSAGE_DELETED):
-        return _strings(payload.get("message"), "uuid", "text")
-    if kind in (Kind.FLOW_CREATED, Kind.FLOW_INVITED):
-        flow = payload.get("flow")
-        if not isinstance(flow, dict) or not _strings(flow, "owner", "type", "title", "info"):
-            return False
-        users = flow.get("users") if kind == Kind.FLOW_CREATED else []
-        return isinstance(users, list) and all(isinstance(user, str) for user in users)
-    if kind == Kind.FLOW_CHANGED:
-        return _strings(payload.get("flow"), "title", "info")
-    if kind == Kind.FLOW_ENCRYPTED:
-        return isinstance(payload.get("content"), dict)
-    if kind == Kind.ROOM_EVENT:
-        return extra is not None and _strings(extra, "type") and isinstance(
-            extra.get("content"), dict)
-    return True
 
 
 def users_named(items: Iterable[Parsed]) -> set[str]:

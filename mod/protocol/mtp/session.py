@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 
@@ -30,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
-from mod.changes import Kind
+from mod.changes import Kind, RevokedPayload
 from mod.config.validator import Server
 from mod.controller import MTPController
 from mod.hub import Hub
@@ -375,9 +374,10 @@ _closing: set[asyncio.Task[None]] = set()
 
 def _locking(change: ChangeRow) -> bool:
     try:
-        return json.loads(change.payload).get("locked") is True
-    except (ValueError, AttributeError):
+        payload = change.data
+    except ValueError:
         return False
+    return isinstance(payload, RevokedPayload) and payload.locked
 
 
 def close_locked(changes: list[ChangeRow]) -> None:
