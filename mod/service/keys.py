@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from mod.changes import Kind
+from mod.changes import FlowPayload, Kind, UsersPayload, payload_of
 from mod.config.validator import Matrix
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
@@ -231,10 +231,10 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
     changed: dict[str, None] = {}
     for subject, payload in ks.device_changes(conn, after, upto):
         try:
-            users = json.loads(payload).get("users", [])
-        except (ValueError, AttributeError):
+            found = payload_of(Kind.DEVICE_KEYS_CHANGED, json.loads(payload))
+        except ValueError:
             continue
-        if user_uuid in users:
+        if isinstance(found, UsersPayload) and user_uuid in found.users:
             changed.setdefault(subject)
     rows = ks.membership_changes(conn, after, upto)
     if not rows:
@@ -278,11 +278,10 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
 def _created_with(payload: str) -> set[str]:
     """The members a flow was made with (a `flow_created` payload)."""
     try:
-        users = json.loads(payload)["flow"]["users"]
-    except (ValueError, KeyError, TypeError):
+        found = payload_of(Kind.FLOW_CREATED, json.loads(payload))
+    except ValueError:
         return set()
-    return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
-        else set()
+    return set(found.members) if isinstance(found, FlowPayload) else set()
 
 
 def _send_to_device(conn: Conn, caller: Caller, event_type: str,
