@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import sys
@@ -25,8 +24,10 @@ from typing import Protocol
 
 from loguru import logger
 
+from mod import changes as kinds
 from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
+from mod.changes import FlowPayload, Kind, RevokedPayload, UsersPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Conn, Engine
@@ -37,9 +38,6 @@ __all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for"
 READ_BATCH = 1000
 MEMBER_CACHE = 20_000
 YIELD_EVERY = 64
-
-
-MEMBERSHIP_KINDS = frozenset({"flow_created", "flow_joined", "flow_left", "flow_deleted"})
 
 
 class Listener(Protocol):
@@ -55,29 +53,24 @@ class Listener(Protocol):
 
 def recipients_extra(change: ChangeRow) -> set[str]:
     """Users told of a change besides the flow's current members."""
-    if change.kind in ("flow_left", "flow_invited", "invite_declined"):
+    if change.kind in kinds.TOLD_SUBJECT:
         return {change.subject}
-    if change.kind == "flow_deleted":  # its members have left it: tell who they were
+    if change.kind == Kind.FLOW_DELETED:  # its members have left it: tell who they were
         try:
-            users = json.loads(change.payload).get("users")
-        except (ValueError, AttributeError):
+            payload = change.data
+        except ValueError:
             return set()
-        return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
-            else set()
+        return set(payload.users) if isinstance(payload, UsersPayload) else set()
     return set()
-
-
-# Changes of no flow that name in their payload ("users") whom they concern.
-ADDRESSED_KINDS = frozenset({"device_keys_changed", "one_time_keys_changed", "to_device"})
 
 
 def addressed(change: ChangeRow) -> list[str]:
     try:
-        users = json.loads(change.payload).get("users")
-    except Exception as exc:
+        payload = change.data
+    except ValueError as exc:
         skipped(change, exc)
         return []
-    return [user for user in users if isinstance(user, str)] if isinstance(users, list) else []
+    return list(payload.users) if isinstance(payload, UsersPayload) else []
 
 
 def members_at(conn: Conn, flow_uuid: str, position: int) -> set[str]:
@@ -90,9 +83,9 @@ def members_at(conn: Conn, flow_uuid: str, position: int) -> set[str]:
     members = set(db.flow_members(conn, flow_uuid))
     later = db.flow_changes(conn, [flow_uuid], after=position, limit=READ_BATCH)
     for change in reversed(later):
-        if change.kind == "flow_joined":
+        if change.kind == Kind.FLOW_JOINED:
             members.discard(change.subject)
-        elif change.kind == "flow_left":
+        elif change.kind == Kind.FLOW_LEFT:
             members.add(change.subject)
     return members
 
@@ -298,15 +291,15 @@ class Hub:
                 await asyncio.sleep(0)  # let senders drain: a long catch-up is no slow client
             if change.flow_uuid:
                 members = self._members.get(change.flow_uuid)
-                if members is None or change.kind in MEMBERSHIP_KINDS:
+                if members is None or change.kind in kinds.MEMBER_SET:
                     members = await self._flow_members(change)
                 for user_uuid in members | recipients_extra(change):
                     self._deliver_to(user_uuid, change)
-            elif change.kind in db.PERSONAL_KINDS:
+            elif change.kind in kinds.PERSONAL:
                 self._deliver_to(change.subject, change)
-            elif change.kind == "tokens_revoked":
+            elif change.kind == Kind.TOKENS_REVOKED:
                 self._revoke(change)
-            elif change.kind in ADDRESSED_KINDS:
+            elif change.kind in kinds.ADDRESSED:
                 for user_uuid in addressed(change):
                     self._deliver_to(user_uuid, change)
             self.position = change.position
@@ -331,21 +324,24 @@ class Hub:
 
     def _revoke(self, change: ChangeRow) -> None:
         try:
-            token = json.loads(change.payload).get("token")
-        except Exception as exc:
+            payload = change.data
+        except ValueError as exc:
             skipped(change, exc)
             return
+        token = payload.token if isinstance(payload, RevokedPayload) else None
         for listener in list(self._listeners.get(change.actor, ())):
-            listener.revoked(token if isinstance(token, str) else None)
+            listener.revoked(token)
 
     async def _flow_members(self, change: ChangeRow) -> set[str]:
         """The flow's members right after `change`, kept in step with the log."""
         flow_uuid = change.flow_uuid
-        if change.kind == "flow_created":
+        if change.kind == Kind.FLOW_CREATED:
             try:
-                users = json.loads(change.payload)["flow"]["users"]
-                members = {user for user in users if isinstance(user, str)}
-            except Exception as exc:  # the database knows them all the same
+                payload = change.data
+                if not isinstance(payload, FlowPayload):
+                    raise ValueError("not a flow's snapshot")
+                members = set(payload.members)
+            except ValueError as exc:  # the database knows them all the same
                 skipped(change, exc, "its snapshot")
                 members = await self.engine.read(members_at, flow_uuid, change.position)
         else:
@@ -354,11 +350,11 @@ class Hub:
                 cached = await self.engine.read(members_at, flow_uuid, change.position)
                 return self._remember(flow_uuid, cached)
             members = cached
-            if change.kind == "flow_joined":
+            if change.kind == Kind.FLOW_JOINED:
                 members.add(change.subject)
-            elif change.kind == "flow_left":
+            elif change.kind == Kind.FLOW_LEFT:
                 members.discard(change.subject)
-            elif change.kind == "flow_deleted":
+            elif change.kind == Kind.FLOW_DELETED:
                 members = set()
         return self._remember(flow_uuid, members)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from mod.changes import Kind
 from mod.cli.common import CliError, Unreachable
 from mod.cli.frames import Fields, build_request, status_of
 from mod.cli.testclient import Connection, Frame, LoggedIn, log_in
@@ -170,16 +171,18 @@ class Chat:
             if message.get("from_flow") != self.options.flow:
                 continue
             mine = self.me is not None and message.get("from_user") == self.me.uuid
-            if what == "message_sent" and mine and message.get("client_id") in self.sent:
+            if what == Kind.MESSAGE_SENT and mine and message.get("client_id") in self.sent:
                 continue  # our own line, already on screen as typed
             await self._learn_names([str(message.get("from_user"))])
-            note = {"message_edited": " (edited)", "message_deleted": " (deleted)"}.get(what, "")
+            notes: dict[str, str] = {Kind.MESSAGE_EDITED: " (edited)",
+                                     Kind.MESSAGE_DELETED: " (deleted)"}
+            note = notes.get(what, "")
             click.echo(self._line(message, note))
-        if what in ("flow_joined", "flow_left"):
+        if what in (Kind.FLOW_JOINED, Kind.FLOW_LEFT):
             for flow in data.get("flow") or []:
                 if flow.get("uuid") == self.options.flow:
                     for user in data.get("user") or []:
-                        verb = "joined" if what == "flow_joined" else "left"
+                        verb = "joined" if what == Kind.FLOW_JOINED else "left"
                         click.echo(f"* {self._name(str(user.get('uuid')))} {verb}")
 
     async def _type_lines(self) -> None:

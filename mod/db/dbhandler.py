@@ -26,6 +26,8 @@ from sqlobject.sqlbuilder import (
     func,
 )
 
+from mod import changes as kinds
+from mod.changes import Kind
 from mod.content import FILE_FIELDS
 from mod.db.engine import ChangeRow, Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
@@ -209,7 +211,7 @@ def log_profile_changed(conn: Conn, uuid: str, now: int) -> None:
     """A user's name or avatar changed: a `profile_changed` in each flow the user is in (a
     new member event for Matrix; MTP's get_update returns the flow and its members)."""
     for flow_uuid in member_flows(conn, uuid):
-        log_change(conn, now, flow_uuid, "profile_changed", uuid, uuid, {})
+        log_change(conn, now, flow_uuid, Kind.PROFILE_CHANGED, uuid, uuid, {})
 
 
 def delete_user(conn: Conn, uuid: str) -> None:
@@ -284,7 +286,7 @@ _INSERT_CHANGE = insert_query(Change.sqlmeta.table, ("time_created", "flow_uuid"
                                                       "subject", "payload"))
 
 
-def log_change(conn: Conn, now: int, flow_uuid: str, kind: str, actor: str, subject: str,
+def log_change(conn: Conn, now: int, flow_uuid: str, kind: Kind, actor: str, subject: str,
                payload: dict[str, Any]) -> ChangeRow:
     """Append one change; positions follow commit order, across processes too."""
     if conn.postgres and not conn.changes:
@@ -331,7 +333,7 @@ def flow_changes(conn: Conn, flow_uuids: Sequence[str], after: int = 0, before: 
     if not flow_uuids:
         return []
     where = [IN(Change.q.flow_uuid, list(flow_uuids)), Change.q.id > after,
-             NOTIN(Change.q.kind, list(EPHEMERAL_KINDS))]
+             NOTIN(Change.q.kind, _EPHEMERAL)]
     if before is not None:
         where.append(Change.q.id < before)
     order = DESC(Change.q.id) if backwards else Change.q.id
@@ -351,15 +353,9 @@ def select_changes(conn: Conn, where: Any, order_by: Any = Change.q.id,
     return [_change(row) for row in rows]
 
 
-# Change kinds of the Matrix side only (mod.db.userdata): no MTP message or flow change, so
-# get_update and MTP pushes pass them over. Those without a flow concern their subject alone.
-MATRIX_ONLY_KINDS = frozenset({"typing", "receipt", "private_receipt", "account_data",
-                               "room_event"})
-PERSONAL_KINDS = frozenset({"private_receipt", "account_data"})
-EPHEMERAL_KINDS = ("typing", "receipt")
-
-STATE_KINDS = ("flow_created", "flow_joined", "flow_left", "flow_invited", "invite_declined",
-               "flow_changed", "flow_encrypted", "profile_changed")
+# The kind sets as SQL lists, in a fixed order (one statement text for the drivers' caches).
+_EPHEMERAL = sorted(kinds.EPHEMERAL)
+_STATE = sorted(kinds.STATE)
 
 
 def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
@@ -375,9 +371,9 @@ def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: i
 
 
 def flow_state_changes(conn: Conn, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
-    """A flow's changes of STATE_KINDS (creation, membership, title and info) before a
+    """A flow's changes of `changes.STATE` (creation, membership, title and info) before a
     position, oldest first."""
-    where = [Change.q.flow_uuid == flow_uuid, IN(Change.q.kind, list(STATE_KINDS))]
+    where = [Change.q.flow_uuid == flow_uuid, IN(Change.q.kind, _STATE)]
     if before is not None:
         where.append(Change.q.id < before)
     rows = conn.all(Select(_CHANGE_COLUMNS, where=AND(*where), orderBy=Change.q.id))
@@ -493,7 +489,7 @@ def set_encrypted(conn: Conn, flow_uuid: str, actor: str, now: int, content: dic
     """Mark a flow end-to-end encrypted and log its Matrix m.room.encryption content."""
     conn.execute(Update(Flow.sqlmeta.table, values={"encrypted": True},
                       where=Flow.q.uuid == flow_uuid))
-    return log_change(conn, now, flow_uuid, "flow_encrypted", actor, "", {"content": content})
+    return log_change(conn, now, flow_uuid, Kind.FLOW_ENCRYPTED, actor, "", {"content": content})
 
 
 def join_rights(conn: Conn, flow_uuid: str, user_uuid: str) -> tuple[bool, bool]:
@@ -531,7 +527,7 @@ def create_flow(conn: Conn, uuid: str, flow_type: str, title: str, info: str, ow
     ]))
     flow = FlowRow(uuid=uuid, time=now, type=flow_type, title=title, info=info, owner=owner,
                    users=list(users), private=private)
-    log_change(conn, now, uuid, "flow_created", owner, "", {"flow": flow})
+    log_change(conn, now, uuid, Kind.FLOW_CREATED, owner, "", {"flow": flow})
     return flow
 
 
@@ -543,7 +539,7 @@ def update_flow(conn: Conn, uuid: str, actor: str, now: int, title: str | None =
         conn.execute(Update(Flow.sqlmeta.table, values=values, where=Flow.q.uuid == uuid))
     flow = flow_by_uuid(conn, uuid)
     assert flow is not None
-    log_change(conn, now, uuid, "flow_changed", actor, "", {"flow": flow})
+    log_change(conn, now, uuid, Kind.FLOW_CHANGED, actor, "", {"flow": flow})
     return flow
 
 
@@ -556,7 +552,7 @@ def add_member(conn: Conn, flow_uuid: str, user_uuid: str, now: int) -> FlowRow 
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "time_joined": now}))
     conn.execute(Delete(Invite.sqlmeta.table, where=AND(Invite.q.flow_uuid == flow_uuid,
                                                       Invite.q.user_uuid == user_uuid)))
-    return _log_membership(conn, flow_uuid, user_uuid, now, "flow_joined")
+    return _log_membership(conn, flow_uuid, user_uuid, now, Kind.FLOW_JOINED)
 
 
 def remove_member(conn: Conn, flow_uuid: str, user_uuid: str, now: int) -> FlowRow | None:
@@ -565,10 +561,10 @@ def remove_member(conn: Conn, flow_uuid: str, user_uuid: str, now: int) -> FlowR
         Member.q.flow_uuid == flow_uuid, Member.q.user_uuid == user_uuid)))
     if not removed:
         return None
-    return _log_membership(conn, flow_uuid, user_uuid, now, "flow_left")
+    return _log_membership(conn, flow_uuid, user_uuid, now, Kind.FLOW_LEFT)
 
 
-def _log_membership(conn: Conn, flow_uuid: str, user_uuid: str, now: int, kind: str) -> FlowRow:
+def _log_membership(conn: Conn, flow_uuid: str, user_uuid: str, now: int, kind: Kind) -> FlowRow:
     flow = flow_by_uuid(conn, flow_uuid)
     user = user_by_uuid(conn, user_uuid)
     assert flow is not None and user is not None
@@ -590,7 +586,7 @@ def add_invite(conn: Conn, flow_uuid: str, user_uuid: str, inviter: str, now: in
     payload: dict[str, Any] = {"flow": flow}
     if direct:
         payload["is_direct"] = True
-    log_change(conn, now, flow_uuid, "flow_invited", inviter, user_uuid, payload)
+    log_change(conn, now, flow_uuid, Kind.FLOW_INVITED, inviter, user_uuid, payload)
     return True
 
 
@@ -600,7 +596,7 @@ def remove_invite(conn: Conn, flow_uuid: str, user_uuid: str, now: int | None = 
     removed = bool(conn.execute(Delete(Invite.sqlmeta.table, where=AND(
         Invite.q.flow_uuid == flow_uuid, Invite.q.user_uuid == user_uuid))))
     if removed and now is not None:
-        log_change(conn, now, flow_uuid, "invite_declined", user_uuid, user_uuid, {})
+        log_change(conn, now, flow_uuid, Kind.INVITE_DECLINED, user_uuid, user_uuid, {})
     return removed
 
 
@@ -652,7 +648,7 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
     conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
                message["file_document"], message["emoji"], now, 0, False, False)
-    log_change(conn, now, flow_uuid, "message_sent", user_uuid, uuid,
+    log_change(conn, now, flow_uuid, Kind.MESSAGE_SENT, user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
 
@@ -672,11 +668,11 @@ def message_state(conn: Conn, uuid: str) -> tuple[MessageRow, bool] | None:
 
 
 def update_message(conn: Conn, uuid: str, actor: str, content: dict[str, str], now: int,
-                   kind: str, extra: dict[str, Any] | None = None) -> MessageRow:
+                   kind: Kind, extra: dict[str, Any] | None = None) -> MessageRow:
     """Replace some content fields, mark the message edited (and, for "message_deleted",
     deleted), and log `kind`."""
     values: dict[str, Any] = {**content, "edited_time": now, "edited_status": True}
-    if kind == "message_deleted":
+    if kind == Kind.MESSAGE_DELETED:
         values["deleted"] = True
     conn.execute(Update(Message.sqlmeta.table, values=values, where=Message.q.uuid == uuid))
     message = message_by_uuid(conn, uuid)
@@ -751,9 +747,9 @@ def update_since(conn: Conn, user_uuid: str, since: int
     flow_ids: dict[str, None] = {}
     message_ids: dict[str, None] = {}
     for flow_uuid, kind, subject in rows:
-        if kind in MATRIX_ONLY_KINDS:
+        if kind in kinds.MATRIX_ONLY:
             continue
-        if kind.startswith("message_"):
+        if kind in kinds.MESSAGE_KINDS:
             message_ids.setdefault(subject)
         else:
             flow_ids.setdefault(flow_uuid)

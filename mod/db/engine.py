@@ -23,17 +23,24 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
+from pydantic_core import from_json
 from sqlobject import connectionForURI, dberrors
-from sqlobject.converters import sqlrepr
+from sqlobject.converters import StringLikeConverter, converters, sqlrepr
 from sqlobject.dbconnection import DBConnection
 from sqlobject.sqlbuilder import Insert, SQLExpression
 
 from mod import metrics
+from mod.changes import Kind, Payload, payload_of
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
 
 Args = ParamSpec("Args")
 T = TypeVar("T")
+
+# A change kind is written and compared as its string (the value stored since before `Kind`).
+# `registerConverter` files a class whose metaclass is not `type` (an enum's) where
+# `sqlrepr` never looks, so the entry goes straight to the table it reads.
+converters.klass[Kind] = StringLikeConverter
 
 Row = tuple[Any, ...]
 CommitHook = Callable[[list["ChangeRow"]], None]
@@ -41,7 +48,8 @@ CommitHook = Callable[[list["ChangeRow"]], None]
 
 @dataclass(slots=True, frozen=True)
 class ChangeRow:
-    """One entry of the change log, as committed."""
+    """One entry of the change log, as committed: `payload` is its JSON text, `data` the
+    model of its kind read from it (once per row: the hub hands one row to every reader)."""
 
     position: int
     time: int
@@ -50,6 +58,17 @@ class ChangeRow:
     actor: str
     subject: str
     payload: str
+    _data: Payload | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def data(self) -> Payload:
+        """The payload's model; ValueError when it cannot be read or lacks what its kind
+        holds (`changes.payload_of`)."""
+        found = self._data
+        if found is None:
+            found = payload_of(self.kind, from_json(self.payload))
+            object.__setattr__(self, "_data", found)
+        return found
 
 
 class Param(SQLExpression):

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlobject.sqlbuilder import IN, Insert, Select
 
+from mod.changes import Kind
 from mod.db import media as mediadb
 from mod.db.dbhandler import FlowRow, MessageRow, log_change
 from mod.db.engine import Conn, insert_query
@@ -87,7 +88,7 @@ def insert_flow(conn: Conn, flow: FlowRow, chat_key: str | None, now: int) -> No
         conn.execute(Insert(Member.sqlmeta.table, valueList=[
             {"flow_uuid": flow["uuid"], "user_uuid": user, "time_joined": flow["time"]}
             for user in flow["users"]]))
-    log_change(conn, now, flow["uuid"], "flow_created", flow["owner"], "",
+    log_change(conn, now, flow["uuid"], Kind.FLOW_CREATED, flow["owner"], "",
                {"flow": flow, "mx": {"ts": flow["time"] * 1000}})
 
 
@@ -122,7 +123,7 @@ def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int,
             media = same or media
             mediadb.add_ref(conn, media["media_id"], mediadb.MESSAGE, message["uuid"])
             extra["content"] = describe(field, media, message["text"])
-        log_change(conn, now, message["from_flow"], "message_sent", message["from_user"],
+        log_change(conn, now, message["from_flow"], Kind.MESSAGE_SENT, message["from_user"],
                    message["uuid"], {"message": message, "mx": extra})
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic_core import to_json
 from sqlobject.sqlbuilder import AND, IN, Delete, Insert, Select, Update, func
 
+from mod import changes as kinds
+from mod.changes import Kind
 from mod.db.engine import Conn
 from mod.db.models import (
     BackupKey,
@@ -379,7 +381,7 @@ def members_of(conn: Conn, flow_uuids: Iterable[str]) -> set[str]:
                                             distinct=True))}
 
 
-MEMBERSHIP_KINDS = ("flow_created", "flow_joined", "flow_left")
+_SHARING = sorted(kinds.SHARING)
 
 
 def membership_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str, str, str]]:
@@ -387,7 +389,7 @@ def membership_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str
     (after, upto]: flows made with their members, joins and leaves."""
     rows = conn.all(Select([Change.q.flow_uuid, Change.q.kind, Change.q.subject,
                           Change.q.payload], where=AND(
-        IN(Change.q.kind, list(MEMBERSHIP_KINDS)), Change.q.id > after, Change.q.id <= upto),
+        IN(Change.q.kind, _SHARING), Change.q.id > after, Change.q.id <= upto),
         orderBy=Change.q.id))
     return [(row[0], row[1], row[2], row[3]) for row in rows]
 
@@ -395,6 +397,6 @@ def membership_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str
 def device_changes(conn: Conn, after: int, upto: int) -> list[tuple[str, str]]:
     """(user uuid, payload JSON) of the device-key changes logged in (after, upto]."""
     rows = conn.all(Select([Change.q.subject, Change.q.payload], where=AND(
-        Change.q.kind == "device_keys_changed", Change.q.flow_uuid == "",
+        Change.q.kind == Kind.DEVICE_KEYS_CHANGED, Change.q.flow_uuid == "",
         Change.q.id > after, Change.q.id <= upto), orderBy=Change.q.id))
     return [(row[0], row[1]) for row in rows]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlobject.sqlbuilder import AND, CONTAINSSTRING, DESC, IN, OR, Delete, Insert, Select, func
 
+from mod.changes import Kind
 from mod.db import dbhandler as db
 from mod.db.engine import ChangeRow, Conn
 from mod.db.models import AccountData, Change, Member, Receipt, User
@@ -25,7 +26,7 @@ def put_account_data(conn: Conn, user_uuid: str, room: str, data_type: str,
     conn.execute(Insert(AccountData.sqlmeta.table, values={
         "user_uuid": user_uuid, "room": room, "data_type": data_type,
         "content": to_json(content).decode(), "time_created": now}))
-    return db.log_change(conn, now, "", "account_data", user_uuid, user_uuid,
+    return db.log_change(conn, now, "", Kind.ACCOUNT_DATA, user_uuid, user_uuid,
                          {"room": room, "type": data_type, "content": content})
 
 
@@ -64,8 +65,8 @@ def put_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, t
     payload = {"room": flow_uuid, "type": receipt_type, "event_id": event_id, "ts": ts,
                "thread": thread}
     if private:
-        return db.log_change(conn, now, "", "private_receipt", user_uuid, user_uuid, payload)
-    return db.log_change(conn, now, flow_uuid, "receipt", user_uuid, user_uuid, payload)
+        return db.log_change(conn, now, "", Kind.PRIVATE_RECEIPT, user_uuid, user_uuid, payload)
+    return db.log_change(conn, now, flow_uuid, Kind.RECEIPT, user_uuid, user_uuid, payload)
 
 
 def receipts(conn: Conn, flow_uuids: list[str], viewer: str
@@ -113,15 +114,15 @@ def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, 
     """An event MTP does not show (a reaction, any custom type): a change-log row only.
     `subject` is the event it relates to, without its "$" (when that fits the column)."""
     subject = relates_to[1:] if relates_to.startswith("$") and len(relates_to) <= 41 else ""
-    return db.log_change(conn, now, flow_uuid, "room_event", user_uuid, subject, payload)
+    return db.log_change(conn, now, flow_uuid, Kind.ROOM_EVENT, user_uuid, subject, payload)
 
 
 def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str, after: int,
                     before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
     """Changes that relate to an event: room events naming it, and edits of its message."""
-    about = AND(Change.q.kind == "room_event", Change.q.subject == event_id[1:])
+    about = AND(Change.q.kind == Kind.ROOM_EVENT, Change.q.subject == event_id[1:])
     if message_uuid:
-        about = OR(about, AND(Change.q.kind == "message_edited",
+        about = OR(about, AND(Change.q.kind == Kind.MESSAGE_EDITED,
                               Change.q.subject == message_uuid))
     where = [Change.q.flow_uuid == flow_uuid, Change.q.id > after, about]
     if before is not None:

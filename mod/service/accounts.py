@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 from loguru import logger
 
 from mod import lib
+from mod.changes import Kind, RevokedPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
@@ -237,10 +237,11 @@ class Accounts:
     def changes_committed(self, changes: list[ChangeRow]) -> None:
         """Keep cached token checks true to revocations committed by any process."""
         for change in changes:
-            if change.kind == "user_changed":  # rights changed: cached checks carry them
+            if change.kind == Kind.USER_CHANGED:  # rights changed: cached checks carry them
                 self._forget_user(change.actor)
-            elif change.kind == "tokens_revoked":
-                token = json.loads(change.payload).get("token")
+            elif change.kind == Kind.TOKENS_REVOKED:
+                payload = change.data
+                token = payload.token if isinstance(payload, RevokedPayload) else None
                 if token is None:
                     self._forget_user(change.actor)
                 else:
@@ -251,7 +252,7 @@ class Accounts:
 
         def revoke(conn: Conn) -> None:
             db.revoke_token(conn, caller.token_hash)
-            db.log_change(conn, now(), "", "tokens_revoked", caller.uuid, caller.uuid,
+            db.log_change(conn, now(), "", Kind.TOKENS_REVOKED, caller.uuid, caller.uuid,
                           {"token": caller.token_hash})
             if caller.device:
                 forget_devices(conn, caller.uuid, [caller.device], now())
@@ -365,7 +366,7 @@ def _purge(conn: Conn, stamp: int, txn_before: int, pending_before: int) -> int:
 
 def _revoke_all(conn: Conn, user_uuid: str) -> None:
     db.revoke_user_tokens(conn, user_uuid)
-    db.log_change(conn, now(), "", "tokens_revoked", user_uuid, user_uuid, {})
+    db.log_change(conn, now(), "", Kind.TOKENS_REVOKED, user_uuid, user_uuid, {})
     forget_devices(conn, user_uuid, ks.device_ids(conn, user_uuid), now())
 
 

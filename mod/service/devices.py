@@ -11,6 +11,7 @@ from typing import Any
 
 from loguru import logger
 
+from mod.changes import Kind
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db.engine import Conn, Engine
@@ -135,7 +136,7 @@ class Devices:
 def _delete(conn: Conn, user_uuid: str, device_ids: list[str], stamp: int) -> None:
     for device in device_ids:
         ks.delete_device(conn, user_uuid, device)
-    db.log_change(conn, stamp, "", "tokens_revoked", user_uuid, user_uuid, {})
+    db.log_change(conn, stamp, "", Kind.TOKENS_REVOKED, user_uuid, user_uuid, {})
     log_device_change(conn, user_uuid, stamp)
 
 

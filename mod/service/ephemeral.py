@@ -11,12 +11,13 @@ notice logs its end when the timeout passes, so the others' clients hear of it.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from loguru import logger
 
+from mod import changes as kinds
+from mod.changes import Kind, TypingPayload
 from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import ChangeRow, Conn, Engine
@@ -27,7 +28,7 @@ from mod.service.common import Caller, Committed, logged_since, now
 MAX_TYPING_MS = 120_000
 DEFAULT_TYPING_MS = 30_000
 RECEIPT_TYPES = ("m.read", "m.read.private")
-ENDS_TYPING = ("message_sent", "room_event")
+ENDS_TYPING = kinds.ENDS_TYPING
 
 
 class Typing:
@@ -39,11 +40,13 @@ class Typing:
         self.changed: dict[str, int] = {}
 
     def observe(self, change: ChangeRow) -> None:
-        if change.kind == "typing":
-            payload = json.loads(change.payload)
+        if change.kind == Kind.TYPING:
+            payload = change.data
+            if not isinstance(payload, TypingPayload):
+                raise ValueError("not a typing notice")
             users = self.until.setdefault(change.flow_uuid, {})
-            if payload.get("typing"):
-                users[change.actor] = int(payload.get("until", 0))
+            if payload.typing:
+                users[change.actor] = payload.until
             else:
                 users.pop(change.actor, None)
             self.changed[change.flow_uuid] = change.position
@@ -75,7 +78,7 @@ class Ephemeral:
     def changes_committed(self, changes: list[ChangeRow]) -> None:
         """Keep `typing_now` true to what any process committed (a hub observer)."""
         for change in changes:
-            if change.kind == "typing" or change.kind in ENDS_TYPING:
+            if change.kind == Kind.TYPING or change.kind in ENDS_TYPING:
                 try:
                     self.typing_now.observe(change)
                 except (ValueError, TypeError, AttributeError) as exc:
@@ -130,7 +133,7 @@ def _typing(conn: Conn, caller: Caller, flow_uuid: str, typing: bool, until: int
             ) -> Committed[None]:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     mark = len(conn.changes)
-    db.log_change(conn, stamp, flow_uuid, "typing", caller.uuid, caller.uuid,
+    db.log_change(conn, stamp, flow_uuid, Kind.TYPING, caller.uuid, caller.uuid,
                   {"typing": typing, "until": until})
     return Committed(None, logged_since(conn, mark))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from loguru import logger
 
+from mod.changes import FlowPayload, Kind, UsersPayload, payload_of
 from mod.config.validator import Matrix
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
@@ -65,7 +66,7 @@ class SyncKeys:
 def log_device_change(conn: Conn, user_uuid: str, stamp: int) -> None:
     """Tell the user and everyone sharing a room with them that their devices changed."""
     users = sorted(ks.room_mates(conn, user_uuid))
-    db.log_change(conn, stamp, "", "device_keys_changed", user_uuid, user_uuid, {"users": users})
+    db.log_change(conn, stamp, "", Kind.DEVICE_KEYS_CHANGED, user_uuid, user_uuid, {"users": users})
 
 
 def parse_key_json(text: str) -> dict[str, Any] | None:
@@ -144,7 +145,7 @@ class Keys:
         if count > MAX_TO_DEVICE:
             raise ServiceError(413, f"At most {MAX_TO_DEVICE} to-device messages at once")
         self.senders.take(caller.uuid, "Too many to-device messages")
-        key = retry_key("txn", caller.token_hash, "", "to_device", txn)
+        key = retry_key("txn", caller.token_hash, "", Kind.TO_DEVICE, txn)
         full, queued = await self.engine.write(_send_to_device, caller, event_type, messages, key,
                                        self.settings.to_device_pending, now())
         if full:
@@ -206,7 +207,7 @@ def _upload(conn: Conn, caller: Caller, device_keys: dict[str, Any] | None,
 
 def _counts_changed(conn: Conn, user_uuid: str, stamp: int) -> None:
     """Log that a user's key counts changed, so their devices' /sync read them again."""
-    db.log_change(conn, stamp, "", "one_time_keys_changed", user_uuid, user_uuid,
+    db.log_change(conn, stamp, "", Kind.ONE_TIME_KEYS_CHANGED, user_uuid, user_uuid,
                   {"users": [user_uuid]})
 
 
@@ -232,10 +233,10 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
     changed: dict[str, None] = {}
     for subject, payload in ks.device_changes(conn, after, upto):
         try:
-            users = json.loads(payload).get("users", [])
-        except (ValueError, AttributeError):
+            found = payload_of(Kind.DEVICE_KEYS_CHANGED, json.loads(payload))
+        except ValueError:
             continue
-        if user_uuid in users:
+        if isinstance(found, UsersPayload) and user_uuid in found.users:
             changed.setdefault(subject)
     rows = ks.membership_changes(conn, after, upto)
     if not rows:
@@ -243,7 +244,7 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
     by_flow = ks.flow_members_of(conn, user_uuid)
     mates = {user_uuid}.union(*by_flow.values())
     mine = set(by_flow) | {flow for flow, kind, subject, _ in rows
-                           if kind == "flow_left" and subject == user_uuid}
+                           if kind == Kind.FLOW_LEFT and subject == user_uuid}
     met: set[str] = set()
     parted: set[str] = set()
     gone: set[str] = set()
@@ -251,11 +252,11 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
     for flow, kind, subject, payload in rows:
         if flow not in mine:
             continue
-        if kind == "flow_left" and subject == user_uuid:
+        if kind == Kind.FLOW_LEFT and subject == user_uuid:
             gone.add(flow)
-        elif kind == "flow_left":
+        elif kind == Kind.FLOW_LEFT:
             parted.add(subject)
-        elif kind == "flow_joined":
+        elif kind == Kind.FLOW_JOINED:
             fresh.add((flow, subject))
             met.update(by_flow.get(flow, ()) if subject == user_uuid else (subject,))
         else:
@@ -279,11 +280,10 @@ def _device_lists(conn: Conn, user_uuid: str, after: int, upto: int
 def _created_with(payload: str) -> set[str]:
     """The members a flow was made with (a `flow_created` payload)."""
     try:
-        users = json.loads(payload)["flow"]["users"]
-    except (ValueError, KeyError, TypeError):
+        found = payload_of(Kind.FLOW_CREATED, json.loads(payload))
+    except ValueError:
         return set()
-    return {user for user in users if isinstance(user, str)} if isinstance(users, list) \
-        else set()
+    return set(found.members) if isinstance(found, FlowPayload) else set()
 
 
 def _send_to_device(conn: Conn, caller: Caller, event_type: str,
@@ -310,7 +310,7 @@ def _send_to_device(conn: Conn, caller: Caller, event_type: str,
         if waiting and waiting + len(targets) > cap:
             full.append(user)
             continue
-        change = db.log_change(conn, stamp, "", "to_device", caller.uuid, user,
+        change = db.log_change(conn, stamp, "", Kind.TO_DEVICE, caller.uuid, user,
                                {"users": [user]})
         for device, content in targets.items():
             ks.add_to_device(conn, user, device, change.position, caller.uuid, event_type,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mod import lib
+from mod.changes import Kind
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
@@ -87,7 +88,7 @@ class Messages:
         key = None if txn is None else retry_key("txn", caller.token_hash, flow_uuid, "edit",
                                                  txn)
         return await self.engine.write(_change, caller, message_uuid, flow_uuid,
-                                       "message_edited", {"text": text}, now(), key, extra)
+                                       Kind.MESSAGE_EDITED, {"text": text}, now(), key, extra)
 
     async def delete(self, caller: Caller, message_uuid: str, flow_uuid: str = "",
                      txn: str | None = None, extra: dict[str, Any] | None = None
@@ -97,7 +98,7 @@ class Messages:
                                                  txn)
         cleared = {"text": DELETED_TEXT, **{field: "" for field in CONTENT_FIELDS[1:]}}
         return await self.engine.write(_change, caller, message_uuid, flow_uuid,
-                                       "message_deleted", cleared, now(), key, extra)
+                                       Kind.MESSAGE_DELETED, cleared, now(), key, extra)
 
     async def get(self, caller: Caller, message_uuid: str) -> db.MessageRow:
         """A message of a flow the caller may read."""
@@ -145,7 +146,7 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
     return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
 
 
-def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind: str,
+def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind: Kind,
             content: dict[str, str], stamp: int, key: str | None,
             extra: dict[str, Any] | None) -> Committed[db.MessageRow]:
     if key is not None:
@@ -157,13 +158,13 @@ def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind:
         raise ServiceError(404, f"No message {message_uuid}")
     message, deleted = found
     flow = rights.access(conn, message["from_flow"], caller)
-    check = rights.edit if kind == "message_edited" else rights.delete
+    check = rights.edit if kind == Kind.MESSAGE_EDITED else rights.delete
     check(flow, caller, message, deleted)
-    if kind == "message_edited":
+    if kind == Kind.MESSAGE_EDITED:
         rights.plaintext(flow)
     mark = len(conn.changes)
     changed = db.update_message(conn, message_uuid, caller.uuid, content, stamp, kind, extra)
-    if kind == "message_deleted":
+    if kind == Kind.MESSAGE_DELETED:
         mediadb.drop_refs(conn, mediadb.MESSAGE, message_uuid)
     return _remember(conn, key, stamp, Committed(changed, logged_since(conn, mark)))
 

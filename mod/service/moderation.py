@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 
 from mod import lib
+from mod.changes import Kind
 from mod.db import moderation as mdb
 from mod.db import regtokens
 from mod.db.dbhandler import (
@@ -59,7 +60,7 @@ def revoke_all(conn: Conn, user_uuid: str, now: int, locked: bool = False) -> in
     """Revoke every token of a user and tell every process (`tokens_revoked`); with `locked`,
     they also close the user's connections."""
     count = revoke_user_tokens(conn, user_uuid)
-    log_change(conn, now, "", "tokens_revoked", user_uuid, user_uuid,
+    log_change(conn, now, "", Kind.TOKENS_REVOKED, user_uuid, user_uuid,
                {"locked": True} if locked else {})
     return count
 
@@ -80,7 +81,7 @@ def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None
     """Grant or take superuser rights. Every process drops the user's cached token checks
     (`user_changed`), which carry the rights; the tokens stay valid."""
     mdb.set_superuser(conn, user_uuid, superuser)
-    log_change(conn, now, "", "user_changed", user_uuid, user_uuid, {})
+    log_change(conn, now, "", Kind.USER_CHANGED, user_uuid, user_uuid, {})
 
 
 # -- flows ------------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def delete_flow(conn: Conn, flow_uuid: str, now: int) -> FlowRow:
     for user_uuid in flow["users"]:
         remove_member(conn, flow_uuid, user_uuid, now)
     mdb.delete_flow(conn, flow_uuid)
-    log_change(conn, now, flow_uuid, "flow_deleted", flow["owner"], "",
+    log_change(conn, now, flow_uuid, Kind.FLOW_DELETED, flow["owner"], "",
                {"flow": {"uuid": flow_uuid}, "users": flow["users"]})
     return flow
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mod.changes import Kind
 from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import Conn, Engine
@@ -76,7 +77,7 @@ def _redact(conn: Conn, caller: Caller, flow_uuid: str, position: int, key: str,
     flow = rights.access(conn, flow_uuid, caller)
     rights.read(flow, caller)
     target = db.change_at(conn, position)
-    if target is None or target.flow_uuid != flow_uuid or target.kind != "room_event":
+    if target is None or target.flow_uuid != flow_uuid or target.kind != Kind.ROOM_EVENT:
         raise ServiceError(404, f"No event ${position} that can be redacted in this room")
     if target.actor != caller.uuid and flow.owner != caller.uuid and not caller.is_superuser:
         raise ServiceError(403, "Only the author or the flow's owner may redact it")

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mod import changes as kinds
 from mod import content
+from mod.changes import Kind, payload_of
 from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
@@ -24,8 +26,8 @@ from mod.protocol.matrix.api import Event
 from mod.service import ChangeRow, FlowRow, Reader, UserRow
 
 ROOM_VERSION = "10"
-MEMBERSHIP = {"flow_joined": "join", "flow_left": "leave", "flow_invited": "invite",
-              "invite_declined": "leave"}
+MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
+                              Kind.FLOW_INVITED: "invite", Kind.INVITE_DECLINED: "leave"}
 
 # Fixed indices of the events a new flow renders as; other members follow from MEMBERS_FROM.
 CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)
@@ -69,41 +71,13 @@ def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
         except ValueError as exc:
             skipped(change, exc, "Matrix")
             continue
-        if not isinstance(payload, dict) or not _well_formed(change.kind, payload):
+        try:
+            payload_of(change.kind, payload)  # holds what rendering its kind reads
+        except ValueError:
             skipped(change, "its payload lacks what a change of its kind holds", "Matrix")
             continue
         parsed.append(Parsed(change, payload))
     return parsed
-
-
-def _strings(value: Any, *keys: str) -> bool:
-    return isinstance(value, dict) and all(isinstance(value.get(key), str) for key in keys)
-
-
-def _well_formed(kind: str, payload: dict[str, Any]) -> bool:
-    """Whether a payload holds what rendering a change of its kind reads."""
-    extra = payload.get("mx")
-    if extra is not None and not (isinstance(extra, dict) and isinstance(
-            extra.get("content", {}), dict)):
-        return False
-    if kind == "message_sent":
-        return _strings(payload.get("message"), "uuid", "from_user", "text", "emoji")
-    if kind in ("message_edited", "message_deleted"):
-        return _strings(payload.get("message"), "uuid", "text")
-    if kind in ("flow_created", "flow_invited"):
-        flow = payload.get("flow")
-        if not isinstance(flow, dict) or not _strings(flow, "owner", "type", "title", "info"):
-            return False
-        users = flow.get("users") if kind == "flow_created" else []
-        return isinstance(users, list) and all(isinstance(user, str) for user in users)
-    if kind == "flow_changed":
-        return _strings(payload.get("flow"), "title", "info")
-    if kind == "flow_encrypted":
-        return isinstance(payload.get("content"), dict)
-    if kind == "room_event":
-        return extra is not None and _strings(extra, "type") and isinstance(
-            extra.get("content"), dict)
-    return True
 
 
 def users_named(items: Iterable[Parsed]) -> set[str]:
@@ -114,7 +88,7 @@ def users_named(items: Iterable[Parsed]) -> set[str]:
         if item.change.kind in MEMBERSHIP:
             found.add(item.change.subject)
         flow = item.payload.get("flow")
-        if flow is not None and item.change.kind == "flow_created":
+        if flow is not None and item.change.kind == Kind.FLOW_CREATED:
             found.add(flow["owner"])
             found.update(flow["users"])
     found.discard("")
@@ -124,16 +98,16 @@ def users_named(items: Iterable[Parsed]) -> set[str]:
 def event_count(item: Parsed) -> int:
     """How many events a change renders as (without rendering it)."""
     kind = item.change.kind
-    if kind == "flow_created":
+    if kind == Kind.FLOW_CREATED:
         flow = item.payload["flow"]
         return MEMBERS_FROM - 2 + bool(flow["title"]) + bool(flow["info"]) + len(
             [user for user in flow["users"] if user != flow["owner"]])
-    if kind == "flow_changed":
+    if kind == Kind.FLOW_CHANGED:
         return 2
-    if kind == "flow_encrypted":
+    if kind == Kind.FLOW_ENCRYPTED:
         return 1
-    return 1 if kind in MEMBERSHIP or kind.startswith("message_") or kind in (
-        "room_event", "profile_changed") else 0
+    return 1 if kind in MEMBERSHIP or kind in kinds.MESSAGE_KINDS or kind in (
+        Kind.ROOM_EVENT, Kind.PROFILE_CHANGED) else 0
 
 
 def fitting(items: Sequence[Parsed], limit: int) -> int:
@@ -167,10 +141,10 @@ class Renderer:
 
     def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
         """Look up which of these messages were deleted later, to render them redacted."""
-        sent = [item for item in items if item.change.kind == "message_sent"]
+        sent = [item for item in items if item.change.kind == Kind.MESSAGE_SENT]
         if not sent:
             return
-        for item in parse(reader.subject_changes(flow_uuid, ["message_deleted"],
+        for item in parse(reader.subject_changes(flow_uuid, [Kind.MESSAGE_DELETED],
                                              [item.change.subject for item in sent],
                                              after=sent[0].change.position)):
             change = item.change
@@ -193,25 +167,25 @@ class Renderer:
 
     def events(self, item: Parsed) -> list[Event]:
         kind = item.change.kind
-        if kind == "message_sent":
+        if kind == Kind.MESSAGE_SENT:
             return [self._message(item)]
-        if kind == "message_edited":
+        if kind == Kind.MESSAGE_EDITED:
             return [self._edit(item)]
-        if kind == "message_deleted":
+        if kind == Kind.MESSAGE_DELETED:
             return [self._redaction(item)]
-        if kind == "flow_created":
+        if kind == Kind.FLOW_CREATED:
             return self._created(item)
         if kind in MEMBERSHIP:
             return [self._membership(item)]
-        if kind == "profile_changed":  # a new name or avatar: a new member event, as Synapse
+        if kind == Kind.PROFILE_CHANGED:  # a new name or avatar: a new member event, as Synapse
             return [self._member(item, None, item.change.subject, "join", item.change.subject)]
-        if kind == "flow_encrypted":
+        if kind == Kind.FLOW_ENCRYPTED:
             return [self._state(item, None, "m.room.encryption", item.payload["content"])]
-        if kind == "flow_changed":
+        if kind == Kind.FLOW_CHANGED:
             flow = item.payload["flow"]
             return [self._state(item, 0, "m.room.name", {"name": flow["title"]}),
                     self._state(item, 1, "m.room.topic", {"topic": flow["info"]})]
-        if kind == "room_event":
+        if kind == Kind.ROOM_EVENT:
             return [self._room_event(item)]
         return []
 
@@ -281,7 +255,7 @@ class Renderer:
     def _membership(self, item: Parsed) -> Event:
         change = item.change
         event = self._member(item, None, change.subject, MEMBERSHIP[change.kind], change.actor)
-        if change.kind == "flow_invited" and item.payload.get("is_direct"):
+        if change.kind == Kind.FLOW_INVITED and item.payload.get("is_direct"):
             event["content"]["is_direct"] = True
         return event
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from mod.changes import Kind
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import Renderer, parse, token_digest, users_named
@@ -38,7 +39,7 @@ def _position(reader: Reader, flow: str, event_id: str) -> int | None:
     if ref is None:
         return None
     if ref.message:
-        rows = reader.subject_changes(flow, ["message_sent"], [ref.message])
+        rows = reader.subject_changes(flow, [Kind.MESSAGE_SENT], [ref.message])
         return rows[0].position if rows else None
     row = reader.change_at(ref.position)
     return row.position if row is not None and row.flow_uuid == flow else None

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic_core import from_json
 
+from mod import changes as kinds
+from mod.changes import Kind
 from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import Event, Events, JoinedRoom, SyncReply
 from mod.protocol.matrix.events import Parsed
@@ -23,7 +25,7 @@ from mod.service import Reader, UserRow
 from mod.service.pushrules_default import default_rules
 from mod.service.userdata import PUSH_RULES
 
-SIDE_KINDS = frozenset({"typing", "receipt", "private_receipt", "account_data"})
+SIDE_KINDS = kinds.SIDELINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +83,13 @@ def _from_changes(side: _Side, items: Iterable[Parsed]) -> None:
     for item in items:
         payload, kind = item.payload, item.change.kind
         try:
-            if kind == "account_data":
+            if kind == Kind.ACCOUNT_DATA:
                 side.data(str(payload["room"]), str(payload["type"]), payload["content"])
-            elif kind in ("receipt", "private_receipt"):
+            elif kind in (Kind.RECEIPT, Kind.PRIVATE_RECEIPT):
                 side.receipt(str(payload["room"]), item.change.actor, str(payload["type"]),
                              str(payload.get("thread", "")), str(payload["event_id"]),
                              int(payload["ts"]))
-            elif kind == "typing":
+            elif kind == Kind.TYPING:
                 side.typing.add(item.change.flow_uuid)
         except (KeyError, TypeError, ValueError):
             continue  # a row written by hand: nothing to show of it

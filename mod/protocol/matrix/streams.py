@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mod import changes as kinds
 from mod.hub import Hub
 from mod.service import ChangeRow, Service, SyncKeys, UserRow
 
@@ -28,10 +29,8 @@ IDLE = 120.0
 USER_TTL = 10.0
 USER_CACHE = 20_000
 DEVICE_CACHE = 100_000
-# Changes that may alter what a device's /sync carries of its keys (`service.keys`): a
-# membership change in a flow of the user's can make `device_lists.changed` or `left`.
-KEY_KINDS = frozenset({"to_device", "device_keys_changed", "one_time_keys_changed",
-                       "flow_created", "flow_joined", "flow_left"})
+# Changes that may alter what a device's /sync carries of its keys (`service.keys`).
+KEY_KINDS = kinds.KEY_SYNC
 
 
 class UserStream:

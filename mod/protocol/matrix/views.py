@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mod.changes import Kind
 from mod.protocol.matrix import api, ids, sidelines
 from mod.protocol.matrix.api import (
     Event,
@@ -124,7 +125,7 @@ def _initial(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult
 
 def _invited_direct(reader: Reader, flow: str, user: str) -> bool:
     """Whether the user's open invitation to a flow is one to a direct chat."""
-    invited = parse(reader.subject_changes(flow, ["flow_invited"], [user]))
+    invited = parse(reader.subject_changes(flow, [Kind.FLOW_INVITED], [user]))
     return bool(invited) and bool(invited[-1].payload.get("is_direct"))
 
 
@@ -142,8 +143,8 @@ def _my_membership(items: list[Parsed], user: str) -> tuple[str, int] | None:
         kind = item.change.kind
         if kind in JOINS and item.change.subject == user:
             last = (kind, index)
-        elif kind == "flow_created" and user in item.payload["flow"]["users"]:
-            last = ("flow_joined", index)
+        elif kind == Kind.FLOW_CREATED and user in item.payload["flow"]["users"]:
+            last = (Kind.FLOW_JOINED, index)
     return last
 
 
@@ -221,7 +222,7 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
     no changed name or avatar (cached rows of users may predate it). None otherwise."""
     by_flow: dict[str, list[Parsed]] = {}
     timeline_items, side = sidelines.split(parse(changes))
-    if any(item.change.kind == "profile_changed" for item in timeline_items):
+    if any(item.change.kind == Kind.PROFILE_CHANGED for item in timeline_items):
         return None
     for item in timeline_items:
         if item.change.flow_uuid:
@@ -309,7 +310,7 @@ def event_read(reader: Reader, server: str, viewer: str, flow: str, event_id: st
     if ref is None:
         return None
     if ref.message:
-        rows = reader.subject_changes(flow, ["message_sent"], [ref.message])
+        rows = reader.subject_changes(flow, [Kind.MESSAGE_SENT], [ref.message])
     else:
         row = reader.change_at(ref.position)
         rows = [row] if row is not None and row.flow_uuid == flow else []

@@ -7,16 +7,14 @@ from functools import lru_cache
 
 from pydantic_core import from_json, to_json
 
+from mod import changes as kinds
+from mod.changes import Kind
 from mod.protocol.mtp.responses import JSONAPI
 from mod.service import ChangeRow
 
 # The change kinds pushed to MTP connections that asked for pushes; each is the frame's
 # `meta.event`, as PROTOCOL.md lists them.
-PUSH_EVENTS = frozenset({
-    "message_sent", "message_edited", "message_deleted",
-    "flow_created", "flow_joined", "flow_left", "flow_changed",
-    "flow_invited", "invite_declined", "flow_deleted",
-})
+PUSH_EVENTS = kinds.MTP_PUSHED
 
 
 @lru_cache(maxsize=len(PUSH_EVENTS))
@@ -40,7 +38,7 @@ def push_frame(change: ChangeRow) -> str:
     payload = from_json(change.payload)
     flow = payload.get("flow") or ({"uuid": change.flow_uuid} if change.flow_uuid else None)
     user = payload.get("user")
-    if user is None and change.kind in ("flow_invited", "invite_declined"):
+    if user is None and change.kind in (Kind.FLOW_INVITED, Kind.INVITE_DECLINED):
         user = {"uuid": change.subject}  # who was invited, or declined
     data = {
         "time": change.time,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Protocol
 
 from loguru import logger
 
 from mod import metrics
+from mod.changes import Kind, RevokedPayload
 from mod.service import ChangeRow
 
 CLOSE_LOCKED = 1008
@@ -44,9 +44,10 @@ class Connection(Protocol):
 
 def _locking(change: ChangeRow) -> bool:
     try:
-        return json.loads(change.payload).get("locked") is True
-    except (ValueError, AttributeError):
+        payload = change.data
+    except ValueError:
         return False
+    return isinstance(payload, RevokedPayload) and payload.locked
 
 
 class SessionRegistry:
@@ -96,7 +97,7 @@ class SessionRegistry:
         """A hub observer: close every connection of a user an operator locked, lockstep ones
         too (their next request would fail anyway)."""
         locked = {change.actor for change in changes
-                  if change.kind == "tokens_revoked" and _locking(change)}
+                  if change.kind == Kind.TOKENS_REVOKED and _locking(change)}
         if not locked:
             return
         for session in list(self.sessions):
