@@ -27,7 +27,7 @@ from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.monitor import Instrument, health, metrics_page
-from mod.protocol.matrix import MatrixCORS, matrix_routes
+from mod.protocol.matrix import ROUTES, Matrix, MatrixCORS, MatrixGate, MatrixRouter
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
 from mod.protocol.mtp.session import MTPSession, TransportAccess, close_locked, open_sessions
 from mod.service import Service
@@ -41,6 +41,7 @@ class Runtime:
     engine: Engine
     service: Service
     hub: Hub
+    matrix: Matrix
     controller: MTPController
     started: float
 
@@ -85,8 +86,9 @@ async def _open(settings: Settings) -> Runtime:
     hub.observers.append(close_locked)
     hub.observers.append(service.ephemeral.changes_committed)
     await hub.start()
+    matrix = Matrix(settings, service, hub)
     controller = MTPController(service, settings.protocol)
-    return Runtime(settings, engine, service, hub, controller, time.monotonic())
+    return Runtime(settings, engine, service, hub, matrix, controller, time.monotonic())
 
 
 @asynccontextmanager
@@ -95,6 +97,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     setup_logging(settings.logging)
     runtime = await _open(settings)
     app.state.runtime = runtime
+    gate: MatrixGate = app.state.matrix_gate
+    gate.open(MatrixRouter(ROUTES, runtime.matrix))
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
     alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
     if not attach(settings.server, runtime.hub):
@@ -147,8 +151,9 @@ async def status_page(request: Request) -> HTMLResponse:
 
 def build_app() -> Starlette:
     # Matrix's first: most requests are Matrix's, and no other route shares its paths.
+    matrix_gate = MatrixGate(ROUTES)
     routes: list[BaseRoute] = [
-        *matrix_routes(),
+        *matrix_gate.routes(),
         Route("/status", status_page),
         *web_routes(),
         Route("/health", health),
@@ -162,6 +167,7 @@ def build_app() -> Starlette:
     # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
     setup_logging(settings.logging)
     app.state.settings = settings
+    app.state.matrix_gate = matrix_gate
     return app
 
 
