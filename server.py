@@ -26,7 +26,7 @@ from mod.db.engine import DatabaseUnreachable, Engine, probe
 from mod.hub import Hub, hub_for
 from mod.log_handler import setup_logging
 from mod.monitor import Instrument, health, metrics_page
-from mod.protocol.matrix import MatrixCORS, matrix_routes
+from mod.protocol.matrix import ROUTES, Matrix, MatrixCORS, MatrixGate, MatrixRouter
 from mod.protocol.mtp.api import PROTOCOL_REVISION, PROTOCOL_VERSION
 from mod.protocol.mtp.dispatch import MTPController
 from mod.protocol.mtp.registry import SessionRegistry
@@ -42,6 +42,7 @@ class Runtime:
     engine: Engine
     service: Service
     hub: Hub
+    matrix: Matrix
     controller: MTPController
     sessions: SessionRegistry
     started: float
@@ -89,8 +90,10 @@ async def _open(settings: Settings) -> Runtime:
     hub.observers.append(service.ephemeral.changes_committed)
     await hub.start()
     sessions.start()
+    matrix = Matrix(settings, service, hub)
     controller = MTPController(service, settings.protocol)
-    return Runtime(settings, engine, service, hub, controller, sessions, time.monotonic())
+    return Runtime(settings, engine, service, hub, matrix, controller, sessions,
+                   time.monotonic())
 
 
 @asynccontextmanager
@@ -99,6 +102,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     setup_logging(settings.logging)
     runtime = await _open(settings)
     app.state.runtime = runtime
+    gate: MatrixGate = app.state.matrix_gate
+    gate.open(MatrixRouter(ROUTES, runtime.matrix))
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
     alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
     if not attach(settings.server, runtime.hub, runtime.sessions):
@@ -153,8 +158,9 @@ async def status_page(request: Request) -> HTMLResponse:
 
 def build_app() -> Starlette:
     # Matrix's first: most requests are Matrix's, and no other route shares its paths.
+    matrix_gate = MatrixGate(ROUTES)
     routes: list[BaseRoute] = [
-        *matrix_routes(),
+        *matrix_gate.routes(),
         Route("/status", status_page),
         *web_routes(),
         Route("/health", health),
@@ -168,6 +174,7 @@ def build_app() -> Starlette:
     # Now, not at start-up: uvicorn logs from here on, and its lines take our form too.
     setup_logging(settings.logging)
     app.state.settings = settings
+    app.state.matrix_gate = matrix_gate
     return app
 
 

@@ -4,9 +4,9 @@
 
 For a mix of request paths (the two of `matrix_bench.py`, `PUT .../send/...` and `GET /sync`,
 and a few others), times finding the handler and its path parameters: `MatrixRouter.find`
-with the split of the raw path it needs, against trying one Starlette `Route` per path
-template in turn, as Starlette's `Router` does. Prints microseconds per lookup, the median
-of the rounds, with the range.
+(a `RouteIndex` of the route list) with the split of the raw path it needs, against trying
+one Starlette `Route` per path template in turn, as Starlette's `Router` does. Prints
+microseconds per lookup, the median of the rounds, with the range.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
-import mod.protocol.matrix  # noqa: F401  (registers the routes)
-from mod.protocol.matrix.routing import TABLE, MatrixRouter
+from mod.protocol.matrix.dispatch import RouteIndex, table
+from mod.protocol.matrix.routes import ROUTES
+
+TABLE = table(ROUTES)
 
 V3 = "/_matrix/client/v3"
 PATHS = {
@@ -43,7 +45,7 @@ def endpoint(request: Any) -> Response:
 
 
 def hand_written() -> Callable[[dict[str, Any]], Any]:
-    router = MatrixRouter()
+    router = RouteIndex(ROUTES)
 
     def find(scope: dict[str, Any]) -> Any:
         parts = [(unquote_to_bytes(part) if b"%" in part else part).decode("utf-8", "replace")

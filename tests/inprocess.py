@@ -138,7 +138,7 @@ class AppServer(ServerProcess):
 
     def long_polls(self) -> int:
         """How many Matrix /sync requests wait for news right now."""
-        matrix = getattr(self.app.state, "matrix", None)
+        matrix = getattr(getattr(self.app.state, "runtime", None), "matrix", None)
         while matrix is not None:
             try:
                 streams = list(matrix.streams._streams.values())

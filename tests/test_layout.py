@@ -246,3 +246,35 @@ def test_the_kind_contract_sees_a_literal(tmp_path: Path) -> None:
                       'body = {"account_data": {}, "flow_joined": 1}\n'
                       'on = payload.get("typing")\n')
     assert kind_literals(sample) == ["1: flow_left", "3: typing", "4: flow_joined"]
+
+
+MATRIX = PROTOCOLS / "matrix"
+MATRIX_PACKAGE = "mod.protocol.matrix"
+
+
+def matrix_imports() -> dict[str, set[str]]:
+    """Each Matrix module -> the Matrix modules it imports (the package itself left out:
+    `from mod.protocol.matrix import ids` imports `ids`)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(MATRIX.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        graph[path.stem] = {name.removeprefix(f"{MATRIX_PACKAGE}.")
+                            for name in imported_modules(path)
+                            if name.startswith(f"{MATRIX_PACKAGE}.")
+                            and (MATRIX / f"{name.rsplit('.', 1)[1]}.py").exists()}
+    return graph
+
+
+def test_matrix_modules_stay_small() -> None:
+    for path in MATRIX.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path.name
+
+
+def test_only_the_route_list_names_the_handler_modules() -> None:
+    """Handlers register nothing: the route list imports them, and nothing they import
+    knows the list or the router built from it."""
+    graph = matrix_imports()
+    knowing = sorted(module for module, imported in graph.items()
+                     if imported & {"routes", "dispatch"})
+    assert knowing == ["routes"]

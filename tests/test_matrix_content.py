@@ -279,17 +279,18 @@ async def test_an_unexpected_error_is_one_log_line_and_a_json_500() -> None:
     from starlette.routing import Route
 
     from mod.config.validator import Settings
+    from mod.protocol.matrix.context import Matrix
     from mod.protocol.matrix.routing import Call, Spec, run
 
     async def broken(call: Call) -> Response:
         raise RuntimeError("something no one foresaw\nsecond line")
 
+    matrix = Matrix(Settings(), None, SimpleNamespace(position=0))  # type: ignore[arg-type]
+
     async def endpoint(request: Request) -> Response:
-        return await run(Spec(broken, False, None), request)
+        return await run(Spec(broken, False, None), matrix, request)
 
     app = Starlette(routes=[Route("/_matrix/client/v3/broken", endpoint)])
-    app.state.runtime = SimpleNamespace(settings=Settings(), engine=None, service=None,
-                                        hub=SimpleNamespace(position=0))
     lines: list[str] = []
     handler = logger.add(lines.append, level="DEBUG", format="{level} {message}", filter="mod")
     try:

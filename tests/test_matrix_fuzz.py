@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-import mod.protocol.matrix  # noqa: F401  (registers the routes)
-from mod.protocol.matrix.routing import TABLE
+from mod.protocol.matrix.dispatch import table
+from mod.protocol.matrix.routes import ROUTES
 from tests.test_matrix_support import SERVER_NAME, Matrix, sync_until
 
 pytestmark = pytest.mark.anyio
@@ -131,8 +131,9 @@ async def test_fuzz_every_matrix_endpoint(mx: Matrix) -> None:
     tokens = [fuzzer.access_token, None, "not-a-token", "%00%FF"]
     count = 0
     statuses: dict[int, int] = {}
-    for template in sorted(TABLE):
-        for method in sorted(TABLE[template]):
+    templates = table(ROUTES)
+    for template in sorted(templates):
+        for method in sorted(templates[template]):
             for number in range(ROUNDS):
                 path = hostile_path(rng, template, known)
                 if "{txnId}" in template:  # a new transaction each time, not retries

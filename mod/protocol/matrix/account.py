@@ -32,21 +32,19 @@ from mod.protocol.matrix.api import (
     WellKnown,
     WhoAmI,
 )
-from mod.protocol.matrix.errors import LOGIN, REGISTER, Code, MatrixError
-from mod.protocol.matrix.routing import Call, new_device_id, route
+from mod.protocol.matrix.errors import Code, MatrixError
+from mod.protocol.matrix.routing import Call, new_device_id
 
 SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
 DUMMY = "m.login.dummy"
 TOKEN = "m.login.registration_token"
 
 
-@route("GET", "/_matrix/client/versions", auth=False, absolute=True)
 async def versions(call: Call) -> Versions:
     """GET /_matrix/client/versions"""
     return Versions(versions=SPEC_VERSIONS)
 
 
-@route("GET", "/.well-known/matrix/client", auth=False, absolute=True)
 async def well_known(call: Call) -> WellKnown:
     """GET /.well-known/matrix/client"""
     base = call.matrix.settings.base_url
@@ -56,13 +54,11 @@ async def well_known(call: Call) -> WellKnown:
     return WellKnown.model_validate({"m.homeserver": BaseUrl(base_url=base.rstrip("/"))})
 
 
-@route("GET", "/login", auth=False)
 async def login_flows(call: Call) -> LoginFlows:
     """GET /_matrix/client/v3/login"""
     return LoginFlows(flows=[LoginFlow(type="m.login.password")])
 
 
-@route("POST", "/login", auth=False, errors=LOGIN)
 async def login(call: Call) -> LoginReply:
     """POST /_matrix/client/v3/login"""
     body = await call.body(LoginRequest)
@@ -105,7 +101,6 @@ async def _check_available(call: Call, username: str) -> None:
     raise MatrixError(400, Code.USER_IN_USE, f"The login {username!r} is already taken")
 
 
-@route("GET", "/register/available", auth=False)
 async def register_available(call: Call) -> Available:
     """GET /_matrix/client/v3/register/available"""
     username = call.query("username")
@@ -115,7 +110,6 @@ async def register_available(call: Call) -> Available:
     return Available(available=True)
 
 
-@route("POST", "/register", auth=False, errors=REGISTER)
 async def register(call: Call) -> LoginReply | Response:
     """POST /_matrix/client/v3/register"""
     kind = call.query("kind") or "user"
@@ -171,8 +165,6 @@ async def _authenticated(call: Call, auth: AuthData | None) -> str | Response | 
     return JSONResponse(flows.dump(), status_code=401)
 
 
-@route("GET", "/_matrix/client/v1/register/m.login.registration_token/validity", auth=False,
-       absolute=True)
 async def registration_token_validity(call: Call) -> Validity:
     """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
     token = call.query("token")
@@ -196,7 +188,6 @@ def new_session() -> str:
     return new_device_id() + new_device_id()
 
 
-@route("GET", "/account/whoami")
 async def whoami(call: Call) -> WhoAmI:
     """GET /_matrix/client/v3/account/whoami"""
     user = await call.service.accounts.profile(call.caller.uuid)
@@ -204,7 +195,6 @@ async def whoami(call: Call) -> WhoAmI:
                   device_id=call.caller.device or None)
 
 
-@route("POST", "/logout")
 async def logout(call: Call) -> Empty:
     """POST /_matrix/client/v3/logout"""
     await call.json()
@@ -212,7 +202,6 @@ async def logout(call: Call) -> Empty:
     return Empty()
 
 
-@route("POST", "/logout/all")
 async def logout_all(call: Call) -> Empty:
     """POST /_matrix/client/v3/logout/all"""
     await call.json()
@@ -229,7 +218,6 @@ async def _profile_user(call: Call) -> tuple[str, str]:
     return user["uuid"], user["username"]
 
 
-@route("GET", "/profile/{userId}")
 async def get_profile(call: Call) -> Profile:
     """GET /_matrix/client/v3/profile/{userId}"""
     uuid, username = await _profile_user(call)
@@ -237,14 +225,12 @@ async def get_profile(call: Call) -> Profile:
                    avatar_url=await call.service.media.avatar_url(uuid) or None)
 
 
-@route("GET", "/profile/{userId}/avatar_url")
 async def get_avatar_url(call: Call) -> AvatarUrl:
     """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
     uuid, _ = await _profile_user(call)
     return AvatarUrl(avatar_url=await call.service.media.avatar_url(uuid) or None)
 
 
-@route("PUT", "/profile/{userId}/avatar_url")
 async def set_avatar_url(call: Call) -> Empty:
     """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
     body = await call.body(AvatarUrlRequest)
@@ -254,14 +240,12 @@ async def set_avatar_url(call: Call) -> Empty:
     return Empty()
 
 
-@route("GET", "/profile/{userId}/displayname")
 async def get_displayname(call: Call) -> DisplayName:
     """GET /_matrix/client/v3/profile/{userId}/displayname"""
     _, username = await _profile_user(call)
     return DisplayName(displayname=username)
 
 
-@route("PUT", "/profile/{userId}/displayname")
 async def set_displayname(call: Call) -> Empty:
     """PUT /_matrix/client/v3/profile/{userId}/displayname"""
     body = await call.body(DisplayNameRequest)

@@ -15,11 +15,10 @@ from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Empty
 from mod.protocol.matrix.receipts import own_user
 from mod.protocol.matrix.rooms import room_flow
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.service import pushrules
 
 
-@route("PUT", "/user/{userId}/account_data/{type}")
 async def put_global(call: Call) -> Empty:
     """PUT /_matrix/client/v3/user/{userId}/account_data/{type}"""
     content = await call.json()
@@ -28,14 +27,12 @@ async def put_global(call: Call) -> Empty:
     return Empty()
 
 
-@route("GET", "/user/{userId}/account_data/{type}")
 async def get_global(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
     return JSONResponse(await call.service.userdata.get(call.caller, await own_user(call), "",
                                                         call.param("type")))
 
 
-@route("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}")
 async def put_room(call: Call) -> Empty:
     """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
     flow = room_flow(call)
@@ -45,7 +42,6 @@ async def put_room(call: Call) -> Empty:
     return Empty()
 
 
-@route("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}")
 async def get_room(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
     flow = room_flow(call)
@@ -74,40 +70,33 @@ async def _change(call: Call, change: Any, *args: Any) -> Empty:
     return Empty()
 
 
-@route("GET", "/pushrules/")
-@route("GET", "/pushrules")
 async def all_rules(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushrules/"""
     return JSONResponse(await _rules(call))
 
 
-@route("GET", "/pushrules/global/")
 async def global_rules(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushrules/global/"""
     return JSONResponse((await _rules(call))["global"])
 
 
-@route("GET", "/pushrules/{scope}/{kind}/{ruleId}")
 async def get_rule(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}"""
     return JSONResponse(pushrules.find(await _rules(call), call.param("scope"),
                                        call.param("kind"), call.param("ruleId")))
 
 
-@route("PUT", "/pushrules/{scope}/{kind}/{ruleId}")
 async def put_rule(call: Call) -> Empty:
     """PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}"""
     body = await call.json()
     return await _change(call, pushrules.put, body, call.query("before"), call.query("after"))
 
 
-@route("DELETE", "/pushrules/{scope}/{kind}/{ruleId}")
 async def delete_rule(call: Call) -> Empty:
     """DELETE /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}"""
     return await _change(call, pushrules.delete)
 
 
-@route("GET", "/pushrules/{scope}/{kind}/{ruleId}/enabled")
 async def get_enabled(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/enabled"""
     rule = pushrules.find(await _rules(call), call.param("scope"), call.param("kind"),
@@ -115,13 +104,11 @@ async def get_enabled(call: Call) -> JSONResponse:
     return JSONResponse({"enabled": rule.get("enabled", True)})
 
 
-@route("PUT", "/pushrules/{scope}/{kind}/{ruleId}/enabled")
 async def put_enabled(call: Call) -> Empty:
     """PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/enabled"""
     return await _change(call, pushrules.set_enabled, await call.json())
 
 
-@route("GET", "/pushrules/{scope}/{kind}/{ruleId}/actions")
 async def get_actions(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/actions"""
     rule = pushrules.find(await _rules(call), call.param("scope"), call.param("kind"),
@@ -129,7 +116,6 @@ async def get_actions(call: Call) -> JSONResponse:
     return JSONResponse({"actions": rule.get("actions", [])})
 
 
-@route("PUT", "/pushrules/{scope}/{kind}/{ruleId}/actions")
 async def put_actions(call: Call) -> Empty:
     """PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/actions"""
     return await _change(call, pushrules.set_actions, await call.json())
@@ -138,13 +124,11 @@ async def put_actions(call: Call) -> Empty:
 # -- pushers ----------------------------------------------------------------------------------
 
 
-@route("GET", "/pushers")
 async def pushers(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/pushers: none (this server sends no push notifications)."""
     return JSONResponse({"pushers": []})
 
 
-@route("POST", "/pushers/set")
 async def set_pusher(call: Call) -> Empty:
     """POST /_matrix/client/v3/pushers/set: accepted, not kept."""
     await call.json()

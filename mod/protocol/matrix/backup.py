@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from mod.protocol.matrix.errors import Code, MatrixError
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.service import BackupVersion
 
 
@@ -34,7 +34,6 @@ async def _algorithm(call: Call) -> tuple[str, dict[str, Any]]:
     return algorithm, auth_data
 
 
-@route("POST", "/room_keys/version")
 async def create_version(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/room_keys/version"""
     algorithm, auth_data = await _algorithm(call)
@@ -42,20 +41,17 @@ async def create_version(call: Call) -> JSONResponse:
     return JSONResponse({"version": str(version)})
 
 
-@route("GET", "/room_keys/version")
 async def newest_version(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/room_keys/version"""
     return JSONResponse(_version_body(await call.service.backup.get(call.caller, None)))
 
 
-@route("GET", "/room_keys/version/{version}")
 async def get_version(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/room_keys/version/{version}"""
     version = _number(call.param("version"))
     return JSONResponse(_version_body(await call.service.backup.get(call.caller, version)))
 
 
-@route("PUT", "/room_keys/version/{version}")
 async def update_version(call: Call) -> JSONResponse:
     """PUT /_matrix/client/v3/room_keys/version/{version}"""
     algorithm, auth_data = await _algorithm(call)
@@ -64,7 +60,6 @@ async def update_version(call: Call) -> JSONResponse:
     return JSONResponse({})
 
 
-@route("DELETE", "/room_keys/version/{version}")
 async def delete_version(call: Call) -> JSONResponse:
     """DELETE /_matrix/client/v3/room_keys/version/{version}"""
     await call.service.backup.delete(call.caller, _number(call.param("version")))
@@ -86,9 +81,6 @@ def _rooms(call: Call, body: dict[str, Any]) -> dict[str, dict[str, dict[str, An
             if isinstance(data, dict)}
 
 
-@route("PUT", "/room_keys/keys")
-@route("PUT", "/room_keys/keys/{roomId}")
-@route("PUT", "/room_keys/keys/{roomId}/{sessionId}")
 async def put_keys(call: Call) -> JSONResponse:
     """PUT /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
     version = _number(call.query("version"))
@@ -96,9 +88,6 @@ async def put_keys(call: Call) -> JSONResponse:
     return _counted(await call.service.backup.put_keys(call.caller, version, rooms))
 
 
-@route("GET", "/room_keys/keys")
-@route("GET", "/room_keys/keys/{roomId}")
-@route("GET", "/room_keys/keys/{roomId}/{sessionId}")
 async def get_keys(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
     version = _number(call.query("version"))
@@ -116,9 +105,6 @@ async def get_keys(call: Call) -> JSONResponse:
                                    for room_id, sessions in found.items()}})
 
 
-@route("DELETE", "/room_keys/keys")
-@route("DELETE", "/room_keys/keys/{roomId}")
-@route("DELETE", "/room_keys/keys/{roomId}/{sessionId}")
 async def delete_keys(call: Call) -> JSONResponse:
     """DELETE /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
     version = _number(call.query("version"))

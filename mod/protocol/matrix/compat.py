@@ -12,14 +12,13 @@ from starlette.responses import JSONResponse
 
 from mod.protocol.matrix.api import Empty
 from mod.protocol.matrix.events import ROOM_VERSION
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 
 
 def _json(data: dict[str, Any]) -> JSONResponse:
     return JSONResponse(data)
 
 
-@route("GET", "/capabilities")
 async def capabilities(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/capabilities"""
     return _json({"capabilities": {
@@ -31,15 +30,12 @@ async def capabilities(call: Call) -> JSONResponse:
     }})
 
 
-@route("PUT", "/presence/{userId}/status")
 async def accepted(call: Call) -> Empty:
     """PUT /_matrix/client/v3/presence/{userId}/status: accepted, not stored."""
     await call.json()
     return Empty()
 
 
-@route("GET", "/voip/turnServer")
-@route("GET", "/thirdparty/protocols")
 async def nothing(call: Call) -> Empty:
     """GET /_matrix/client/v3/voip/turnServer (and third-party protocols): none."""
     return Empty()

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from mod.protocol.matrix.errors import Code, MatrixError
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.protocol.matrix.uia import with_password
 from mod.service import DeviceInfo
 
@@ -19,21 +19,18 @@ def _device(device: DeviceInfo) -> dict[str, Any]:
             "last_seen_ts": device.last_seen_ts or None}
 
 
-@route("GET", "/devices")
 async def devices(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/devices"""
     return JSONResponse({"devices": [_device(d) for d in
                                      await call.service.devices.all(call.caller)]})
 
 
-@route("GET", "/devices/{deviceId}")
 async def device(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/devices/{deviceId}"""
     return JSONResponse(_device(await call.service.devices.get(call.caller,
                                                                call.param("deviceId"))))
 
 
-@route("PUT", "/devices/{deviceId}")
 async def rename(call: Call) -> JSONResponse:
     """PUT /_matrix/client/v3/devices/{deviceId}"""
     name = (await call.json()).get("display_name")
@@ -52,7 +49,6 @@ async def _delete(call: Call, body: dict[str, Any], device_ids: list[str]) -> Re
     return needed if needed is not None else JSONResponse({})
 
 
-@route("DELETE", "/devices/{deviceId}")
 async def delete_device(call: Call) -> Response:
     """DELETE /_matrix/client/v3/devices/{deviceId}"""
     device_id = call.param("deviceId")
@@ -60,7 +56,6 @@ async def delete_device(call: Call) -> Response:
     return await _delete(call, await call.json(), [device_id])
 
 
-@route("POST", "/delete_devices")
 async def delete_devices(call: Call) -> Response:
     """POST /_matrix/client/v3/delete_devices"""
     body = await call.json()

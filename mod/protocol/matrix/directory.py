@@ -9,7 +9,7 @@ from __future__ import annotations
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import PublicRoom, PublicRooms, PublicRoomsRequest
 from mod.protocol.matrix.errors import Code, MatrixError
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.service import FlowRow
 
 DEFAULT_LIMIT = 100
@@ -58,7 +58,6 @@ def _entry(call: Call, flow: FlowRow) -> PublicRoom:
                       num_joined_members=len(flow["users"]))
 
 
-@route("GET", "/publicRooms", auth=False)
 async def public_rooms(call: Call) -> PublicRooms:
     """GET /_matrix/client/v3/publicRooms"""
     limit = call.query("limit")
@@ -66,7 +65,6 @@ async def public_rooms(call: Call) -> PublicRooms:
                        DEFAULT_LIMIT if limit is None else _number(limit, "limit"))
 
 
-@route("POST", "/publicRooms")
 async def search_public_rooms(call: Call) -> PublicRooms:
     """POST /_matrix/client/v3/publicRooms"""
     body = await call.body(PublicRoomsRequest)

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from mod.error import ServiceError
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.errors import Code, MatrixError
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.protocol.matrix.uia import with_password
 from mod.service import DeviceInfo
 
@@ -54,7 +54,6 @@ def device_keys_of(device: DeviceInfo) -> dict[str, Any] | None:
     return keys
 
 
-@route("POST", "/keys/upload")
 async def upload(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/keys/upload"""
     data = await call.json()
@@ -74,7 +73,6 @@ async def upload(call: Call) -> JSONResponse:
     return JSONResponse({"one_time_key_counts": counts})
 
 
-@route("POST", "/keys/query")
 async def query(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/keys/query"""
     wanted = _object(await call.json(), "device_keys")
@@ -98,7 +96,6 @@ async def query(call: Call) -> JSONResponse:
     return JSONResponse(reply)
 
 
-@route("POST", "/keys/claim")
 async def claim(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/keys/claim"""
     wanted = _object(await call.json(), "one_time_keys")
@@ -113,7 +110,6 @@ async def claim(call: Call) -> JSONResponse:
                          "failures": {}})
 
 
-@route("GET", "/keys/changes")
 async def changes(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/keys/changes"""
     start, end = call.query("from"), call.query("to")
@@ -126,7 +122,6 @@ async def changes(call: Call) -> JSONResponse:
                          "left": sorted(names[user] for user in left if user in names)})
 
 
-@route("POST", "/keys/device_signing/upload")
 async def device_signing_upload(call: Call) -> Response:
     """POST /_matrix/client/v3/keys/device_signing/upload"""
     data = await call.json()
@@ -148,7 +143,6 @@ async def device_signing_upload(call: Call) -> Response:
     return JSONResponse({})
 
 
-@route("POST", "/keys/signatures/upload")
 async def signatures_upload(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/keys/signatures/upload"""
     data = await call.json()
@@ -162,7 +156,6 @@ async def signatures_upload(call: Call) -> JSONResponse:
                      for key, reason in keys.items()} for uuid, keys in failures.items()}})
 
 
-@route("PUT", "/sendToDevice/{eventType}/{txnId}")
 async def send_to_device(call: Call) -> JSONResponse:
     """PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}"""
     messages = _object(await call.json(), "messages")

@@ -18,12 +18,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, Response
 
 from mod.protocol.matrix.api import ContentUri, CreatedMedia, MediaConfig
-from mod.protocol.matrix.errors import UPLOAD_TO, Code, MatrixError, Translation
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.errors import Code, MatrixError, Translation
+from mod.protocol.matrix.routing import Call
 
-MEDIA = "/_matrix/media"
-AUTHENTICATED = "/_matrix/client/v1/media"
-LEGACY = (f"{MEDIA}/v3", f"{MEDIA}/r0")
 # A thumbnail that took longer than [MEDIA] THUMBNAIL_TIMEOUT: the server gave up on it.
 THUMBNAIL_ERRORS: Translation = {504: (504, Code.UNKNOWN)}
 
@@ -156,25 +153,3 @@ async def legacy_thumbnail(call: Call) -> Response:
     """GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}"""
     _legacy_allowed(call)
     return await thumbnail(call)
-
-
-def _register() -> None:
-    one = "{serverName}/{mediaId}"
-    for prefix in LEGACY:
-        route("POST", f"{prefix}/upload", absolute=True)(upload)
-        route("PUT", f"{prefix}/upload/{one}", absolute=True, errors=UPLOAD_TO)(upload_to)
-        route("GET", f"{prefix}/config", absolute=True)(config)
-        route("GET", f"{prefix}/download/{one}", absolute=True, auth=False)(legacy_download)
-        route("GET", f"{prefix}/download/{one}/{{fileName?}}", absolute=True,
-              auth=False)(legacy_download)
-        route("GET", f"{prefix}/thumbnail/{one}", absolute=True, auth=False,
-              errors=THUMBNAIL_ERRORS)(legacy_thumbnail)
-    route("POST", f"{MEDIA}/v1/create", absolute=True)(create)
-    route("GET", f"{AUTHENTICATED}/config", absolute=True)(config)
-    route("GET", f"{AUTHENTICATED}/download/{one}", absolute=True)(download)
-    route("GET", f"{AUTHENTICATED}/download/{one}/{{fileName?}}", absolute=True)(download)
-    route("GET", f"{AUTHENTICATED}/thumbnail/{one}", absolute=True,
-          errors=THUMBNAIL_ERRORS)(thumbnail)
-
-
-_register()

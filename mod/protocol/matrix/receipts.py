@@ -11,7 +11,7 @@ from typing import Any
 from mod.protocol.matrix.api import Empty
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.rooms import room_flow, user_uuid
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 
 FULLY_READ = "m.fully_read"
 
@@ -24,7 +24,6 @@ async def own_user(call: Call) -> str:
     return uuid
 
 
-@route("PUT", "/rooms/{roomId}/typing/{userId}")
 async def typing(call: Call) -> Empty:
     """PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}"""
     flow = room_flow(call)
@@ -55,7 +54,6 @@ async def _mark(call: Call, flow: str, receipt_type: str, event_id: str, thread:
         await call.service.ephemeral.receipt(call.caller, flow, receipt_type, event_id, thread)
 
 
-@route("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}")
 async def receipt(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}"""
     flow = room_flow(call)
@@ -68,7 +66,6 @@ async def receipt(call: Call) -> Empty:
     return Empty()
 
 
-@route("POST", "/rooms/{roomId}/read_markers")
 async def read_markers(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/read_markers"""
     flow = room_flow(call)

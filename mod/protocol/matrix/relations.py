@@ -16,12 +16,11 @@ from mod.protocol.matrix import ids
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import Renderer, parse, token_digest, users_named
 from mod.protocol.matrix.rooms import room_flow
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 from mod.service import ChangeRow, Reader
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
-V1 = "/_matrix/client/v1"
 
 
 def _limit(call: Call, default: int) -> int:
@@ -80,7 +79,6 @@ def context_read(reader: Reader, server: str, viewer: str, flow: str, event_id: 
     }
 
 
-@route("GET", "/rooms/{roomId}/context/{eventId}")
 async def context(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
     flow = room_flow(call)
@@ -117,9 +115,6 @@ def _relation(event: dict[str, Any]) -> str:
     return str(relation.get("rel_type", "")) if isinstance(relation, dict) else ""
 
 
-@route("GET", V1 + "/rooms/{roomId}/relations/{eventId}", absolute=True)
-@route("GET", V1 + "/rooms/{roomId}/relations/{eventId}/{relType}", absolute=True)
-@route("GET", V1 + "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", absolute=True)
 async def relations(call: Call) -> JSONResponse:
     """GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]"""
     flow = room_flow(call)

@@ -31,7 +31,7 @@ from mod.protocol.matrix.api import (
 )
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
-from mod.protocol.matrix.routing import Call, route, validate
+from mod.protocol.matrix.routing import Call, validate
 
 MAX_PAGE = 1000
 ENCRYPTION = "m.room.encryption"
@@ -50,7 +50,6 @@ async def user_uuid(call: Call, user: str) -> str:
     return (await call.service.accounts.by_login(name))["uuid"]
 
 
-@route("POST", "/createRoom")
 async def create_room(call: Call) -> RoomIdReply:
     """POST /_matrix/client/v3/createRoom"""
     body = await call.body(CreateRoomRequest)
@@ -78,7 +77,6 @@ async def create_room(call: Call) -> RoomIdReply:
     return RoomIdReply(room_id=ids.room_id(flow["uuid"], call.server_name))
 
 
-@route("POST", "/rooms/{roomId}/invite")
 async def invite(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
     body = await call.body(InviteRequest)
@@ -96,19 +94,16 @@ async def _join(call: Call, room: str) -> RoomIdReply:
     return RoomIdReply(room_id=ids.room_id(flow, call.server_name))
 
 
-@route("POST", "/join/{roomIdOrAlias}")
 async def join(call: Call) -> RoomIdReply:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
     return await _join(call, call.param("roomIdOrAlias"))
 
 
-@route("POST", "/rooms/{roomId}/join")
 async def join_room(call: Call) -> RoomIdReply:
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
     return await _join(call, call.param("roomId"))
 
 
-@route("POST", "/rooms/{roomId}/leave")
 async def leave(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/leave"""
     await call.body(MembershipRequest)
@@ -116,7 +111,6 @@ async def leave(call: Call) -> Empty:
     return Empty()
 
 
-@route("POST", "/rooms/{roomId}/forget")
 async def forget(call: Call) -> Empty:
     """POST /_matrix/client/v3/rooms/{roomId}/forget"""
     await call.json()
@@ -124,14 +118,12 @@ async def forget(call: Call) -> Empty:
     return Empty()
 
 
-@route("GET", "/joined_rooms")
 async def joined_rooms(call: Call) -> JoinedRooms:
     """GET /_matrix/client/v3/joined_rooms"""
     flows = await call.service.flows.joined(call.caller)
     return JoinedRooms(joined_rooms=[ids.room_id(flow, call.server_name) for flow in flows])
 
 
-@route("GET", "/rooms/{roomId}/joined_members")
 async def joined_members(call: Call) -> JoinedMembers:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     users = await call.service.flows.members(call.caller, room_flow(call))
@@ -148,7 +140,6 @@ async def _state(call: Call) -> list[dict[str, Any]]:
                                                  call.server_name, flow)
 
 
-@route("GET", "/rooms/{roomId}/members")
 async def members(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/members"""
     wanted, unwanted = call.query("membership"), call.query("not_membership")
@@ -158,7 +149,6 @@ async def members(call: Call) -> JSONResponse:
     return JSONResponse({"chunk": chunk})
 
 
-@route("GET", "/rooms/{roomId}/state")
 async def state(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
     return JSONResponse(await _state(call))
@@ -172,14 +162,11 @@ async def _state_event(call: Call, state_key: str) -> JSONResponse:
     raise MatrixError(404, Code.NOT_FOUND, f"No {kind} state with key {state_key!r}")
 
 
-@route("GET", "/rooms/{roomId}/state/{eventType}")
-@route("GET", "/rooms/{roomId}/state/{eventType}/")
 async def state_event_empty_key(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}"""
     return await _state_event(call, "")
 
 
-@route("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}")
 async def state_event(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     return await _state_event(call, call.param("stateKey"))
@@ -212,20 +199,16 @@ async def _put_state(call: Call, state_key: str) -> EventIdReply:
                                                      else 1))
 
 
-@route("PUT", "/rooms/{roomId}/state/{eventType}")
-@route("PUT", "/rooms/{roomId}/state/{eventType}/")
 async def put_state_empty_key(call: Call) -> EventIdReply:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}"""
     return await _put_state(call, "")
 
 
-@route("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}")
 async def put_state(call: Call) -> EventIdReply:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     return await _put_state(call, call.param("stateKey"))
 
 
-@route("GET", "/rooms/{roomId}/event/{eventId}")
 async def get_event(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     flow = room_flow(call)
@@ -250,7 +233,6 @@ def _int(call: Call, name: str, default: int, high: int) -> int:
     return min(int(value), high)
 
 
-@route("GET", "/rooms/{roomId}/messages")
 async def messages(call: Call) -> Messages:
     """GET /_matrix/client/v3/rooms/{roomId}/messages"""
     flow = room_flow(call)

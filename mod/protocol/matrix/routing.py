@@ -1,9 +1,9 @@
-"""The HTTP side of the Matrix API: route table, authentication, bodies, errors, CORS.
+"""One request to a Matrix handler: authentication, bodies, replies and errors.
 
-Endpoint modules register handlers with `@route(method, path)`. Each handler gets a `Call`
-(the request, the server's `Matrix` context and, for authenticated routes, the caller) and
-returns a `Reply` model or a ready response. Every failure leaves as a Matrix error body:
-`MatrixError` as it is, `ServiceError` through `errors.from_service`.
+A handler (listed with its method and path in `routes.py`) gets a `Call` (the request, the
+server's `Matrix` context and, for authenticated routes, the caller) and returns a `Reply`
+model or a ready response. Every failure leaves as a Matrix error body: `MatrixError` as it
+is, `ServiceError` through `errors.from_service`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,18 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote_to_bytes
+from typing import Any, TypeVar
 
 from loguru import logger
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import MutableHeaders, URLPath
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from mod import content
-from mod.config.validator import Settings
 from mod.error import ServiceError
-from mod.hub import Hub
 from mod.protocol.matrix.api import Reply
+from mod.protocol.matrix.context import Matrix
 from mod.protocol.matrix.errors import (
     Code,
     MatrixError,
@@ -35,50 +31,12 @@ from mod.protocol.matrix.errors import (
     from_service,
     from_validation,
     missing_token,
-    unrecognized,
 )
-from mod.protocol.matrix.streams import IDLE, DeviceKeysCache, Streams, UserCache
 from mod.service import Caller, Service
 
-CLIENT = "/_matrix/client"
-PREFIXES = (f"{CLIENT}/v3", f"{CLIENT}/r0")
 MAX_BODY = 65536  # the spec's limit on an event, and plenty for any other request here
 
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
-}
-
 M = TypeVar("M", bound=BaseModel)
-
-
-class RuntimeLike(Protocol):
-    settings: Settings
-    service: Service
-    hub: Hub
-
-
-class Matrix:
-    """What Matrix handlers use of the running server."""
-
-    def __init__(self, runtime: RuntimeLike) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings.matrix
-        self.server_name = self.settings.server_name
-        self.service = runtime.service
-        self.hub = runtime.hub
-        self.streams = Streams(runtime.hub, max(IDLE, 2 * self.settings.sync_timeout_max))
-        self.users = UserCache(runtime.service)
-        self.device_keys = DeviceKeysCache()
-
-
-def matrix_of(request: Request) -> Matrix:
-    state = request.app.state
-    matrix: Matrix | None = getattr(state, "matrix", None)
-    if matrix is None or matrix.runtime is not state.runtime:
-        matrix = state.matrix = Matrix(state.runtime)
-    return matrix
 
 
 def new_device_id() -> str:
@@ -96,7 +54,7 @@ class Call:
 
     @property
     def caller(self) -> Caller:
-        assert self.caller_or_none is not None, "route registered without auth"
+        assert self.caller_or_none is not None, "route listed without auth"
         return self.caller_or_none
 
     @property
@@ -174,22 +132,6 @@ class Spec:
     errors: Translation | None
 
 
-# path template -> method -> spec
-TABLE: dict[str, dict[str, Spec]] = {}
-
-
-def route(method: str, path: str, *, auth: bool = True, errors: Translation | None = None,
-          absolute: bool = False) -> Callable[[Handler], Handler]:
-    """Register a handler for `method` on `path` (under every client prefix unless absolute)."""
-
-    def register(handler: Handler) -> Handler:
-        for prefix in ("",) if absolute else PREFIXES:
-            TABLE.setdefault(prefix + path, {})[method] = Spec(handler, auth, errors)
-        return handler
-
-    return register
-
-
 def access_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is not None:
@@ -206,8 +148,8 @@ def reply(model: Reply, status: int = 200) -> Response:
     return Response(model.dump_json(), status_code=status, media_type="application/json")
 
 
-async def run(spec: Spec, request: Request) -> Response:
-    matrix = matrix_of(request)
+async def run(spec: Spec, matrix: Matrix, request: Request) -> Response:
+    """The handler's response to the request, or the Matrix error it ends in."""
     call = Call(request, matrix)
     try:
         if spec.auth:
@@ -247,142 +189,3 @@ def failed(method: str, path: str, exc: BaseException) -> Response:
     logger.error("Matrix {} {} failed: {}{}: {}", method, path, type(exc).__name__, where,
                  text)
     return error_response(MatrixError(500, Code.UNKNOWN, "Internal server error"))
-
-
-@dataclass(frozen=True, slots=True)
-class _Template:
-    segments: tuple[str, ...]  # literal segments, or "" where a parameter goes
-    names: tuple[str, ...]  # parameter names, "" for literals
-    methods: dict[str, Spec]
-
-
-def _key(parts: list[str]) -> tuple[int, str]:
-    """Where a path is filed: its length and the segment after `/_matrix/client/v3`."""
-    return len(parts), parts[4] if len(parts) > 4 else ""
-
-
-class MatrixRouter:
-    """The ASGI app of every path under /_matrix (and /.well-known/matrix): finds the handler
-    by path segments in a table indexed by (segment count, endpoint's first segment), so a request
-    costs a dict lookup or two instead of a regex per endpoint; 404/405 M_UNRECOGNIZED."""
-
-    def __init__(self) -> None:
-        self.index: dict[tuple[int, str], list[_Template]] = {}
-        for path, methods in TABLE.items():
-            parts = path.split("/")
-            names = tuple(part[1:-1] if part.startswith("{") else "" for part in parts)
-            literals = tuple("" if name else part for part, name in zip(parts, names,
-                                                                          strict=True))
-            key = _key(parts)
-            assert not key[1].startswith("{"), f"{path}: a parameter where the index looks"
-            self.index.setdefault(key, []).append(_Template(literals, names, methods))
-
-    def find(self, parts: list[str]) -> tuple[_Template, dict[str, str]] | None:
-        for template in self.index.get(_key(parts), ()):
-            params: dict[str, str] = {}
-            for part, literal, name in zip(parts, template.segments, template.names,
-                                           strict=True):
-                if name:
-                    if not part and not name.endswith("?"):  # `{name?}` may be empty
-                        break
-                    params[name.rstrip("?")] = part
-                elif part != literal:
-                    break
-            else:
-                return template, params
-        return None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path") or scope["path"].encode()
-        parts = [(unquote_to_bytes(part) if b"%" in part else part).decode("utf-8", "replace")
-                 for part in raw.split(b"/")]
-        found = self.find(parts)
-        method = scope["method"]
-        if found is None:
-            response: Response = error_response(unrecognized(method, scope["path"]))
-        else:
-            template, params = found
-            spec = template.methods.get(method) or (
-                template.methods.get("GET") if method == "HEAD" else None)
-            if spec is None:
-                response = error_response(unrecognized(method, scope["path"], True))
-            elif any("\x00" in value for value in params.values()) or b"%00" in scope.get(
-                    "query_string", b""):
-                response = error_response(MatrixError(
-                    400, Code.INVALID_PARAM, "Parameters must not hold NUL characters"))
-            else:
-                scope["path_params"] = params
-                response = await run(spec, Request(scope, receive))
-        await response(scope, receive, send)
-
-
-class _Everything(BaseRoute):
-    """Every HTTP path under /_matrix, whatever characters it holds (Starlette's `{x:path}`
-    stops at a newline), so every such request gets a Matrix answer."""
-
-    def __init__(self, app: MatrixRouter) -> None:
-        self.app = app
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/_matrix" or path.startswith("/_matrix/"):
-            return Match.FULL, {"endpoint": self.app}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-
-def build_routes() -> list[BaseRoute]:
-    router = MatrixRouter()
-    return [_Everything(router),
-            *(Route(path, router) for path in TABLE if not path.startswith("/_matrix/"))]
-
-
-def _token_out_of_query(scope: Scope) -> None:
-    """Move an `access_token` query parameter into the Authorization header, in place, so the
-    access log (which prints the query string) never shows a token."""
-    query = scope.get("query_string", b"")
-    if b"access_token=" not in query:
-        return
-    kept, token = [], b""
-    for pair in query.split(b"&"):
-        if pair.startswith(b"access_token="):
-            token = token or unquote_to_bytes(pair[len(b"access_token="):].replace(b"+", b" "))
-        else:
-            kept.append(pair)
-    scope["query_string"] = b"&".join(kept)
-    headers = list(scope.get("headers", []))
-    if token and not any(name == b"authorization" for name, _ in headers):
-        headers.append((b"authorization", b"Bearer " + token))
-    scope["headers"] = headers
-
-
-class MatrixCORS:
-    """CORS for web clients (Element): preflight answers, and headers on every response
-    under /_matrix and /.well-known/matrix. Also keeps access tokens out of access logs."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.startswith(("/_matrix/", "/.well-known/matrix/")):
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS":
-            await JSONResponse({}, headers=CORS_HEADERS)(scope, receive, send)
-            return
-        _token_out_of_query(scope)
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for key, value in CORS_HEADERS.items():
-                    headers[key] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)

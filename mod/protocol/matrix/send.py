@@ -24,7 +24,7 @@ from mod.protocol.matrix.api import EditContent, EventIdReply, MessageContent, R
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.rooms import room_flow
-from mod.protocol.matrix.routing import Call, route, validate
+from mod.protocol.matrix.routing import Call, validate
 
 ENCRYPTED = "m.room.encrypted"
 
@@ -39,7 +39,6 @@ def _plain(content: dict[str, Any]) -> bool:
     return content.keys() == {"msgtype", "body"} and content["msgtype"] == "m.text"
 
 
-@route("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}")
 async def send(call: Call) -> EventIdReply:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
     flow = room_flow(call)
@@ -99,7 +98,6 @@ async def _edit(call: Call, flow: str, content: dict[str, Any]) -> EventIdReply:
     return EventIdReply(event_id=ids.change_event_id(done.position))
 
 
-@route("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}")
 async def redact(call: Call) -> EventIdReply:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
     flow = room_flow(call)

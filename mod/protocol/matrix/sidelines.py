@@ -20,8 +20,10 @@ from mod import changes as kinds
 from mod.changes import Kind
 from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import Event, Events, JoinedRoom, SyncReply
+from mod.protocol.matrix.context import Matrix
 from mod.protocol.matrix.events import Parsed
 from mod.service import Reader, UserRow
+from mod.service.ephemeral import Typing
 from mod.service.pushrules_default import default_rules
 from mod.service.userdata import PUSH_RULES
 
@@ -118,37 +120,52 @@ def _room(reply: SyncReply, flow: str, server: str, position: int) -> JoinedRoom
     return room
 
 
-async def decorate(matrix: Any, caller_uuid: str, reply: SyncReply, side_items: list[Parsed],
-                   kept_data: Kept | None, since: int | None, position: int) -> None:
-    """Fill in the response's ephemeral events and account data."""
-    server: str = matrix.server_name
-    side = _Side(server)
-    _from_changes(side, side_items)
-    typing_now = matrix.service.ephemeral.typing_now
+def _typing(side: _Side, reply: SyncReply, typing_now: Typing, kept_data: Kept | None,
+            since: int | None) -> None:
+    """The rooms whose typing notice the response shows: all with typists for an initial
+    sync, and those whose typists changed after `since` for an incremental one."""
     if kept_data is not None:
-        _from_kept(side, kept_data)
         side.typing.update(flow for flow in kept_data.flows if typing_now.typing(flow))
     if since is not None and typing_now.changed:
-        flows = (ids.flow_of(room, server) for room in reply.rooms.join)
+        flows = (ids.flow_of(room, side.server) for room in reply.rooms.join)
         side.typing.update(flow for flow in flows if typing_now.changed_after(flow, since))
-    if not (side.global_data or side.room_data or side.receipts or side.typing
-            or since is None):
-        return
-    typists = {flow: typing_now.typing(flow) for flow in side.typing}
+
+
+def _shows_something(side: _Side) -> bool:
+    return bool(side.global_data or side.room_data or side.receipts or side.typing)
+
+
+async def _users(matrix: Matrix, side: _Side, typists: dict[str, list[str]],
+                 caller_uuid: str | None) -> dict[str, UserRow]:
+    """The users the response names (and the caller, when given)."""
     wanted = side.users() | {user for users in typists.values() for user in users}
-    if since is None:
+    if caller_uuid is not None:
         wanted.add(caller_uuid)
-    users = await matrix.users.get(wanted) if wanted else {}
-    if since is None and PUSH_RULES not in side.global_data and caller_uuid in users:
+    return await matrix.users.get(wanted) if wanted else {}
+
+
+def _default_push_rules(side: _Side, users: dict[str, UserRow], caller_uuid: str) -> None:
+    """The server's default push rules, unless the user stored their own."""
+    if PUSH_RULES not in side.global_data and caller_uuid in users:
         login = users[caller_uuid]["login"]
-        side.global_data[PUSH_RULES] = default_rules(ids.user_id(login, server), login)
+        side.global_data[PUSH_RULES] = default_rules(ids.user_id(login, side.server), login)
+
+
+def _data_events(data: dict[str, Any]) -> Events:
+    return Events.model_construct(events=[{"type": data_type, "content": content}
+                                          for data_type, content in data.items()])
+
+
+def _fill_account_data(reply: SyncReply, side: _Side, position: int) -> None:
     if side.global_data:
-        reply.account_data = Events.model_construct(events=[
-            {"type": data_type, "content": content}
-            for data_type, content in side.global_data.items()])
+        reply.account_data = _data_events(side.global_data)
     for flow, data in side.room_data.items():
-        _room(reply, flow, server, position).account_data = Events.model_construct(events=[
-            {"type": data_type, "content": content} for data_type, content in data.items()])
+        _room(reply, flow, side.server, position).account_data = _data_events(data)
+
+
+def _fill_ephemeral(reply: SyncReply, side: _Side, typists: dict[str, list[str]],
+                    users: dict[str, UserRow], position: int) -> None:
+    server = side.server
     ephemeral: dict[str, list[Event]] = {}
     for flow, by_event in side.receipts.items():
         content = {event_id: {receipt_type: {_user_id(users, user, server): entry
@@ -161,3 +178,23 @@ async def decorate(matrix: Any, caller_uuid: str, reply: SyncReply, side_items: 
             "user_ids": [_user_id(users, user, server) for user in typing]}})
     for flow, events in ephemeral.items():
         _room(reply, flow, server, position).ephemeral = Events.model_construct(events=events)
+
+
+async def decorate(matrix: Matrix, caller_uuid: str, reply: SyncReply,
+                   side_items: list[Parsed], kept_data: Kept | None, since: int | None,
+                   position: int) -> None:
+    """Fill in the response's ephemeral events and account data."""
+    side = _Side(matrix.server_name)
+    _from_changes(side, side_items)
+    if kept_data is not None:
+        _from_kept(side, kept_data)
+    typing_now = matrix.service.ephemeral.typing_now
+    _typing(side, reply, typing_now, kept_data, since)
+    if since is not None and not _shows_something(side):
+        return
+    typists = {flow: typing_now.typing(flow) for flow in side.typing}
+    users = await _users(matrix, side, typists, caller_uuid if since is None else None)
+    if since is None:
+        _default_push_rules(side, users, caller_uuid)
+    _fill_account_data(reply, side, position)
+    _fill_ephemeral(reply, side, typists, users, position)

@@ -26,7 +26,7 @@ from mod.protocol.matrix import api, ids, sidelines, sync_keys, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import token_digest
-from mod.protocol.matrix.routing import Call, read_json, route, validate
+from mod.protocol.matrix.routing import Call, read_json, validate
 from mod.protocol.matrix.streams import UserStream
 
 DEFAULT_LIMIT = 10
@@ -70,7 +70,6 @@ def _timeout(call: Call) -> float:
     return min(int(value) / 1000, call.matrix.settings.sync_timeout_max)
 
 
-@route("GET", "/sync")
 async def sync(call: Call) -> SyncReply:
     """GET /_matrix/client/v3/sync"""
     since_text = call.query("since")
@@ -135,7 +134,6 @@ async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> view
     return await call.service.timeline.read(views.sync_read, query)
 
 
-@route("POST", "/user/{userId}/filter")
 async def create_filter(call: Call) -> FilterId:
     """POST /_matrix/client/v3/user/{userId}/filter"""
     data = await call.json()
@@ -146,7 +144,6 @@ async def create_filter(call: Call) -> FilterId:
     return FilterId(filter_id=base64.urlsafe_b64encode(text.encode()).decode().rstrip("="))
 
 
-@route("GET", "/user/{userId}/filter/{filterId}")
 async def get_filter(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
     text = _decode_filter_id(call.param("filterId"))

@@ -7,12 +7,11 @@ from starlette.responses import JSONResponse
 
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.errors import Code, MatrixError
-from mod.protocol.matrix.routing import Call, route
+from mod.protocol.matrix.routing import Call
 
 DEFAULT_LIMIT = 10
 
 
-@route("POST", "/user_directory/search")
 async def search(call: Call) -> JSONResponse:
     """POST /_matrix/client/v3/user_directory/search"""
     body = await call.json()
@@ -27,7 +26,6 @@ async def search(call: Call) -> JSONResponse:
          "display_name": user["username"] or user["login"]} for user in users]})
 
 
-@route("GET", "/account/3pid")
 async def third_party_ids(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/account/3pid"""
     return JSONResponse({"threepids": []})
