@@ -21,7 +21,7 @@ from typing import Any
 import nio
 import pytest
 
-from mod.db import operator
+from mod.service import moderation
 from tests.support import DATABASE_KINDS, Client, ServerProcess, running_server, write_database
 from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_session
 
@@ -173,7 +173,7 @@ async def test_mtp_pushes_applied_to_get_update_equal_a_fresh_get_update(
     doomed_flow = await other.group("doomed", users=[me.uuid])
     ok(await other.send(doomed_flow, "gone soon", client_id=5))
     uri = replay_server.env["MORELIA_DATABASE_URI"]
-    assert write_database(uri, operator.delete_flow, doomed_flow, int(time.time()))
+    assert write_database(uri, moderation.delete_flow, doomed_flow, int(time.time()))
     # the sentinel comes after the operator's deletion in the log
     sentinel = f"sentinel {time.monotonic_ns()}"
     ok(await other.send(lounge, sentinel, client_id=6))
