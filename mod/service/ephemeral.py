@@ -40,6 +40,8 @@ class Typing:
         self.changed: dict[str, int] = {}
 
     def observe(self, change: ChangeRow) -> None:
+        # notices whose end another process never logged (it stopped) go with the next change
+        self._prune(change.flow_uuid, int(time.time() * 1000) - MAX_TYPING_MS)
         if change.kind == Kind.TYPING:
             payload = change.data
             if not isinstance(payload, TypingPayload):
@@ -56,14 +58,19 @@ class Typing:
                 self.changed[change.flow_uuid] = change.position
 
     def typing(self, flow_uuid: str) -> list[str]:
-        """The users typing in a flow now."""
+        """The users typing in a flow now. Notices past their time stay until their end is
+        logged (`Ephemeral._expire` looks for them), or until the flow's next change."""
         users = self.until.get(flow_uuid)
         if not users:
             return []
         clock = int(time.time() * 1000)
-        for user in [user for user, until in users.items() if until <= clock]:
-            del users[user]
-        return sorted(users)
+        return sorted(user for user, until in users.items() if until > clock)
+
+    def _prune(self, flow_uuid: str, clock: int) -> None:
+        users = self.until.get(flow_uuid)
+        if users:
+            for user in [user for user, until in users.items() if until <= clock]:
+                del users[user]
 
     def changed_after(self, flow_uuid: str, position: int) -> bool:
         return self.changed.get(flow_uuid, 0) > position
