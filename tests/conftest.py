@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from mod.config.validator import Database
+from mod.db import dbhandler as db
+from mod.db.engine import Engine
 from tests.inprocess import AppServer
 from tests.support import DATABASE_KINDS, Client, Clients, ServerProcess, database_uri
 from tests.test_matrix_support import Matrix, matrix_server, matrix_session
@@ -21,6 +24,15 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_uri(request.param, tmp_path) as uri:
         yield uri
 
+
+
+@pytest.fixture
+def engine(db_uri: str) -> Iterator[Engine]:
+    """An engine on a fresh database of the db_uri kind, its tables made."""
+    engine = Engine(Database(uri=db_uri))
+    engine.write_sync(db.create_tables)
+    yield engine
+    engine.stop()
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, db_uri: str, tmp_path: Path

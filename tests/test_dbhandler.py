@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db import schema
 from mod.db.engine import Conn, Engine
-
-
-@pytest.fixture
-def engine(db_uri: str) -> Iterator[Engine]:
-    engine = Engine(Database(uri=db_uri))
-    engine.write_sync(db.create_tables)
-    yield engine
-    engine.stop()
 
 
 def test_purge_removes_only_expired_tokens_and_old_retry_records(engine: Engine) -> None:

@@ -4,25 +4,14 @@ through manage.py against running servers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import moderation
 
 NOW = 1_000_000
-
-
-@pytest.fixture
-def engine(db_uri: str) -> Iterator[Engine]:
-    engine = Engine(Database(uri=db_uri))
-    engine.write_sync(db.create_tables)
-    yield engine
-    engine.stop()
 
 
 def kinds(engine: Engine) -> list[tuple[str, str]]:
