@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from mod.db import dbhandler as db
 from mod.db import schema
 from mod.db.engine import Conn, Engine
@@ -77,18 +75,3 @@ def test_invite_only_flows_are_listed_to_members_and_invitees_only(engine: Engin
     assert engine.read_sync(db.public_flows, "N 50%", 0, 10)[1] == 1  # any case, % literal
     assert engine.read_sync(db.public_flows, "n 5_%", 0, 10)[1] == 0
     assert engine.read_sync(db.public_flows, "", 1, 10) == ([], 1)
-
-
-@pytest.mark.anyio
-async def test_the_engine_passes_keyword_arguments_through(engine: Engine) -> None:
-    """Keywords reach the query function on every path, sync or async, read or write."""
-    import asyncio
-
-    def echo(conn: Conn, first: int, second: int = 0) -> tuple[int, int]:
-        return first, second
-
-    assert engine.read_sync(echo, 1, second=2) == (1, 2)
-    assert engine.write_sync(echo, 3, second=4) == (3, 4)
-    engine.start(asyncio.get_running_loop())
-    assert await engine.read(echo, 5, second=6) == (5, 6)
-    assert await engine.write(echo, 7, second=8) == (7, 8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -208,6 +209,8 @@ class Conn:
 _TIMED_OUT = "database timeout"
 WATCH_EVERY = 0.25
 BATCH_STEP = 0.0001
+# Times a batch is run again after a deadlock or serialization failure (PostgreSQL).
+CONFLICT_RETRIES = 5
 
 
 def _timed_out(future: asyncio.Future[Any]) -> bool:
@@ -293,6 +296,11 @@ class Engine:
 
     def _is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, self._disconnect_errors)
+
+    def _is_conflict(self, exc: BaseException) -> bool:
+        """A deadlock or serialization failure (PostgreSQL's class 40: the transaction was
+        rolled back and may simply be run again)."""
+        return self.postgres and str(getattr(exc, "sqlstate", None) or "").startswith("40")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -438,20 +446,35 @@ class Engine:
         changes: list[ChangeRow] = []
         pending = batch
         started = time.perf_counter()
+        conflicts = 0
         try:
             while pending:
                 conn = self._thread_tx()
                 self._begin(conn)
-                spoiled = next((job for job in pending if not self._run_job(conn, job)), None)
+                try:
+                    spoiled = next((job for job in pending if not self._run_job(conn, job)),
+                                   None)
+                    if spoiled is None:
+                        if self.before_commit is not None and conn.changes:
+                            self.before_commit(conn)
+                        conn.execute("COMMIT")
+                except Exception as exc:
+                    if not self._is_conflict(exc) or conflicts == CONFLICT_RETRIES:
+                        raise
+                    # Another process's transaction held what this one needed while it held
+                    # what that one needed, and this one was chosen to give way. Nothing of
+                    # it stayed: run it again.
+                    conflicts += 1
+                    conn.execute("ROLLBACK")
+                    conn.changes = []
+                    time.sleep(random.uniform(0, 0.01 * conflicts))
+                    continue
                 if spoiled is not None:
                     # A job failed after writing: undo the transaction, run the others again.
                     conn.execute("ROLLBACK")
                     conn.changes = []
                     pending = [job for job in pending if job is not spoiled]
                     continue
-                if self.before_commit is not None and conn.changes:
-                    self.before_commit(conn)
-                conn.execute("COMMIT")
                 changes = conn.changes
                 metrics.BATCH_SIZE.observe(len(pending))
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
@@ -470,6 +493,9 @@ class Engine:
         finally:
             if self._local.conn is not None:
                 self._local.conn.changes = []
+        if conflicts:
+            logger.info("write batch run again after a deadlock with another process ({} of {})",
+                        conflicts, CONFLICT_RETRIES)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._finish, batch, changes)
 
