@@ -17,6 +17,16 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+def set_password_cost(time_cost: int, memory_kib: int) -> None:
+    """Hash new passwords with these argon2id parameters ([SECURITY] PASSWORD_TIME_COST,
+    PASSWORD_MEMORY_KIB); a hash made earlier is verified with its own."""
+    global _hasher, _DUMMY_HASH
+    if (_hasher.time_cost, _hasher.memory_cost) == (time_cost, memory_kib):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+    _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
 def new_uuid() -> str:
     """A random identifier: the 128-bit integer of a uuid4, in decimal."""
     return str(uuid.uuid4().int)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,8 +10,20 @@ from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db.engine import Engine
 from tests.inprocess import AppServer
-from tests.support import DATABASE_KINDS, Client, Clients, ServerProcess, database_uri
+from tests.support import (
+    CHEAP_PASSWORDS,
+    DATABASE_KINDS,
+    Client,
+    Clients,
+    ServerProcess,
+    database_uri,
+)
 from tests.test_matrix_support import Matrix, matrix_server, matrix_session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """manage.py, run by tests in this process or as a child, hashes passwords cheaply too."""
+    os.environ.update(CHEAP_PASSWORDS)
 
 
 @pytest.fixture

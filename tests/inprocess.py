@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import uvicorn
-from argon2 import PasswordHasher
 
-from tests.support import ServerProcess
+from tests.support import CHEAP_PASSWORDS, ServerProcess
 
 _ENVIRONMENT = threading.Lock()
 
@@ -41,21 +40,6 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-
-
-@contextlib.contextmanager
-def cheap_passwords() -> Iterator[None]:
-    """Hash passwords with argon2id's cheapest parameters (milliseconds, not ~100 ms), in
-    this process only and only while the server runs."""
-    from mod import lib
-
-    saved = lib._hasher, lib._DUMMY_HASH
-    lib._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    lib._DUMMY_HASH = lib._hasher.hash("unknown login")
-    try:
-        yield
-    finally:
-        lib._hasher, lib._DUMMY_HASH = saved
 
 
 @contextlib.contextmanager
@@ -89,7 +73,8 @@ class AppServer(ServerProcess):
 
     def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
         super().__init__(directory)
-        self.env = {"MORELIA_MEDIA_PATH": str(directory / "media"), **(env or {})}
+        self.env = {"MORELIA_MEDIA_PATH": str(directory / "media"), **CHEAP_PASSWORDS,
+                    **(env or {})}
         self.app: Any = None
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
@@ -108,7 +93,6 @@ class AppServer(ServerProcess):
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                 log_level="info", lifespan="on")
         self.server = uvicorn.Server(config)
-        self._kept.enter_context(cheap_passwords())
         self.thread = threading.Thread(target=self.server.run, name=f"server-{self.port}",
                                        daemon=True)
         self.thread.start()

@@ -24,6 +24,12 @@ from mod.protocol.mtp.api import Response
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URI = os.environ.get("MORELIA_TEST_POSTGRES_URI", "")
 REDIS_URI = os.environ.get("MORELIA_TEST_REDIS_URI", "")
+# Servers and manage.py under test hash passwords at argon2id's cheapest cost (a millisecond,
+# not ~100 ms); the tests of what hashing costs ask for REAL_PASSWORDS.
+CHEAP_PASSWORDS = {"MORELIA_SECURITY_PASSWORD_TIME_COST": "1",
+                   "MORELIA_SECURITY_PASSWORD_MEMORY_KIB": "64"}
+REAL_PASSWORDS = {"MORELIA_SECURITY_PASSWORD_TIME_COST": "3",
+                  "MORELIA_SECURITY_PASSWORD_MEMORY_KIB": "65536"}
 
 
 def free_port() -> int:
@@ -68,7 +74,7 @@ class ServerProcess:
         self.directory = directory
         self.app = app
         self.port = port or free_port()
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **CHEAP_PASSWORDS, **(env or {})}
         self.env.pop("MORELIA_CONFIG", None) if "MORELIA_CONFIG" not in (env or {}) else None
         self.args = args or []
         self.log_path = directory / f"server-{self.port}.log"

@@ -10,6 +10,14 @@ import pytest
 from argon2 import PasswordHasher
 
 from mod import lib
+from mod.config.validator import Security
+
+
+@pytest.fixture(autouse=True)
+def default_cost() -> None:
+    """The default cost, whatever a server run earlier in this process set."""
+    defaults = Security()
+    lib.set_password_cost(defaults.password_time_cost, defaults.password_memory_kib)
 
 
 def test_uuids_are_decimal_128_bit_integers_and_unique() -> None:
@@ -59,6 +67,21 @@ def test_hashing_is_slow_enough_to_resist_guessing() -> None:
     assert time.perf_counter() - started > 0.005
     parameters = PasswordHasher().hash("x").split("$")[3]
     assert "m=" in parameters and "t=" in parameters
+
+
+def test_the_cost_of_new_hashes_is_a_setting_and_old_hashes_still_verify() -> None:
+    made_before = lib.hash_password("old password")
+    assert "$m=65536,t=3," in made_before
+    lib.set_password_cost(1, 64)
+    cheap = lib.hash_password("new password")
+    assert cheap.startswith("$argon2id$") and "$m=64,t=1," in cheap
+    assert lib.verify_password(made_before, "old password")
+    assert lib.verify_password(cheap, "new password")
+    assert not lib.verify_password(made_before, "new password")
+    with pytest.raises(ValueError):
+        Security(password_memory_kib=8)
+    with pytest.raises(ValueError):
+        Security(password_time_cost=0)
 
 
 @pytest.mark.parametrize("stored", ["", "plain-text", "$argon2id$v=19$broken", "$2b$12$abc"])

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support import (
     DATABASE_KINDS,
+    REAL_PASSWORDS,
     SEED_PASSWORD,
     Client,
     ServerProcess,
@@ -88,7 +89,7 @@ def big_flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         write_database(uri, fill)
         # The pinger pings back to back, faster than the default rate limit allows.
         env = {"MORELIA_DATABASE_URI": uri, "MORELIA_SERVER_RATE_LIMIT": "100000",
-               "MORELIA_SERVER_RATE_BURST": "100000"}
+               "MORELIA_SERVER_RATE_BURST": "100000", **REAL_PASSWORDS}
         with ServerProcess(directory, env=env) as process:
             yield process, logins
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from loguru import logger
 
+from mod import lib
 from mod.broker import CommandHints
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
@@ -66,6 +67,8 @@ def load() -> Settings:
     except ConfigError as exc:
         raise CliError(f"invalid configuration: {exc}") from None
     setup_logging(settings)
+    lib.set_password_cost(settings.security.password_time_cost,
+                          settings.security.password_memory_kib)
     return settings
 
 

@@ -86,6 +86,9 @@ class Security(BaseModel):
     # Registration tokens this server never issued, tried from one address (the validity
     # endpoint, MTP and Matrix registrations) over LOGIN_WINDOW; past it, 429. 0: no limit.
     token_failures: Annotated[int, Field(ge=0)] = 10
+    # argon2id's cost for new password hashes: passes, and memory in KiB (argon2's defaults).
+    password_time_cost: Annotated[int, Field(ge=1, le=64)] = 3
+    password_memory_kib: Annotated[int, Field(ge=64, le=4 * 1024 * 1024)] = 65536
 
     @field_validator("registration", mode="before")
     @classmethod
