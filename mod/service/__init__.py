@@ -8,6 +8,7 @@ these calls and render `ServiceError` in their own format.
 
 from __future__ import annotations
 
+from mod import lib
 from mod.config.validator import Settings
 from mod.db.dbhandler import CONTENT_FIELDS, FlowRow, MessageRow, UserRow, public_profile
 from mod.db.engine import ChangeRow, Engine
@@ -37,6 +38,8 @@ class Service:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
+        lib.set_password_cost(settings.security.password_time_cost,
+                              settings.security.password_memory_kib)
         self.accounts = Accounts(settings, engine)
         self.flows = Flows(engine)
         self.media = Media(settings, engine)

@@ -63,8 +63,6 @@ class Accounts:
         self.settings = settings
         self.engine = engine
         self._hashing = ThreadPoolExecutor(2, thread_name_prefix="argon2")
-        lib.set_password_cost(settings.security.password_time_cost,
-                              settings.security.password_memory_kib)
         self._tokens: dict[str, _CachedToken] = {}
         self.throttle = LoginThrottle(settings.security)
         self.token_throttle = TokenThrottle(settings.security)
