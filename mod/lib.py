@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import secrets
 import uuid
@@ -12,19 +13,22 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
-# A valid argon2id hash of a random secret, verified against when a login is unknown so that
-# the answer takes as long as for a known login.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
 
 def set_password_cost(time_cost: int, memory_kib: int) -> None:
     """Hash new passwords with these argon2id parameters ([SECURITY] PASSWORD_TIME_COST,
     PASSWORD_MEMORY_KIB); a hash made earlier is verified with its own."""
-    global _hasher, _DUMMY_HASH
-    if (_hasher.time_cost, _hasher.memory_cost) == (time_cost, memory_kib):
-        return
-    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
-    _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+    global _hasher
+    if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+@functools.cache
+def _dummy_hash(time_cost: int, memory_kib: int) -> str:
+    """A valid hash of a random secret at this cost, verified against when a login is unknown
+    so that the answer takes as long as for a known login (made on first need, not at
+    import: a hash at the default cost takes a tenth of a second)."""
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib).hash(
+        secrets.token_urlsafe(16))
 
 
 def new_uuid() -> str:
@@ -60,7 +64,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 def _burn(password: str) -> None:
     with contextlib.suppress(VerificationError, InvalidHashError):
-        _hasher.verify(_DUMMY_HASH, password)
+        _hasher.verify(_dummy_hash(_hasher.time_cost, _hasher.memory_cost), password)
 
 
 def verify_unknown(password: str) -> None:
