@@ -8,9 +8,10 @@ these calls and render `ServiceError` in their own format.
 
 from __future__ import annotations
 
+from mod.changes import Change
 from mod.config.validator import Settings
 from mod.db.dbhandler import CONTENT_FIELDS, FlowRow, MessageRow, UserRow, public_profile
-from mod.db.engine import ChangeRow, Engine
+from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
 from mod.service.backup import Backup, BackupVersion
@@ -27,7 +28,7 @@ from mod.service.userdata import UserData
 
 __all__ = [
     "CONTENT_FIELDS", "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller",
-    "ChangeRow", "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage",
+    "Change", "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage",
     "MessageRow", "Reader", "Service", "ServiceError", "SyncKeys", "UserRow", "public_profile",
 ]
 

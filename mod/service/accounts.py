@@ -12,13 +12,13 @@ from typing import Any, NoReturn, TypeVar
 from loguru import logger
 
 from mod import lib
-from mod.changes import Kind, RevokedPayload
+from mod.changes import Change, Kind, RevokedPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db import media as mediadb
 from mod.db import regtokens
-from mod.db.engine import ChangeRow, Conn, Engine
+from mod.db.engine import Conn, Engine
 from mod.error import Locked, ServiceError, TokenRefused
 from mod.service.bounds import check_device
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
@@ -234,7 +234,7 @@ class Accounts:
         for token in [t for t, c in self._tokens.items() if c.caller.token_hash == token_hash]:
             del self._tokens[token]
 
-    def changes_committed(self, changes: list[ChangeRow]) -> None:
+    def changes_committed(self, changes: list[Change]) -> None:
         """Keep cached token checks true to revocations committed by any process."""
         for change in changes:
             if change.kind == Kind.USER_CHANGED:  # rights changed: cached checks carry them

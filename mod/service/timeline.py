@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from mod.changes import Change
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
 from mod.db import userdata
-from mod.db.engine import ChangeRow, Conn, Engine
+from mod.db.engine import Conn, Engine
 from mod.service import rights
 from mod.service.common import Caller
 
@@ -35,21 +36,21 @@ class Reader:
         return db.member_flows(self._tx, user_uuid)
 
     def flow_changes(self, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
-                     limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
+                     limit: int = 100, backwards: bool = False) -> list[Change]:
         return db.flow_changes(self._tx, flow_uuids, after, before, limit, backwards)
 
-    def flow_state_changes(self, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
+    def flow_state_changes(self, flow_uuid: str, before: int | None = None) -> list[Change]:
         return db.flow_state_changes(self._tx, flow_uuid, before)
 
     def user_changes(self, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
-                     limit: int) -> list[ChangeRow]:
+                     limit: int) -> list[Change]:
         return db.user_changes(self._tx, flow_uuids, user_uuid, after, upto, limit)
 
     def subject_changes(self, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
-                        after: int = 0) -> list[ChangeRow]:
+                        after: int = 0) -> list[Change]:
         return db.subject_changes(self._tx, flow_uuid, kinds, subjects, after)
 
-    def change_at(self, position: int) -> ChangeRow | None:
+    def change_at(self, position: int) -> Change | None:
         return db.change_at(self._tx, position)
 
     def invites_for(self, user_uuid: str) -> list[tuple[str, str, int]]:
@@ -76,7 +77,7 @@ class Reader:
         return userdata.all_account_data(self._tx, user_uuid)
 
     def related_changes(self, flow_uuid: str, event_id: str, message_uuid: str, after: int,
-                        before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
+                        before: int | None, limit: int, backwards: bool) -> list[Change]:
         return userdata.related_changes(self._tx, flow_uuid, event_id, message_uuid, after,
                                         before, limit, backwards)
 

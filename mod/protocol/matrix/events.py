@@ -18,12 +18,12 @@ from typing import Any
 
 from mod import changes as kinds
 from mod import content
-from mod.changes import Kind, payload_of
+from mod.changes import Change, Kind, payload_of
 from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
-from mod.service import ChangeRow, FlowRow, Reader, UserRow
+from mod.service import FlowRow, Reader, UserRow
 
 ROOM_VERSION = "10"
 MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
@@ -53,7 +53,7 @@ def token_digest(token_hash: str) -> str:
 
 @dataclass(slots=True)
 class Parsed:
-    change: ChangeRow
+    change: Change
     payload: dict[str, Any]
 
 
@@ -61,7 +61,7 @@ class Parsed:
 PAYLOAD_DEPTH = content.MAX_DEPTH + 4
 
 
-def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
+def parse(changes: Iterable[Change]) -> list[Parsed]:
     """The changes whose payload can be rendered; any other is logged once and left out
     (rows stored before the door checked content, or written by hand)."""
     parsed = []

@@ -11,13 +11,13 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mod.changes import Kind
+from mod.changes import Change, Kind
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import Renderer, parse, token_digest, users_named
 from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call
-from mod.service import ChangeRow, Reader
+from mod.service import Reader
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -44,7 +44,7 @@ def _position(reader: Reader, flow: str, event_id: str) -> int | None:
     return row.position if row is not None and row.flow_uuid == flow else None
 
 
-def _render(reader: Reader, server: str, viewer: str, flow: str, rows: list[ChangeRow]
+def _render(reader: Reader, server: str, viewer: str, flow: str, rows: list[Change]
             ) -> list[dict[str, Any]]:
     items = parse(rows)
     renderer = Renderer(server, viewer)

@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mod import changes as kinds
+from mod.changes import Change
 from mod.hub import Hub
-from mod.service import ChangeRow, Service, SyncKeys, UserRow
+from mod.service import Service, SyncKeys, UserRow
 
 KEEP = 512
 IDLE = 120.0
@@ -40,7 +41,7 @@ class UserStream:
 
     def __init__(self, user_uuid: str, position: int) -> None:
         self.user_uuid = user_uuid
-        self.changes: deque[ChangeRow] = deque()
+        self.changes: deque[Change] = deque()
         # Changes at or before this position may be missing (before registration or dropped).
         self.dropped = position
         self.event = asyncio.Event()
@@ -48,7 +49,7 @@ class UserStream:
         self.busy = 0
         self.revocations = 0  # counts the user's token revocations: a waiting /sync rechecks
 
-    def deliver(self, change: ChangeRow) -> None:
+    def deliver(self, change: Change) -> None:
         self.changes.append(change)
         if len(self.changes) > KEEP:
             self.dropped = self.changes.popleft().position
@@ -71,7 +72,7 @@ class UserStream:
         while self.changes and self.changes[0].position <= since:
             self.dropped = max(self.dropped, self.changes.popleft().position)
 
-    def between(self, since: int, upto: int) -> list[ChangeRow]:
+    def between(self, since: int, upto: int) -> list[Change]:
         return [change for change in self.changes if since < change.position <= upto]
 
     def newer_than(self, position: int) -> bool:

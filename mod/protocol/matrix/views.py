@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mod.changes import Kind
+from mod.changes import Change, Kind
 from mod.protocol.matrix import api, ids, sidelines
 from mod.protocol.matrix.api import (
     Event,
@@ -30,7 +30,7 @@ from mod.protocol.matrix.events import (
     parse,
     users_named,
 )
-from mod.service import ChangeRow, Reader, UserRow
+from mod.service import Reader, UserRow
 
 # At most this many changes per incremental sync; the rest comes with the next one.
 SYNC_BATCH = 1000
@@ -216,7 +216,7 @@ class Batch:
     side: list[Parsed]
 
 
-def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | None:
+def batch_from_changes(changes: list[Change], query: SyncQuery) -> Batch | None:
     """The batch these changes make, when it needs nothing from the database: no room the
     user newly joined or was invited to, no timeline over the limit (those need state), and
     no changed name or avatar (cached rows of users may predate it). None otherwise."""
