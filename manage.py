@@ -322,9 +322,9 @@ def user_list() -> None:
         users = ops.users(database)
     click.echo(f"{'LOGIN':<24} {'USERNAME':<24} {'CREATED (UTC)':<16} SUPERUSER LOCKED")
     for row in users:
-        click.echo(f"{row['login']:<24} {row['username']:<24} {ops.when(row['time_created']):<16} "
-                   f"{'yes' if row['is_superuser'] else 'no':<9} "
-                   f"{'yes' if row['locked'] else 'no'}")
+        click.echo(f"{row.login:<24} {row.username:<24} {ops.when(row.time_created):<16} "
+                   f"{'yes' if row.is_superuser else 'no':<9} "
+                   f"{'yes' if row.locked else 'no'}")
 
 
 @user_group.command("lock")

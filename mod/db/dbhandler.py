@@ -28,7 +28,6 @@ from sqlobject.sqlbuilder import (
 
 from mod import changes as kinds
 from mod.changes import Kind
-from mod.content import FILE_FIELDS
 from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
@@ -615,9 +614,6 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
     Message.q.deleted,
 )
-
-CONTENT_FIELDS = ("text", *FILE_FIELDS, "emoji")
-
 
 def _message(row: Sequence[Any]) -> MessageRow:
     return MessageRow(

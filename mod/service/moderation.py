@@ -13,30 +13,44 @@ import secrets
 
 from mod import lib
 from mod.changes import Kind
+from mod.db import dbhandler as db
 from mod.db import moderation as mdb
 from mod.db import regtokens
-from mod.db.dbhandler import (
-    FlowRow,
-    UserRow,
-    all_users,
-    flow_by_uuid,
-    log_change,
-    remove_member,
-    revoke_user_tokens,
-    user_by_login,
-)
 from mod.db.engine import Conn
-from mod.db.regtokens import RegistrationTokenRow
 from mod.error import ServiceError
-from mod.service.importrows import MAX_PASSWORD
-
-__all__ = ["TOKEN_ALPHABET", "FlowRow", "RegistrationTokenRow", "UserRow", "all_flows",
-           "all_users", "flow_by_uuid", "registration_tokens", "user_by_login"]
+from mod.service.accountrules import MAX_PASSWORD
+from mod.service.records import Flow, RegistrationToken, User, user_of, users_of
 
 TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 
-all_flows = mdb.all_flows
-registration_tokens = regtokens.registration_tokens
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+def all_users(conn: Conn) -> list[User]:
+    """Every account that exists (deleted ones left out), oldest first."""
+    return users_of(db.all_users(conn))
+
+
+def user_by_login(conn: Conn, login: str) -> User | None:
+    found = db.user_by_login(conn, login)
+    return user_of(found) if found is not None else None
+
+
+def users_by_uuid(conn: Conn, uuids: list[str]) -> list[User]:
+    return users_of(db.users_by_uuid(conn, uuids))
+
+
+def all_flows(conn: Conn) -> list[Flow]:
+    return mdb.all_flows(conn)
+
+
+def flow_by_uuid(conn: Conn, flow_uuid: str) -> Flow | None:
+    return db.flow_by_uuid(conn, flow_uuid)
+
+
+def registration_tokens(conn: Conn) -> list[RegistrationToken]:
+    return regtokens.registration_tokens(conn)
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -59,8 +73,8 @@ def password_hash(password: str) -> str:
 def revoke_all(conn: Conn, user_uuid: str, now: int, locked: bool = False) -> int:
     """Revoke every token of a user and tell every process (`tokens_revoked`); with `locked`,
     they also close the user's connections."""
-    count = revoke_user_tokens(conn, user_uuid)
-    log_change(conn, now, "", Kind.TOKENS_REVOKED, user_uuid, user_uuid,
+    count = db.revoke_user_tokens(conn, user_uuid)
+    db.log_change(conn, now, "", Kind.TOKENS_REVOKED, user_uuid, user_uuid,
                {"locked": True} if locked else {})
     return count
 
@@ -81,25 +95,25 @@ def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None
     """Grant or take superuser rights. Every process drops the user's cached token checks
     (`user_changed`), which carry the rights; the tokens stay valid."""
     mdb.set_superuser(conn, user_uuid, superuser)
-    log_change(conn, now, "", Kind.USER_CHANGED, user_uuid, user_uuid, {})
+    db.log_change(conn, now, "", Kind.USER_CHANGED, user_uuid, user_uuid, {})
 
 
 # -- flows ------------------------------------------------------------------------------------
 
 
-def delete_flow(conn: Conn, flow_uuid: str, now: int) -> FlowRow:
+def delete_flow(conn: Conn, flow_uuid: str, now: int) -> Flow:
     """Delete a flow with its messages and invitations.
 
     Each member leaves it first (`flow_left`, so Matrix clients see the room go), then
     `flow_deleted` tells its former members that it is gone.
     """
-    flow = flow_by_uuid(conn, flow_uuid)
+    flow = db.flow_by_uuid(conn, flow_uuid)
     if flow is None:
         raise ServiceError(404, f"there is no flow {flow_uuid}")
     for user_uuid in flow["users"]:
-        remove_member(conn, flow_uuid, user_uuid, now)
+        db.remove_member(conn, flow_uuid, user_uuid, now)
     mdb.delete_flow(conn, flow_uuid)
-    log_change(conn, now, flow_uuid, Kind.FLOW_DELETED, flow["owner"], "",
+    db.log_change(conn, now, flow_uuid, Kind.FLOW_DELETED, flow["owner"], "",
                {"flow": {"uuid": flow_uuid}, "users": flow["users"]})
     return flow
 
@@ -119,7 +133,7 @@ def new_registration_token(token: str | None) -> str:
 
 
 def create_registration_token(conn: Conn, token: str, uses_allowed: int | None, expires: int,
-                              now: int) -> RegistrationTokenRow:
+                              now: int) -> RegistrationToken:
     if any(row["token"] == token for row in regtokens.registration_tokens(conn)):
         raise ServiceError(409, f"the token {token!r} already exists")
     return regtokens.add_registration_token(conn, token, uses_allowed, expires, now)

@@ -16,6 +16,7 @@ from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.service import rights
 from mod.service.common import Caller
+from mod.service.records import Flow, Message, User, users_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,11 +57,11 @@ class Reader:
     def invites_for(self, user_uuid: str) -> list[tuple[str, str, int]]:
         return db.invites_for(self._tx, user_uuid)
 
-    def flows(self, uuids: Iterable[str]) -> list[db.FlowRow]:
+    def flows(self, uuids: Iterable[str]) -> list[Flow]:
         return db.flows_by_uuid(self._tx, uuids)
 
-    def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
-        return db.users_by_uuid(self._tx, uuids)
+    def users(self, uuids: Iterable[str]) -> list[User]:
+        return users_of(db.users_by_uuid(self._tx, uuids))
 
     def avatars(self, uuids: Iterable[str]) -> dict[str, str]:
         """user uuid -> the media ID of the user's avatar, for those who have one."""
@@ -111,7 +112,7 @@ class Timeline:
         return await self.engine.read(_run_readable, caller, flow_uuid, fn, args)
 
     async def get_update(self, caller: Caller, since: int
-                         ) -> tuple[list[db.FlowRow], list[db.MessageRow], list[dict[str, Any]]]:
+                         ) -> tuple[list[Flow], list[Message], list[dict[str, Any]]]:
         """What changed at or after `since` in the caller's flows: flows, messages, the
         public profiles of their members."""
         flows, messages, users = await self.engine.read(db.update_since, caller.uuid, since)

@@ -23,7 +23,7 @@ from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
-from mod.service import FlowRow, Reader, UserRow
+from mod.service import Flow, Reader, User
 
 ROOM_VERSION = "10"
 MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
@@ -128,7 +128,7 @@ class Renderer:
 
     server: str
     viewer: str = ""
-    users: dict[str, UserRow] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
     avatars: dict[str, str] = field(default_factory=dict)  # user uuid -> avatar media ID
     # message uuid -> the redaction event of it, for showing redacted messages as such
     redactions: dict[str, Event] = field(default_factory=dict)
@@ -136,7 +136,7 @@ class Renderer:
     def load_users(self, reader: Reader, uuids: Iterable[str]) -> None:
         wanted = [uuid for uuid in uuids if uuid not in self.users]
         for user in reader.users(wanted):
-            self.users[user["uuid"]] = user
+            self.users[user.uuid] = user
         self.avatars.update(reader.avatars(wanted))
 
     def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
@@ -155,13 +155,13 @@ class Renderer:
 
     def user_id(self, uuid: str) -> str:
         user = self.users.get(uuid)
-        if user is None or user["deleted"]:
+        if user is None or user.deleted:
             return ids.deleted_user_id(uuid, self.server)
-        return ids.user_id(user["login"], self.server)
+        return ids.user_id(user.login, self.server)
 
     def displayname(self, uuid: str) -> str:
         user = self.users.get(uuid)
-        return user["username"] if user is not None and not user["deleted"] else "User deleted"
+        return user.username if user is not None and not user.deleted else "User deleted"
 
     # -- events -----------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class Renderer:
             events.append(self._member(item, MEMBERS_FROM + offset, user, "join", user))
         return events
 
-    def power_levels(self, flow: FlowRow) -> dict[str, Any]:
+    def power_levels(self, flow: Flow) -> dict[str, Any]:
         """Power levels that say what the service's rules allow (PROTOCOL.md)."""
         kind = flow["type"]
         editors = 0 if kind == "group" else 50
@@ -248,7 +248,7 @@ class Renderer:
         if membership != "leave":
             content["displayname"] = self.displayname(user)
             row, avatar = self.users.get(user), self.avatars.get(user)
-            if avatar and row is not None and not row["deleted"]:
+            if avatar and row is not None and not row.deleted:
                 content["avatar_url"] = f"mxc://{self.server}/{avatar}"
         return self._state(item, index, "m.room.member", content, self.user_id(user), sender)
 
@@ -327,7 +327,7 @@ class Renderer:
                     state[(event["type"], event["state_key"])] = event
         return state
 
-    def stripped(self, flow: FlowRow, inviter: str, invitee: str, direct: bool = False
+    def stripped(self, flow: Flow, inviter: str, invitee: str, direct: bool = False
                  ) -> list[Event]:
         """The stripped state an invited user sees of a room (`direct`: invited to a DM)."""
 

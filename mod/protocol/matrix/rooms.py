@@ -47,7 +47,7 @@ async def user_uuid(call: Call, user: str) -> str:
     name = ids.login_of(user, call.server_name) if user.startswith("@") else None
     if name is None:
         raise MatrixError(404, Code.NOT_FOUND, f"Unknown user {user}")
-    return (await call.service.accounts.by_login(name))["uuid"]
+    return (await call.service.accounts.by_login(name)).uuid
 
 
 async def create_room(call: Call) -> RoomIdReply:
@@ -127,10 +127,10 @@ async def joined_rooms(call: Call) -> JoinedRooms:
 async def joined_members(call: Call) -> JoinedMembers:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     users = await call.service.flows.members(call.caller, room_flow(call))
-    avatars = await call.service.media.avatars([user["uuid"] for user in users])
+    avatars = await call.service.media.avatars([user.uuid for user in users])
     return JoinedMembers(joined={
-        ids.user_id(user["login"], call.server_name): MemberInfo(
-            display_name=user["username"], avatar_url=avatars.get(user["uuid"]))
+        ids.user_id(user.login, call.server_name): MemberInfo(
+            display_name=user.username, avatar_url=avatars.get(user.uuid))
         for user in users})
 
 

@@ -30,7 +30,7 @@ from mod.protocol.matrix.events import (
     parse,
     users_named,
 )
-from mod.service import Reader, UserRow
+from mod.service import Reader, User
 
 # At most this many changes per incremental sync; the rest comes with the next one.
 SYNC_BATCH = 1000
@@ -246,7 +246,7 @@ def batch_from_changes(changes: list[Change], query: SyncQuery) -> Batch | None:
     return Batch(joined, left, users, side)
 
 
-def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow],
+def render_batch(batch: Batch, query: SyncQuery, users: dict[str, User],
                  avatars: dict[str, str]) -> SyncResult:
     renderer = Renderer(query.server, query.viewer, users, avatars)
     rooms = api.no_rooms()
