@@ -22,13 +22,24 @@ from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
 from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
-from mod.service.timeline import Reader, Timeline
+from mod.service.snapshots import (
+    EventContext,
+    Excerpt,
+    InitialSync,
+    Invitation,
+    JoinedFlow,
+    Kept,
+    People,
+    SyncChanges,
+)
+from mod.service.timeline import Timeline
 from mod.service.userdata import UserData
 
 __all__ = [
     "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "Committed",
-    "Credentials", "DeviceInfo", "Flow", "Message", "MessagePage", "Reader", "RegistrationToken",
-    "Service", "ServiceError", "SyncKeys", "User",
+    "Credentials", "DeviceInfo", "EventContext", "Excerpt", "Flow", "InitialSync", "Invitation",
+    "JoinedFlow", "Kept", "Message", "MessagePage", "People", "RegistrationToken", "Service",
+    "ServiceError", "SyncChanges", "SyncKeys", "User",
 ]
 
 

@@ -23,9 +23,10 @@ from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
-from mod.service import Flow, Reader, User
+from mod.service import Flow, People, User
 
 ROOM_VERSION = "10"
+NOBODY = People({}, {})
 MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
                               Kind.FLOW_INVITED: "invite", Kind.INVITE_DECLINED: "leave"}
 
@@ -132,23 +133,35 @@ class Renderer:
     avatars: dict[str, str] = field(default_factory=dict)  # user uuid -> avatar media ID
     # message uuid -> the redaction event of it, for showing redacted messages as such
     redactions: dict[str, Event] = field(default_factory=dict)
+    # what `load_users` takes users from
+    people: People = NOBODY
 
-    def load_users(self, reader: Reader, uuids: Iterable[str]) -> None:
-        wanted = [uuid for uuid in uuids if uuid not in self.users]
-        for user in reader.users(wanted):
-            self.users[user.uuid] = user
-        self.avatars.update(reader.avatars(wanted))
+    def load_users(self, uuids: Iterable[str]) -> None:
+        """Take these users (and their avatars) from the snapshot's `people`."""
+        for uuid in uuids:
+            if uuid in self.users:
+                continue
+            user = self.people.users.get(uuid)
+            if user is not None:
+                self.users[uuid] = user
+            avatar = self.people.avatars.get(uuid)
+            if avatar is not None:
+                self.avatars[uuid] = avatar
 
-    def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
-        """Look up which of these messages were deleted later, to render them redacted."""
+    def load_redactions(self, flow_uuid: str, items: Sequence[Parsed],
+                        deletions: Iterable[Change]) -> None:
+        """Note which of these messages a later deletion (of the snapshot's) redacted, to
+        render them as such: deletions in the flow after the first of them."""
         sent = [item for item in items if item.change.kind == Kind.MESSAGE_SENT]
         if not sent:
             return
-        for item in parse(reader.subject_changes(flow_uuid, [Kind.MESSAGE_DELETED],
-                                             [item.change.subject for item in sent],
-                                             after=sent[0].change.position)):
+        subjects = {item.change.subject for item in sent}
+        after = sent[0].change.position
+        for item in parse(change for change in deletions
+                          if change.flow_uuid == flow_uuid and change.position > after
+                          and change.kind == Kind.MESSAGE_DELETED and change.subject in subjects):
             change = item.change
-            self.load_users(reader, [change.actor])
+            self.load_users([change.actor])
             self.redactions.setdefault(change.subject, self._redaction(item))
 
     # -- names ------------------------------------------------------------------------------

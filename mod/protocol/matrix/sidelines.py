@@ -22,7 +22,7 @@ from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import Event, Events, JoinedRoom, SyncReply
 from mod.protocol.matrix.context import Matrix
 from mod.protocol.matrix.events import Parsed
-from mod.service import Reader, User
+from mod.service import User
 from mod.service.ephemeral import Typing
 from mod.service.pushrules_default import default_rules
 from mod.service.userdata import PUSH_RULES
@@ -45,10 +45,6 @@ def split(items: list[Parsed]) -> tuple[list[Parsed], list[Parsed]]:
         return items, []
     return ([item for item in items if item.change.kind not in SIDE_KINDS],
             [item for item in items if item.change.kind in SIDE_KINDS])
-
-
-def kept(reader: Reader, user: str, flows: list[str]) -> Kept:
-    return Kept(flows, reader.receipts(flows, user), reader.account_data(user))
 
 
 class _Side:
