@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from loguru import logger
 
 from mod.cli.admin import require_tables
-from mod.cli.common import CliError, Database
-from mod.db.engine import Conn
-from mod.error import ServiceError
+from mod.cli.common import CliError, Database, change, refused
 from mod.service import Flow, RegistrationToken, User, moderation
 
 T = TypeVar("T")
@@ -31,23 +28,6 @@ def now() -> int:
 def when(stamp: int) -> str:
     """A Unix time as the operator reads it (UTC)."""
     return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def refused(call: Callable[[], T]) -> T:
-    """A call of the service, its refusal turned into the operator's one line."""
-    try:
-        return call()
-    except ServiceError as exc:
-        raise CliError(exc.detail) from None
-
-
-def change(database: Database, fn: Callable[..., T], *args: Any) -> T:
-    """One of the service's writer jobs, committed, or refused in one line (and rolled back)."""
-    def job(conn: Conn) -> T:
-        return refused(lambda: fn(conn, *args))
-
-    job.__name__ = fn.__name__
-    return database.write(job)
 
 
 def users(database: Database) -> list[User]:
@@ -105,6 +85,11 @@ def flow(database: Database, flow_uuid: str) -> Flow:
     if found is None:
         raise CliError(f"there is no flow {flow_uuid}")
     return found
+
+
+def members(database: Database, found: Flow) -> dict[str, User]:
+    """A flow's members' accounts (deleted ones too) by uuid."""
+    return {row.uuid: row for row in database.read(moderation.users_by_uuid, found["users"])}
 
 
 def delete_flow(database: Database, flow_uuid: str) -> Flow:

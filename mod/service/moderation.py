@@ -18,7 +18,8 @@ from mod.db import moderation as mdb
 from mod.db import regtokens
 from mod.db.engine import Conn
 from mod.error import ServiceError
-from mod.service.accountrules import MAX_PASSWORD
+from mod.service.accountrules import MAX_LOGIN, MAX_PASSWORD, MAX_USERNAME
+from mod.service.importrows import MAX_INFO, MAX_TITLE
 from mod.service.records import Flow, RegistrationToken, User, user_of, users_of
 
 TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
@@ -54,6 +55,26 @@ def registration_tokens(conn: Conn) -> list[RegistrationToken]:
 
 
 # -- accounts ---------------------------------------------------------------------------------
+
+
+def check_account(login: str, username: str, password: str) -> None:
+    """Refuse an account the operator names that no client could use."""
+    if not login.strip():
+        raise ServiceError(400, "the login cannot be empty")
+    if len(login) > MAX_LOGIN or len(username) > MAX_USERNAME:
+        raise ServiceError(400, f"the login and the username are at most {MAX_LOGIN} "
+                                "characters")
+    check_password(password)
+
+
+def create_user(conn: Conn, login: str, password_hash: str, username: str, token_ttl: int,
+                superuser: bool, now: int) -> User:
+    """An account that logs in like any other (`username` defaults to the login)."""
+    made = db.create_user(conn, lib.new_uuid(), login, password_hash, username or login, "",
+                          token_ttl, now, superuser)
+    if made is None:
+        raise ServiceError(409, f"the login {login!r} is already taken")
+    return user_of(made)
 
 
 def check_password(password: str) -> None:
@@ -99,6 +120,32 @@ def set_superuser(conn: Conn, user_uuid: str, superuser: bool, now: int) -> None
 
 
 # -- flows ------------------------------------------------------------------------------------
+
+
+def check_flow(title: str, info: str) -> None:
+    if len(title) > MAX_TITLE:
+        raise ServiceError(400, f"the title is at most {MAX_TITLE} characters")
+    if len(info) > MAX_INFO:
+        raise ServiceError(400, f"the info is at most {MAX_INFO} characters")
+
+
+def create_flow(conn: Conn, title: str, info: str, flow_type: str, owner_login: str | None,
+                now: int) -> tuple[Flow, User]:
+    """A flow owned by `owner_login` (default: the first superuser), its only member."""
+    check_flow(title, info)
+    if owner_login is None:
+        owner = db.first_superuser(conn)
+        if owner is None:
+            raise ServiceError(404, "there is no superuser to own the flow: create one with "
+                                    "`python manage.py superuser-create`, or name an owner "
+                                    "with --owner LOGIN")
+    else:
+        owner = db.user_by_login(conn, owner_login)
+        if owner is None:
+            raise ServiceError(404, f"there is no user with the login {owner_login!r}")
+    flow = db.create_flow(conn, lib.new_uuid(), flow_type, title, info, owner["uuid"],
+                          [owner["uuid"]], now)
+    return flow, user_of(owner)
 
 
 def delete_flow(conn: Conn, flow_uuid: str, now: int) -> Flow:
