@@ -22,7 +22,7 @@ from mod.cli.common import CliError, Database, first_line, load, setup_logging
 from mod.cli.frames import METHODS, Fields, parse_override, render, status_of
 from mod.cli.testclient import send as send_request
 from mod.config.config import ConfigError, load_settings
-from mod.db import dbhandler, schema
+from mod.db import schema
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ADDRESS = "ws://127.0.0.1:8080/ws"
@@ -265,7 +265,7 @@ def _create_account(login: str | None, username: str | None, password: str | Non
                                     type=str)
         user = admin.create_user(database, settings, login, username, password, superuser)
     kind = "Superuser" if superuser else "User"
-    click.echo(f"{kind} {user['login']!r} created (uuid {user['uuid']}); "
+    click.echo(f"{kind} {user.login!r} created (uuid {user.uuid}); "
                "it logs in over MTP with this login and password.")
 
 
@@ -299,7 +299,7 @@ def db_flow_create(title: str, info: str, flow_type: str, owner: str | None) -> 
     settings = load()
     with Database(settings) as database:
         flow, user = admin.create_flow(database, title, info, flow_type, owner)
-    click.echo(f"Created the {flow_type} {title!r} owned by {user['login']!r}:", err=True)
+    click.echo(f"Created the {flow_type} {title!r} owned by {user.login!r}:", err=True)
     click.echo(flow["uuid"])
 
 
@@ -322,9 +322,9 @@ def user_list() -> None:
         users = ops.users(database)
     click.echo(f"{'LOGIN':<24} {'USERNAME':<24} {'CREATED (UTC)':<16} SUPERUSER LOCKED")
     for row in users:
-        click.echo(f"{row['login']:<24} {row['username']:<24} {ops.when(row['time_created']):<16} "
-                   f"{'yes' if row['is_superuser'] else 'no':<9} "
-                   f"{'yes' if row['locked'] else 'no'}")
+        click.echo(f"{row.login:<24} {row.username:<24} {ops.when(row.time_created):<16} "
+                   f"{'yes' if row.is_superuser else 'no':<9} "
+                   f"{'yes' if row.locked else 'no'}")
 
 
 @user_group.command("lock")
@@ -409,13 +409,12 @@ def flow_members(uuid: str) -> None:
     settings = load()
     with Database(settings) as database:
         found = ops.flow(database, uuid)
-        users = {row["uuid"]: row for row in database.read(dbhandler.users_by_uuid,
-                                                           found["users"])}
+        users = ops.members(database, found)
     for member in found["users"]:
         row = users.get(member)
         if row is not None:
             owner = " (owner)" if member == found["owner"] else ""
-            click.echo(f"{row['login']}\t{row['username']}{owner}")
+            click.echo(f"{row.login}\t{row.username}{owner}")
 
 
 @flow_group.command("delete")

@@ -39,10 +39,11 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mod import lib
+from mod.changes import Change
 from mod.config.validator import Database as DatabaseSettings
 from mod.db import dbhandler
-from mod.db.engine import ChangeRow, Engine
 from mod.db.engine import Conn as DbConn
+from mod.db.engine import Engine
 from tests.support import POSTGRES_URI, REDIS_URI, ServerProcess, frame, postgres_database
 
 UVICORN_ARGS = ["--log-level", "warning", "--no-access-log"]
@@ -189,7 +190,7 @@ def bench_render(recipients: int = 1000, rounds: int = 5) -> None:
     for name, render in (("cached", push_frame), ("uncached", push_frame.__wrapped__)):
         runs = []
         for number in range(rounds):
-            change = ChangeRow(number + 1, 1_700_000_000, "f", "message_sent", "u", "1",
+            change = Change(number + 1, 1_700_000_000, "f", "message_sent", "u", "1",
                                json.dumps({"message": message}))
             started = time.perf_counter()
             for _ in range(recipients):

@@ -1,6 +1,6 @@
 """The kinds of change-log entries, and the named sets of them every layer asks about.
 
-A change-log row (`db.engine.ChangeRow`) stores its kind as the member's value, so the
+A change-log entry (`Change`) stores its kind as the member's value, so the
 database holds the same strings as before this module existed; a `Kind` compares equal to
 its string. This is the only module that spells a kind out (tests/test_layout.py holds the
 rest of `mod/` to that).
@@ -8,9 +8,11 @@ rest of `mod/` to that).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from pydantic_core import from_json
 
 
 class Kind(StrEnum):
@@ -91,7 +93,7 @@ KEY_SYNC = frozenset({*ADDRESSED, *SHARING})
 # -- payloads -----------------------------------------------------------------------------------
 #
 # A change-log row holds a JSON snapshot of what changed. `payload_of` reads it into the model
-# of its kind once (`ChangeRow.data` keeps it), checking that it holds what the readers of its
+# of its kind once (`Change.data` keeps it), checking that it holds what the readers of its
 # kind read; a payload that does not is a ValueError (rows stored before the checks, or by hand),
 # which every reader treats as a change to pass over.
 
@@ -230,3 +232,29 @@ def payload_of(kind: str, payload: Any) -> Payload:
     if kind in EMPTY_KINDS:
         return EmptyPayload()
     return ContentPayload(payload)
+
+
+@dataclass(slots=True, frozen=True)
+class Change:
+    """One entry of the change log, as committed: `payload` is its JSON text, `data` the
+    model of its kind read from it (once per change: the hub hands one to every reader).
+    `mod.db` builds them; every other layer holds them."""
+
+    position: int
+    time: int
+    flow_uuid: str
+    kind: str
+    actor: str
+    subject: str
+    payload: str
+    _data: Payload | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def data(self) -> Payload:
+        """The payload's model; ValueError when it cannot be read or lacks what its kind
+        holds (`changes.payload_of`)."""
+        found = self._data
+        if found is None:
+            found = payload_of(self.kind, from_json(self.payload))
+            object.__setattr__(self, "_data", found)
+        return found

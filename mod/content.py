@@ -19,6 +19,8 @@ _INT_DIGITS = len(str(MAX_INT)) + 1  # sign included
 # An MTP message's files (base64 strings), in the order a message's first file is chosen
 # (a Matrix event carries one); the original server's message columns bear the same names.
 FILE_FIELDS = ("file_picture", "file_video", "file_audio", "file_document")
+# What a client sends of a message: its text, its files, its emoji.
+CONTENT_FIELDS = ("text", *FILE_FIELDS, "emoji")
 
 
 class ContentError(ValueError):

@@ -1,6 +1,6 @@
 """Who is connected, and the fan-out of committed changes to them.
 
-Every committed change reaches the hub in commit order, as `ChangeRow`s of the change log.
+Every committed change reaches the hub in commit order, as `Change`s of the change log.
 With the in-memory broker (one process) they come straight from the writer thread. With a
 shared broker, the writer's commits and other processes' hints are wake-ups: the hub reads
 the change log after the last position it delivered, so each change is delivered once, in
@@ -27,10 +27,10 @@ from loguru import logger
 from mod import changes as kinds
 from mod import metrics
 from mod.broker import Broker, HintHandler, MemoryBroker, make_broker
-from mod.changes import FlowPayload, Kind, RevokedPayload, UsersPayload
+from mod.changes import Change, FlowPayload, Kind, RevokedPayload, UsersPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Conn, Engine
+from mod.db.engine import Conn, Engine
 
 __all__ = ["Broker", "HintHandler", "Hub", "Listener", "MemoryBroker", "hub_for", "make_broker",
            "skipped"]
@@ -45,13 +45,13 @@ class Listener(Protocol):
 
     user_uuid: str
 
-    def deliver(self, change: ChangeRow) -> None: ...
+    def deliver(self, change: Change) -> None: ...
 
     def revoked(self, token_hash: str | None) -> None:
         """A token of the user was revoked (None: all of them)."""
 
 
-def recipients_extra(change: ChangeRow) -> set[str]:
+def recipients_extra(change: Change) -> set[str]:
     """Users told of a change besides the flow's current members."""
     if change.kind in kinds.TOLD_SUBJECT:
         return {change.subject}
@@ -64,7 +64,7 @@ def recipients_extra(change: ChangeRow) -> set[str]:
     return set()
 
 
-def addressed(change: ChangeRow) -> list[str]:
+def addressed(change: Change) -> list[str]:
     try:
         payload = change.data
     except ValueError as exc:
@@ -94,7 +94,7 @@ _SKIPPED: set[int] = set()
 SKIPPED_KEPT = 10_000
 
 
-def skipped(change: ChangeRow, reason: BaseException | str, what: str = "") -> None:
+def skipped(change: Change, reason: BaseException | str, what: str = "") -> None:
     """Log, once per change and process, that a change could not be read or rendered and
     was passed over (`what`: for what or whom, when not for everyone)."""
     if change.position in _SKIPPED:
@@ -115,10 +115,10 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker()
         self.poll_interval = poll_interval
         self.position = 0
-        self.observers: list[Callable[[list[ChangeRow]], None]] = []
+        self.observers: list[Callable[[list[Change]], None]] = []
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._members: dict[str, set[str]] = {}
-        self._local: list[ChangeRow] = []
+        self._local: list[Change] = []
         self._local_since = 0.0  # when the oldest undelivered local commit was made
         self._hinted = 0
         self._catch_up = False
@@ -201,7 +201,7 @@ class Hub:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def committed(self, changes: list[ChangeRow]) -> None:
+    def committed(self, changes: list[Change]) -> None:
         """Changes this process just committed (called on the event loop, in commit order)."""
         if not self._local:
             self._local_since = time.perf_counter()
@@ -283,7 +283,7 @@ class Hub:
                 logger.debug("poll found changes up to {} (delivered {})", last, self.position)
                 self.hint(last)
 
-    async def _dispatch(self, changes: list[ChangeRow]) -> None:
+    async def _dispatch(self, changes: list[Change]) -> None:
         for index, change in enumerate(changes):
             if change.position <= self.position:
                 continue
@@ -313,7 +313,7 @@ class Hub:
                     except Exception as exc:
                         skipped(change, exc)
 
-    def _deliver_to(self, user_uuid: str, change: ChangeRow) -> None:
+    def _deliver_to(self, user_uuid: str, change: Change) -> None:
         for listener in list(self._listeners.get(user_uuid, ())):
             try:
                 listener.deliver(change)
@@ -322,7 +322,7 @@ class Hub:
         for event in self._waiters.get(user_uuid, ()):
             event.set()
 
-    def _revoke(self, change: ChangeRow) -> None:
+    def _revoke(self, change: Change) -> None:
         try:
             payload = change.data
         except ValueError as exc:
@@ -332,7 +332,7 @@ class Hub:
         for listener in list(self._listeners.get(change.actor, ())):
             listener.revoked(token)
 
-    async def _flow_members(self, change: ChangeRow) -> set[str]:
+    async def _flow_members(self, change: Change) -> set[str]:
         """The flow's members right after `change`, kept in step with the log."""
         flow_uuid = change.flow_uuid
         if change.kind == Kind.FLOW_CREATED:

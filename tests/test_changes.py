@@ -18,7 +18,7 @@ from mod.changes import (
     UsersPayload,
     payload_of,
 )
-from mod.db import engine  # also teaches sqlrepr the kinds
+from mod.db import engine  # noqa: F401  (also teaches sqlrepr the kinds)
 from mod.db.models import Change
 
 # What databases written by every earlier version hold: a rename here orphans their rows.
@@ -87,9 +87,9 @@ def test_a_payload_lacking_what_its_kind_holds_is_refused() -> None:
 
 
 def test_a_row_reads_its_payload_once() -> None:
-    row = engine.ChangeRow(1, 2, "f", Kind.TYPING, "a", "a", '{"typing": false}')
+    row = kinds.Change(1, 2, "f", Kind.TYPING, "a", "a", '{"typing": false}')
     assert row.data is row.data
-    assert row == engine.ChangeRow(1, 2, "f", Kind.TYPING, "a", "a", '{"typing": false}')
-    broken = engine.ChangeRow(1, 2, "", Kind.TOKENS_REVOKED, "a", "a", "{")
+    assert row == kinds.Change(1, 2, "f", Kind.TYPING, "a", "a", '{"typing": false}')
+    broken = kinds.Change(1, 2, "", Kind.TOKENS_REVOKED, "a", "a", "{")
     with pytest.raises(ValueError):
         _ = broken.data

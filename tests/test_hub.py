@@ -17,8 +17,8 @@ import pytest
 from loguru import logger
 
 import mod.hub as hub_module
+from mod.changes import Change
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow
 from mod.hub import Hub, MemoryBroker, members_at, worker_processes
 from mod.protocol.mtp.push import push_frame
 from tests.support import Client, ServerProcess
@@ -161,15 +161,15 @@ class FakeLog:
     """Stands in for the Engine: a change log and flow memberships in memory."""
 
     def __init__(self) -> None:
-        self.changes: list[ChangeRow] = []
+        self.changes: list[Change] = []
         self.members: dict[str, list[str]] = {}
         self.on_commit: Any = None
         self.reads = 0
 
     def add(self, flow: str, kind: str = "message_sent", subject: str = "",
-            payload: str = "{}") -> ChangeRow:
+            payload: str = "{}") -> Change:
         position = (self.changes[-1].position if self.changes else 0) + 1
-        change = ChangeRow(position, 0, flow, kind, "actor", subject or f"m{position}",
+        change = Change(position, 0, flow, kind, "actor", subject or f"m{position}",
                            payload)
         self.changes.append(change)
         return change
@@ -200,7 +200,7 @@ class Sink:
         self.user_uuid = user_uuid
         self.got: list[int] = []
 
-    def deliver(self, change: ChangeRow) -> None:
+    def deliver(self, change: Change) -> None:
         self.got.append(change.position)
 
 
@@ -263,7 +263,7 @@ async def test_shared_hub_reads_the_log_after_gaps_and_never_repeats() -> None:
 class Pusher(Sink):
     """A listener that renders each change as MTP's push frame, as a connection does."""
 
-    def deliver(self, change: ChangeRow) -> None:
+    def deliver(self, change: Change) -> None:
         push_frame(change)
         super().deliver(change)
 
@@ -301,7 +301,7 @@ async def test_a_change_that_cannot_be_rendered_is_skipped_once(shared: bool) ->
     sink = Pusher("u1")
     seen: list[int] = []
 
-    def observer(changes: list[ChangeRow]) -> None:
+    def observer(changes: list[Change]) -> None:
         seen.extend([change.position for change in changes if json.loads(change.payload) != 0])
 
     hub.observers.append(observer)

@@ -278,3 +278,117 @@ def test_only_the_route_list_names_the_handler_modules() -> None:
     knowing = sorted(module for module, imported in graph.items()
                      if imported & {"routes", "dispatch"})
     assert knowing == ["routes"]
+
+
+SERVICE = ROOT / "mod" / "service"
+# What the service hands: the protocols, the hub and the operator's tool take these from it.
+SERVICE_USERS = sorted([*PROTOCOLS.rglob("*.py"), ROOT / "mod" / "hub.py",
+                        *(ROOT / "mod" / "cli").rglob("*.py"), ROOT / "manage.py"])
+
+
+def service_names(path: Path) -> set[tuple[str, str]]:
+    """(service module, name) of each name a file takes from the service: imported from it,
+    or read as an attribute of a service module it imported."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[tuple[str, str]] = set()
+    modules: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.ImportFrom) and node.module
+                and (node.module == "mod.service" or node.module.startswith("mod.service."))):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                if (SERVICE / f"{alias.name}.py").exists() and node.module == "mod.service":
+                    modules[alias.asname or alias.name] = child
+                else:
+                    found.add((node.module, alias.name))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules):
+            found.add((modules[node.value.id], node.attr))
+    return found
+
+
+def defined_in_db() -> dict[int, str]:
+    """id -> `module.name` of each object a module of mod/db defines at its top level."""
+    import importlib
+
+    found: dict[int, str] = {}
+    for name, path in module_names(ROOT / "mod" / "db").items():
+        name = f"mod.{name}"
+        module = importlib.import_module(name)
+        for node in ast.parse(path.read_text(), str(path)).body:
+            targets: list[str] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                targets = [node.name]
+            elif isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                targets = [node.target.id]
+            for target in targets:
+                value = getattr(module, target, None)
+                if value is not None and not isinstance(value, (int, str, bytes, float)):
+                    found[id(value)] = f"{name}.{target}"
+    return found
+
+
+def storage_names(paths: list[Path]) -> dict[str, list[str]]:
+    """Per file, the names it takes from the service that mod/db defines."""
+    import importlib
+    import types
+
+    storage = defined_in_db()
+    offending: dict[str, list[str]] = {}
+    for path in paths:
+        for module_name, name in sorted(service_names(path)):
+            value = getattr(importlib.import_module(module_name), name, None)
+            origin = getattr(value, "__module__", None) if isinstance(value, type) or callable(
+                value) else getattr(value, "__name__", None) if isinstance(
+                value, types.ModuleType) else None
+            if id(value) in storage or (isinstance(origin, str) and origin.startswith("mod.db")):
+                offending.setdefault(path.name, []).append(
+                    f"{module_name}.{name}")
+    return offending
+
+
+def test_no_storage_type_leaves_the_service() -> None:
+    """The protocols, the hub and the operator's tool get the service's own types (users
+    without password hashes, `mod.changes.Change`), never one of mod/db's through it."""
+    import mod.service
+
+    assert storage_names(SERVICE_USERS) == {}
+    exported = [name for name in mod.service.__all__
+                if id(getattr(mod.service, name)) in defined_in_db()
+                or str(getattr(getattr(mod.service, name), "__module__", "")).startswith("mod.db")]
+    assert exported == []
+
+
+def test_the_storage_contract_sees_a_row(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from mod.service.records import User\nfrom mod.service import moderation\n"
+                      "from mod.service.accounts import db\nx = moderation.Conn\n")
+    assert ("mod.service.moderation", "Conn") in service_names(sample)
+    offending = storage_names([sample])
+    assert sorted(next(iter(offending.values()))) == ["mod.service.accounts.db",
+                                                      "mod.service.moderation.Conn"]
+
+
+def test_no_public_service_type_holds_a_password_hash() -> None:
+    import dataclasses
+    import importlib
+    import typing
+
+    holding = []
+    for name in module_names(SERVICE):
+        module = importlib.import_module(f"mod.{name}")
+        for attr, value in vars(module).items():
+            if (attr.startswith("_") or not isinstance(value, type)
+                    or not value.__module__.startswith("mod.service")):
+                continue
+            fields = set(getattr(value, "__annotations__", {}))
+            if dataclasses.is_dataclass(value):
+                fields |= {field.name for field in dataclasses.fields(value)}
+            if typing.is_typeddict(value):
+                fields |= set(value.__annotations__)
+            if "password_hash" in fields:
+                holding.append(f"{value.__module__}.{attr}")
+    assert holding == []

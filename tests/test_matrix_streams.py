@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+from mod.changes import Change
 from mod.protocol.matrix.streams import DeviceKeysCache, UserStream
-from mod.service import ChangeRow, SyncKeys
+from mod.service import SyncKeys
 
 pytestmark = pytest.mark.anyio
 
 
-def change(position: int, kind: str) -> ChangeRow:
-    return ChangeRow(position, 0, "flow" if kind == "message" else "", kind, "u", "u", "{}")
+def change(position: int, kind: str) -> Change:
+    return Change(position, 0, "flow" if kind == "message" else "", kind, "u", "u", "{}")
 
 
 async def test_skips_the_read_sync_after_sync_until_a_key_change() -> None:

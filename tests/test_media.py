@@ -352,8 +352,9 @@ async def test_pending_uploads_are_capped_and_expire(world: World) -> None:
 
 
 async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
+    from mod.protocol.matrix import views
     from mod.protocol.matrix.events import Renderer, parse
-    from mod.service.timeline import Reader
+    from mod.service import People
 
     service = world.service
     alice, bob = await world.user("alice"), await world.user("bob")
@@ -369,18 +370,17 @@ async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
     changes = await world.engine.read(db.changes_after, 0, 100_000)
     assert len([change for change in changes if change.kind == "profile_changed"]) == 4
 
-    def render(conn: Conn) -> tuple[list[dict[str, object]], dict[str, str]]:
-        renderer = Renderer("example.test")
-        reader = Reader(conn)
-        renderer.load_users(reader, [alice.uuid, bob.uuid])
-        state = renderer.replay(parse(reader.flow_state_changes(flows[0])))
-        members = [event for event in renderer.all_events(parse(changes))
-                   if event["type"] == "m.room.member" and event["room_id"].startswith(
-                       f"!{flows[0]}")]
-        return members, {key[1]: event["content"] for key, event in state.items()
-                         if key[0] == "m.room.member"}
-
-    members, state = await world.engine.read(render)
+    users = {user.uuid: user for user in await service.accounts.users([alice.uuid, bob.uuid])}
+    renderer = Renderer("example.test", people=People(
+        users, await service.media.avatar_ids([alice.uuid, bob.uuid])))
+    renderer.load_users([alice.uuid, bob.uuid])
+    members = [event for event in renderer.all_events(parse(changes))
+               if event["type"] == "m.room.member" and event["room_id"].startswith(
+                   f"!{flows[0]}")]
+    state = {event["state_key"]: event["content"]
+             for event in views.state(await service.timeline.state(alice, flows[0]),
+                                      "example.test")
+             if event["type"] == "m.room.member"}
     assert [event["content"].get("avatar_url") for event in members][-2:] == [url, url]
     alice_state = next(content for key, content in state.items() if "alice" in key)
     assert alice_state == {"membership": "join", "displayname": "Alice B.", "avatar_url": url}

@@ -98,7 +98,7 @@ def test_the_lists(engine: Engine) -> None:
     engine.write_sync(db.create_flow, "flow-1", "group", "T", "", alice, [alice], NOW)
 
     def logins(conn: Conn) -> list[str]:
-        return [row["login"] for row in moderation.all_users(conn)]
+        return [row.login for row in moderation.all_users(conn)]
 
     assert engine.read_sync(logins) == ["alice"]
     assert [row["uuid"] for row in engine.read_sync(moderation.all_flows)] == ["flow-1"]

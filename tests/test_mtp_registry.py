@@ -10,8 +10,8 @@ import json
 import pytest
 from loguru import logger
 
+from mod.changes import Change
 from mod.protocol.mtp.registry import CLOSE_LOCKED, SessionRegistry
-from mod.service import ChangeRow
 
 pytestmark = pytest.mark.anyio
 
@@ -53,8 +53,8 @@ class FakeSession:
         self.registry.discard(self)
 
 
-def change(kind: str, actor: str = "", payload: object = None, position: int = 1) -> ChangeRow:
-    return ChangeRow(position=position, time=0, kind=kind, flow_uuid="", actor=actor,
+def change(kind: str, actor: str = "", payload: object = None, position: int = 1) -> Change:
+    return Change(position=position, time=0, kind=kind, flow_uuid="", actor=actor,
                      subject="", payload=json.dumps(payload or {}))
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 
-from mod.db.engine import ChangeRow
+from mod.changes import Change
 from mod.service.ephemeral import Typing
 
 
 def change(position: int, kind: str, actor: str, payload: dict[str, object] | None = None,
-           flow: str = "f") -> ChangeRow:
-    return ChangeRow(position, 0, flow, kind, actor, actor, json.dumps(payload or {}))
+           flow: str = "f") -> Change:
+    return Change(position, 0, flow, kind, actor, actor, json.dumps(payload or {}))
 
 
 def test_a_notice_lasts_until_its_timeout_or_its_authors_next_message() -> None:

@@ -6,19 +6,13 @@ import time
 
 from loguru import logger
 
-from mod import lib
-from mod.cli.common import CliError, Database
+from mod.cli.common import CliError, Database, change, refused
 from mod.config.validator import Settings
 from mod.db import dbhandler, schema
 from mod.db.models import TABLES
+from mod.service import Flow, User, moderation
 
 ALL_TABLES = tuple(table.sqlmeta.table for table in TABLES)
-# The longest values an MTP client can send back (mod.protocol.mtp.api): an account or flow
-# made here with anything longer could never be used over the protocol.
-MAX_LOGIN = 256
-MAX_PASSWORD = 4096
-MAX_TITLE = 4096
-MAX_INFO = 65536
 
 
 def migrate(database: Database, dry_run: bool = False) -> schema.Outcome:
@@ -78,54 +72,27 @@ def require_tables(database: Database) -> None:
                        "create them with `python manage.py db create`")
 
 
-def check_account(login: str, username: str, password: str) -> None:
-    if not login.strip():
-        raise CliError("the login cannot be empty")
-    if len(login) > MAX_LOGIN or len(username) > MAX_LOGIN:
-        raise CliError(f"the login and the username are at most {MAX_LOGIN} characters")
-    if not password:
-        raise CliError("the password cannot be empty")
-    if len(password) > MAX_PASSWORD:
-        raise CliError(f"the password is at most {MAX_PASSWORD} characters")
-
-
 def create_user(database: Database, settings: Settings, login: str, username: str,
-                password: str, superuser: bool) -> dbhandler.UserRow:
+                password: str, superuser: bool) -> User:
     """Create an account that logs in over MTP like any other; one line if the login is taken."""
-    check_account(login, username, password)
+    refused(lambda: moderation.check_account(login, username, password))
     require_tables(database)
-    if database.read(dbhandler.user_by_login, login) is not None:
+    if database.read(moderation.user_by_login, login) is not None:
         raise CliError(f"the login {login!r} is already taken")
-    password_hash = lib.hash_password(password)
-    user = database.write(dbhandler.create_user, lib.new_uuid(), login, password_hash,
-                          username or login, "", settings.security.token_ttl, int(time.time()),
-                          superuser)
-    if user is None:
-        raise CliError(f"the login {login!r} is already taken")
+    password_hash = moderation.password_hash(password)
+    user = change(database, moderation.create_user, login, password_hash, username,
+                  settings.security.token_ttl, superuser, int(time.time()))
     logger.info("{} created with manage.py: {}", "superuser" if superuser else "user",
-                user["uuid"])
+                user.uuid)
     return user
 
 
 def create_flow(database: Database, title: str, info: str, flow_type: str,
-                owner_login: str | None) -> tuple[dbhandler.FlowRow, dbhandler.UserRow]:
+                owner_login: str | None) -> tuple[Flow, User]:
     """Create a group or channel owned by `owner_login` (default: the first superuser)."""
-    if len(title) > MAX_TITLE:
-        raise CliError(f"the title is at most {MAX_TITLE} characters")
-    if len(info) > MAX_INFO:
-        raise CliError(f"the info is at most {MAX_INFO} characters")
+    refused(lambda: moderation.check_flow(title, info))
     require_tables(database)
-    if owner_login is None:
-        owner = database.read(dbhandler.first_superuser)
-        if owner is None:
-            raise CliError("there is no superuser to own the flow: create one with "
-                           "`python manage.py superuser-create`, or name an owner with "
-                           "--owner LOGIN")
-    else:
-        owner = database.read(dbhandler.user_by_login, owner_login)
-        if owner is None:
-            raise CliError(f"there is no user with the login {owner_login!r}")
-    flow = database.write(dbhandler.create_flow, lib.new_uuid(), flow_type, title, info,
-                          owner["uuid"], [owner["uuid"]], int(time.time()))
+    flow, owner = change(database, moderation.create_flow, title, info, flow_type, owner_login,
+                         int(time.time()))
     logger.info("flow created with manage.py: {} ({})", flow["uuid"], flow_type)
     return flow, owner

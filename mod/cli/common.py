@@ -15,7 +15,7 @@ from mod import lib
 from mod.broker import CommandHints
 from mod.config.config import ConfigError, load_settings
 from mod.config.validator import Settings
-from mod.db.engine import Engine
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 
 T = TypeVar("T")
@@ -138,3 +138,20 @@ class Database:
         except Exception as exc:
             logger.debug("database call {} failed: {!r}", name, exc)
             raise CliError(f"database {self.uri}: {first_line(exc)}") from None
+
+
+def refused(call: Callable[[], T]) -> T:
+    """A call of the service, its refusal turned into the operator's one line."""
+    try:
+        return call()
+    except ServiceError as exc:
+        raise CliError(exc.detail) from None
+
+
+def change(database: Database, fn: Callable[..., T], *args: Any) -> T:
+    """One of the service's writer jobs, committed, or refused in one line (and rolled back)."""
+    def job(conn: Conn) -> T:
+        return refused(lambda: fn(conn, *args))
+
+    job.__name__ = fn.__name__
+    return database.write(job)

@@ -91,7 +91,7 @@ def _view(conn: Conn, settings: Settings, user_uuid: str) -> tuple[quotas.Quota,
 def show_quota(database: Database, settings: Settings, login: str) -> QuotaView:
     """A user's media usage and quota."""
     account = user(database, login)
-    quota, usage = database.read(_view, settings, account["uuid"])
+    quota, usage = database.read(_view, settings, account.uuid)
     return QuotaView(login, quota, usage)
 
 
@@ -106,28 +106,17 @@ def set_quota(database: Database, settings: Settings, login: str, max_bytes: str
                        "without --bytes or --files")
     account = user(database, login)
     if default:
-        database.write(mediadb.drop_quota, account["uuid"])
-        logger.info("media quota reset to the default with manage.py: {}", account["uuid"])
+        database.write(quotas.drop_quota, account.uuid)
+        logger.info("media quota reset to the default with manage.py: {}", account.uuid)
         return show_quota(database, settings, login)
     new_bytes = None if max_bytes is None else parse_size(max_bytes)
     new_files = None if max_files is None else parse_count(max_files)
-    database.write(_update_quota, account["uuid"], max_bytes is not None, new_bytes,
+    database.write(quotas.set_quota, account.uuid, max_bytes is not None, new_bytes,
                    max_files is not None, new_files)
     view = show_quota(database, settings, login)
-    logger.info("media quota set with manage.py: {} ({} bytes, {} files)", account["uuid"],
+    logger.info("media quota set with manage.py: {} ({} bytes, {} files)", account.uuid,
                 view.quota.max_bytes, view.quota.max_files)
     return view
-
-
-def _update_quota(conn: Conn, user_uuid: str, set_bytes: bool, max_bytes: int | None,
-                  set_files: bool, max_files: int | None) -> None:
-    old_bytes, old_files = mediadb.quota_of(conn, user_uuid) or (None, None)
-    new_bytes = max_bytes if set_bytes else old_bytes
-    new_files = max_files if set_files else old_files
-    if new_bytes is None and new_files is None:
-        mediadb.drop_quota(conn, user_uuid)
-    else:
-        mediadb.set_quota(conn, user_uuid, new_bytes, new_files)
 
 
 def describe(view: QuotaView) -> list[str]:

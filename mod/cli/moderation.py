@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from loguru import logger
 
 from mod.cli.admin import require_tables
-from mod.cli.common import CliError, Database
-from mod.db.engine import Conn
-from mod.error import ServiceError
-from mod.service import moderation
+from mod.cli.common import CliError, Database, change, refused
+from mod.service import Flow, RegistrationToken, User, moderation
 
 T = TypeVar("T")
 
@@ -33,40 +30,23 @@ def when(stamp: int) -> str:
     return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def refused(call: Callable[[], T]) -> T:
-    """A call of the service, its refusal turned into the operator's one line."""
-    try:
-        return call()
-    except ServiceError as exc:
-        raise CliError(exc.detail) from None
-
-
-def change(database: Database, fn: Callable[..., T], *args: Any) -> T:
-    """One of the service's writer jobs, committed, or refused in one line (and rolled back)."""
-    def job(conn: Conn) -> T:
-        return refused(lambda: fn(conn, *args))
-
-    job.__name__ = fn.__name__
-    return database.write(job)
-
-
-def users(database: Database) -> list[moderation.UserRow]:
+def users(database: Database) -> list[User]:
     """Every account, oldest first."""
     require_tables(database)
     return database.read(moderation.all_users)
 
 
-def flows(database: Database) -> list[moderation.FlowRow]:
+def flows(database: Database) -> list[Flow]:
     require_tables(database)
     return database.read(moderation.all_flows)
 
 
-def tokens(database: Database) -> list[moderation.RegistrationTokenRow]:
+def tokens(database: Database) -> list[RegistrationToken]:
     require_tables(database)
     return database.read(moderation.registration_tokens)
 
 
-def user(database: Database, login: str) -> moderation.UserRow:
+def user(database: Database, login: str) -> User:
     require_tables(database)
     found = database.read(moderation.user_by_login, login)
     if found is None:
@@ -77,9 +57,9 @@ def user(database: Database, login: str) -> moderation.UserRow:
 def lock(database: Database, login: str, locked: bool) -> int:
     """Lock or unlock an account; return how many tokens a lock revoked."""
     account = user(database, login)
-    revoked = change(database, moderation.set_locked, account["uuid"], locked, now())
+    revoked = change(database, moderation.set_locked, account.uuid, locked, now())
     logger.info("user {} with manage.py: {}", "locked" if locked else "unlocked",
-                account["uuid"])
+                account.uuid)
     return revoked
 
 
@@ -87,19 +67,19 @@ def reset_password(database: Database, login: str, password: str) -> int:
     refused(lambda: moderation.check_password(password))
     account = user(database, login)
     password_hash = moderation.password_hash(password)
-    revoked = change(database, moderation.set_password, account["uuid"], password_hash, now())
-    logger.info("password reset with manage.py: {}", account["uuid"])
+    revoked = change(database, moderation.set_password, account.uuid, password_hash, now())
+    logger.info("password reset with manage.py: {}", account.uuid)
     return revoked
 
 
 def set_superuser(database: Database, login: str, superuser: bool) -> None:
     account = user(database, login)
-    change(database, moderation.set_superuser, account["uuid"], superuser, now())
+    change(database, moderation.set_superuser, account.uuid, superuser, now())
     logger.info("user {} with manage.py: {}", "promoted" if superuser else "demoted",
-                account["uuid"])
+                account.uuid)
 
 
-def flow(database: Database, flow_uuid: str) -> moderation.FlowRow:
+def flow(database: Database, flow_uuid: str) -> Flow:
     require_tables(database)
     found = database.read(moderation.flow_by_uuid, flow_uuid)
     if found is None:
@@ -107,14 +87,19 @@ def flow(database: Database, flow_uuid: str) -> moderation.FlowRow:
     return found
 
 
-def delete_flow(database: Database, flow_uuid: str) -> moderation.FlowRow:
+def members(database: Database, found: Flow) -> dict[str, User]:
+    """A flow's members' accounts (deleted ones too) by uuid."""
+    return {row.uuid: row for row in database.read(moderation.users_by_uuid, found["users"])}
+
+
+def delete_flow(database: Database, flow_uuid: str) -> Flow:
     deleted = change(database, moderation.delete_flow, flow_uuid, now())
     logger.info("flow deleted with manage.py: {}", flow_uuid)
     return deleted
 
 
 def create_token(database: Database, token: str | None, uses: int | None,
-                 days: float | None) -> moderation.RegistrationTokenRow:
+                 days: float | None) -> RegistrationToken:
     require_tables(database)
     token = refused(lambda: moderation.new_registration_token(token))
     stamp = now()

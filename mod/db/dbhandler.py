@@ -28,8 +28,7 @@ from sqlobject.sqlbuilder import (
 
 from mod import changes as kinds
 from mod.changes import Kind
-from mod.content import FILE_FIELDS
-from mod.db.engine import ChangeRow, Conn, P, Query, Row, insert_query
+from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
 
 DELETED_LOGIN = "User deleted"
@@ -287,7 +286,7 @@ _INSERT_CHANGE = insert_query(Change.sqlmeta.table, ("time_created", "flow_uuid"
 
 
 def log_change(conn: Conn, now: int, flow_uuid: str, kind: Kind, actor: str, subject: str,
-               payload: dict[str, Any]) -> ChangeRow:
+               payload: dict[str, Any]) -> kinds.Change:
     """Append one change; positions follow commit order, across processes too."""
     if conn.postgres and not conn.changes:
         # Held to the end of the transaction: no other process logs a change until this
@@ -295,7 +294,7 @@ def log_change(conn: Conn, now: int, flow_uuid: str, kind: Kind, actor: str, sub
         conn.execute("SELECT pg_advisory_xact_lock(7341)")
     text = to_json(payload).decode()
     position = conn.insert(_INSERT_CHANGE, now, flow_uuid, kind, actor, subject, text)
-    change = ChangeRow(position, now, flow_uuid, kind, actor, subject, text)
+    change = kinds.Change(position, now, flow_uuid, kind, actor, subject, text)
     conn.changes.append(change)
     return change
 
@@ -304,8 +303,8 @@ _CHANGE_COLUMNS = (Change.q.id, Change.q.time_created, Change.q.flow_uuid, Chang
                    Change.q.actor, Change.q.subject, Change.q.payload)
 
 
-def _change(row: Sequence[Any]) -> ChangeRow:
-    return ChangeRow(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6])
+def _change(row: Sequence[Any]) -> kinds.Change:
+    return kinds.Change(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6])
 
 
 def last_position(conn: Conn) -> int:
@@ -317,7 +316,7 @@ _CHANGES_AFTER = Query(Select(_CHANGE_COLUMNS, where=Change.q.id > P, orderBy=Ch
                               limit=1000))
 
 
-def changes_after(conn: Conn, position: int, limit: int = 1000) -> list[ChangeRow]:
+def changes_after(conn: Conn, position: int, limit: int = 1000) -> list[kinds.Change]:
     if limit == 1000:
         rows = conn.all(_CHANGES_AFTER, position)
     else:
@@ -327,7 +326,7 @@ def changes_after(conn: Conn, position: int, limit: int = 1000) -> list[ChangeRo
 
 
 def flow_changes(conn: Conn, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
-                 limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
+                 limit: int = 100, backwards: bool = False) -> list[kinds.Change]:
     """Changes of some flows between two positions, oldest first (or newest first), but
     for typing notices and receipts (no timeline shows them)."""
     if not flow_uuids:
@@ -341,13 +340,13 @@ def flow_changes(conn: Conn, flow_uuids: Sequence[str], after: int = 0, before: 
     return [_change(row) for row in rows]
 
 
-def change_at(conn: Conn, position: int) -> ChangeRow | None:
+def change_at(conn: Conn, position: int) -> kinds.Change | None:
     row = conn.one(Select(_CHANGE_COLUMNS, where=Change.q.id == position))
     return _change(row) if row else None
 
 
 def select_changes(conn: Conn, where: Any, order_by: Any = Change.q.id,
-                   limit: int | None = None) -> list[ChangeRow]:
+                   limit: int | None = None) -> list[kinds.Change]:
     """The changes a condition of other query modules picks (e.g. `mod.db.userdata`)."""
     rows = conn.all(Select(_CHANGE_COLUMNS, where=where, orderBy=order_by, limit=limit))
     return [_change(row) for row in rows]
@@ -359,7 +358,7 @@ _STATE = sorted(kinds.STATE)
 
 
 def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
-                 limit: int) -> list[ChangeRow]:
+                 limit: int) -> list[kinds.Change]:
     """Changes in (after, upto] of some flows or about a user (their invites, joins and
     leaves anywhere), oldest first."""
     about = Change.q.subject == user_uuid
@@ -370,7 +369,7 @@ def user_changes(conn: Conn, flow_uuids: Sequence[str], user_uuid: str, after: i
     return [_change(row) for row in rows]
 
 
-def flow_state_changes(conn: Conn, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
+def flow_state_changes(conn: Conn, flow_uuid: str, before: int | None = None) -> list[kinds.Change]:
     """A flow's changes of `changes.STATE` (creation, membership, title and info) before a
     position, oldest first."""
     where = [Change.q.flow_uuid == flow_uuid, IN(Change.q.kind, _STATE)]
@@ -381,7 +380,7 @@ def flow_state_changes(conn: Conn, flow_uuid: str, before: int | None = None) ->
 
 
 def subject_changes(conn: Conn, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
-                    after: int = 0) -> list[ChangeRow]:
+                    after: int = 0) -> list[kinds.Change]:
     """A flow's changes of some kinds about some subjects (e.g. message uuids), oldest first."""
     if not subjects:
         return []
@@ -485,7 +484,7 @@ def flow_access(conn: Conn, flow_uuid: str, user_uuid: str
 
 
 def set_encrypted(conn: Conn, flow_uuid: str, actor: str, now: int, content: dict[str, Any]
-                  ) -> ChangeRow:
+                  ) -> kinds.Change:
     """Mark a flow end-to-end encrypted and log its Matrix m.room.encryption content."""
     conn.execute(Update(Flow.sqlmeta.table, values={"encrypted": True},
                       where=Flow.q.uuid == flow_uuid))
@@ -615,9 +614,6 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
     Message.q.deleted,
 )
-
-CONTENT_FIELDS = ("text", *FILE_FIELDS, "emoji")
-
 
 def _message(row: Sequence[Any]) -> MessageRow:
     return MessageRow(

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from loguru import logger
-from pydantic_core import from_json
 from sqlobject import connectionForURI, dberrors
 from sqlobject.converters import StringLikeConverter, converters, sqlrepr
 from sqlobject.dbconnection import DBConnection
 from sqlobject.sqlbuilder import Insert, SQLExpression
 
 from mod import metrics
-from mod.changes import Kind, Payload, payload_of
+from mod.changes import Change, Kind
 from mod.config.validator import Database as DatabaseSettings
 from mod.error import ServiceError, Unavailable
 
@@ -44,32 +43,7 @@ T = TypeVar("T")
 converters.klass[Kind] = StringLikeConverter
 
 Row = tuple[Any, ...]
-CommitHook = Callable[[list["ChangeRow"]], None]
-
-
-@dataclass(slots=True, frozen=True)
-class ChangeRow:
-    """One entry of the change log, as committed: `payload` is its JSON text, `data` the
-    model of its kind read from it (once per row: the hub hands one row to every reader)."""
-
-    position: int
-    time: int
-    flow_uuid: str
-    kind: str
-    actor: str
-    subject: str
-    payload: str
-    _data: Payload | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def data(self) -> Payload:
-        """The payload's model; ValueError when it cannot be read or lacks what its kind
-        holds (`changes.payload_of`)."""
-        found = self._data
-        if found is None:
-            found = payload_of(self.kind, from_json(self.payload))
-            object.__setattr__(self, "_data", found)
-        return found
+CommitHook = Callable[[list[Change]], None]
 
 
 class Param(SQLExpression):
@@ -151,7 +125,7 @@ class Conn:
         self.raw = raw
         self.postgres = postgres
         self.db = "postgres" if postgres else "sqlite"
-        self.changes: list[ChangeRow] = []
+        self.changes: list[Change] = []
 
     def sql(self, expr: Any) -> str:
         if isinstance(expr, str):
@@ -443,7 +417,7 @@ class Engine:
         return False
 
     def _run_batch(self, batch: list[_Job]) -> None:
-        changes: list[ChangeRow] = []
+        changes: list[Change] = []
         pending = batch
         started = time.perf_counter()
         conflicts = 0
@@ -536,7 +510,7 @@ class Engine:
         logger.opt(exception=exc).error("write failed in {}", job.fn.__name__)
         return ServiceError(500, "The server could not store that")
 
-    def _finish(self, batch: list[_Job], changes: list[ChangeRow]) -> None:
+    def _finish(self, batch: list[_Job], changes: list[Change]) -> None:
         if changes and self.on_commit is not None:
             try:
                 self.on_commit(changes)

@@ -9,16 +9,17 @@ from typing import Any
 from pydantic_core import to_json
 from sqlobject.sqlbuilder import AND, CONTAINSSTRING, DESC, IN, OR, Delete, Insert, Select, func
 
+from mod import changes as kinds
 from mod.changes import Kind
 from mod.db import dbhandler as db
-from mod.db.engine import ChangeRow, Conn
+from mod.db.engine import Conn
 from mod.db.models import AccountData, Change, Member, Receipt, User
 
 # -- account data -----------------------------------------------------------------------------
 
 
 def put_account_data(conn: Conn, user_uuid: str, room: str, data_type: str,
-                     content: dict[str, Any], now: int) -> ChangeRow:
+                     content: dict[str, Any], now: int) -> kinds.Change:
     """Store (replace) one piece of account data and log it for the user's other devices."""
     where = AND(AccountData.q.user_uuid == user_uuid, AccountData.q.room == room,
                 AccountData.q.data_type == data_type)
@@ -54,7 +55,7 @@ def all_account_data(conn: Conn, user_uuid: str) -> list[tuple[str, str, str]]:
 
 
 def put_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
-                event_id: str, ts: int, now: int, private: bool) -> ChangeRow:
+                event_id: str, ts: int, now: int, private: bool) -> kinds.Change:
     """Keep a user's latest receipt, and log it: to the flow, or (private) to the user."""
     conn.execute(Delete(Receipt.sqlmeta.table, where=AND(
         Receipt.q.flow_uuid == flow_uuid, Receipt.q.user_uuid == user_uuid,
@@ -110,7 +111,7 @@ def search_users(conn: Conn, searcher: str, term: str, limit: int, everyone: boo
 
 
 def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, now: int,
-                   payload: dict[str, Any]) -> ChangeRow:
+                   payload: dict[str, Any]) -> kinds.Change:
     """An event MTP does not show (a reaction, any custom type): a change-log row only.
     `subject` is the event it relates to, without its "$" (when that fits the column)."""
     subject = relates_to[1:] if relates_to.startswith("$") and len(relates_to) <= 41 else ""
@@ -118,7 +119,7 @@ def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, 
 
 
 def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str, after: int,
-                    before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
+                    before: int | None, limit: int, backwards: bool) -> list[kinds.Change]:
     """Changes that relate to an event: room events naming it, and edits of its message."""
     about = AND(Change.q.kind == Kind.ROOM_EVENT, Change.q.subject == event_id[1:])
     if message_uuid:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from mod import lib
 from mod.config.validator import Settings
-from mod.db.dbhandler import CONTENT_FIELDS, FlowRow, MessageRow, UserRow, public_profile
-from mod.db.engine import ChangeRow, Engine
+from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
 from mod.service.backup import Backup, BackupVersion
@@ -22,14 +21,26 @@ from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.keys import DeviceInfo, Keys, SyncKeys
 from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
+from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
-from mod.service.timeline import Reader, Timeline
+from mod.service.snapshots import (
+    EventContext,
+    Excerpt,
+    InitialSync,
+    Invitation,
+    JoinedFlow,
+    Kept,
+    People,
+    SyncChanges,
+)
+from mod.service.timeline import Timeline
 from mod.service.userdata import UserData
 
 __all__ = [
-    "CONTENT_FIELDS", "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller",
-    "ChangeRow", "Committed", "Credentials", "DeviceInfo", "FlowRow", "MessagePage",
-    "MessageRow", "Reader", "Service", "ServiceError", "SyncKeys", "UserRow", "public_profile",
+    "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "Committed",
+    "Credentials", "DeviceInfo", "EventContext", "Excerpt", "Flow", "InitialSync", "Invitation",
+    "JoinedFlow", "Kept", "Message", "MessagePage", "People", "RegistrationToken", "Service",
+    "ServiceError", "SyncChanges", "SyncKeys", "User",
 ]
 
 

@@ -12,37 +12,24 @@ from typing import Any, NoReturn, TypeVar
 from loguru import logger
 
 from mod import lib
-from mod.changes import Kind, RevokedPayload
+from mod.changes import Change, Kind, RevokedPayload
 from mod.config.validator import Settings
 from mod.db import dbhandler as db
 from mod.db import keystore as ks
 from mod.db import media as mediadb
 from mod.db import regtokens
-from mod.db.engine import ChangeRow, Conn, Engine
+from mod.db.engine import Conn, Engine
 from mod.error import Locked, ServiceError, TokenRefused
+from mod.service.accountrules import check_profile
 from mod.service.bounds import check_device
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
+from mod.service.records import User, user_of, users_of
 from mod.service.throttle import LoginThrottle, TokenThrottle
 
 T = TypeVar("T")
 
-MAX_USERNAME = 256
 TOKEN_CACHE_SIZE = 100_000
-
-
-def valid_email(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain and " " not in address
-                and not domain.startswith(".") and not domain.endswith("."))
-
-
-def _check_profile(username: str, email: str) -> None:
-    """The profile rules, for both protocols."""
-    if len(username) > MAX_USERNAME:
-        raise ServiceError(400, f"A username is at most {MAX_USERNAME} characters")
-    if email and not valid_email(email):
-        raise ServiceError(415, "The email is not a valid address")
 
 
 def _usable_token(conn: Conn, token: str, stamp: int) -> None:
@@ -136,7 +123,7 @@ class Accounts:
             raise ServiceError(403, "Registration on this server needs a registration token")
         if not login or not password:
             raise ServiceError(400, "A login and a password are required")
-        _check_profile(username, email)
+        check_profile(username, email)
         check_device(device, device_name)
         with_token = registration_token is not None and mode == "token"
         if with_token:
@@ -166,7 +153,7 @@ class Accounts:
         if user is None:
             raise ServiceError(409, f"The login {login!r} is already taken")
         logger.info("user registered: {}", user["uuid"])
-        return Credentials(user, token, ttl, device)
+        return Credentials(user_of(user), token, ttl, device)
 
     async def login(self, login: str, password: str, device: str = "",
                     address: str = "", device_name: str = "") -> Credentials:
@@ -193,7 +180,7 @@ class Accounts:
         await self.engine.write(_signed_in, user["uuid"], lib.token_hash(token), stamp,
                                 stamp + ttl, device, device_name)
         logger.info("user logged in: {}", user["uuid"])
-        return Credentials(user, token, ttl, device)
+        return Credentials(user_of(user), token, ttl, device)
 
     async def _failed(self, login: str, address: str) -> NoReturn:
         delay = self.throttle.failed(login, address)
@@ -234,7 +221,7 @@ class Accounts:
         for token in [t for t, c in self._tokens.items() if c.caller.token_hash == token_hash]:
             del self._tokens[token]
 
-    def changes_committed(self, changes: list[ChangeRow]) -> None:
+    def changes_committed(self, changes: list[Change]) -> None:
         """Keep cached token checks true to revocations committed by any process."""
         for change in changes:
             if change.kind == Kind.USER_CHANGED:  # rights changed: cached checks carry them
@@ -332,7 +319,7 @@ class Accounts:
         """Change a username: only one's own."""
         if user_uuid != caller.uuid:
             raise ServiceError(403, "You can only change your own name")
-        _check_profile(username, "")
+        check_profile(username, "")
 
         def rename(conn: Conn) -> None:
             user = db.user_by_uuid(conn, caller.uuid)
@@ -342,21 +329,21 @@ class Accounts:
 
         await self.engine.write(rename)
 
-    async def profile(self, user_uuid: str) -> db.UserRow:
+    async def profile(self, user_uuid: str) -> User:
         user = await self.engine.read(db.user_by_uuid, user_uuid)
         if user is None:
             raise ServiceError(404, f"No user {user_uuid}")
-        return user
+        return user_of(user)
 
-    async def by_login(self, login: str) -> db.UserRow:
+    async def by_login(self, login: str) -> User:
         user = await self.engine.read(db.user_by_login, login)
         if user is None:
             raise ServiceError(404, f"No user {login!r}")
-        return user
+        return user_of(user)
 
-    async def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
+    async def users(self, uuids: Iterable[str]) -> list[User]:
         """The accounts of some uuids (unknown ones left out)."""
-        return await self.engine.read(db.users_by_uuid, list(uuids))
+        return users_of(await self.engine.read(db.users_by_uuid, list(uuids)))
 
 
 def _purge(conn: Conn, stamp: int, txn_before: int, pending_before: int) -> int:

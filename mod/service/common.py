@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from mod import lib
-from mod.db import dbhandler as db
 from mod.db.engine import Conn
+from mod.service.records import User
 
 T = TypeVar("T")
 
@@ -36,14 +36,14 @@ class Caller:
 class Credentials:
     """What a successful registration or login hands back to the client."""
 
-    user: db.UserRow
+    user: User
     token: str
     token_ttl: int
     device: str = ""
 
     @property
     def caller(self) -> Caller:
-        return Caller(self.user["uuid"], lib.token_hash(self.token), self.user["is_superuser"],
+        return Caller(self.user.uuid, lib.token_hash(self.token), self.user.is_superuser,
                       self.device)
 
 

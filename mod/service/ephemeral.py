@@ -17,10 +17,10 @@ from typing import Any
 from loguru import logger
 
 from mod import changes as kinds
-from mod.changes import Kind, TypingPayload
+from mod.changes import Change, Kind, TypingPayload
 from mod.db import dbhandler as db
 from mod.db import userdata
-from mod.db.engine import ChangeRow, Conn, Engine
+from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import Caller, Committed, logged_since, now
@@ -39,7 +39,7 @@ class Typing:
         self.until: dict[str, dict[str, int]] = {}
         self.changed: dict[str, int] = {}
 
-    def observe(self, change: ChangeRow) -> None:
+    def observe(self, change: Change) -> None:
         # notices whose end another process never logged (it stopped) go with the next change
         self._prune(change.flow_uuid, int(time.time() * 1000) - MAX_TYPING_MS)
         if change.kind == Kind.TYPING:
@@ -82,7 +82,7 @@ class Ephemeral:
         self.typing_now = Typing()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
-    def changes_committed(self, changes: list[ChangeRow]) -> None:
+    def changes_committed(self, changes: list[Change]) -> None:
         """Keep `typing_now` true to what any process committed (a hub observer)."""
         for change in changes:
             if change.kind == Kind.TYPING or change.kind in ENDS_TYPING:

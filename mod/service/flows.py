@@ -17,6 +17,7 @@ from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import Caller, Committed, logged_since, now
+from mod.service.records import Flow, User, users_of
 
 FLOW_TYPES = ("chat", "group", "channel")
 
@@ -27,7 +28,7 @@ class Flows:
 
     async def add(self, caller: Caller, flow_type: str, title: str, info: str,
                   users: Sequence[str], owner: str | None = None, private: bool = False,
-                  encryption: dict[str, Any] | None = None) -> Committed[db.FlowRow]:
+                  encryption: dict[str, Any] | None = None) -> Committed[Flow]:
         """A new flow. `private` makes it invite-only (a chat is so anyway): only its members
         see it, and others join it only when invited. With `encryption` (Matrix
         m.room.encryption content) it is end-to-end encrypted from the start."""
@@ -44,12 +45,12 @@ class Flows:
                     ", invite-only" if done.value["private"] else "")
         return done
 
-    async def visible(self, caller: Caller) -> list[db.FlowRow]:
+    async def visible(self, caller: Caller) -> list[Flow]:
         """Every public group and channel, and the invite-only flows the caller is in or
         invited to."""
         return await self.engine.read(db.visible_flows, caller.uuid)
 
-    async def public(self, search: str, offset: int, limit: int) -> tuple[list[db.FlowRow], int]:
+    async def public(self, search: str, offset: int, limit: int) -> tuple[list[Flow], int]:
         """A page of the flows anyone may join (none invite-only), and how many there are."""
         return await self.engine.read(db.public_flows, search, offset, limit)
 
@@ -57,11 +58,11 @@ class Flows:
         """The uuids of the flows the caller is a member of."""
         return await self.engine.read(db.member_flows, caller.uuid)
 
-    async def members(self, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
+    async def members(self, caller: Caller, flow_uuid: str) -> list[User]:
         """The accounts of a flow's members; members only."""
-        return await self.engine.read(_members, caller, flow_uuid)
+        return users_of(await self.engine.read(_members, caller, flow_uuid))
 
-    async def join(self, caller: Caller, flow_uuid: str) -> Committed[db.FlowRow]:
+    async def join(self, caller: Caller, flow_uuid: str) -> Committed[Flow]:
         """Become a member of a public group or channel, or of an invite-only one the caller
         is invited to (idempotent: position 0 when already a member)."""
         return await self.engine.write(_join, caller, flow_uuid, now())
@@ -81,14 +82,14 @@ class Flows:
         return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now(), direct)
 
     async def rename(self, caller: Caller, flow_uuid: str, title: str | None = None,
-                     info: str | None = None) -> Committed[db.FlowRow]:
+                     info: str | None = None) -> Committed[Flow]:
         """Change a flow's title or info."""
         return await self.engine.write(_rename, caller, flow_uuid, title, info, now())
 
 
 def _create(conn: Conn, caller: Caller, flow_type: str, title: str, info: str,
             members: list[str], private: bool, stamp: int,
-            encryption: dict[str, Any] | None = None) -> Committed[db.FlowRow]:
+            encryption: dict[str, Any] | None = None) -> Committed[Flow]:
     mark = len(conn.changes)
     known = {user["uuid"] for user in db.users_by_uuid(conn, members) if not user["deleted"]}
     missing = [uuid for uuid in members if uuid not in known]
@@ -127,7 +128,7 @@ def _members(conn: Conn, caller: Caller, flow_uuid: str) -> list[db.UserRow]:
             if not user["deleted"]]
 
 
-def _join(conn: Conn, caller: Caller, flow_uuid: str, stamp: int) -> Committed[db.FlowRow]:
+def _join(conn: Conn, caller: Caller, flow_uuid: str, stamp: int) -> Committed[Flow]:
     mark = len(conn.changes)
     flow = rights.access(conn, flow_uuid, caller)
     if not flow.member:
@@ -163,7 +164,7 @@ def _invite(conn: Conn, caller: Caller, flow_uuid: str, user_uuid: str, stamp: i
 
 
 def _rename(conn: Conn, caller: Caller, flow_uuid: str, title: str | None, info: str | None,
-            stamp: int) -> Committed[db.FlowRow]:
+            stamp: int) -> Committed[Flow]:
     mark = len(conn.changes)
     rights.rename(rights.access(conn, flow_uuid, caller), caller)
     flow = db.update_flow(conn, flow_uuid, caller.uuid, stamp, title, info)

@@ -24,7 +24,7 @@ from mod.db import imported
 from mod.db.dbhandler import FlowRow, MessageRow
 from mod.db.media import MediaRow
 from mod.db.original import OldFlow, OldMessage, OldUser, Source
-from mod.service.accounts import valid_email
+from mod.service.accountrules import valid_email
 from mod.service.importrows import flow_problem, message_problem, user_problem
 from mod.service.media import Media
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from mod import content
 from mod.db.original import OldFlow, OldMessage, OldUser
-from mod.service.accounts import MAX_USERNAME
+from mod.service.accountrules import MAX_LOGIN, MAX_PASSWORD, MAX_USERNAME
 from mod.service.flows import FLOW_TYPES
 
 # What an MTP client can send (mod.protocol.mtp.api): rows beyond could never be used.
-MAX_LOGIN = 256
-MAX_PASSWORD = 4096
 MAX_UUID = 64
 MAX_TITLE = 4096
 MAX_INFO = 65536

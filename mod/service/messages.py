@@ -14,6 +14,7 @@ from typing import Any
 from mod import lib
 from mod.changes import Kind
 from mod.config.validator import Settings
+from mod.content import CONTENT_FIELDS
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
@@ -21,8 +22,8 @@ from mod.error import ServiceError
 from mod.service import rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
 from mod.service.media import FILE_TYPES, Media
+from mod.service.records import Message
 
-CONTENT_FIELDS = db.CONTENT_FIELDS
 _FILE_FIELDS = frozenset(FILE_TYPES)  # a message holding one of these may carry a file
 DELETED_TEXT = "Message deleted"
 # What MTP reads for an end-to-end encrypted message, which it cannot decrypt (PROTOCOL.md).
@@ -48,7 +49,7 @@ class Messages:
     async def send(self, caller: Caller, flow_uuid: str, client_id: int,
                    content: dict[str, str], txn: str | None = None,
                    extra: dict[str, Any] | None = None, encrypted: bool = False,
-                   media: str = "") -> Committed[db.MessageRow]:
+                   media: str = "") -> Committed[Message]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
         `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
@@ -82,7 +83,7 @@ class Messages:
 
     async def edit(self, caller: Caller, message_uuid: str, text: str, flow_uuid: str = "",
                    txn: str | None = None, extra: dict[str, Any] | None = None
-                   ) -> Committed[db.MessageRow]:
+                   ) -> Committed[Message]:
         """Replace a message's text. With `flow_uuid`, the message must be in that flow
         (404 otherwise); with `txn`, retry-safe by the client's transaction ID."""
         key = None if txn is None else retry_key("txn", caller.token_hash, flow_uuid, "edit",
@@ -92,7 +93,7 @@ class Messages:
 
     async def delete(self, caller: Caller, message_uuid: str, flow_uuid: str = "",
                      txn: str | None = None, extra: dict[str, Any] | None = None
-                     ) -> Committed[db.MessageRow]:
+                     ) -> Committed[Message]:
         """Delete a message (its content cleared), as `edit` names it."""
         key = None if txn is None else retry_key("txn", caller.token_hash, flow_uuid, "delete",
                                                  txn)
@@ -100,12 +101,12 @@ class Messages:
         return await self.engine.write(_change, caller, message_uuid, flow_uuid,
                                        Kind.MESSAGE_DELETED, cleared, now(), key, extra)
 
-    async def get(self, caller: Caller, message_uuid: str) -> db.MessageRow:
+    async def get(self, caller: Caller, message_uuid: str) -> Message:
         """A message of a flow the caller may read."""
         return await self.engine.read(_readable_message, caller, message_uuid)
 
 
-def _repeat(conn: Conn, key: str, stamp: int) -> Committed[db.MessageRow] | None:
+def _repeat(conn: Conn, key: str, stamp: int) -> Committed[Message] | None:
     """What the first run of a retried write committed, if it was within the window."""
     earlier = db.txn_result(conn, key, stamp - RETRY_WINDOW)
     if earlier is None:
@@ -115,8 +116,8 @@ def _repeat(conn: Conn, key: str, stamp: int) -> Committed[db.MessageRow] | None
     return Committed(message, int(position)) if message is not None else None
 
 
-def _remember(conn: Conn, key: str | None, stamp: int, done: Committed[db.MessageRow]
-              ) -> Committed[db.MessageRow]:
+def _remember(conn: Conn, key: str | None, stamp: int, done: Committed[Message]
+              ) -> Committed[Message]:
     if key is not None:
         db.txn_store(conn, key, f"{done.position} {done.value['uuid']}", stamp)
     return done
@@ -130,7 +131,7 @@ def _may_send(conn: Conn, caller: Caller, flow_uuid: str) -> None:
 
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
-          encrypted: bool, media: str) -> Committed[db.MessageRow]:
+          encrypted: bool, media: str) -> Committed[Message]:
     earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
@@ -148,7 +149,7 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
 
 def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind: Kind,
             content: dict[str, str], stamp: int, key: str | None,
-            extra: dict[str, Any] | None) -> Committed[db.MessageRow]:
+            extra: dict[str, Any] | None) -> Committed[Message]:
     if key is not None:
         earlier = _repeat(conn, key, stamp)
         if earlier is not None:
@@ -169,7 +170,7 @@ def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind:
     return _remember(conn, key, stamp, Committed(changed, logged_since(conn, mark)))
 
 
-def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> db.MessageRow:
+def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> Message:
     message = db.message_by_uuid(conn, message_uuid)
     if message is None:
         raise ServiceError(404, f"No message {message_uuid}")

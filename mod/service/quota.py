@@ -136,3 +136,21 @@ def fill(conn: Conn, row: MediaRow, settings: MediaSettings) -> bool:
     check(conn, settings, row["uploader"], row["size"], row["time_created"],
           exclude=row["media_id"])
     return mediadb.fill(conn, row)
+
+
+def drop_quota(conn: Conn, user_uuid: str) -> None:
+    """The operator takes a user back to the configured quota."""
+    mediadb.drop_quota(conn, user_uuid)
+
+
+def set_quota(conn: Conn, user_uuid: str, set_bytes: bool, max_bytes: int | None,
+              set_files: bool, max_files: int | None) -> None:
+    """The operator gives a user a quota of their own: bytes, files or both (one not set
+    stays as it was; neither left: the configured quota again)."""
+    old_bytes, old_files = mediadb.quota_of(conn, user_uuid) or (None, None)
+    new_bytes = max_bytes if set_bytes else old_bytes
+    new_files = max_files if set_files else old_files
+    if new_bytes is None and new_files is None:
+        mediadb.drop_quota(conn, user_uuid)
+    else:
+        mediadb.set_quota(conn, user_uuid, new_bytes, new_files)

@@ -1,116 +1,82 @@
-"""What clients catch up from: get_update, and read access to the change log for renderers.
+"""What clients catch up from: MTP's get_update, and the snapshots of the change log the
+Matrix views render (`snapshots`): /sync, history pages, room state, single events, an
+event's context and its relations.
 
-The Matrix side renders change-log rows as events. A rendering runs whole on a database
-reader thread, with a `Reader`: the queries it may make, and nothing that writes.
+Each snapshot is read in one reader job; a flow's is read only by a caller who may read the
+flow, checked in the same job (404, 403). Nothing is rendered here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
+from mod.changes import Change, Kind
 from mod.db import dbhandler as db
-from mod.db import media as mediadb
 from mod.db import userdata
-from mod.db.engine import ChangeRow, Conn, Engine
-from mod.service import rights
+from mod.db.engine import Conn, Engine
+from mod.service import rights, syncread
 from mod.service.common import Caller
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class Reader:
-    """Read-only queries of the change log, flows and users, inside one reader job."""
-
-    __slots__ = ("_tx",)
-
-    def __init__(self, conn: Conn) -> None:
-        self._tx = conn
-
-    def last_position(self) -> int:
-        return db.last_position(self._tx)
-
-    def member_flows(self, user_uuid: str) -> list[str]:
-        return db.member_flows(self._tx, user_uuid)
-
-    def flow_changes(self, flow_uuids: Sequence[str], after: int = 0, before: int | None = None,
-                     limit: int = 100, backwards: bool = False) -> list[ChangeRow]:
-        return db.flow_changes(self._tx, flow_uuids, after, before, limit, backwards)
-
-    def flow_state_changes(self, flow_uuid: str, before: int | None = None) -> list[ChangeRow]:
-        return db.flow_state_changes(self._tx, flow_uuid, before)
-
-    def user_changes(self, flow_uuids: Sequence[str], user_uuid: str, after: int, upto: int,
-                     limit: int) -> list[ChangeRow]:
-        return db.user_changes(self._tx, flow_uuids, user_uuid, after, upto, limit)
-
-    def subject_changes(self, flow_uuid: str, kinds: Sequence[str], subjects: Sequence[str],
-                        after: int = 0) -> list[ChangeRow]:
-        return db.subject_changes(self._tx, flow_uuid, kinds, subjects, after)
-
-    def change_at(self, position: int) -> ChangeRow | None:
-        return db.change_at(self._tx, position)
-
-    def invites_for(self, user_uuid: str) -> list[tuple[str, str, int]]:
-        return db.invites_for(self._tx, user_uuid)
-
-    def flows(self, uuids: Iterable[str]) -> list[db.FlowRow]:
-        return db.flows_by_uuid(self._tx, uuids)
-
-    def users(self, uuids: Iterable[str]) -> list[db.UserRow]:
-        return db.users_by_uuid(self._tx, uuids)
-
-    def avatars(self, uuids: Iterable[str]) -> dict[str, str]:
-        """user uuid -> the media ID of the user's avatar, for those who have one."""
-        return mediadb.avatars(self._tx, list(uuids))
-
-    def receipts(self, flow_uuids: list[str], viewer: str
-                 ) -> list[tuple[str, str, str, str, str, int]]:
-        """(flow, user, type, thread, event ID, ts): everyone's public receipts in these
-        flows, and the viewer's private ones."""
-        return userdata.receipts(self._tx, flow_uuids, viewer)
-
-    def account_data(self, user_uuid: str) -> list[tuple[str, str, str]]:
-        """(room, type, content JSON) of the user's account data."""
-        return userdata.all_account_data(self._tx, user_uuid)
-
-    def related_changes(self, flow_uuid: str, event_id: str, message_uuid: str, after: int,
-                        before: int | None, limit: int, backwards: bool) -> list[ChangeRow]:
-        return userdata.related_changes(self._tx, flow_uuid, event_id, message_uuid, after,
-                                        before, limit, backwards)
-
-
-def _run(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    return fn(Reader(conn), *args)
-
-
-def _run_readable(conn: Conn, caller: Caller, flow_uuid: str, fn: Callable[..., T],
-                  args: tuple[Any, ...]) -> T:
-    rights.read(rights.access(conn, flow_uuid, caller), caller)
-    return fn(Reader(conn), *args)
+from mod.service.records import Flow, Message
+from mod.service.snapshots import (
+    EventContext,
+    Excerpt,
+    InitialSync,
+    SyncChanges,
+    deletions,
+    excerpt,
+    named,
+    people,
+)
 
 
 class Timeline:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def read(self, fn: Callable[Concatenate[Reader, P], T], *args: P.args,
-                   **kwargs: P.kwargs) -> T:
-        """Run `fn(reader, *args)` on a reader thread. It must read only what its caller may
-        see (a sync reads the caller's own flows and invites)."""
-        assert not kwargs, "the engine takes positional arguments"
-        return await self.engine.read(_run, fn, args)
+    async def initial_sync(self, caller: Caller, upto: int, exact: bool, limit: int
+                           ) -> InitialSync:
+        """The caller's flows up to `upto` (`exact`), else up to the newest change, each
+        with its newest `limit + 1` changes; their invitations and kept data."""
+        return await self.engine.read(syncread.initial, caller.uuid, upto, exact, limit)
 
-    async def read_flow(self, caller: Caller, flow_uuid: str,
-                        fn: Callable[Concatenate[Reader, P], T], *args: P.args,
-                        **kwargs: P.kwargs) -> T:
-        """`read`, for a flow the caller may read (checked in the same job: 404, 403)."""
-        assert not kwargs, "the engine takes positional arguments"
-        return await self.engine.read(_run_readable, caller, flow_uuid, fn, args)
+    async def sync_changes(self, caller: Caller, since: int, upto: int, limit: int,
+                           full_state: bool) -> SyncChanges:
+        """The changes in (since, upto] of the caller's flows and about the caller."""
+        return await self.engine.read(syncread.incremental, caller.uuid, since, upto, limit,
+                                      full_state)
+
+    async def page(self, caller: Caller, flow_uuid: str, start: int | None, stop: int | None,
+                   backwards: bool, limit: int) -> Excerpt:
+        """Up to `limit` changes of a flow's timeline from position `start` (itself included
+        going backwards) towards `stop`: newest first going backwards, else oldest first."""
+        return await self.engine.read(_page, caller, flow_uuid, start, stop, backwards, limit)
+
+    async def state(self, caller: Caller, flow_uuid: str) -> Excerpt:
+        """A flow's state changes, oldest first."""
+        return await self.engine.read(_state, caller, flow_uuid)
+
+    async def event(self, caller: Caller, flow_uuid: str, message: str, position: int | None
+                    ) -> Excerpt:
+        """The change of a flow that sent a message, or the one at a position (none when
+        neither is given or it is another flow's)."""
+        return await self.engine.read(_event, caller, flow_uuid, message, position)
+
+    async def context(self, caller: Caller, flow_uuid: str, message: str,
+                      position: int | None, limit: int) -> EventContext | None:
+        """An event's change (as `event` finds it) with up to `limit` changes around it and
+        the state up to it; None when there is no such event."""
+        return await self.engine.read(_context, caller, flow_uuid, message, position, limit)
+
+    async def relations(self, caller: Caller, flow_uuid: str, event_id: str, message: str,
+                        position: int | None, start: int | None, limit: int, backwards: bool
+                        ) -> Excerpt | None:
+        """Up to `limit` changes relating to an event (room events naming `event_id`, edits
+        of its message), from position `start`; None when there is no such event."""
+        return await self.engine.read(_relations, caller, flow_uuid, event_id, message,
+                                      position, start, limit, backwards)
 
     async def get_update(self, caller: Caller, since: int
-                         ) -> tuple[list[db.FlowRow], list[db.MessageRow], list[dict[str, Any]]]:
+                         ) -> tuple[list[Flow], list[Message], list[dict[str, Any]]]:
         """What changed at or after `since` in the caller's flows: flows, messages, the
         public profiles of their members."""
         flows, messages, users = await self.engine.read(db.update_since, caller.uuid, since)
@@ -122,3 +88,71 @@ class Timeline:
     async def ping(self) -> None:
         """A trivial query: whether the database answers (GET /health)."""
         await self.engine.read(db.ping)
+
+
+def _readable(conn: Conn, caller: Caller, flow_uuid: str) -> None:
+    rights.read(rights.access(conn, flow_uuid, caller), caller)
+
+
+def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, stop: int | None,
+          backwards: bool, limit: int) -> Excerpt:
+    _readable(conn, caller, flow_uuid)
+    if backwards:
+        rows = db.flow_changes(conn, [flow_uuid], after=stop or 0,
+                               before=None if start is None else start + 1, limit=limit,
+                               backwards=True)
+    else:
+        rows = db.flow_changes(conn, [flow_uuid], after=start or 0,
+                               before=None if stop is None else stop + 1, limit=limit)
+    return excerpt(conn, flow_uuid, rows)
+
+
+def _state(conn: Conn, caller: Caller, flow_uuid: str) -> Excerpt:
+    _readable(conn, caller, flow_uuid)
+    return excerpt(conn, flow_uuid, db.flow_state_changes(conn, flow_uuid),
+                   with_deletions=False)
+
+
+def _found(conn: Conn, flow_uuid: str, message: str, position: int | None) -> list[Change]:
+    if message:
+        return db.subject_changes(conn, flow_uuid, [Kind.MESSAGE_SENT], [message])[:1]
+    row = db.change_at(conn, position) if position is not None else None
+    return [row] if row is not None and row.flow_uuid == flow_uuid else []
+
+
+def _event(conn: Conn, caller: Caller, flow_uuid: str, message: str, position: int | None
+           ) -> Excerpt:
+    _readable(conn, caller, flow_uuid)
+    return excerpt(conn, flow_uuid, _found(conn, flow_uuid, message, position))
+
+
+def _context(conn: Conn, caller: Caller, flow_uuid: str, message: str, position: int | None,
+             limit: int) -> EventContext | None:
+    _readable(conn, caller, flow_uuid)
+    found = _found(conn, flow_uuid, message, position)
+    if not found:
+        return None
+    at = found[0].position
+    event = [row for row in [db.change_at(conn, at)] if row]
+    before = db.flow_changes(conn, [flow_uuid], before=at, limit=limit // 2 + limit % 2,
+                             backwards=True)
+    after = db.flow_changes(conn, [flow_uuid], after=at, limit=limit // 2)
+    state = db.flow_state_changes(conn, flow_uuid, before=at + 1)
+    gone = deletions(conn, flow_uuid, [*event, *before, *after])
+    return EventContext(at, tuple(event), tuple(before), tuple(after), tuple(state), gone,
+                        people(conn, named([*event, *before, *after, *state, *gone])))
+
+
+def _relations(conn: Conn, caller: Caller, flow_uuid: str, event_id: str, message: str,
+               position: int | None, start: int | None, limit: int, backwards: bool
+               ) -> Excerpt | None:
+    _readable(conn, caller, flow_uuid)
+    if not _found(conn, flow_uuid, message, position):
+        return None
+    if backwards:
+        rows = userdata.related_changes(conn, flow_uuid, event_id, message, 0, start, limit,
+                                        True)
+    else:
+        rows = userdata.related_changes(conn, flow_uuid, event_id, message, start or 0, None,
+                                        limit, False)
+    return excerpt(conn, flow_uuid, rows)

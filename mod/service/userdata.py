@@ -21,6 +21,7 @@ from mod.service import rights
 from mod.service.bounds import MAX_PUSH_RULES
 from mod.service.common import Caller, Committed, logged_since, now
 from mod.service.pushrules_default import default_rules
+from mod.service.records import User, users_of
 
 PUSH_RULES = "m.push_rules"
 MAX_TYPE = 255
@@ -77,12 +78,13 @@ class UserData:
     # -- user directory ----------------------------------------------------------------------
 
     async def search_users(self, caller: Caller, term: str, limit: int
-                           ) -> tuple[list[db.UserRow], bool]:
+                           ) -> tuple[list[User], bool]:
         """Users whose login or name holds `term`: those who share a flow with the caller, or
         everyone when `[MATRIX] USER_DIRECTORY = all`. And whether there were more."""
         everyone = self.settings.matrix.user_directory == "all"
-        return await self.engine.read(userdata.search_users, caller.uuid, term,
-                                      max(0, min(limit, 100)), everyone)
+        users, more = await self.engine.read(userdata.search_users, caller.uuid, term,
+                                             max(0, min(limit, 100)), everyone)
+        return users_of(users), more
 
 
 def _own(caller: Caller, user_uuid: str) -> None:

@@ -78,7 +78,7 @@ async def login(call: Call) -> LoginReply:
     signed_in = await call.service.accounts.login(
         name, body.password, device=device, address=_address(call),
         device_name=body.initial_device_display_name or "")
-    return LoginReply(user_id=ids.user_id(signed_in.user["login"], call.server_name),
+    return LoginReply(user_id=ids.user_id(signed_in.user.login, call.server_name),
                       access_token=signed_in.token, device_id=device,
                       home_server=call.server_name)
 
@@ -133,7 +133,7 @@ async def register(call: Call) -> LoginReply | Response:
     signed_in = await accounts.register(username, body.password, device=device,
                                         registration_token=token, address=_address(call),
                                         device_name=body.initial_device_display_name or "")
-    user_id = ids.user_id(signed_in.user["login"], call.server_name)
+    user_id = ids.user_id(signed_in.user.login, call.server_name)
     if body.inhibit_login:
         return LoginReply(user_id=user_id, home_server=call.server_name)
     return LoginReply(user_id=user_id, access_token=signed_in.token, device_id=device,
@@ -191,7 +191,7 @@ def new_session() -> str:
 async def whoami(call: Call) -> WhoAmI:
     """GET /_matrix/client/v3/account/whoami"""
     user = await call.service.accounts.profile(call.caller.uuid)
-    return WhoAmI(user_id=ids.user_id(user["login"], call.server_name),
+    return WhoAmI(user_id=ids.user_id(user.login, call.server_name),
                   device_id=call.caller.device or None)
 
 
@@ -215,7 +215,7 @@ async def _profile_user(call: Call) -> tuple[str, str]:
     if name is None or not call.param("userId").startswith("@"):
         raise MatrixError(404, Code.NOT_FOUND, "Profile not found")
     user = await call.service.accounts.by_login(name)
-    return user["uuid"], user["username"]
+    return user.uuid, user.username
 
 
 async def get_profile(call: Call) -> Profile:

@@ -55,7 +55,7 @@ async def get_room(call: Call) -> JSONResponse:
 async def _who(call: Call) -> tuple[str, str]:
     """The caller's user ID and localpart, which the default rules name."""
     uuid = call.caller.uuid
-    login = (await call.matrix.users.get([uuid]))[uuid]["login"]
+    login = (await call.matrix.users.get([uuid]))[uuid].login
     return ids.user_id(login, call.server_name), login
 
 

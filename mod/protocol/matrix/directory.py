@@ -10,7 +10,7 @@ from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import PublicRoom, PublicRooms, PublicRoomsRequest
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.routing import Call
-from mod.service import FlowRow
+from mod.service import Flow
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -52,7 +52,7 @@ async def _page(call: Call, search: str, since: str | None, limit: int) -> Publi
         total_room_count_estimate=total)
 
 
-def _entry(call: Call, flow: FlowRow) -> PublicRoom:
+def _entry(call: Call, flow: Flow) -> PublicRoom:
     return PublicRoom(room_id=ids.room_id(flow["uuid"], call.server_name),
                       name=flow["title"] or None, topic=flow["info"] or None,
                       num_joined_members=len(flow["users"]))

@@ -18,14 +18,15 @@ from typing import Any
 
 from mod import changes as kinds
 from mod import content
-from mod.changes import Kind, payload_of
+from mod.changes import Change, Kind, payload_of
 from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
-from mod.service import ChangeRow, FlowRow, Reader, UserRow
+from mod.service import Flow, People, User
 
 ROOM_VERSION = "10"
+NOBODY = People({}, {})
 MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
                               Kind.FLOW_INVITED: "invite", Kind.INVITE_DECLINED: "leave"}
 
@@ -53,7 +54,7 @@ def token_digest(token_hash: str) -> str:
 
 @dataclass(slots=True)
 class Parsed:
-    change: ChangeRow
+    change: Change
     payload: dict[str, Any]
 
 
@@ -61,7 +62,7 @@ class Parsed:
 PAYLOAD_DEPTH = content.MAX_DEPTH + 4
 
 
-def parse(changes: Iterable[ChangeRow]) -> list[Parsed]:
+def parse(changes: Iterable[Change]) -> list[Parsed]:
     """The changes whose payload can be rendered; any other is logged once and left out
     (rows stored before the door checked content, or written by hand)."""
     parsed = []
@@ -128,40 +129,52 @@ class Renderer:
 
     server: str
     viewer: str = ""
-    users: dict[str, UserRow] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
     avatars: dict[str, str] = field(default_factory=dict)  # user uuid -> avatar media ID
     # message uuid -> the redaction event of it, for showing redacted messages as such
     redactions: dict[str, Event] = field(default_factory=dict)
+    # what `load_users` takes users from
+    people: People = NOBODY
 
-    def load_users(self, reader: Reader, uuids: Iterable[str]) -> None:
-        wanted = [uuid for uuid in uuids if uuid not in self.users]
-        for user in reader.users(wanted):
-            self.users[user["uuid"]] = user
-        self.avatars.update(reader.avatars(wanted))
+    def load_users(self, uuids: Iterable[str]) -> None:
+        """Take these users (and their avatars) from the snapshot's `people`."""
+        for uuid in uuids:
+            if uuid in self.users:
+                continue
+            user = self.people.users.get(uuid)
+            if user is not None:
+                self.users[uuid] = user
+            avatar = self.people.avatars.get(uuid)
+            if avatar is not None:
+                self.avatars[uuid] = avatar
 
-    def load_redactions(self, reader: Reader, flow_uuid: str, items: Sequence[Parsed]) -> None:
-        """Look up which of these messages were deleted later, to render them redacted."""
+    def load_redactions(self, flow_uuid: str, items: Sequence[Parsed],
+                        deletions: Iterable[Change]) -> None:
+        """Note which of these messages a later deletion (of the snapshot's) redacted, to
+        render them as such: deletions in the flow after the first of them."""
         sent = [item for item in items if item.change.kind == Kind.MESSAGE_SENT]
         if not sent:
             return
-        for item in parse(reader.subject_changes(flow_uuid, [Kind.MESSAGE_DELETED],
-                                             [item.change.subject for item in sent],
-                                             after=sent[0].change.position)):
+        subjects = {item.change.subject for item in sent}
+        after = sent[0].change.position
+        for item in parse(change for change in deletions
+                          if change.flow_uuid == flow_uuid and change.position > after
+                          and change.kind == Kind.MESSAGE_DELETED and change.subject in subjects):
             change = item.change
-            self.load_users(reader, [change.actor])
+            self.load_users([change.actor])
             self.redactions.setdefault(change.subject, self._redaction(item))
 
     # -- names ------------------------------------------------------------------------------
 
     def user_id(self, uuid: str) -> str:
         user = self.users.get(uuid)
-        if user is None or user["deleted"]:
+        if user is None or user.deleted:
             return ids.deleted_user_id(uuid, self.server)
-        return ids.user_id(user["login"], self.server)
+        return ids.user_id(user.login, self.server)
 
     def displayname(self, uuid: str) -> str:
         user = self.users.get(uuid)
-        return user["username"] if user is not None and not user["deleted"] else "User deleted"
+        return user.username if user is not None and not user.deleted else "User deleted"
 
     # -- events -----------------------------------------------------------------------------
 
@@ -227,7 +240,7 @@ class Renderer:
             events.append(self._member(item, MEMBERS_FROM + offset, user, "join", user))
         return events
 
-    def power_levels(self, flow: FlowRow) -> dict[str, Any]:
+    def power_levels(self, flow: Flow) -> dict[str, Any]:
         """Power levels that say what the service's rules allow (PROTOCOL.md)."""
         kind = flow["type"]
         editors = 0 if kind == "group" else 50
@@ -248,7 +261,7 @@ class Renderer:
         if membership != "leave":
             content["displayname"] = self.displayname(user)
             row, avatar = self.users.get(user), self.avatars.get(user)
-            if avatar and row is not None and not row["deleted"]:
+            if avatar and row is not None and not row.deleted:
                 content["avatar_url"] = f"mxc://{self.server}/{avatar}"
         return self._state(item, index, "m.room.member", content, self.user_id(user), sender)
 
@@ -327,7 +340,7 @@ class Renderer:
                     state[(event["type"], event["state_key"])] = event
         return state
 
-    def stripped(self, flow: FlowRow, inviter: str, invitee: str, direct: bool = False
+    def stripped(self, flow: Flow, inviter: str, invitee: str, direct: bool = False
                  ) -> list[Event]:
         """The stripped state an invited user sees of a room (`direct`: invited to a DM)."""
 

@@ -25,7 +25,7 @@ async def uuids_of(call: Call, user_ids: Iterable[str]) -> dict[str, str]:
         if login is None:
             continue
         try:
-            found[user_id] = (await call.service.accounts.by_login(login))["uuid"]
+            found[user_id] = (await call.service.accounts.by_login(login)).uuid
         except ServiceError:
             continue
     return found
@@ -34,7 +34,7 @@ async def uuids_of(call: Call, user_ids: Iterable[str]) -> dict[str, str]:
 async def ids_of(call: Call, uuids: Iterable[str]) -> dict[str, str]:
     """uuid -> user ID."""
     users = await call.matrix.users.get(set(uuids))
-    return {uuid: ids.user_id(user["login"], call.server_name) for uuid, user in users.items()}
+    return {uuid: ids.user_id(user.login, call.server_name) for uuid, user in users.items()}
 
 
 def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -62,7 +62,7 @@ async def upload(call: Call) -> JSONResponse:
         if not isinstance(device_keys, dict):
             raise MatrixError(400, Code.BAD_JSON, "device_keys must be an object")
         mine = ids.user_id((await call.matrix.users.get([call.caller.uuid]))[
-            call.caller.uuid]["login"], call.server_name)
+            call.caller.uuid].login, call.server_name)
         if device_keys.get("user_id") != mine or device_keys.get("device_id") != \
                 call.caller.device:
             raise MatrixError(400, Code.INVALID_PARAM,

@@ -2,7 +2,8 @@
 `/relations` (the events that relate to it: reactions and other events naming it in
 `m.relates_to`, and edits of a message).
 
-The reads run whole on a reader thread (`timeline.read_flow`), as `views` does.
+Each is read in one reader job (`service.timeline.context`, `relations`), which checks the
+caller may read the room, and rendered here on the event loop, as `views` renders.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mod.changes import Kind
-from mod.protocol.matrix import ids
+from mod.changes import Change
+from mod.protocol.matrix import ids, views
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.events import Renderer, parse, token_digest, users_named
 from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call
-from mod.service import ChangeRow, Reader
+from mod.service import EventContext, Excerpt
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -32,47 +33,32 @@ def _limit(call: Call, default: int) -> int:
     return min(int(value), MAX_LIMIT)
 
 
-def _position(reader: Reader, flow: str, event_id: str) -> int | None:
-    """The change-log position of a room's event."""
+def _target(event_id: str) -> tuple[str, int | None]:
+    """The message or the change-log position an event ID names (neither: "", None)."""
     ref = ids.parse_event_id(event_id)
     if ref is None:
+        return "", None
+    return (ref.message, None) if ref.message else ("", ref.position)
+
+
+def context_view(found: EventContext, server: str, viewer: str, flow: str, event_id: str
+                 ) -> dict[str, Any] | None:
+    def render(changes: tuple[Change, ...]) -> list[dict[str, Any]]:
+        return views.rendered(Excerpt(changes, found.deletions, found.people), server, viewer,
+                              flow)
+
+    position = found.position
+    event = [event for event in render(found.event) if event["event_id"] == event_id]
+    if not event:
         return None
-    if ref.message:
-        rows = reader.subject_changes(flow, [Kind.MESSAGE_SENT], [ref.message])
-        return rows[0].position if rows else None
-    row = reader.change_at(ref.position)
-    return row.position if row is not None and row.flow_uuid == flow else None
-
-
-def _render(reader: Reader, server: str, viewer: str, flow: str, rows: list[ChangeRow]
-            ) -> list[dict[str, Any]]:
-    items = parse(rows)
-    renderer = Renderer(server, viewer)
-    renderer.load_users(reader, users_named(items))
-    renderer.load_redactions(reader, flow, items)
-    return renderer.all_events(items)
-
-
-def context_read(reader: Reader, server: str, viewer: str, flow: str, event_id: str,
-                 limit: int) -> dict[str, Any] | None:
-    position = _position(reader, flow, event_id)
-    if position is None:
-        return None
-    found = [event for event in _render(reader, server, viewer, flow,
-                                        [row for row in [reader.change_at(position)] if row])
-             if event["event_id"] == event_id]
-    if not found:
-        return None
-    before = reader.flow_changes([flow], before=position, limit=limit // 2 + limit % 2,
-                                 backwards=True)
-    after = reader.flow_changes([flow], after=position, limit=limit // 2)
-    state_items = parse(reader.flow_state_changes(flow, before=position + 1))
-    renderer = Renderer(server, viewer)
-    renderer.load_users(reader, users_named(state_items))
+    state_items = parse(found.state)
+    renderer = Renderer(server, viewer, people=found.people)
+    renderer.load_users(users_named(state_items))
+    before, after = found.before, found.after
     return {
-        "event": found[0],
-        "events_before": _render(reader, server, viewer, flow, before),  # nearest first
-        "events_after": _render(reader, server, viewer, flow, after),
+        "event": event[0],
+        "events_before": render(before),  # nearest first
+        "events_after": render(after),
         "start": ids.token((before[-1].position if before else position) - 1),
         "end": ids.token(after[-1].position if after else position),
         "state": list(renderer.replay(state_items).values()),
@@ -82,9 +68,12 @@ def context_read(reader: Reader, server: str, viewer: str, flow: str, event_id: 
 async def context(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
     flow = room_flow(call)
-    found = await call.service.timeline.read_flow(
-        call.caller, flow, context_read, call.server_name, _viewer(call), flow,
-        call.param("eventId"), _limit(call, DEFAULT_LIMIT))
+    event_id = call.param("eventId")
+    message, position = _target(event_id)
+    snapshot = await call.service.timeline.context(call.caller, flow, message, position,
+                                                   _limit(call, DEFAULT_LIMIT))
+    found = (context_view(snapshot, call.server_name, _viewer(call), flow, event_id)
+             if snapshot is not None else None)
     if found is None:
         raise MatrixError(404, Code.NOT_FOUND, "No such event in this room")
     return JSONResponse(found)
@@ -92,22 +81,6 @@ async def context(call: Call) -> JSONResponse:
 
 def _viewer(call: Call) -> str:
     return token_digest(call.caller.token_hash)
-
-
-def relations_read(reader: Reader, server: str, viewer: str, flow: str, event_id: str,
-                   start: int | None, limit: int, backwards: bool
-                   ) -> tuple[list[dict[str, Any]], int | None] | None:
-    """The events relating to an event, and the position to continue from (if more)."""
-    if _position(reader, flow, event_id) is None:
-        return None
-    ref = ids.parse_event_id(event_id)
-    message = ref.message if ref is not None else ""
-    if backwards:
-        rows = reader.related_changes(flow, event_id, message, 0, start, limit, True)
-    else:
-        rows = reader.related_changes(flow, event_id, message, start or 0, None, limit, False)
-    more = rows[-1].position if len(rows) == limit else None
-    return _render(reader, server, viewer, flow, rows), more
 
 
 def _relation(event: dict[str, Any]) -> str:
@@ -123,12 +96,15 @@ async def relations(call: Call) -> JSONResponse:
     backwards = call.query("dir") != "f"
     start_text = call.query("from")
     start = ids.parse_token(start_text, "from") if start_text else None
-    found = await call.service.timeline.read_flow(
-        call.caller, flow, relations_read, call.server_name, _viewer(call), flow,
-        call.param("eventId"), start, _limit(call, 50) or 1, backwards)
+    event_id = call.param("eventId")
+    message, position = _target(event_id)
+    limit = _limit(call, 50) or 1
+    found = await call.service.timeline.relations(call.caller, flow, event_id, message, position,
+                                                  start, limit, backwards)
     if found is None:
         raise MatrixError(404, Code.NOT_FOUND, "No such event in this room")
-    events, more = found
+    events = views.rendered(found, call.server_name, _viewer(call), flow)
+    more = found.changes[-1].position if len(found.changes) == limit else None
     chunk = [event for event in events
              if (rel_type is None or _relation(event) == rel_type)
              and (event_type is None or event["type"] == event_type)]

@@ -47,7 +47,7 @@ async def user_uuid(call: Call, user: str) -> str:
     name = ids.login_of(user, call.server_name) if user.startswith("@") else None
     if name is None:
         raise MatrixError(404, Code.NOT_FOUND, f"Unknown user {user}")
-    return (await call.service.accounts.by_login(name))["uuid"]
+    return (await call.service.accounts.by_login(name)).uuid
 
 
 async def create_room(call: Call) -> RoomIdReply:
@@ -127,17 +127,16 @@ async def joined_rooms(call: Call) -> JoinedRooms:
 async def joined_members(call: Call) -> JoinedMembers:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     users = await call.service.flows.members(call.caller, room_flow(call))
-    avatars = await call.service.media.avatars([user["uuid"] for user in users])
+    avatars = await call.service.media.avatars([user.uuid for user in users])
     return JoinedMembers(joined={
-        ids.user_id(user["login"], call.server_name): MemberInfo(
-            display_name=user["username"], avatar_url=avatars.get(user["uuid"]))
+        ids.user_id(user.login, call.server_name): MemberInfo(
+            display_name=user.username, avatar_url=avatars.get(user.uuid))
         for user in users})
 
 
 async def _state(call: Call) -> list[dict[str, Any]]:
-    flow = room_flow(call)
-    return await call.service.timeline.read_flow(call.caller, flow, views.state_read,
-                                                 call.server_name, flow)
+    snapshot = await call.service.timeline.state(call.caller, room_flow(call))
+    return views.state(snapshot, call.server_name)
 
 
 async def members(call: Call) -> JSONResponse:
@@ -212,10 +211,13 @@ async def put_state(call: Call) -> EventIdReply:
 async def get_event(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     flow = room_flow(call)
-    event = await call.service.timeline.read_flow(call.caller, flow, views.event_read,
-                                                  call.server_name,
-                                                  token_digest(call.caller.token_hash), flow,
-                                                  call.param("eventId"))
+    event_id = call.param("eventId")
+    ref = ids.parse_event_id(event_id)
+    snapshot = await call.service.timeline.event(
+        call.caller, flow, ref.message if ref is not None else "",
+        ref.position if ref is not None and not ref.message else None)
+    event = (views.event(snapshot, call.server_name, token_digest(call.caller.token_hash), flow,
+                         event_id) if ref is not None else None)
     if event is None:
         raise MatrixError(404, Code.NOT_FOUND, "Event not found")
     return JSONResponse(event)
@@ -241,8 +243,10 @@ async def messages(call: Call) -> Messages:
         raise MatrixError(400, Code.INVALID_PARAM, "dir must be b or f")
     start, stop = call.query("from"), call.query("to")
     limit = _int(call, "limit", 10, MAX_PAGE)
-    return await call.service.timeline.read_flow(
-        call.caller, flow, views.messages_read, call.server_name,
-        token_digest(call.caller.token_hash), flow,
-        ids.parse_token(start, "from") if start else None,
-        ids.parse_token(stop, "to") if stop else None, direction == "b", limit)
+    first = ids.parse_token(start, "from") if start else None
+    backwards = direction == "b"
+    page = await call.service.timeline.page(
+        call.caller, flow, first, ids.parse_token(stop, "to") if stop else None, backwards,
+        limit)
+    return views.messages(page, call.server_name, token_digest(call.caller.token_hash), flow,
+                          first, backwards, limit)

@@ -22,7 +22,7 @@ from mod.protocol.matrix import api, ids
 from mod.protocol.matrix.api import Event, Events, JoinedRoom, SyncReply
 from mod.protocol.matrix.context import Matrix
 from mod.protocol.matrix.events import Parsed
-from mod.service import Reader, UserRow
+from mod.service import User
 from mod.service.ephemeral import Typing
 from mod.service.pushrules_default import default_rules
 from mod.service.userdata import PUSH_RULES
@@ -45,10 +45,6 @@ def split(items: list[Parsed]) -> tuple[list[Parsed], list[Parsed]]:
         return items, []
     return ([item for item in items if item.change.kind not in SIDE_KINDS],
             [item for item in items if item.change.kind in SIDE_KINDS])
-
-
-def kept(reader: Reader, user: str, flows: list[str]) -> Kept:
-    return Kept(flows, reader.receipts(flows, user), reader.account_data(user))
 
 
 class _Side:
@@ -104,11 +100,11 @@ def _from_kept(side: _Side, kept: Kept) -> None:
         side.data(room, data_type, from_json(text))
 
 
-def _user_id(users: dict[str, UserRow], uuid: str, server: str) -> str:
+def _user_id(users: dict[str, User], uuid: str, server: str) -> str:
     user = users.get(uuid)
-    if user is None or user["deleted"]:
+    if user is None or user.deleted:
         return ids.deleted_user_id(uuid, server)
-    return ids.user_id(user["login"], server)
+    return ids.user_id(user.login, server)
 
 
 def _room(reply: SyncReply, flow: str, server: str, position: int) -> JoinedRoom:
@@ -136,7 +132,7 @@ def _shows_something(side: _Side) -> bool:
 
 
 async def _users(matrix: Matrix, side: _Side, typists: dict[str, list[str]],
-                 caller_uuid: str | None) -> dict[str, UserRow]:
+                 caller_uuid: str | None) -> dict[str, User]:
     """The users the response names (and the caller, when given)."""
     wanted = side.users() | {user for users in typists.values() for user in users}
     if caller_uuid is not None:
@@ -144,10 +140,10 @@ async def _users(matrix: Matrix, side: _Side, typists: dict[str, list[str]],
     return await matrix.users.get(wanted) if wanted else {}
 
 
-def _default_push_rules(side: _Side, users: dict[str, UserRow], caller_uuid: str) -> None:
+def _default_push_rules(side: _Side, users: dict[str, User], caller_uuid: str) -> None:
     """The server's default push rules, unless the user stored their own."""
     if PUSH_RULES not in side.global_data and caller_uuid in users:
-        login = users[caller_uuid]["login"]
+        login = users[caller_uuid].login
         side.global_data[PUSH_RULES] = default_rules(ids.user_id(login, side.server), login)
 
 
@@ -164,7 +160,7 @@ def _fill_account_data(reply: SyncReply, side: _Side, position: int) -> None:
 
 
 def _fill_ephemeral(reply: SyncReply, side: _Side, typists: dict[str, list[str]],
-                    users: dict[str, UserRow], position: int) -> None:
+                    users: dict[str, User], position: int) -> None:
     server = side.server
     ephemeral: dict[str, list[Event]] = {}
     for flow, by_event in side.receipts.items():

@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mod import changes as kinds
+from mod.changes import Change
 from mod.hub import Hub
-from mod.service import ChangeRow, Service, SyncKeys, UserRow
+from mod.service import Service, SyncKeys, User
 
 KEEP = 512
 IDLE = 120.0
@@ -40,7 +41,7 @@ class UserStream:
 
     def __init__(self, user_uuid: str, position: int) -> None:
         self.user_uuid = user_uuid
-        self.changes: deque[ChangeRow] = deque()
+        self.changes: deque[Change] = deque()
         # Changes at or before this position may be missing (before registration or dropped).
         self.dropped = position
         self.event = asyncio.Event()
@@ -48,7 +49,7 @@ class UserStream:
         self.busy = 0
         self.revocations = 0  # counts the user's token revocations: a waiting /sync rechecks
 
-    def deliver(self, change: ChangeRow) -> None:
+    def deliver(self, change: Change) -> None:
         self.changes.append(change)
         if len(self.changes) > KEEP:
             self.dropped = self.changes.popleft().position
@@ -71,7 +72,7 @@ class UserStream:
         while self.changes and self.changes[0].position <= since:
             self.dropped = max(self.dropped, self.changes.popleft().position)
 
-    def between(self, since: int, upto: int) -> list[ChangeRow]:
+    def between(self, since: int, upto: int) -> list[Change]:
         return [change for change in self.changes if since < change.position <= upto]
 
     def newer_than(self, position: int) -> bool:
@@ -120,20 +121,20 @@ class UserCache:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self._rows: dict[str, tuple[UserRow, str | None, float]] = {}
+        self._rows: dict[str, tuple[User, str | None, float]] = {}
 
-    async def get(self, uuids: Iterable[str]) -> dict[str, UserRow]:
+    async def get(self, uuids: Iterable[str]) -> dict[str, User]:
         return (await self._get(uuids, False))[0]
 
     async def with_avatars(self, uuids: Iterable[str]
-                           ) -> tuple[dict[str, UserRow], dict[str, str]]:
+                           ) -> tuple[dict[str, User], dict[str, str]]:
         """The users' rows, and the media IDs of the avatars of those who have one."""
         return await self._get(uuids, True)
 
     async def _get(self, uuids: Iterable[str], pictures: bool
-                   ) -> tuple[dict[str, UserRow], dict[str, str]]:
+                   ) -> tuple[dict[str, User], dict[str, str]]:
         clock = time.monotonic()
-        found: dict[str, UserRow] = {}
+        found: dict[str, User] = {}
         avatars: dict[str, str] = {}
         missing = []
         for uuid in uuids:
@@ -152,9 +153,9 @@ class UserCache:
             read = await self.service.media.avatar_ids(missing) if pictures else {}
             avatars.update(read)
             for user in users:
-                found[user["uuid"]] = user
-                self._rows[user["uuid"]] = (
-                    user, read.get(user["uuid"], "") if pictures else None, clock)
+                found[user.uuid] = user
+                self._rows[user.uuid] = (
+                    user, read.get(user.uuid, "") if pictures else None, clock)
         return found, avatars
 
     def forget(self, uuid: str) -> None:

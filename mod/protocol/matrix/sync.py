@@ -131,7 +131,12 @@ async def _batch(call: Call, query: views.SyncQuery, stream: UserStream) -> view
         if batch is not None:
             return views.render_batch(batch, query, *await call.matrix.users.with_avatars(
                 batch.users))
-    return await call.service.timeline.read(views.sync_read, query)
+    timeline = call.service.timeline
+    if query.since is None:
+        return views.initial(await timeline.initial_sync(call.caller, query.upto, query.exact,
+                                                         query.limit), query)
+    return views.incremental(await timeline.sync_changes(call.caller, query.since, query.upto,
+                                                         query.limit, query.full_state), query)
 
 
 async def create_filter(call: Call) -> FilterId:

@@ -22,8 +22,8 @@ async def search(call: Call) -> JSONResponse:
         raise MatrixError(400, Code.BAD_JSON, "limit must be a non-negative integer")
     users, limited = await call.service.userdata.search_users(call.caller, term.strip(), limit)
     return JSONResponse({"limited": limited, "results": [
-        {"user_id": ids.user_id(user["login"], call.server_name),
-         "display_name": user["username"] or user["login"]} for user in users]})
+        {"user_id": ids.user_id(user.login, call.server_name),
+         "display_name": user.username or user.login} for user in users]})
 
 
 async def third_party_ids(call: Call) -> JSONResponse:

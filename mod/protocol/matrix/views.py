@@ -1,18 +1,16 @@
 """Matrix views of the change log: sync batches, history pages, room state, single events.
 
-The functions that take a `Reader` run whole on a database reader thread through the
-service's timeline (`read`, or `read_flow`, which checks the caller may read the flow in the
-same job), query only through that reader, and return plain data or response models;
-`batch_from_changes` and `render_batch` build a sync batch on the event loop from changes the
-hub already delivered, with no query at all. `sync_read` shows a user only their own flows
-and invites.
+Each view is a function of a snapshot the service read (`service.timeline`), run on the event
+loop: it parses the snapshot's changes, picks what fits, and renders it, with no query at
+all. `batch_from_changes` and `render_batch` build a sync batch from changes the hub already
+delivered. A sync shows a user only their own flows and invites: the snapshot holds no other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mod.changes import Kind
+from mod.changes import Change, Kind
 from mod.protocol.matrix import api, ids, sidelines
 from mod.protocol.matrix.api import (
     Event,
@@ -30,10 +28,8 @@ from mod.protocol.matrix.events import (
     parse,
     users_named,
 )
-from mod.service import ChangeRow, Reader, UserRow
+from mod.service import Excerpt, InitialSync, Invitation, SyncChanges, User
 
-# At most this many changes per incremental sync; the rest comes with the next one.
-SYNC_BATCH = 1000
 JOINS = MEMBERSHIP
 
 
@@ -71,61 +67,47 @@ class _Room:
     start: int
 
 
-def sync_read(reader: Reader, query: SyncQuery) -> SyncResult:
-    renderer = Renderer(query.server, query.viewer)
-    if query.since is None:
-        return _initial(reader, query, renderer)
-    return _incremental(reader, query, renderer)
-
-
 def _newest(items: list[Parsed], limit: int) -> list[Parsed]:
     """The newest of a room's changes (oldest first) whose events fit in the timeline."""
     count = fitting(items[::-1], limit)
     return items[len(items) - count:]
 
 
-def _window(reader: Reader, flow: str, upto: int, limit: int) -> tuple[list[Parsed], bool]:
-    rows = reader.flow_changes([flow], before=upto + 1, limit=limit + 1, backwards=True)
-    rows.reverse()
-    items = parse(rows)
-    timeline = _newest(items, limit)
-    return timeline, len(timeline) < len(items)
-
-
-def _initial(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult:
-    # Up to what is committed now, even if the hub has not delivered it yet: a client that
-    # just joined a room sees it. (Later syncs start after this, so nothing comes twice.)
-    upto = query.upto if query.exact else max(query.upto, reader.last_position())
+def initial(snapshot: InitialSync, query: SyncQuery) -> SyncResult:
+    """An initial sync's response, of the snapshot read up to `snapshot.position`."""
+    renderer = Renderer(query.server, query.viewer, people=snapshot.people)
+    upto = snapshot.position
     rooms = api.no_rooms()
     joined: list[_Room] = []
-    for flow in reader.member_flows(query.user):
-        timeline, limited = _window(reader, flow, upto, query.limit)
+    for flow in snapshot.joined:
+        items = parse(flow.changes)
+        timeline = _newest(items, query.limit)
         start = timeline[0].change.position if timeline else upto + 1
-        state = parse(reader.flow_state_changes(flow, before=start))
-        joined.append(_Room(flow, timeline, state, limited, start))
-    renderer.load_users(reader, users_named(item for room in joined
-                                        for item in (*room.timeline, *room.state)))
-    for room in joined:
-        renderer.load_redactions(reader, room.flow, room.timeline)
+        state = parse(change for change in flow.state if change.position < start)
+        joined.append(_Room(flow.flow, timeline, state, len(timeline) < len(items), start))
+    renderer.load_users(users_named(item for room in joined
+                                    for item in (*room.timeline, *room.state)))
+    for room, flow in zip(joined, snapshot.joined, strict=True):
+        renderer.load_redactions(room.flow, room.timeline, flow.deletions)
         rooms.join[ids.room_id(room.flow, query.server)] = _joined(renderer, room)
-    invites = reader.invites_for(query.user)
-    if invites:
-        flows = {flow["uuid"]: flow for flow in reader.flows([i[0] for i in invites])}
-        renderer.load_users(reader, [query.user, *(i[1] for i in invites),
-                                 *(flow["owner"] for flow in flows.values())])
-        for flow_uuid, inviter, _ in invites:
-            if flow_uuid in flows:
-                direct = _invited_direct(reader, flow_uuid, query.user)
-                rooms.invite[ids.room_id(flow_uuid, query.server)] = InvitedRoom(
-                    invite_state=Events(events=renderer.stripped(flows[flow_uuid], inviter,
-                                                                 query.user, direct)))
-    kept = sidelines.kept(reader, query.user, [room.flow for room in joined])
+    invitations = snapshot.invitations
+    if invitations:
+        renderer.load_users([query.user, *(i.inviter for i in invitations),
+                             *(i.flow["owner"] for i in invitations if i.flow is not None)])
+        for invitation in invitations:
+            if invitation.flow is not None:
+                rooms.invite[ids.room_id(invitation.flow_uuid, query.server)] = InvitedRoom(
+                    invite_state=Events(events=renderer.stripped(
+                        invitation.flow, invitation.inviter, query.user,
+                        _invited_direct(invitation))))
+    flows = [room.flow for room in joined]
+    kept = sidelines.Kept(flows, list(snapshot.kept.receipts), list(snapshot.kept.account_data))
     return SyncResult(rooms, upto, kept=kept)
 
 
-def _invited_direct(reader: Reader, flow: str, user: str) -> bool:
+def _invited_direct(invitation: Invitation) -> bool:
     """Whether the user's open invitation to a flow is one to a direct chat."""
-    invited = parse(reader.subject_changes(flow, [Kind.FLOW_INVITED], [user]))
+    invited = parse(invitation.invited)
     return bool(invited) and bool(invited[-1].payload.get("is_direct"))
 
 
@@ -148,13 +130,13 @@ def _my_membership(items: list[Parsed], user: str) -> tuple[str, int] | None:
     return last
 
 
-def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncResult:
-    assert query.since is not None
-    members = reader.member_flows(query.user)
-    changes = reader.user_changes(members, query.user, query.since, query.upto, SYNC_BATCH)
-    position = changes[-1].position if len(changes) == SYNC_BATCH else query.upto
+def incremental(snapshot: SyncChanges, query: SyncQuery) -> SyncResult:
+    """An incremental sync's response, of the snapshot's changes up to `snapshot.position`."""
+    renderer = Renderer(query.server, query.viewer, people=snapshot.people)
+    members = snapshot.members
+    position = snapshot.position
     by_flow: dict[str, list[Parsed]] = {}
-    items, side = sidelines.split(parse(changes))
+    items, side = sidelines.split(parse(snapshot.changes))
     for item in items:
         if item.change.flow_uuid:
             by_flow.setdefault(item.change.flow_uuid, []).append(item)
@@ -173,7 +155,7 @@ def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncRe
             timeline = _newest(items, query.limit)
             limited = len(timeline) < len(items)
             start = timeline[0].change.position if timeline else position + 1
-            state = (parse(reader.flow_state_changes(flow, before=start))
+            state = (parse(change for change in snapshot.states[flow] if change.position < start)
                      if newly or limited or query.full_state else [])
             joined.append(_Room(flow, timeline, state, limited, start))
         elif status == "leave" and mine is not None:
@@ -182,9 +164,8 @@ def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncRe
         elif status == "invite" and mine is not None:
             invited.append(items[mine[1]])
     if invited:
-        still = {invite[0] for invite in reader.invites_for(query.user)}
-        invited = [item for item in invited if item.change.flow_uuid in still]
-    renderer.load_users(reader, {query.user} | users_named(
+        invited = [item for item in invited if item.change.flow_uuid in snapshot.invited_to]
+    renderer.load_users({query.user} | users_named(
         item for room in (*joined, *left) for item in (*room.timeline, *room.state))
         | users_named(invited) | {item.payload["flow"]["owner"] for item in invited})
     rooms = api.no_rooms()
@@ -198,8 +179,13 @@ def _incremental(reader: Reader, query: SyncQuery, renderer: Renderer) -> SyncRe
             invite_state=Events(events=renderer.stripped(
                 item.payload["flow"], item.change.actor, query.user,
                 bool(item.payload.get("is_direct")))))
-    kept = (sidelines.kept(reader, query.user, [room.flow for room in joined])
-            if query.full_state else None)
+    kept = None
+    if snapshot.kept is not None:
+        flows = [room.flow for room in joined]
+        shown = set(flows)
+        kept = sidelines.Kept(flows, [receipt for receipt in snapshot.kept.receipts
+                                      if receipt[0] in shown],
+                              list(snapshot.kept.account_data))
     return SyncResult(rooms, position, side, kept)
 
 
@@ -216,7 +202,7 @@ class Batch:
     side: list[Parsed]
 
 
-def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | None:
+def batch_from_changes(changes: list[Change], query: SyncQuery) -> Batch | None:
     """The batch these changes make, when it needs nothing from the database: no room the
     user newly joined or was invited to, no timeline over the limit (those need state), and
     no changed name or avatar (cached rows of users may predate it). None otherwise."""
@@ -246,7 +232,7 @@ def batch_from_changes(changes: list[ChangeRow], query: SyncQuery) -> Batch | No
     return Batch(joined, left, users, side)
 
 
-def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow],
+def render_batch(batch: Batch, query: SyncQuery, users: dict[str, User],
                  avatars: dict[str, str]) -> SyncResult:
     renderer = Renderer(query.server, query.viewer, users, avatars)
     rooms = api.no_rooms()
@@ -261,17 +247,14 @@ def render_batch(batch: Batch, query: SyncQuery, users: dict[str, UserRow],
 # -- history ----------------------------------------------------------------------------------
 
 
-def messages_read(reader: Reader, server: str, viewer: str, flow: str, start: int | None,
-                  stop: int | None, backwards: bool, limit: int) -> Messages:
-    """A page of a room's timeline from token `start` towards token `stop`."""
+def messages(page: Excerpt, server: str, viewer: str, flow: str, start: int | None,
+             backwards: bool, limit: int) -> Messages:
+    """A page of a room's timeline from token `start`, of the changes the service read for
+    it (newest first going backwards)."""
+    rows = page.changes
     if backwards:
-        rows = reader.flow_changes([flow], after=stop or 0,
-                               before=None if start is None else start + 1, limit=limit,
-                               backwards=True)
         first = start if start is not None else (rows[0].position if rows else 0)
     else:
-        rows = reader.flow_changes([flow], after=start or 0,
-                               before=None if stop is None else stop + 1, limit=limit)
         first = start or 0
     items = parse(rows)
     count = fitting(items, limit)
@@ -284,9 +267,9 @@ def messages_read(reader: Reader, server: str, viewer: str, flow: str, start: in
             end = ids.token(items[0].change.position - 1)
     elif items:
         end = ids.token(items[-1].change.position)
-    renderer = Renderer(server, viewer)
-    renderer.load_users(reader, users_named(items))
-    renderer.load_redactions(reader, flow, items)
+    renderer = Renderer(server, viewer, people=page.people)
+    renderer.load_users(users_named(items))
+    renderer.load_redactions(flow, items, page.deletions)
     chunk = renderer.all_events(items)
     if backwards:
         chunk.reverse()
@@ -296,29 +279,27 @@ def messages_read(reader: Reader, server: str, viewer: str, flow: str, start: in
 # -- state and single events ------------------------------------------------------------------
 
 
-def state_read(reader: Reader, server: str, flow: str) -> list[Event]:
-    """A room's current state events."""
-    items = parse(reader.flow_state_changes(flow))
-    renderer = Renderer(server)
-    renderer.load_users(reader, users_named(items))
+def state(snapshot: Excerpt, server: str) -> list[Event]:
+    """A room's current state events, of its state changes."""
+    items = parse(snapshot.changes)
+    renderer = Renderer(server, people=snapshot.people)
+    renderer.load_users(users_named(items))
     return list(renderer.replay(items).values())
 
 
-def event_read(reader: Reader, server: str, viewer: str, flow: str, event_id: str) -> Event | None:
+def rendered(snapshot: Excerpt, server: str, viewer: str, flow: str) -> list[Event]:
+    """The events of some changes of a flow, redacted messages shown as such."""
+    items = parse(snapshot.changes)
+    renderer = Renderer(server, viewer, people=snapshot.people)
+    renderer.load_users(users_named(items))
+    renderer.load_redactions(flow, items, snapshot.deletions)
+    return renderer.all_events(items)
+
+
+def event(snapshot: Excerpt, server: str, viewer: str, flow: str, event_id: str
+          ) -> Event | None:
     """One event of a room by its ID, or None."""
-    ref = ids.parse_event_id(event_id)
-    if ref is None:
-        return None
-    if ref.message:
-        rows = reader.subject_changes(flow, [Kind.MESSAGE_SENT], [ref.message])
-    else:
-        row = reader.change_at(ref.position)
-        rows = [row] if row is not None and row.flow_uuid == flow else []
-    items = parse(rows[:1])
-    renderer = Renderer(server, viewer)
-    renderer.load_users(reader, users_named(items))
-    renderer.load_redactions(reader, flow, items)
-    for event in renderer.all_events(items):
-        if event["event_id"] == event_id:
-            return event
+    for found in rendered(snapshot, server, viewer, flow):
+        if found["event_id"] == event_id:
+            return found
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from mod.content import CONTENT_FIELDS
 from mod.error import ServiceError
 from mod.protocol.mtp.api import (
     DataIn,
@@ -17,7 +18,7 @@ from mod.protocol.mtp.api import (
     UserOut,
 )
 from mod.protocol.mtp.responses import error, respond, respond_off_loop
-from mod.service import CONTENT_FIELDS, Caller, Credentials, Service
+from mod.service import Caller, Credentials, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
 # Public methods also take the client's address (failed logins are counted per address).
@@ -53,7 +54,7 @@ def _message_uuid(request: Request) -> str:
 
 
 def _credentials(signed_in: Credentials) -> UserOut:
-    return UserOut(uuid=signed_in.user["uuid"], auth_id=signed_in.token,
+    return UserOut(uuid=signed_in.user.uuid, auth_id=signed_in.token,
                    token_ttl=signed_in.token_ttl)
 
 # -- public methods ---------------------------------------------------------------------------

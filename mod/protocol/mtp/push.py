@@ -8,9 +8,8 @@ from functools import lru_cache
 from pydantic_core import from_json, to_json
 
 from mod import changes as kinds
-from mod.changes import Kind
+from mod.changes import Change, Kind
 from mod.protocol.mtp.responses import JSONAPI
-from mod.service import ChangeRow
 
 # The change kinds pushed to MTP connections that asked for pushes; each is the frame's
 # `meta.event`, as PROTOCOL.md lists them.
@@ -27,7 +26,7 @@ def _push_tail(event: str) -> str:
 # renders each change once (1,000 renders for a 1,000-member flow without it); remembering
 # more would only pin frames, each as large as the change.
 @lru_cache(maxsize=1)
-def push_frame(change: ChangeRow) -> str:
+def push_frame(change: Change) -> str:
     """The get_update-shaped frame that tells members of one committed change.
 
     The frame has the shape of `Response` (tests hold every pushed frame to that model), but

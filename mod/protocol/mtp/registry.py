@@ -13,8 +13,7 @@ from typing import Protocol
 from loguru import logger
 
 from mod import metrics
-from mod.changes import Kind, RevokedPayload
-from mod.service import ChangeRow
+from mod.changes import Change, Kind, RevokedPayload
 
 CLOSE_LOCKED = 1008
 
@@ -42,7 +41,7 @@ class Connection(Protocol):
     async def stop(self) -> None: ...
 
 
-def _locking(change: ChangeRow) -> bool:
+def _locking(change: Change) -> bool:
     try:
         payload = change.data
     except ValueError:
@@ -93,7 +92,7 @@ class SessionRegistry:
                     await asyncio.sleep(0.01)
         return len(sessions)
 
-    def close_locked(self, changes: list[ChangeRow]) -> None:
+    def close_locked(self, changes: list[Change]) -> None:
         """A hub observer: close every connection of a user an operator locked, lockstep ones
         too (their next request would fail anyway)."""
         locked = {change.actor for change in changes
@@ -109,7 +108,7 @@ class SessionRegistry:
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
-    def unrenderable(self, change: ChangeRow, exc: BaseException) -> None:
+    def unrenderable(self, change: Change, exc: BaseException) -> None:
         """Log once a change that cannot be rendered as a push; its recipients skip it."""
         if change.position != self._skipped_position:
             self._skipped_position = change.position

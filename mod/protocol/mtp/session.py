@@ -29,12 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
+from mod.changes import Change
 from mod.config.validator import Server
 from mod.hub import Hub
 from mod.protocol.mtp.dispatch import MTPController
 from mod.protocol.mtp.push import PUSH_EVENTS, push_frame
 from mod.protocol.mtp.registry import SessionRegistry
-from mod.service import Caller, ChangeRow
+from mod.service import Caller
 
 CLOSE_TOO_BIG = 1009
 CLOSE_TOO_SLOW = 1008
@@ -241,7 +242,7 @@ class MTPSession:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def deliver(self, change: ChangeRow) -> None:
+    def deliver(self, change: Change) -> None:
         if change.kind not in PUSH_EVENTS:
             return
         try:
