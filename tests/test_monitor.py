@@ -64,7 +64,8 @@ async def test_health_status_and_metrics(server: ServerProcess) -> None:
             assert value(text, "morelia_writer_batch_jobs_count") >= 1
             assert value(text, "morelia_writer_batch_seconds_count") >= 1
             assert value(text, "morelia_hub_delivery_lag_seconds_count") >= 1
-            for name in ("morelia_broker_reconnects_total", "morelia_clients_dropped_slow_total"):
+            for name in ("morelia_broker_reconnects_total", "morelia_clients_dropped_slow_total",
+                         "morelia_matrix_syncs_waiting"):
                 assert f"\n{name} " in text
         finally:
             await client.close()
