@@ -43,6 +43,8 @@ DELIVERY_LAG = Histogram("morelia_hub_delivery_lag_seconds", "From the commit of
 BROKER_RECONNECTS = Counter("morelia_broker_reconnects", "Broker connections lost and retried")
 DROPPED_SLOW = Counter("morelia_clients_dropped_slow", "Connections closed because the client "
                        "stopped reading")
+SYNCS_WAITING = Gauge("morelia_matrix_syncs_waiting", "Matrix /sync long-polls waiting for news",
+                      multiprocess_mode="livesum")
 
 
 # Labelled children looked up once: `labels()` costs more than the increment itself, and an

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import os
+import random
+import re
 import socket
 import struct
 import subprocess
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import websockets
 
 from mod.protocol.mtp.api import Response
@@ -128,6 +131,19 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    async def until_long_polls(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until `count` Matrix /sync requests wait for news (so an act now wakes them),
+        as the server's /metrics counts them."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.http, timeout=timeout) as http:
+            while True:
+                found = re.search(r"^morelia_matrix_syncs_waiting (\S+)$",
+                                  (await http.get("/metrics")).text, re.MULTILINE)
+                if found and float(found.group(1)) >= count:
+                    return
+                assert time.monotonic() < deadline, "the long-poll never waited"
+                await asyncio.sleep(0.01)
+
     def __enter__(self) -> ServerProcess:
         return self.start()
 
@@ -223,6 +239,63 @@ class Client:
     async def send(self, flow: str, text: str, client_id: int = 1) -> dict[str, Any]:
         return await self.call("send_message", flow=[{"uuid": flow}],
                                message=[{"client_id": client_id, "text": text}])
+
+
+# -- waiting for pushes -------------------------------------------------------------------------
+
+
+def names(push: dict[str, Any], target: str) -> bool:
+    """Whether a push carries the message or flow of uuid `target`."""
+    data = push["data"]
+    return any(item.get("uuid") == target
+               for item in [*(data.get("message") or []), *(data.get("flow") or [])])
+
+
+async def pushes_through(client: Client, target: str, timeout: float = 10.0
+                         ) -> list[dict[str, Any]]:
+    """The pushes `client` gets up to and including the first that carries the message or
+    flow of uuid `target`."""
+    pushes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not pushes or not names(pushes[-1], target):
+        try:
+            pushes.append(await client.push(max(deadline - time.monotonic(), 0.001)))
+        except TimeoutError:
+            raise AssertionError(f"no push of {target} within {timeout} s; got {pushes}"
+                                 ) from None
+    return pushes
+
+
+async def fence(actor: Client, *readers: Client, flow: str | None = None,
+                timeout: float = 10.0) -> list[list[dict[str, Any]]]:
+    """For each reader, every push it got before one more change by `actor`: a message in
+    `flow` (every reader a member), or else a new group with every reader in it.
+
+    A connection gets its pushes in commit order (docs/PROTOCOL.md, "Push", promises it
+    within a flow; the hub keeps it across flows), so these are all it was pushed before
+    the fence: nothing extra arrived, and no waiting for quiet is needed.
+    """
+    if flow is None:
+        made = await actor.group("fence", users=sorted({r.uuid for r in readers} - {actor.uuid}))
+    else:
+        sent = await actor.send(flow, f"fence {uuid.uuid4().hex}",
+                                client_id=random.randrange(1, 2**62))
+        assert sent["errors"]["code"] == 200, sent
+        made = sent["data"]["message"][0]["uuid"]
+    return [(await pushes_through(reader, made, timeout))[:-1] for reader in readers]
+
+
+async def pushes_before_answer(client: Client) -> list[dict[str, Any]]:
+    """What `client` was pushed (and not yet read) ahead of the answer to one more request.
+
+    For a connection that takes no pushes, asked once a fence reached another connection of
+    the same server process: pushes and answers share one queue, and the hub hands a change
+    to every recipient at once, so this is all it was pushed up to the fence.
+    """
+    reply = await client.call("ping_pong", auth=bool(client.uuid))
+    assert reply["type"] == "ping_pong", reply
+    pushes, client.pushes = client.pushes, []
+    return pushes
 
 
 # -- shared servers for the MTP end-to-end suite ------------------------------------------------

@@ -19,8 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import POSTGRES_URI, Client, ServerProcess, free_port, postgres_database
-from tests.test_push import drain
+from tests.support import (
+    POSTGRES_URI,
+    Client,
+    ServerProcess,
+    fence,
+    free_port,
+    postgres_database,
+    pushes_through,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -152,14 +159,15 @@ async def test_redis_restart_loses_nothing_and_repeats_nothing(tmp_path: Path) -
             try:
                 flow = await alice.group("faults", users=[bob.uuid])
                 await alice.send(flow, "before", client_id=1)
-                texts = [(p["data"].get("message") or [{}])[0].get("text")
-                         for p in await drain(bob, quiet=0.5)]
+                [pushes] = await fence(alice, bob, flow=flow)
+                texts = [(p["data"].get("message") or [{}])[0].get("text") for p in pushes]
                 assert texts == [None, "before"]
 
                 redis.stop()
                 for number in range(5):  # committed while no hint can travel
                     reply = await alice.send(flow, f"during {number}", client_id=10 + number)
                     assert reply["errors"]["code"] == 200
+                last = reply["data"]["message"][0]["uuid"]
 
                 async def both_retrying() -> bool:  # a reconnect attempt failed on each
                     return all("redis broker connection attempt" in server.log()
@@ -169,17 +177,11 @@ async def test_redis_restart_loses_nothing_and_repeats_nothing(tmp_path: Path) -
                 redis.start()  # same port
                 started = time.monotonic()
 
-                pushes: list[dict[str, Any]] = []
-
-                async def received() -> bool:
-                    pushes.extend(await drain(bob, quiet=0.2))
-                    return len(pushes) >= 5
-
-                await until(received, 15)
+                pushes = await pushes_through(bob, last, timeout=15)
                 assert time.monotonic() - started < 12
                 await alice.send(flow, "after", client_id=99)
-                pushes.extend(await drain(bob, quiet=1.0))
-                texts = [p["data"]["message"][0]["text"] for p in pushes]
+                [later] = await fence(alice, bob, flow=flow)
+                texts = [p["data"]["message"][0]["text"] for p in pushes + later]
                 assert texts == [f"during {n}" for n in range(5)] + ["after"]
             finally:
                 await alice.close()
@@ -204,7 +206,7 @@ async def test_postgres_outage_gives_503_then_service_resumes(tmp_path: Path) ->
             bob = await member(server.url, "bob")
             try:
                 flow = await alice.group("outage", users=[bob.uuid])
-                await drain(bob)
+                assert len(await pushes_through(bob, flow)) == 1  # flow_created
                 cluster.stop()
                 for request in (lambda: alice.send(flow, "lost", client_id=2),
                                 lambda: alice.call("all_messages", flow=[{"uuid": flow}]),
@@ -224,10 +226,10 @@ async def test_postgres_outage_gives_503_then_service_resumes(tmp_path: Path) ->
 
                 reply = await until(sent, 20)
                 assert reply is not None, "the server did not serve again"
-                pushes = await drain(bob, quiet=1.0)
-                assert [p["data"]["message"][0]["text"] for p in pushes] == ["back"]
                 history = await bob.call("all_messages", flow=[{"uuid": flow}])
                 assert [m["text"] for m in history["data"]["message"]] == ["back"]
+                [pushes] = await fence(alice, bob, flow=flow)
+                assert [p["data"]["message"][0]["text"] for p in pushes] == ["back"]
             finally:
                 await alice.close()
                 await bob.close()

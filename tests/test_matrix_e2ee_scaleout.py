@@ -38,7 +38,7 @@ async def test_to_device_and_device_lists_across_processes(tmp_path: Path) -> No
             since = (await bob.sync())["next_batch"]
 
             waiting = asyncio.create_task(bob.sync(since, timeout=5000))
-            await asyncio.sleep(0.3)
+            await first.until_long_polls()
             started = time.monotonic()
             await alice.call("PUT", "/sendToDevice/m.dummy/t1",
                              {"messages": {bob.user_id: {bob.device: {"n": 1}}}})
@@ -47,7 +47,7 @@ async def test_to_device_and_device_lists_across_processes(tmp_path: Path) -> No
             assert [e["content"] for e in got["to_device"]["events"]] == [{"n": 1}]
 
             waiting = asyncio.create_task(bob.sync(got["next_batch"], timeout=5000))
-            await asyncio.sleep(0.3)
+            await first.until_long_polls()
             started = time.monotonic()
             await alice.call("POST", "/keys/upload", {"device_keys": alice.device_keys()})
             changed = await waiting
@@ -86,7 +86,7 @@ async def woken_by(waiter: Account, since: str, act: Callable[[], Awaitable[Any]
     """`act` (on the other process) ends `waiter`'s waiting /sync at once, with what `seen`
     looks for; a batch that ended the wait for something else is followed by the next."""
     waiting = asyncio.create_task(waiter.sync(since, timeout=5000))
-    await asyncio.sleep(0.3)
+    await waiter.mx.server.until_long_polls()
     started = time.monotonic()
     await act()
     got = await waiting
@@ -176,7 +176,7 @@ async def features_across(one: Matrix, two: Matrix) -> None:
         listed = {d["device_id"]: d for d in (await alice2.call("GET", "/devices"))["devices"]}
         if listed["ALICE1"]["last_seen_ts"] or time.monotonic() > deadline:
             break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     assert listed["ALICE1"]["display_name"] == "Alice's laptop"
     assert listed["ALICE1"]["last_seen_ip"] == "127.0.0.1"
     assert listed["ALICE1"]["last_seen_ts"] > 0

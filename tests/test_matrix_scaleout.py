@@ -43,10 +43,7 @@ async def test_two_processes(tmp_path: Path) -> None:
 
             # A /sync waiting on the first process wakes for a message sent to the second.
             poll = asyncio.create_task(reader.sync(timeout=5000, since=reader.next_batch))
-            # Round trips to both processes meanwhile, so the poll is most likely waiting
-            # when the message lands (a poll that came later would get it at once anyway).
-            assert isinstance(await reader.whoami(), nio.WhoamiResponse)
-            assert (await mtp.call("ping_pong"))["errors"]["code"] == 200
+            await first.until_long_polls()
             sent_at = time.monotonic()
             assert (await mtp.send(flow, "across"))["errors"]["code"] == 200
             response = await asyncio.wait_for(poll, 5)
@@ -110,7 +107,7 @@ async def test_typing_and_receipts_across_processes(tmp_path: Path) -> None:
                 return list(found[-1].users) if found else None
 
             poll = asyncio.create_task(bob.sync(timeout=5000, since=bob.next_batch))
-            await asyncio.sleep(0.3)
+            await second.until_long_polls()
             sent_at = time.monotonic()
             assert isinstance(await alice.room_typing(room, True, timeout=800),
                               nio.RoomTypingResponse)

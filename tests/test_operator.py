@@ -17,9 +17,15 @@ import pytest
 import websockets
 
 from mod.db import dbhandler
-from tests.support import REDIS_URI, Client, ServerProcess, unique_login, write_database
+from tests.support import (
+    REDIS_URI,
+    Client,
+    ServerProcess,
+    pushes_through,
+    unique_login,
+    write_database,
+)
 from tests.test_manage import fails, ok, run
-from tests.test_push import drain
 
 pytestmark = pytest.mark.anyio
 
@@ -146,7 +152,7 @@ async def test_lock_closes_connections_and_refuses_logins(live: ServerProcess) -
         poll = asyncio.create_task(http.get(
             "/_matrix/client/v3/sync", params={"since": first.next_batch, "timeout": "15000"},
             headers={"Authorization": f"Bearer {matrix.access_token}"}))
-        await asyncio.sleep(0.3)  # the long-poll is waiting
+        await live.until_long_polls()
         assert not poll.done()
 
         started = time.monotonic()
@@ -212,7 +218,8 @@ async def test_flow_delete_tells_members(live: ServerProcess) -> None:
         room = f"!{flow}:{SERVER_NAME}"
         first = await matrix.sync(timeout=0)
         assert isinstance(first, nio.SyncResponse) and room in first.rooms.join
-        await drain(owner)
+        assert [push["meta"]["event"] for push in await pushes_through(owner, flow)] == [
+            "flow_created"]
 
         ok("flow", "delete", flow, "--yes")
 

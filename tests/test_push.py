@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.support import Client, ServerProcess
+from tests.support import (
+    Client,
+    ServerProcess,
+    fence,
+    pushes_before_answer,
+    pushes_through,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -33,35 +39,8 @@ async def bob(server: ServerProcess) -> AsyncIterator[Client]:
     await client.close()
 
 
-async def drain(client: Client, quiet: float = 0.3) -> list[dict[str, Any]]:
-    """Every push that arrives until the connection stays quiet for `quiet` seconds."""
-    pushes, client.pushes = client.pushes, []
-    while True:
-        try:
-            reply = await client.receive(quiet)
-        except TimeoutError:
-            return pushes
-        assert reply["meta"]["push"] is True, reply
-        pushes.append(reply)
-
-
-async def collect(client: Client, count: int, timeout: float = 10.0, quiet: float = 0.2
-                  ) -> list[dict[str, Any]]:
-    """Wait for `count` pushes (for at most `timeout` s), then for any extra ones."""
-    pushes, client.pushes = client.pushes, []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(pushes) < count:
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            return pushes
-        try:
-            reply = await client.receive(left)
-        except TimeoutError:
-            return pushes
-        assert reply["meta"]["push"] is True, reply
-        pushes.append(reply)
-    client.pushes = pushes
-    return await drain(client, quiet)
+def events(pushes: list[dict[str, Any]]) -> list[str]:
+    return [push["meta"]["event"] for push in pushes]
 
 
 async def login(server: ServerProcess, user: Client, push: bool = True) -> Client:
@@ -97,7 +76,7 @@ async def test_every_change_reaches_every_member_connection_once(
         flow = await alice.group("team", users=[bob.uuid])
         members = [alice, bob, bob2, bob3]
         for client in members:
-            [push] = await drain(client)
+            [push] = await pushes_through(client, flow)
             data = check_push(push, "flow_created")
             assert data["flow"][0]["uuid"] == flow
             assert sorted(data["flow"][0]["users"]) == sorted([alice.uuid, bob.uuid])
@@ -111,9 +90,8 @@ async def test_every_change_reaches_every_member_connection_once(
         deleted = await alice.call("delete_message", message=[{"uuid": message}])
         assert deleted["errors"]["code"] == 200
 
-        for client in members:
-            frames = await drain(client)
-            assert [frame["meta"]["event"] for frame in frames] == [
+        for frames in await fence(alice, *members, flow=flow):
+            assert events(frames) == [
                 "message_sent", "message_edited", "message_deleted"]
             pushes = [check_push(push) for push in frames]
             assert [p["message"][0]["uuid"] for p in pushes] == [message] * 3
@@ -125,7 +103,7 @@ async def test_every_change_reaches_every_member_connection_once(
         # Applying the pushes gives what a fresh read gives.
         history = await bob.call("all_messages", flow=[{"uuid": flow}])
         assert history["data"]["message"][0]["text"] == "Message deleted"
-        assert await drain(carol) == []
+        assert await fence(alice, carol) == [[]]
     finally:
         for client in (bob2, bob3, carol):
             await client.close()
@@ -134,25 +112,24 @@ async def test_every_change_reaches_every_member_connection_once(
 async def test_join_and_leave_are_pushed_and_end_delivery(
         server: ServerProcess, alice: Client, bob: Client) -> None:
     flow = await alice.group("open")
-    await drain(alice)
+    assert events(await pushes_through(alice, flow)) == ["flow_created"]
     joined = await bob.call("join_flow", flow=[{"uuid": flow}])
     assert joined["errors"]["code"] == 200
-    for client in (alice, bob):
-        [push] = await drain(client)
-        data = check_push(push, "flow_joined")
+    await alice.send(flow, "while bob is in")
+    for pushes in await fence(alice, alice, bob, flow=flow):
+        assert events(pushes) == ["flow_joined", "message_sent"]
+        data = check_push(pushes[0], "flow_joined")
         assert bob.uuid in data["flow"][0]["users"]
         assert data["user"][0]["uuid"] == bob.uuid
-    await alice.send(flow, "while bob is in")
-    assert len(await drain(bob)) == 1
-    assert len(await drain(alice)) == 1
     left = await bob.call("leave_flow", flow=[{"uuid": flow}])
     assert left["errors"]["code"] == 200
-    for client in (alice, bob):  # the one who left is told too
-        [push] = await drain(client)
-        assert bob.uuid not in check_push(push, "flow_left")["flow"][0]["users"]
     await alice.send(flow, "after bob left", client_id=2)
-    assert len(await drain(alice)) == 1
-    assert await drain(bob) == []
+    # The one who left is told too, and gets nothing of the flow after.
+    to_alice, to_bob = await fence(alice, alice, bob)
+    assert events(to_alice) == ["flow_left", "message_sent"]
+    assert events(to_bob) == ["flow_left"]
+    for push in (to_alice[0], to_bob[0]):
+        assert bob.uuid not in check_push(push, "flow_left")["flow"][0]["users"]
 
 
 async def test_pushes_follow_commit_order(server: ServerProcess, alice: Client,
@@ -160,8 +137,8 @@ async def test_pushes_follow_commit_order(server: ServerProcess, alice: Client,
     flow = await alice.group("busy", users=[bob.uuid])
     watcher = await login(server, bob)
     try:
-        for client in (alice, bob, watcher):
-            await drain(client)
+        for client in (alice, bob):
+            await pushes_through(client, flow)
         count = 40
 
         async def burst(client: Client, prefix: str) -> None:
@@ -170,17 +147,15 @@ async def test_pushes_follow_commit_order(server: ServerProcess, alice: Client,
                 assert reply["errors"]["code"] == 200
 
         await asyncio.gather(burst(alice, "a"), burst(bob, "b"))
-        seen = []
-        for client in (alice, bob, watcher):
-            pushes = [check_push(push) for push in await drain(client, quiet=0.5)]
-            seen.append([p["message"][0]["text"] for p in pushes])
+        history = await bob.call("all_messages", flow=[{"uuid": flow}])
+        stored = [m["text"] for m in history["data"]["message"]]
+        seen = [[check_push(push)["message"][0]["text"] for push in pushes]
+                for pushes in await fence(alice, alice, bob, watcher, flow=flow)]
         assert seen[0] == seen[1] == seen[2]
         assert len(seen[0]) == 2 * count
         for prefix in "ab":
             mine = [text for text in seen[0] if text.startswith(prefix)]
             assert mine == [f"{prefix}{n}" for n in range(count)]
-        history = await bob.call("all_messages", flow=[{"uuid": flow}])
-        stored = [m["text"] for m in history["data"]["message"]]
         assert stored == seen[0]
     finally:
         await watcher.close()
@@ -195,8 +170,9 @@ async def test_unbound_and_other_users_get_nothing(server: ServerProcess, alice:
         assert chat["errors"]["code"] == 200
         flow = chat["data"]["flow"][0]["uuid"]
         await alice.send(flow, "private")
-        assert len(await drain(bob)) == 2  # flow created, message sent
-        assert await drain(anonymous) == []
+        [to_bob] = await fence(alice, bob, flow=flow)
+        assert events(to_bob) == ["flow_created", "message_sent"]
+        assert await pushes_before_answer(anonymous) == []
     finally:
         await anonymous.close()
 
@@ -206,16 +182,18 @@ async def test_deleting_an_account_stops_pushes_to_its_open_connections(
     flow = await alice.group("before and after", users=[bob.uuid])
     other_device = await login(server, bob)
     try:
-        await alice.send(flow, "while bob exists")
-        assert len(await collect(other_device, 1)) == 1
-        await drain(bob)
+        sent = await alice.send(flow, "while bob exists")
+        message = sent["data"]["message"][0]["uuid"]
+        assert events(await pushes_through(other_device, message)) == ["message_sent"]
+        assert events(await pushes_through(bob, message)) == ["flow_created", "message_sent"]
         deleted = await bob.call("delete_user", auth=False,
                                  user=[{**bob.cred, "login": bob.login,
                                         "password": "secret-password"}])
         assert deleted["errors"]["code"] == 200, deleted
         await alice.send(flow, "after bob left us", client_id=2)
-        assert await drain(other_device) == []
-        assert await drain(bob) == []
+        await fence(alice, alice, flow=flow)
+        assert await pushes_before_answer(other_device) == []
+        assert await pushes_before_answer(bob) == []
         assert (await other_device.call("ping_pong"))["errors"]["code"] == 401
     finally:
         await other_device.close()

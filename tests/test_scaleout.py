@@ -23,9 +23,9 @@ from tests.support import (
     ROOT,
     Client,
     ServerProcess,
+    fence,
     postgres_database,
 )
-from tests.test_push import collect, drain
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -88,18 +88,18 @@ async def exchange(sender_url: str, receiver_urls: list[str], count: int = 20) -
             reply = await alice.send(flow, f"m{number}", client_id=number + 1)
             assert reply["errors"]["code"] == 200
         expected = [None] + [f"m{n}" for n in range(count)]
-        for client in receivers:
-            pushes = await collect(client, len(expected))
+        for pushes in await fence(alice, alice, *receivers, flow=flow):
             texts = [p["data"]["message"][0]["text"] if p["data"].get("message") else None
                      for p in pushes]
             assert texts == expected
             assert pushes[0]["data"]["flow"][0]["uuid"] == flow
-        # ...and back the other way: a reply from the last receiver reaches the sender.
-        await collect(alice, count + 1)
+        # ...and back the other way: a reply from the last receiver reaches the sender; the
+        # outsider, on a receiver's process, gets nothing.
         await receivers[-1].send(flow, "reply", client_id=999)
-        [push] = await collect(alice, 1)
-        assert push["data"]["message"][0]["text"] == "reply"
-        assert await drain(outsider, quiet=0.1) == []
+        *members, to_outsider = await fence(alice, alice, *receivers, outsider)
+        for pushes in members:
+            assert [p["data"]["message"][0]["text"] for p in pushes] == ["reply"]
+        assert to_outsider == []
     finally:
         for client in (alice, *receivers, outsider):
             await client.close()
@@ -137,8 +137,7 @@ async def test_two_workers(launcher: str, tmp_path: Path) -> None:
                 for number, sender in enumerate(senders):
                     reply = await sender.send(flow, f"from {number}", client_id=number + 1)
                     assert reply["errors"]["code"] == 200
-                for client in receivers:
-                    pushes = await collect(client, 7)
+                for pushes in await fence(senders[0], *receivers, flow=flow):
                     texts = [p["data"]["message"][0]["text"] for p in pushes[1:]]
                     assert texts == [f"from {n}" for n in range(6)]
             finally:
@@ -157,8 +156,7 @@ async def test_workers_on_memory_broker_warn_and_poll(tmp_path: Path) -> None:
         try:
             flow = await clients[0].group("sqlite", users=[c.uuid for c in clients[1:]])
             await clients[0].send(flow, "polled")
-            for client in clients:
-                pushes = await collect(client, 2)
+            for pushes in await fence(clients[0], *clients, flow=flow):
                 assert [p["data"]["message"][0]["text"] for p in pushes[1:]] == ["polled"]
         finally:
             for client in clients:

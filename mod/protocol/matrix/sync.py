@@ -21,7 +21,7 @@ import json
 
 from starlette.responses import JSONResponse
 
-from mod import content
+from mod import content, metrics
 from mod.protocol.matrix import api, ids, sidelines, sync_keys, views
 from mod.protocol.matrix.api import Filter, FilterId, SyncReply
 from mod.protocol.matrix.errors import Code, MatrixError
@@ -103,10 +103,13 @@ async def sync(call: Call) -> SyncReply:
                 break
             if not stream.newer_than(upto):
                 stream.event.clear()
+                metrics.SYNCS_WAITING.inc()
                 try:
                     await asyncio.wait_for(stream.event.wait(), remaining)
                 except TimeoutError:
                     break
+                finally:
+                    metrics.SYNCS_WAITING.dec()
                 if stream.revocations != revocations:  # logged out, or locked by an operator
                     revocations = stream.revocations
                     if not await call.service.accounts.still_valid(caller):
