@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import nio
 import pytest
@@ -228,3 +229,32 @@ async def test_declined_invite_leaves_the_invite_list(mx: Matrix) -> None:
     assert decline["content"] == {"membership": "leave"}
     again = await bob.join(room)  # a group stays open to anyone, as in MTP
     assert isinstance(again, nio.JoinResponse)
+
+
+async def test_a_token_revoked_while_a_sync_reads_its_batch_ends_it_with_401(
+        mx: Matrix, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A logout whose wake-up comes while the long-poll reads its first batch (before it
+    starts waiting) still ends it at once with 401, not with a 200 at its timeout."""
+    from mod.protocol.matrix import sync as sync_route
+
+    user = await mx.user()
+    await user.sync(timeout=0)
+    reading = sync_route._batch
+    revoked: list[int] = []
+
+    async def batch_then_logout(call: Any, query: Any, stream: Any) -> Any:
+        result = await reading(call, query, stream)
+        if query.since is not None and not revoked:
+            revoked.append(stream.revocations)
+            await call.service.accounts.logout(call.caller)
+            while stream.revocations == revoked[0]:  # the hub delivered the revocation
+                await asyncio.sleep(0.005)
+        return result
+
+    monkeypatch.setattr(sync_route, "_batch", batch_then_logout)
+    started = time.monotonic()
+    reply = await mx.http.get(f"{V3}/sync", params={"since": user.next_batch, "timeout": 5000},
+                              headers={"Authorization": f"Bearer {user.access_token}"})
+    assert revoked, "the sync never read a batch"
+    assert reply.status_code == 401 and reply.json()["errcode"] == "M_UNKNOWN_TOKEN", reply.text
+    assert time.monotonic() - started < 2.5

@@ -101,7 +101,9 @@ async def sync(call: Call) -> SyncReply:
             if (since is None or full_state or not result.empty or keys.news or remaining <= 0
                     or matrix.hub.stopped):
                 break
-            if not stream.newer_than(upto):
+            # A revocation that came while the batch was read set the event before this
+            # clears it: the count, not the event, tells.
+            if stream.revocations == revocations and not stream.newer_than(upto):
                 stream.event.clear()
                 metrics.SYNCS_WAITING.inc()
                 try:
@@ -110,11 +112,11 @@ async def sync(call: Call) -> SyncReply:
                     break
                 finally:
                     metrics.SYNCS_WAITING.dec()
-                if stream.revocations != revocations:  # logged out, or locked by an operator
-                    revocations = stream.revocations
-                    if not await call.service.accounts.still_valid(caller):
-                        raise MatrixError(401, Code.UNKNOWN_TOKEN, "The access token was revoked",
-                                          soft_logout=False)
+            if stream.revocations != revocations:  # logged out, or locked by an operator
+                revocations = stream.revocations
+                if not await call.service.accounts.still_valid(caller):
+                    raise MatrixError(401, Code.UNKNOWN_TOKEN, "The access token was revoked",
+                                      soft_logout=False)
     finally:
         matrix.streams.close(stream)
     reply = api.sync_reply(ids.token(result.position), result.rooms)
