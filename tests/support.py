@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -41,20 +42,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Databases this test process made and has emptied, ready to be used again: making one costs
+# PostgreSQL a tenth of a second and a checkpoint's writes, emptying one a hundredth.
+_EMPTIED: list[str] = []
+_MADE: list[str] = []
+
+
+def _admin_uri(name: str = "") -> str:
+    base = POSTGRES_URI.replace("postgres://", "postgresql://", 1)
+    return f"{base.rpartition('/')[0]}/{name}" if name else base
+
+
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the test server; dropped afterwards."""
+    """An empty PostgreSQL database on the test server that nothing else uses meanwhile:
+    made for the purpose, or one an earlier test of this process used, emptied (its
+    connections ended, its schema dropped and made anew)."""
     import psycopg
 
-    base = POSTGRES_URI.replace("postgres://", "postgresql://", 1)
-    name = f"morelia_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    if _EMPTIED:
+        name = _EMPTIED.pop()
+    else:
+        name = f"morelia_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_admin_uri(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        if not _MADE:
+            atexit.register(_drop_made)
+        _MADE.append(name)
     head, _, _ = POSTGRES_URI.rpartition("/")
     try:
         yield f"{head}/{name}"
     finally:
-        with psycopg.connect(base, autocommit=True) as conn:
+        with psycopg.connect(_admin_uri(name), autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        _EMPTIED.append(name)
+
+
+def _drop_made() -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(_admin_uri(),
+                                                             autocommit=True) as conn:
+        for name in _MADE:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
