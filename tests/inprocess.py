@@ -112,6 +112,7 @@ class AppServer(ServerProcess):
 
     def stop(self) -> None:
         if self.server is not None and self.thread is not None:
+            self._stop_gracefully()
             self.server.should_exit = True
             self.thread.join(30)
         self.server = self.thread = None
@@ -119,6 +120,21 @@ class AppServer(ServerProcess):
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _stop_gracefully(self) -> None:
+        """What SIGTERM does to a server process (`mod.stopping`), which a server in a thread
+        cannot be sent: waiting requests end, MTP connections close."""
+        from mod.stopping import STOP_TIMEOUT, graceful_stop
+
+        runtime = getattr(self.app.state, "runtime", None)
+        listeners = self.server.servers if self.server is not None else []
+        if runtime is None or not listeners or not self.alive():
+            return
+        stopping = asyncio.run_coroutine_threadsafe(
+            graceful_stop(self.server, runtime.hub, runtime.sessions, STOP_TIMEOUT),
+            listeners[0].get_loop())
+        with contextlib.suppress(Exception):
+            stopping.result(STOP_TIMEOUT + 5)
 
     def long_polls(self) -> int:
         """How many Matrix /sync requests wait for news right now."""
