@@ -63,7 +63,7 @@ run: install
 test: install js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not serial'
+	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not serial'
 	$(VPY) -m pytest -m serial
 
 bench: install

@@ -91,7 +91,7 @@ MESSAGES: list[tuple[Any, ...]] = [
     (11, "m11", "Bob wrote in the channel", 1_600_000_650, None, None, None, False, 2, 3),
 ]
 NUL_MESSAGE = (12, "m12", "bad\x00text", 1_600_000_900, None, None, None, False, 1, 2)
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 GROUP_TEXTS = ["Hello group", "Earlier than the picture", "A picture", "Edited text", ""]
 
 

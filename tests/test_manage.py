@@ -24,6 +24,8 @@ from mod.db import dbhandler
 from mod.db.engine import Engine
 from tests.support import ROOT, Client, ServerProcess, free_port
 
+pytestmark = pytest.mark.slow
+
 ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
               "heartbeats", "registration_tokens", "account_data", "receipts", "devices",
               "one_time_keys", "to_device", "cross_signing_keys", "key_backups", "backup_keys",

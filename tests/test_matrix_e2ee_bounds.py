@@ -24,7 +24,7 @@ from tests.test_matrix_support import (
 )
 
 # server_process: a rate is measured, which a server sharing the tests' process would skew.
-pytestmark = [pytest.mark.anyio, pytest.mark.server_process]
+pytestmark = [pytest.mark.anyio, pytest.mark.server_process, pytest.mark.slow]
 
 MAX_ONE_TIME_KEYS = 200  # [MATRIX] defaults
 TO_DEVICE_PENDING = 100

@@ -32,7 +32,7 @@ from tests.support import (
 )
 from tests.test_matrix_support import PASSWORD, SERVER_NAME, Matrix, matrix_session, sync_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 LIMIT = 10 * 1024 * 1024
 INLINE = 256 * 1024

@@ -44,7 +44,7 @@ from tests.test_matrix_support import (
     sync_until,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 MIB = 1024 * 1024
 QUOTA_BYTES = 20 * MIB

@@ -25,7 +25,7 @@ from mod.protocol.mtp.api import Response
 from tests.support import DATABASE_KINDS, REDIS_URI, Client, ServerProcess, running_server
 from tests.test_scaleout import broker_env, needs_postgres, postgres_database
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 PASSWORD = "lockstep-password"
 USER_KEYS = ("uuid", "login", "username", "bio", "avatar", "password", "is_bot", "auth_id",

@@ -27,7 +27,7 @@ from tests.support import (
 )
 from tests.test_manage import fails, ok, run
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SERVER_NAME = "morelia.test"
 PASSWORD = "secret-password"

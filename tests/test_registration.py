@@ -26,7 +26,7 @@ from tests.support import (
 from tests.test_manage import ok
 from tests.test_scaleout import two_servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 PASSWORD = "secret-password"
 

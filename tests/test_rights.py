@@ -34,7 +34,7 @@ from tests.support import (
 )
 from tests.test_matrix_support import SERVER_NAME
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 V3 = "/_matrix/client/v3"
 FIXED = ("owner", "member", "author", "superuser", "superuser author", "former",

@@ -27,7 +27,7 @@ from tests.support import (
     postgres_database,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.slow]
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_URI, reason="MORELIA_TEST_POSTGRES_URI unset")
 needs_redis = pytest.mark.skipif(not REDIS_URI, reason="MORELIA_TEST_REDIS_URI unset")

@@ -17,7 +17,7 @@ import websockets
 from mod.hub import Hub
 from tests.support import Client, ServerProcess, database_uri, frame, unique_login
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SYNC = "/_matrix/client/v3/sync"
 

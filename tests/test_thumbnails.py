@@ -25,7 +25,7 @@ from PIL import Image
 from tests.support import ServerProcess, running_server, zero_png
 from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_session, sync_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ENV = {"MORELIA_MATRIX_SERVER_NAME": SERVER_NAME, "MORELIA_MATRIX_SYNC_TIMEOUT_MAX": "5"}
 SIZES = ("32x32-crop", "96x96-crop", "320x240-scale", "640x480-scale", "800x600-scale")

@@ -21,7 +21,7 @@ from tests.support import ROOT, Client, ServerProcess, running_server, unique_lo
 from tests.test_matrix_support import SERVER_NAME, Matrix, sync_until
 from tests.web_support import Page, browser, console_errors, needs_browser, wait_for
 
-pytestmark = [pytest.mark.anyio, needs_browser]
+pytestmark = [pytest.mark.anyio, needs_browser, pytest.mark.slow]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 
