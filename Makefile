@@ -3,6 +3,7 @@
 #   make install   create .venv and install exactly Pipfile.lock (incl. dev packages)
 #   make run       start the server (manage.py runserver, 127.0.0.1:8080 by default)
 #   make test      ruff + mypy + pytest (and `npm ci` in tests/js when npm is there)
+#   make lint      ruff + mypy only
 #   make bench     run the benchmarks
 #   make clean     remove .venv
 
@@ -32,7 +33,7 @@ PIPENV := env -u PIPENV_ACTIVE -u PIPENV_DOTENV_LOCATION \
 	PIPENV_DONT_LOAD_ENV=1 \
 	$(VENV)/bin/pipenv
 
-.PHONY: install js run test bench clean
+.PHONY: install js run test lint test-parallel bench clean
 
 install: $(STAMP)
 
@@ -60,11 +61,17 @@ $(JS_STAMP): $(JS)/package-lock.json
 run: install
 	$(VPY) manage.py runserver
 
-test: install js
+# `make -j2 test` (as .ci/run does) checks the code while the tests run; the tests that time
+# the server run last, two files at a time, with nothing else on the machine.
+test: lint test-parallel
+	$(VPY) -m pytest -n 2 --dist loadfile -m serial
+
+lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+test-parallel: install js
 	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not serial'
-	$(VPY) -m pytest -m serial
 
 bench: install
 	$(VPY) bench/run_all.py
