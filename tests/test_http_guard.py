@@ -16,7 +16,7 @@ from mod.config.validator import Server
 from mod.http_guard import AddressBook, Tally
 from tests.support import Client, ServerProcess
 
-pytestmark = [pytest.mark.anyio, pytest.mark.serial]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 OTHER = "127.0.0.2"  # loopback is a /8: a second client address on the same machine
 
