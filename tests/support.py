@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import websockets
 
 from mod.protocol.mtp.api import Response
@@ -166,6 +165,8 @@ class ServerProcess:
     async def until_long_polls(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until `count` Matrix /sync requests wait for news (so an act now wakes them),
         as the server's /metrics counts them."""
+        import httpx
+
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.http, timeout=timeout) as http:
             while True:
