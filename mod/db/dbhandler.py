@@ -30,6 +30,8 @@ from mod import changes as kinds
 from mod.changes import Kind
 from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
+from mod.records import Flow as FlowRow
+from mod.records import Message as MessageRow
 
 DELETED_LOGIN = "User deleted"
 
@@ -48,34 +50,6 @@ class UserRow(TypedDict):
     deleted: bool
     password_hash: str
     locked: bool
-
-
-class FlowRow(TypedDict):
-    uuid: str
-    time: int
-    type: str
-    title: str
-    info: str
-    owner: str
-    users: list[str]
-    private: bool  # invite-only: chats, and groups and channels made so
-
-
-class MessageRow(TypedDict):
-    uuid: str
-    client_id: int
-    text: str
-    from_user: str
-    from_flow: str
-    time: int
-    file_picture: str
-    file_video: str
-    file_audio: str
-    file_document: str
-    emoji: str
-    edited_time: int
-    edited_status: bool
-    deleted: bool
 
 
 # -- schema -----------------------------------------------------------------------------------

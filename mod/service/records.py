@@ -1,9 +1,9 @@
 """What the service hands the protocols and the operator's tool of users, flows, messages and
 registration tokens.
 
-A flow, a message and a registration token are the stored rows' fields as they are sent, so
-their types have the same keys as the rows. A user is a copy of the row without the password
-hash, which never leaves the service.
+A flow and a message are sent as they are stored (`mod.records`, the one definition of both);
+a registration token has the same keys as its row. A user is a copy of the row without the
+password hash, which never leaves the service.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from mod.db.dbhandler import UserRow
+from mod.records import Flow, Message
+
+__all__ = ["Flow", "Message", "RegistrationToken", "User", "user_of", "users_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,34 +46,6 @@ def user_of(row: UserRow) -> User:
 
 def users_of(rows: Iterable[UserRow]) -> list[User]:
     return [user_of(row) for row in rows]
-
-
-class Flow(TypedDict):
-    uuid: str
-    time: int
-    type: str
-    title: str
-    info: str
-    owner: str
-    users: list[str]
-    private: bool  # invite-only: chats, and groups and channels made so
-
-
-class Message(TypedDict):
-    uuid: str
-    client_id: int
-    text: str
-    from_user: str
-    from_flow: str
-    time: int
-    file_picture: str
-    file_video: str
-    file_audio: str
-    file_document: str
-    emoji: str
-    edited_time: int
-    edited_status: bool
-    deleted: bool
 
 
 class RegistrationToken(TypedDict):

@@ -1,0 +1,34 @@
+"""A flow and a message as the database holds them and as both protocols send them: one
+definition for storage (`db/`, which builds them) and the service (which hands them out)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Flow(TypedDict):
+    uuid: str
+    time: int
+    type: str
+    title: str
+    info: str
+    owner: str
+    users: list[str]
+    private: bool  # invite-only: chats, and groups and channels made so
+
+
+class Message(TypedDict):
+    uuid: str
+    client_id: int
+    text: str
+    from_user: str
+    from_flow: str
+    time: int
+    file_picture: str
+    file_video: str
+    file_audio: str
+    file_document: str
+    emoji: str
+    edited_time: int
+    edited_status: bool
+    deleted: bool
