@@ -170,14 +170,17 @@ def all_users(conn: Conn) -> list[UserRow]:
     return [_user(row) for row in rows]
 
 
+def update_user(conn: Conn, uuid: str, **values: object) -> None:
+    """Set these columns of one account."""
+    conn.execute(Update(User.sqlmeta.table, values=values, where=User.q.uuid == uuid))
+
+
 def set_username(conn: Conn, uuid: str, username: str) -> None:
-    conn.execute(Update(User.sqlmeta.table, values={"username": username},
-                      where=User.q.uuid == uuid))
+    update_user(conn, uuid, username=username)
 
 
 def set_avatar(conn: Conn, uuid: str, avatar: str) -> None:
-    conn.execute(Update(User.sqlmeta.table, values={"avatar": avatar},
-                      where=User.q.uuid == uuid))
+    update_user(conn, uuid, avatar=avatar)
 
 
 def log_profile_changed(conn: Conn, uuid: str, now: int) -> None:

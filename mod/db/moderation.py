@@ -6,28 +6,25 @@ Like `dbhandler`, functions take an open `Conn` and return plain data.
 
 from __future__ import annotations
 
-from sqlobject.sqlbuilder import Delete, Select, Update
+from sqlobject.sqlbuilder import Delete, Select
 
-from mod.db.dbhandler import FlowRow, flows_by_uuid
+from mod.db.dbhandler import FlowRow, flows_by_uuid, update_user
 from mod.db.engine import Conn
-from mod.db.models import Flow, Invite, Member, Message, User
+from mod.db.models import Flow, Invite, Member, Message
 
 # -- accounts ---------------------------------------------------------------------------------
 
 
 def set_locked(conn: Conn, user_uuid: str, locked: bool) -> None:
-    conn.execute(Update(User.sqlmeta.table, values={"locked": locked},
-                      where=User.q.uuid == user_uuid))
+    update_user(conn, user_uuid, locked=locked)
 
 
 def set_password(conn: Conn, user_uuid: str, password_hash: str) -> None:
-    conn.execute(Update(User.sqlmeta.table, values={"password_hash": password_hash},
-                      where=User.q.uuid == user_uuid))
+    update_user(conn, user_uuid, password_hash=password_hash)
 
 
 def set_superuser(conn: Conn, user_uuid: str, superuser: bool) -> None:
-    conn.execute(Update(User.sqlmeta.table, values={"is_superuser": superuser},
-                      where=User.q.uuid == user_uuid))
+    update_user(conn, user_uuid, is_superuser=superuser)
 
 
 # -- flows ------------------------------------------------------------------------------------
