@@ -17,6 +17,9 @@ JS := $(CURDIR)/tests/js
 JS_STAMP := $(JS)/node_modules/.installed
 # Test files run in this many processes at once (pytest-xdist); most tests wait on servers.
 TEST_WORKERS ?= 3
+# The suite starts about 150 Python processes: they share compiled bytecode, where
+# PYTHONDONTWRITEBYTECODE would make each compile the sources it imports again.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Make pipenv install into $(VENV) and never create a virtualenv of its own
 # (e.g. under ~/.local/share/virtualenvs): VIRTUAL_ENV points it at our venv,

@@ -23,6 +23,7 @@ from typing import Any
 import websockets
 
 from mod.protocol.mtp.api import Response
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URI = os.environ.get("MORELIA_TEST_POSTGRES_URI", "")
@@ -112,7 +113,7 @@ class ServerProcess:
         self.env.pop("MORELIA_CONFIG", None) if "MORELIA_CONFIG" not in (env or {}) else None
         self.args = args or []
         self.log_path = directory / f"server-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | forkserver.Forked | None = None
 
     @property
     def url(self) -> str:
@@ -123,12 +124,15 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
-                 "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-                cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )
+        argv = [self.app, "--app-dir", str(ROOT), "--host", "127.0.0.1", "--port",
+                str(self.port), *self.args]
+        if forkserver.forkable(self.args, self.env):
+            self.process = forkserver.spawn(argv, self.env, self.directory, self.log_path)
+        else:
+            with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", *argv], cwd=self.directory,
+                    env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
