@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 JS := $(CURDIR)/tests/js
 JS_STAMP := $(JS)/node_modules/.installed
 # Test files run in this many processes at once (pytest-xdist); most tests wait on servers.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 # The suite starts about 150 Python processes: they share compiled bytecode, where
 # PYTHONDONTWRITEBYTECODE would make each compile the sources it imports again.
 unexport PYTHONDONTWRITEBYTECODE
