@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from mod.config.validator import Database
+from mod.config.validator import Database, Settings
 from mod.db import dbhandler as db
 from mod.db.engine import Engine
+from mod.service import Service
 from tests.inprocess import AppServer
+from tests.service_support import World
 from tests.support import (
     CHEAP_PASSWORDS,
     DATABASE_KINDS,
@@ -22,8 +25,10 @@ from tests.test_matrix_support import Matrix, matrix_server, matrix_session
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """manage.py, run by tests in this process or as a child, hashes passwords cheaply too."""
+    """manage.py, run by tests in this process or as a child, hashes passwords cheaply too;
+    server subprocesses are forked from a helper that has imported the server's libraries."""
     os.environ.update(CHEAP_PASSWORDS)
+    ServerProcess.forked = True
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,3 +107,18 @@ def mx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
     async for matrix in matrix_session(mx_server):
         yield matrix
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    with database_uri(request.param, tmp_path) as uri:
+        settings = Settings.model_validate({"database": {"uri": uri}})
+        engine = Engine(Database(uri=uri))
+        engine.start(asyncio.get_running_loop())
+        await engine.write(db.create_tables)
+        service = Service(settings, engine)
+        try:
+            yield World(service, engine)
+        finally:
+            service.close()
+            engine.stop()

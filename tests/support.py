@@ -18,7 +18,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import websockets
 
@@ -103,6 +103,10 @@ def database_uri(kind: str, directory: Path) -> Iterator[str]:
 class ServerProcess:
     """`uvicorn server:app` in a subprocess on a free loopback port."""
 
+    # Whether to fork it from `forkserver`'s helper (the test suite) or start it afresh (the
+    # benchmarks, whose figures compare with servers started as users start them).
+    forked: ClassVar[bool] = False
+
     def __init__(self, directory: Path, env: dict[str, str] | None = None,
                  port: int | None = None, args: list[str] | None = None,
                  app: str = "server:app") -> None:
@@ -126,7 +130,7 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> ServerProcess:
         argv = [self.app, "--app-dir", str(ROOT), "--host", "127.0.0.1", "--port",
                 str(self.port), *self.args]
-        if forkserver.forkable(self.args, self.env):
+        if self.forked and forkserver.forkable(self.args, self.env):
             self.process = forkserver.spawn(argv, self.env, self.directory, self.log_path)
         else:
             with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
@@ -489,3 +493,4 @@ def zero_png(side: int = 7900) -> bytes:
     header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
             + chunk(b"IEND", b""))
+

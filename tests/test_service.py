@@ -5,63 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mod import lib
-from mod.config.validator import Database, Settings
+from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db import schema
 from mod.db.engine import Engine
 from mod.error import ServiceError
-from mod.service import ENCRYPTED_TEXT, Caller, Service
-from tests.support import DATABASE_KINDS, database_uri
+from mod.service import ENCRYPTED_TEXT, Caller
+from tests.service_support import World
 
 pytestmark = pytest.mark.anyio
-
-
-class World:
-    """A service on a fresh database, and callers made straight in it (no argon2)."""
-
-    def __init__(self, service: Service, engine: Engine) -> None:
-        self.service = service
-        self.engine = engine
-
-    async def user(self, name: str, superuser: bool = False) -> Caller:
-        uuid = lib.new_uuid()
-        await self.engine.write(db.create_user, uuid, f"{name}-{uuid[:6]}", "x", name, "",
-                                3600, 1, superuser)
-        return Caller(uuid, lib.token_hash(lib.new_token()), superuser)
-
-    async def flow(self, owner: Caller, kind: str = "group", *members: Caller,
-                   private: bool = False) -> str:
-        done = await self.service.flows.add(owner, kind, "t", "", [m.uuid for m in members],
-                                            private=private)
-        return done.value["uuid"]
-
-    async def last_change(self) -> tuple[int, str, str]:
-        rows = await self.engine.read(db.changes_after, 0, 100_000)
-        return rows[-1].position, rows[-1].kind, rows[-1].subject
-
-
-@pytest.fixture(params=DATABASE_KINDS)
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    import asyncio
-
-    with database_uri(request.param, tmp_path) as uri:
-        settings = Settings.model_validate({"database": {"uri": uri}})
-        engine = Engine(Database(uri=uri))
-        engine.start(asyncio.get_running_loop())
-        await engine.write(db.create_tables)
-        service = Service(settings, engine)
-        try:
-            yield World(service, engine)
-        finally:
-            service.close()
-            engine.stop()
 
 
 async def refused(code: int, call: Any) -> str:

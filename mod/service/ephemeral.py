@@ -102,15 +102,21 @@ class Ephemeral:
         if timer is not None:
             timer.cancel()
         if typing:
-            self._timers[key] = asyncio.get_running_loop().call_later(
-                span / 1000, self._expire, caller, flow_uuid)
+            self._end_at(caller, flow_uuid, until, span / 1000)
         return done
 
-    def _expire(self, caller: Caller, flow_uuid: str) -> None:
+    def _end_at(self, caller: Caller, flow_uuid: str, until: int, delay: float) -> None:
+        self._timers[(flow_uuid, caller.uuid)] = asyncio.get_running_loop().call_later(
+            delay, self._expire, caller, flow_uuid, until)
+
+    def _expire(self, caller: Caller, flow_uuid: str, until: int) -> None:
         self._timers.pop((flow_uuid, caller.uuid), None)
-        until = self.typing_now.until.get(flow_uuid, {}).get(caller.uuid)
-        if until is None or until > time.time() * 1000:
+        if self.typing_now.until.get(flow_uuid, {}).get(caller.uuid) != until:
             return  # ended already, or renewed through another process
+        left = until / 1000 - time.time()
+        if left > 0:  # the loop's clock (uvloop's: the iteration's start) ran ahead of ours
+            self._end_at(caller, flow_uuid, until, left)
+            return
         task = asyncio.get_running_loop().create_task(
             self.engine.write(_typing, caller, flow_uuid, False, 0, now()))
         task.add_done_callback(_quiet)
