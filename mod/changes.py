@@ -134,11 +134,17 @@ class UsersPayload:
 
 @dataclass(frozen=True, slots=True)
 class RevokedPayload:
-    """tokens_revoked: one token (its hash) or, None, all of the user's; `locked`: the
-    operator locked the user (their connections close)."""
+    """tokens_revoked: one token (its hash) or, None, all of the user's but `kept` (a
+    password change keeps the changer's); `locked`: the operator locked the user (their
+    connections close)."""
 
     token: str | None
     locked: bool
+    kept: str | None = None
+
+    def ends(self, token_hash: str) -> bool:
+        """Whether the token with this hash is among those revoked."""
+        return token_hash == self.token if self.token is not None else token_hash != self.kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +222,11 @@ def payload_of(kind: str, payload: Any) -> Payload:
     if kind == Kind.FLOW_DELETED or kind in ADDRESSED:
         return UsersPayload(_user_list(payload.get("users")))
     if kind == Kind.TOKENS_REVOKED:
-        token = payload.get("token")  # anything but a hash revokes all: the safe reading
+        token, kept = payload.get("token"), payload.get("kept")
+        # anything but a hash revokes all: the safe reading
         return RevokedPayload(token if isinstance(token, str) else None,
-                              payload.get("locked") is True)
+                              payload.get("locked") is True,
+                              kept if isinstance(kept, str) else None)
     if kind == Kind.TYPING:
         until = payload.get("until", 0)
         if not isinstance(until, int):

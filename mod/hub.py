@@ -47,8 +47,8 @@ class Listener(Protocol):
 
     def deliver(self, change: Change) -> None: ...
 
-    def revoked(self, token_hash: str | None) -> None:
-        """A token of the user was revoked (None: all of them)."""
+    def revoked(self, revocation: RevokedPayload) -> None:
+        """Tokens of the user were revoked (`revocation.ends(token_hash)` says which)."""
 
 
 def recipients_extra(change: Change) -> set[str]:
@@ -328,9 +328,10 @@ class Hub:
         except ValueError as exc:
             skipped(change, exc)
             return
-        token = payload.token if isinstance(payload, RevokedPayload) else None
+        if not isinstance(payload, RevokedPayload):
+            payload = RevokedPayload(None, False)
         for listener in list(self._listeners.get(change.actor, ())):
-            listener.revoked(token)
+            listener.revoked(payload)
 
     async def _flow_members(self, change: Change) -> set[str]:
         """The flow's members right after `change`, kept in step with the log."""

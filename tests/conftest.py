@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from mod.config.validator import Database, Settings
+from mod.config.validator import Database
 from mod.db import dbhandler as db
 from mod.db.engine import Engine
-from mod.service import Service
 from tests.inprocess import AppServer
-from tests.service_support import World
+from tests.service_support import World, service_world
 from tests.support import (
     CHEAP_PASSWORDS,
     DATABASE_KINDS,
@@ -111,14 +109,7 @@ async def mx(mx_server: ServerProcess) -> AsyncIterator[Matrix]:
 
 @pytest.fixture(params=DATABASE_KINDS)
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    """The service on a fresh database, in this process."""
     with database_uri(request.param, tmp_path) as uri:
-        settings = Settings.model_validate({"database": {"uri": uri}})
-        engine = Engine(Database(uri=uri))
-        engine.start(asyncio.get_running_loop())
-        await engine.write(db.create_tables)
-        service = Service(settings, engine)
-        try:
-            yield World(service, engine)
-        finally:
-            service.close()
-            engine.stop()
+        async with service_world(uri) as made:
+            yield made

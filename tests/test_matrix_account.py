@@ -148,6 +148,58 @@ async def test_logout_all_devices(mx: Matrix) -> None:
         assert response.status_code == 401 and response.json()["errcode"] == "M_UNKNOWN_TOKEN"
 
 
+async def whoami_status(mx: Matrix, token: str) -> int:
+    return (await mx.raw("GET", "/_matrix/client/v3/account/whoami", token)).status_code
+
+
+async def test_password_change_after_the_current_password(mx: Matrix) -> None:
+    user = await mx.user()
+    phone = mx.client(user.user)
+    assert isinstance(await phone.login(PASSWORD), nio.LoginResponse)
+    path, token = "/_matrix/client/v3/account/password", user.access_token
+    capabilities = await mx.raw("GET", "/_matrix/client/v3/capabilities", token)
+    assert capabilities.json()["capabilities"]["m.change_password"] == {"enabled": True}
+
+    asked = await mx.raw("POST", path, token, json={"new_password": "matrix-secret-2"})
+    assert asked.status_code == 401 and asked.json()["flows"] == [
+        {"stages": ["m.login.password"]}]
+    session = asked.json()["session"]
+    auth = {"type": "m.login.password", "session": session,
+            "identifier": {"type": "m.id.user", "user": user.user_id}}
+    wrong = await mx.raw("POST", path, token, json={
+        "new_password": "matrix-secret-2", "auth": {**auth, "password": "wrong"}})
+    assert wrong.status_code == 401 and wrong.json()["errcode"] == "M_FORBIDDEN"
+    for body, code in [({"new_password": 5}, "M_MISSING_PARAM"),
+                       ({"new_password": "x", "logout_devices": "yes"}, "M_BAD_JSON")]:
+        bad = await mx.raw("POST", path, token, json={**body, "auth": {**auth,
+                                                                       "password": PASSWORD}})
+        assert bad.status_code == 400 and bad.json()["errcode"] == code
+    assert await whoami_status(mx, phone.access_token) == 200
+
+    done = await mx.raw("POST", path, token, json={
+        "new_password": "matrix-secret-2", "auth": {**auth, "password": PASSWORD}})
+    assert done.status_code == 200 and done.json() == {}
+    # The phone's session ended (logout_devices defaults to true) and its device with it.
+    assert await whoami_status(mx, token) == 200
+    assert await whoami_status(mx, phone.access_token) == 401
+    devices = await user.devices()
+    assert isinstance(devices, nio.DevicesResponse), devices
+    assert [device.id for device in devices.devices] == [user.device_id]
+    assert isinstance(await mx.client(user.user).login(PASSWORD), nio.LoginError)
+    assert isinstance(await mx.client(user.user).login("matrix-secret-2"), nio.LoginResponse)
+
+
+async def test_password_change_may_keep_the_other_devices(mx: Matrix) -> None:
+    user = await mx.user()
+    phone = mx.client(user.user)
+    assert isinstance(await phone.login(PASSWORD), nio.LoginResponse)
+    done = await mx.raw("POST", "/_matrix/client/v3/account/password", user.access_token, json={
+        "new_password": "matrix-secret-2", "logout_devices": False,
+        "auth": {"type": "m.login.password", "password": PASSWORD}})
+    assert done.status_code == 200
+    assert await whoami_status(mx, phone.access_token) == 200
+
+
 async def test_display_names(mx: Matrix) -> None:
     alice, bob = await mx.user("alice"), await mx.user("bob")
     name = await bob.get_displayname(alice.user_id)

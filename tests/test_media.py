@@ -366,11 +366,11 @@ async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
     changed = [change for change in changes if change.kind == "profile_changed"]
     assert sorted(change.flow_uuid for change in changed) == sorted(flows)
     await service.media.set_avatar(alice, alice.uuid, url)  # the same again: no new event
-    await service.accounts.set_username(alice, alice.uuid, "Alice B.")
+    await service.profiles.set_username(alice, alice.uuid, "Alice B.")
     changes = await world.engine.read(db.changes_after, 0, 100_000)
     assert len([change for change in changes if change.kind == "profile_changed"]) == 4
 
-    users = {user.uuid: user for user in await service.accounts.users([alice.uuid, bob.uuid])}
+    users = {user.uuid: user for user in await service.profiles.users([alice.uuid, bob.uuid])}
     renderer = Renderer("example.test", people=People(
         users, await service.media.avatar_ids([alice.uuid, bob.uuid])))
     renderer.load_users([alice.uuid, bob.uuid])

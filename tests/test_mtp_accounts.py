@@ -321,6 +321,54 @@ async def test_user_info_finds_users_by_login(clients: Clients) -> None:
     expect_reply(await alice.call("user_info", user=[{"bio": "neither"}]), "user_info", 400)
 
 
+# -- change_password (an extension) -----------------------------------------------------------
+
+
+async def change_password(client: Client, current: str | None, new: str | None,
+                          **extra: Any) -> dict[str, Any]:
+    entry = {**client.cred, "password": current, "new_password": new, **extra}
+    return await client.send_raw(frame("change_password", {"user": [entry]}))
+
+
+async def test_change_password_needs_the_current_one_and_ends_the_other_sessions(
+        clients: Clients) -> None:
+    alice = await clients.anonymous()
+    await alice.register(unique_login("pw"), push=True)
+    other_device = await clients.anonymous()
+    second = expect_reply(await log_in(other_device, alice.login), "authentication", 200)
+    second_token = second["data"]["user"][0]["auth_id"]
+
+    for current, new, code in [("wrong", "new-secret", 401), (None, "new-secret", 401),
+                               ("secret-password", "", 400), ("secret-password", None, 400),
+                               ("secret-password", "x" * 4097, 415)]:
+        reply = await change_password(alice, current, new)
+        expect_reply(reply, "change_password", code)
+    assert await ping(other_device, alice.uuid, second_token) == 200
+
+    reply = expect_reply(await change_password(alice, "secret-password", "new-secret"),
+                         "change_password", 200)
+    assert reply["data"] is None
+    # This connection goes on, pushes included; the other session is over.
+    expect_reply(await alice.call("ping_pong"), "ping_pong", 200)
+    await alice.group("after the change")
+    assert (await alice.push())["meta"]["event"] == "flow_created"
+    assert await ping(other_device, alice.uuid, second_token) == 401
+    expect_reply(await log_in(other_device, alice.login), "authentication", 401)
+    expect_reply(await log_in(other_device, alice.login, "new-secret"), "authentication", 200)
+
+
+async def test_change_password_may_keep_the_other_sessions(clients: Clients) -> None:
+    alice = await clients.anonymous()
+    await alice.register(unique_login("pw"))
+    other_device = await clients.anonymous()
+    second = expect_reply(await log_in(other_device, alice.login), "authentication", 200)
+    reply = await change_password(alice, "secret-password", "new-secret",
+                                  end_other_sessions=False)
+    expect_reply(reply, "change_password", 200)
+    assert await ping(other_device, alice.uuid, second["data"]["user"][0]["auth_id"]) == 200
+    expect_reply(await log_in(other_device, alice.login, "new-secret"), "authentication", 200)
+
+
 # -- delete_user ------------------------------------------------------------------------------
 
 

@@ -169,9 +169,9 @@ async def test_joining_and_leaving(world: World) -> None:
 
 async def test_profile_rules_hold_for_everyone(world: World) -> None:
     alice, bob = await world.user("alice"), await world.user("bob")
-    await world.service.accounts.set_username(alice, alice.uuid, "Alice")
-    await refused(403, world.service.accounts.set_username(alice, bob.uuid, "Bob"))
-    await refused(400, world.service.accounts.set_username(alice, alice.uuid, "x" * 257))
+    await world.service.profiles.set_username(alice, alice.uuid, "Alice")
+    await refused(403, world.service.profiles.set_username(alice, bob.uuid, "Bob"))
+    await refused(400, world.service.profiles.set_username(alice, alice.uuid, "x" * 257))
     await refused(415, world.service.accounts.register("carol", "pw", email="not-an-address"))
 
 

@@ -37,6 +37,7 @@ METHODS: dict[str, bool] = {
     "ping_pong": True,
     "join_flow": True,
     "leave_flow": True,
+    "change_password": True,
 }
 
 DEFAULT_TEXT = "Hello from manage.py"

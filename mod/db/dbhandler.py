@@ -229,6 +229,14 @@ def revoke_user_tokens(conn: Conn, user_uuid: str) -> int:
     return int(conn.execute(Delete(Token.sqlmeta.table, where=Token.q.user_uuid == user_uuid)))
 
 
+def revoke_other_tokens(conn: Conn, user_uuid: str, keep_hash: str) -> list[str]:
+    """Revoke every token of a user but `keep_hash`; the device of each ("" for none)."""
+    others = AND(Token.q.user_uuid == user_uuid, Token.q.token_hash != keep_hash)
+    devices = [row[0] for row in conn.all(Select([Token.q.device], where=others))]
+    conn.execute(Delete(Token.sqlmeta.table, where=others))
+    return devices
+
+
 def purge_expired(conn: Conn, now: int, txn_before: int) -> int:
     removed = conn.execute(Delete(Token.sqlmeta.table, where=Token.q.expires <= now))
     removed += conn.execute(Delete(Txn.sqlmeta.table, where=Txn.q.time_created < txn_before))

@@ -21,6 +21,7 @@ from mod.service.flows import FLOW_TYPES, Flows
 from mod.service.keys import DeviceInfo, Keys, SyncKeys
 from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
+from mod.service.profiles import Profiles
 from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
 from mod.service.snapshots import (
@@ -52,6 +53,7 @@ class Service:
         lib.set_password_cost(settings.security.password_time_cost,
                               settings.security.password_memory_kib)
         self.accounts = Accounts(settings, engine)
+        self.profiles = Profiles(settings, engine)
         self.flows = Flows(engine)
         self.media = Media(settings, engine)
         self.messages = Messages(settings, engine, self.media)

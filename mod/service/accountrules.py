@@ -23,3 +23,11 @@ def check_profile(username: str, email: str) -> None:
         raise ServiceError(400, f"A username is at most {MAX_USERNAME} characters")
     if email and not valid_email(email):
         raise ServiceError(415, "The email is not a valid address")
+
+
+def check_password(password: str) -> None:
+    """Refuse a new password that no client could log in with."""
+    if not password:
+        raise ServiceError(400, "the password cannot be empty")
+    if len(password) > MAX_PASSWORD:
+        raise ServiceError(400, f"the password is at most {MAX_PASSWORD} characters")

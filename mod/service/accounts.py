@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from loguru import logger
 
@@ -20,11 +20,11 @@ from mod.db import media as mediadb
 from mod.db import regtokens
 from mod.db.engine import Conn, Engine
 from mod.error import Locked, ServiceError, TokenRefused
-from mod.service.accountrules import check_profile
+from mod.service.accountrules import check_password, check_profile
 from mod.service.bounds import check_device
 from mod.service.common import RETRY_WINDOW, Caller, Credentials, now, retry_key
 from mod.service.keys import forget_devices
-from mod.service.records import User, user_of, users_of
+from mod.service.records import user_of
 from mod.service.throttle import LoginThrottle, TokenThrottle
 
 T = TypeVar("T")
@@ -258,6 +258,30 @@ class Accounts:
                                                                   password):
             raise ServiceError(401, "Wrong password")
 
+    async def change_password(self, caller: Caller, current: str, new: str,
+                              end_other_sessions: bool = True, address: str = "") -> int:
+        """Replace the caller's password, given the current one (failures are slowed, then
+        refused, as logins' are). With `end_other_sessions`, every other token of the caller
+        is revoked and the devices they were on end; the caller's stays. Returns how many
+        other sessions ended."""
+        check_password(new)
+        user = await self.engine.read(db.user_by_uuid, caller.uuid)
+        if user is None:
+            raise ServiceError(401, "Wrong password")
+        self.throttle.check(user["login"], address)
+        if not current or not await self._verify(user["password_hash"], current):
+            delay = self.throttle.failed(user["login"], address)
+            if delay:
+                await asyncio.sleep(delay)
+            raise ServiceError(401, "Wrong password")
+        self.throttle.succeeded(user["login"], address)
+        digest = await self._hash(new)
+        ended = await self.engine.write(_password_changed, caller, digest, end_other_sessions,
+                                        now())
+        self._forget_user(caller.uuid)
+        logger.info("password changed: {} ({} other sessions ended)", caller.uuid, ended)
+        return ended
+
     def forget_user_tokens(self, user_uuid: str) -> None:
         """Drop cached token checks of a user whose tokens were revoked elsewhere."""
         self._forget_user(user_uuid)
@@ -294,57 +318,6 @@ class Accounts:
                                 removed)
             await asyncio.sleep(every)
 
-    # -- profiles ----------------------------------------------------------------------------
-
-    async def user_info(self, caller: Caller, uuids: Sequence[str], logins: Sequence[str] = ()
-                        ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Profiles of the users asked about, by uuid or by login, and the uuids and logins
-        that matched nobody."""
-        if not uuids and not logins:
-            raise ServiceError(400, "Name at least one user to look up")
-        if len(uuids) + len(logins) > self.settings.protocol.users_limit:
-            raise ServiceError(429, f"At most {self.settings.protocol.users_limit} users "
-                                    "may be asked about at once")
-        users, unknown = await self.engine.read(_users_by, list(uuids), list(logins))
-        found = {user["uuid"] for user in users}
-        profiles = []
-        for user in users:
-            profile = {**db.public_profile(user), "login": user["login"]}
-            if user["uuid"] == caller.uuid:
-                profile["email"] = user["email"]
-            profiles.append(profile)
-        return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found] + unknown
-
-    async def set_username(self, caller: Caller, user_uuid: str, username: str) -> None:
-        """Change a username: only one's own."""
-        if user_uuid != caller.uuid:
-            raise ServiceError(403, "You can only change your own name")
-        check_profile(username, "")
-
-        def rename(conn: Conn) -> None:
-            user = db.user_by_uuid(conn, caller.uuid)
-            if user is not None and user["username"] != username:
-                db.set_username(conn, caller.uuid, username)
-                db.log_profile_changed(conn, caller.uuid, now())
-
-        await self.engine.write(rename)
-
-    async def profile(self, user_uuid: str) -> User:
-        user = await self.engine.read(db.user_by_uuid, user_uuid)
-        if user is None:
-            raise ServiceError(404, f"No user {user_uuid}")
-        return user_of(user)
-
-    async def by_login(self, login: str) -> User:
-        user = await self.engine.read(db.user_by_login, login)
-        if user is None:
-            raise ServiceError(404, f"No user {login!r}")
-        return user_of(user)
-
-    async def users(self, uuids: Iterable[str]) -> list[User]:
-        """The accounts of some uuids (unknown ones left out)."""
-        return users_of(await self.engine.read(db.users_by_uuid, list(uuids)))
-
 
 def _purge(conn: Conn, stamp: int, txn_before: int, pending_before: int) -> int:
     return db.purge_expired(conn, stamp, txn_before) + mediadb.drop_expired_pending(
@@ -355,6 +328,20 @@ def _revoke_all(conn: Conn, user_uuid: str) -> None:
     db.revoke_user_tokens(conn, user_uuid)
     db.log_change(conn, now(), "", Kind.TOKENS_REVOKED, user_uuid, user_uuid, {})
     forget_devices(conn, user_uuid, ks.device_ids(conn, user_uuid), now())
+
+
+def _password_changed(conn: Conn, caller: Caller, digest: str, end_others: bool, stamp: int
+                      ) -> int:
+    db.update_user(conn, caller.uuid, password_hash=digest)
+    if not end_others:
+        return 0
+    revoked = db.revoke_other_tokens(conn, caller.uuid, caller.token_hash)
+    # every process drops the user's cached token checks; the caller's token is still valid
+    db.log_change(conn, stamp, "", Kind.TOKENS_REVOKED, caller.uuid, caller.uuid,
+                  {"kept": caller.token_hash})
+    forget_devices(conn, caller.uuid, sorted({device for device in revoked if device}
+                                             - {caller.device}), stamp)
+    return len(revoked)
 
 
 def _token_caller(conn: Conn, digest: str, stamp: int) -> tuple[Caller, int] | None:
@@ -368,18 +355,6 @@ def _token_caller(conn: Conn, digest: str, stamp: int) -> tuple[Caller, int] | N
     return Caller(user_uuid, digest, user["is_superuser"], device), expires
 
 
-def _users_by(conn: Conn, uuids: list[str], logins: list[str]
-              ) -> tuple[list[db.UserRow], list[str]]:
-    """The users named by uuid or by login (each once), and the logins nobody has."""
-    users = {user["uuid"]: user for user in db.users_by_uuid(conn, uuids)}
-    unknown = []
-    for login in dict.fromkeys(logins):
-        user = db.user_by_login(conn, login)
-        if user is None:
-            unknown.append(login)
-        else:
-            users.setdefault(user["uuid"], user)
-    return list(users.values()), unknown
 def _signed_in(conn: Conn, user_uuid: str, token_hash: str, stamp: int, expires: int,
                device: str, device_name: str) -> None:
     db.add_token(conn, user_uuid, token_hash, stamp, expires, device)

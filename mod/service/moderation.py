@@ -18,7 +18,7 @@ from mod.db import moderation as mdb
 from mod.db import regtokens
 from mod.db.engine import Conn
 from mod.error import ServiceError
-from mod.service.accountrules import MAX_LOGIN, MAX_PASSWORD, MAX_USERNAME
+from mod.service.accountrules import MAX_LOGIN, MAX_USERNAME, check_password
 from mod.service.importrows import MAX_INFO, MAX_TITLE
 from mod.service.records import Flow, RegistrationToken, User, user_of, users_of
 
@@ -75,14 +75,6 @@ def create_user(conn: Conn, login: str, password_hash: str, username: str, token
     if made is None:
         raise ServiceError(409, f"the login {login!r} is already taken")
     return user_of(made)
-
-
-def check_password(password: str) -> None:
-    """Refuse a new password the operator gives that no client could log in with."""
-    if not password:
-        raise ServiceError(400, "the password cannot be empty")
-    if len(password) > MAX_PASSWORD:
-        raise ServiceError(400, f"the password is at most {MAX_PASSWORD} characters")
 
 
 def password_hash(password: str) -> str:

@@ -34,6 +34,7 @@ from mod.protocol.matrix.api import (
 )
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.routing import Call, new_device_id
+from mod.protocol.matrix.uia import new_session, with_password
 
 SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
 DUMMY = "m.login.dummy"
@@ -93,7 +94,7 @@ def _check_username(username: str) -> None:
 async def _check_available(call: Call, username: str) -> None:
     _check_username(username)
     try:
-        await call.service.accounts.by_login(username)
+        await call.service.profiles.by_login(username)
     except ServiceError as exc:
         if exc.code == 404:
             return
@@ -181,16 +182,27 @@ def _address(call: Call) -> str:
     return call.request.client.host if call.request.client else ""
 
 
-def new_session() -> str:
-    """A user-interactive authentication session's ID. Only a registration token stage
-    carries anything (held in the database by session ID); any other session the client
-    names is good."""
-    return new_device_id() + new_device_id()
+async def change_password(call: Call) -> Response:
+    """POST /_matrix/client/v3/account/password (after the current password: user-interactive
+    authentication). `logout_devices` (default true) ends every other session."""
+    body = await call.json()
+    new, logout_devices = body.get("new_password"), body.get("logout_devices", True)
+    if not isinstance(new, str):
+        raise MatrixError(400, Code.MISSING_PARAM, "new_password must be a string")
+    if not isinstance(logout_devices, bool):
+        raise MatrixError(400, Code.BAD_JSON, "logout_devices must be true or false")
+
+    async def change(password: str) -> None:
+        await call.service.accounts.change_password(call.caller, password, new, logout_devices,
+                                                    address=_address(call))
+
+    needed = await with_password(body, change)
+    return needed if needed is not None else JSONResponse({})
 
 
 async def whoami(call: Call) -> WhoAmI:
     """GET /_matrix/client/v3/account/whoami"""
-    user = await call.service.accounts.profile(call.caller.uuid)
+    user = await call.service.profiles.profile(call.caller.uuid)
     return WhoAmI(user_id=ids.user_id(user.login, call.server_name),
                   device_id=call.caller.device or None)
 
@@ -214,7 +226,7 @@ async def _profile_user(call: Call) -> tuple[str, str]:
     name = ids.login_of(call.param("userId"), call.server_name)
     if name is None or not call.param("userId").startswith("@"):
         raise MatrixError(404, Code.NOT_FOUND, "Profile not found")
-    user = await call.service.accounts.by_login(name)
+    user = await call.service.profiles.by_login(name)
     return user.uuid, user.username
 
 
@@ -250,6 +262,6 @@ async def set_displayname(call: Call) -> Empty:
     """PUT /_matrix/client/v3/profile/{userId}/displayname"""
     body = await call.body(DisplayNameRequest)
     uuid, _ = await _profile_user(call)
-    await call.service.accounts.set_username(call.caller, uuid, body.displayname)
+    await call.service.profiles.set_username(call.caller, uuid, body.displayname)
     call.matrix.users.forget(call.caller.uuid)
     return Empty()

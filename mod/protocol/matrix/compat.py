@@ -22,7 +22,7 @@ def _json(data: dict[str, Any]) -> JSONResponse:
 async def capabilities(call: Call) -> JSONResponse:
     """GET /_matrix/client/v3/capabilities"""
     return _json({"capabilities": {
-        "m.change_password": {"enabled": False},
+        "m.change_password": {"enabled": True},
         "m.room_versions": {"default": ROOM_VERSION, "available": {ROOM_VERSION: "stable"}},
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},

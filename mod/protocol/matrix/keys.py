@@ -25,7 +25,7 @@ async def uuids_of(call: Call, user_ids: Iterable[str]) -> dict[str, str]:
         if login is None:
             continue
         try:
-            found[user_id] = (await call.service.accounts.by_login(login)).uuid
+            found[user_id] = (await call.service.profiles.by_login(login)).uuid
         except ServiceError:
             continue
     return found

@@ -47,7 +47,7 @@ async def user_uuid(call: Call, user: str) -> str:
     name = ids.login_of(user, call.server_name) if user.startswith("@") else None
     if name is None:
         raise MatrixError(404, Code.NOT_FOUND, f"Unknown user {user}")
-    return (await call.service.accounts.by_login(name)).uuid
+    return (await call.service.profiles.by_login(name)).uuid
 
 
 async def create_room(call: Call) -> RoomIdReply:

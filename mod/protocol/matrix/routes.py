@@ -66,6 +66,7 @@ ROUTES: tuple[Endpoint, ...] = (
     *at("GET", f"{V1}/register/m.login.registration_token/validity",
         account.registration_token_validity, auth=False),
     *client("GET", "/account/whoami", account.whoami),
+    *client("POST", "/account/password", account.change_password),
     *client("POST", "/logout", account.logout),
     *client("POST", "/logout/all", account.logout_all),
     *client("GET", "/profile/{userId}", account.get_profile),

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mod import changes as kinds
-from mod.changes import Change
+from mod.changes import Change, RevokedPayload
 from mod.hub import Hub
 from mod.service import Service, SyncKeys, User
 
@@ -55,7 +55,7 @@ class UserStream:
             self.dropped = self.changes.popleft().position
         self.event.set()
 
-    def revoked(self, token_hash: str | None) -> None:
+    def revoked(self, revocation: RevokedPayload) -> None:
         """A token of the user was revoked: a waiting /sync checks whether it was its own."""
         self.revocations += 1
         self.event.set()
@@ -149,7 +149,7 @@ class UserCache:
         if missing:
             if len(self._rows) + len(missing) > USER_CACHE:
                 self._rows.clear()
-            users = await self.service.accounts.users(missing)
+            users = await self.service.profiles.users(missing)
             read = await self.service.media.avatar_ids(missing) if pictures else {}
             avatars.update(read)
             for user in users:

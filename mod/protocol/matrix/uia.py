@@ -9,9 +9,16 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from mod.error import ServiceError
-from mod.protocol.matrix.account import new_session
+from mod.protocol.matrix.routing import new_device_id
 
 PASSWORD = "m.login.password"
+
+
+def new_session() -> str:
+    """A user-interactive authentication session's ID. Only a registration token stage
+    carries anything (held in the database by session ID); any other session the client
+    names is good."""
+    return new_device_id() + new_device_id()
 
 
 def password_of(body: dict[str, Any]) -> tuple[str | None, str]:

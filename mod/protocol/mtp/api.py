@@ -72,6 +72,9 @@ class UserIn(_In):
     time_created: Int64 | None = None
     # register_user, when [SECURITY] REGISTRATION = token (an extension)
     registration_token: str | None = Field(default=None, max_length=256)
+    # change_password (an extension)
+    new_password: str | None = Field(default=None, max_length=4096)
+    end_other_sessions: bool | None = None
 
 
 class FlowIn(_In):

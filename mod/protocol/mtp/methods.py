@@ -139,7 +139,7 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
     asked = (_data(request).user or [])[1:]
     if any(not user.uuid and not user.login for user in asked):
         raise ServiceError(400, "Every data.user entry after the first needs a uuid or a login")
-    found, missing = await service.accounts.user_info(
+    found, missing = await service.profiles.user_info(
         caller, [user.uuid for user in asked if user.uuid],
         [user.login for user in asked if not user.uuid and user.login])
     if missing:
@@ -151,6 +151,15 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
 async def delete_user(service: Service, request: Request, caller: Caller) -> Response:
     user = _first(_data(request).user, "user")
     await service.accounts.delete_user(caller, user.login or "", user.password or "")
+    return respond(request.type, 200, with_data=False)
+
+
+async def change_password(service: Service, request: Request, caller: Caller) -> Response:
+    user = _first(_data(request).user, "user")
+    if user.new_password is None:
+        raise ServiceError(400, "The request needs data.user[0].new_password")
+    await service.accounts.change_password(caller, user.password or "", user.new_password,
+                                           end_other_sessions=user.end_other_sessions is not False)
     return respond(request.type, 200, with_data=False)
 
 
@@ -201,6 +210,7 @@ AUTHENTICATED: dict[str, Method] = {
     "ping_pong": ping_pong,
     "join_flow": join_flow,
     "leave_flow": leave_flow,
+    "change_password": change_password,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
-from mod.changes import Change
+from mod.changes import Change, RevokedPayload
 from mod.config.validator import Server
 from mod.hub import Hub
 from mod.protocol.mtp.dispatch import MTPController
@@ -257,9 +257,9 @@ class MTPSession:
         else:
             self._too_slow()
 
-    def revoked(self, token_hash: str | None) -> None:
-        """The credentials this connection was bound with are gone: no more pushes."""
-        if self.user_uuid and token_hash in (None, self.token_hash):
+    def revoked(self, revocation: RevokedPayload) -> None:
+        """If the credentials this connection was bound with are gone: no more pushes."""
+        if self.user_uuid and revocation.ends(self.token_hash):
             self.hub.unregister(self)
             self.user_uuid = self.token_hash = ""
 
