@@ -17,9 +17,8 @@ import pytest
 
 from tests.support import POSTGRES_URI, REDIS_URI, ServerProcess, postgres_database
 from tests.test_matrix_e2ee import Account, account, device_lists, shared_room
-from tests.test_matrix_e2ee_js import _account, _node_ready, _run
 from tests.test_matrix_scaleout import env
-from tests.test_matrix_support import SERVER_NAME, Matrix
+from tests.test_matrix_support import SERVER_NAME, Matrix, js_account, node_missing, run_js
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres,
               pytest.mark.skipif(not POSTGRES_URI, reason="MORELIA_TEST_POSTGRES_URI unset")]
@@ -60,7 +59,7 @@ async def test_to_device_and_device_lists_across_processes(tmp_path: Path) -> No
 
 
 async def test_element_sdk_decrypts_across_processes(tmp_path: Path) -> None:
-    why = _node_ready()
+    why = node_missing()
     if why is not None:
         pytest.skip(why)
     channel = f"morelia_e2e_{uuid.uuid4().hex[:12]}"
@@ -71,9 +70,9 @@ async def test_element_sdk_decrypts_across_processes(tmp_path: Path) -> None:
         try:
             text = "across two processes 🔐"
             config = {"baseUrl": first.http, "text": text,
-                      "alice": await _account(one, "ALICEDEV"),
-                      "bob": {**await _account(two, "BOBDEV"), "baseUrl": second.http}}
-            result = await asyncio.to_thread(_run, config)
+                      "alice": await js_account(one, "ALICEDEV"),
+                      "bob": {**await js_account(two, "BOBDEV"), "baseUrl": second.http}}
+            result = await asyncio.to_thread(run_js, "e2ee.mjs", config)
             assert result.get("ok"), result
             assert result["body"] == text
         finally:

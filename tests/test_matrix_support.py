@@ -4,6 +4,9 @@ tests of the Matrix identifiers."""
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,3 +155,38 @@ def test_event_ids_and_tokens() -> None:
     for bad in ("", "99", "sx", "s-1", "t5"):
         with pytest.raises(ServiceError):
             ids.parse_token(bad, "since")
+
+
+# -- Element's SDK (tests/js, run by node) ----------------------------------------------------
+
+JS = Path(__file__).parent / "js"
+
+
+def node_missing() -> str | None:
+    """Why the SDK cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return "node is not installed (.ci/run installs it with apt-get)"
+    if not (JS / "node_modules" / "matrix-js-sdk").is_dir():
+        return "tests/js has no node_modules: run `npm ci` there (.ci/run does)"
+    return None
+
+
+async def js_account(mx: Matrix, device: str) -> dict[str, str]:
+    login = login_name("js")
+    response = await mx.raw("POST", "/_matrix/client/v3/register", json={
+        "username": login, "password": PASSWORD, "device_id": device,
+        "auth": {"type": "m.login.dummy"}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return {"userId": user_id(login), "accessToken": body["access_token"],
+            "deviceId": body["device_id"]}
+
+
+def run_js(script: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Run a script of tests/js with node; the JSON line it printed last."""
+    done = subprocess.run(["node", str(JS / script), json.dumps(config)], cwd=JS,
+                          capture_output=True, text=True, timeout=120, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from node: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
