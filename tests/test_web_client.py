@@ -587,6 +587,40 @@ async def test_a_restart_is_caught_up_once(drivers: list[Any], tmp_path: Path) -
         server.stop()
 
 
+async def test_a_password_is_changed_in_settings_and_other_tabs_end(pages: list[Page]) -> None:
+    here, there = pages
+    login = unique_login("pw")
+    here.register(login)
+    there.log_in(login)
+    here.css("#settings").click()
+    wait_for(lambda: here.css("#settings-dialog").is_displayed(), what="the settings")
+    here.type("#password-current", "not my password")
+    here.type("#password-new", "a new secret")
+    here.type("#password-repeat", "a new secret")
+    here.css("#password-submit").click()
+    wait_for(lambda: here.css("#password-error").text == "The current password is wrong.",
+             what="the wrong password refused")
+    here.type("#password-current", "secret-password")
+    here.type("#password-repeat", "another secret")
+    here.css("#password-submit").click()
+    assert here.css("#password-error").text == "The new passwords do not match."
+    here.type("#password-repeat", "a new secret")
+    here.css("#password-submit").click()
+    wait_for(lambda: not here.css("#settings-dialog").is_displayed(), what="the change")
+    assert here.css("#notice").text == "Your password is changed."
+    # This tab goes on; the other one's session ended ("sign out my other devices" is ticked).
+    here.create("group", "still here")
+    there.open()
+    wait_for(lambda: there.css("#login-view").is_displayed(), what="the other tab signed out")
+    there.type("#auth-login", login)
+    there.type("#auth-password", "secret-password")
+    there.css("#auth-submit").click()
+    wait_for(lambda: there.css("#auth-error").text == "Wrong login or password.",
+             what="the old password refused")
+    there.log_in(login, "a new secret")
+    there.flow_button("still here")
+
+
 async def test_screenshot_of_a_conversation(pages: list[Page], tmp_path: Path) -> None:
     """docs/screenshot.png, from a real run: written when MORELIA_SCREENSHOT=1."""
     maria, ivan = pages

@@ -69,6 +69,12 @@ class App {
     await this.loadAll();
   }
 
+  async changePassword(current, fresh, endOtherSessions) {
+    const user = { ...this.cred(), password: current, new_password: fresh,
+      end_other_sessions: endOtherSessions };
+    await this.conn.request("change_password", { user: [user] });
+  }
+
   logout(message = "") {
     sessionStorage.removeItem(KEY);
     localStorage.removeItem(KEY);

@@ -115,6 +115,8 @@ export class View {
     $("#new-type").addEventListener("change", () => this.newType());
     $("#new-form").addEventListener("submit", (event) => this.submitNew(event));
     $("#browse").addEventListener("click", () => this.browse());
+    $("#settings").addEventListener("click", () => this.settings());
+    $("#password-form").addEventListener("submit", (event) => this.submitPassword(event));
     $("#browse-filter").addEventListener("input", () => this.renderPublic());
     $("#members-button").addEventListener("click", () => this.members());
     $("#leave").addEventListener("click", () => {
@@ -374,7 +376,7 @@ export class View {
     const items = [];
     const day = new Date(message.time * 1000).toDateString();
     const newDay = !previous || new Date(previous.time * 1000).toDateString() !== day;
-    if (newDay) items.push(el("li", { class: "day", role: "separator", text: this.dayLabel(message.time) }));
+    if (newDay) items.push(el("li", { class: "day", text: this.dayLabel(message.time) }));
     const follows = !newDay && previous.from_user === message.from_user
       && message.time - previous.time < GROUP_GAP;
     items.push(this.messageRow(entry, message, follows));
@@ -615,6 +617,32 @@ export class View {
       $("#new-dialog").close();
     } catch (error) {
       $("#new-error").textContent = error.message;
+    }
+  }
+
+  settings() {
+    $("#password-form").reset();
+    $("#password-login").value = this.app.session.login;
+    $("#password-error").textContent = "";
+    $("#settings-dialog").showModal();
+  }
+
+  async submitPassword(event) {
+    event.preventDefault();
+    const current = $("#password-current").value;
+    const fresh = $("#password-new").value;
+    const error = $("#password-error");
+    if (!current || !fresh) error.textContent = t("passwords_needed");
+    else if (fresh !== $("#password-repeat").value) error.textContent = t("passwords_differ");
+    else {
+      try {
+        await this.app.changePassword(current, fresh, $("#password-others").checked);
+        $("#settings-dialog").close();
+        this.notice(t("password_changed"));
+      } catch (failure) {
+        error.textContent = failure instanceof MTPError && failure.code === 401
+          ? t("wrong_current_password") : t("error", failure.message);
+      }
     }
   }
 

@@ -1,0 +1,81 @@
+"""The web client's accessibility: axe-core (npm, tests/js) finds no violation in any of its
+views and dialogs, in both languages and both colour schemes, in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import ServerProcess, running_server, unique_login
+from tests.test_matrix_support import JS
+from tests.web_support import Page, browser, console_errors, needs_browser, wait_for
+
+AXE = JS / "node_modules" / "axe-core" / "axe.min.js"
+pytestmark = [needs_browser, pytest.mark.slow,
+              pytest.mark.skipif(not AXE.exists(), reason="tests/js has no axe-core: run "
+                                                          "`npm ci` there (make test does)")]
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_server("sqlite", tmp_path_factory.mktemp("a11y"), in_process=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["en-US", "ru-RU"])
+def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
+    opened = browser(language=request.param)
+    try:
+        yield opened
+    finally:
+        opened.quit()
+
+
+def scheme(driver: Any, dark: bool) -> None:
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+        {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+
+
+def violations(driver: Any, where: str) -> list[str]:
+    """What axe-core finds wrong in the page as it is now, one line per rule and element."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        driver.execute_script(AXE.read_text())
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then((r) => done(JSON.stringify(r.violations)),"
+        " (e) => done(JSON.stringify([{id: 'axe failed', help: String(e), nodes: []}])));")
+    return [f"{where}: {item['id']} ({item['help']}) at {node['target']}"
+            for item in json.loads(found) for node in item["nodes"] or [{"target": "-"}]]
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_no_violations_in_any_view(web: ServerProcess, driver: Any, dark: bool) -> None:
+    driver.get(web.http + "/status")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear();")
+    console_errors(driver)  # the status page's favicon.ico, a 404
+    scheme(driver, dark)
+    page = Page(driver, web.http).open()
+    found = violations(driver, "login")
+    page.css("#auth-switch").click()
+    found += violations(driver, "registration")
+
+    page.register(unique_login("a11y"), username="Ally")
+    page.create("group", "Accessible")
+    page.open_flow("Accessible")
+    found += violations(driver, "empty conversation")
+    page.say("Hello, is this readable?")
+    page.sees("Hello, is this readable?")
+    page.row("Hello, is this readable?").click()
+    found += violations(driver, "conversation")
+    for button, dialog in [("#new-flow", "#new-dialog"), ("#browse", "#browse-dialog"),
+                           ("#members-button", "#members-dialog"),
+                           ("#settings", "#settings-dialog")]:
+        page.css(button).click()
+        wait_for(lambda dialog=dialog: page.css(dialog).is_displayed(), what=dialog)
+        found += violations(driver, dialog)
+        driver.execute_script("arguments[0].close()", page.css(dialog))
+    assert not found, "\n".join(found)
+    assert console_errors(driver) == []
