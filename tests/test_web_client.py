@@ -621,6 +621,77 @@ async def test_a_password_is_changed_in_settings_and_other_tabs_end(pages: list[
     there.flow_button("still here")
 
 
+NOTIFICATIONS = """
+window.shown = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) {
+    super(title, options);
+    window.shown.push([title, options.body, options.tag]);
+  }
+};
+Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+document.dispatchEvent(new Event("visibilitychange"));
+"""
+
+
+def choose(page: Page, selector: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+    Select(page.css(selector)).select_by_value(value)
+
+
+def shown(page: Page) -> list[list[str]]:
+    return list(page.driver.execute_script("return window.shown"))
+
+
+async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
+    alice, bob = pages
+    alice_login, bob_login = unique_login("alice"), unique_login("bob")
+    alice.register(alice_login, username="Alice")
+    bob.register(bob_login, username="Bob")
+    bob.driver.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": bob.base, "permissions": ["notifications"]})
+    bob.css("#settings").click()
+    bob.css("#notify-on").click()  # the browser asks on this click; granted here
+    wait_for(lambda: bob.driver.execute_script(
+        "return localStorage.getItem('morelia.notify.on')") == "1", what="notifications on")
+    bob.driver.execute_script("arguments[0].close()", bob.css("#settings-dialog"))
+    alice.create("chat", login=bob_login)
+    alice.create("group", "Hikers")
+    alice.open_flow("Hikers")
+    bob.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in bob.all("#public-flows li")
+                           if "Hikers" in item.text), None)).click()
+    wait_for(lambda: bob.css("#flow-title").text == "Hikers", what="bob in the group")
+    bob.driver.execute_script(NOTIFICATIONS)
+
+    # A direct chat notifies by default; a group does not, until asked to.
+    alice.say("in the group")
+    alice.open_flow("Bob")
+    alice.say("just for you")
+    chat = wait_for(lambda: shown(bob), what="a notification")
+    assert chat == [["Alice", "just for you", chat[0][2]]]
+    bob.css("#members-button").click()
+    choose(bob, "#notify-mode", "all")
+    bob.driver.execute_script("arguments[0].close()", bob.css("#members-dialog"))
+    alice.open_flow("Hikers")
+    alice.say("now the group")
+    wait_for(lambda: len(shown(bob)) == 2, what="the group's notification")
+    assert shown(bob)[1][:2] == ["Alice · Hikers", "now the group"]
+    bob.flow_button("Alice").click()
+    bob.css("#members-button").click()
+    choose(bob, "#notify-mode", "off")
+    bob.driver.execute_script("arguments[0].close()", bob.css("#members-dialog"))
+    alice.open_flow("Bob")
+    alice.say("muted")
+    alice.open_flow("Hikers")
+    alice.say("after the muted one")
+    wait_for(lambda: len(shown(bob)) == 3, what="the group's second notification")
+    assert [note[1] for note in shown(bob)] == ["just for you", "now the group",
+                                                "after the muted one"]
+
+
 async def test_screenshot_of_a_conversation(pages: list[Page], tmp_path: Path) -> None:
     """docs/screenshot.png, from a real run: written when MORELIA_SCREENSHOT=1."""
     maria, ivan = pages

@@ -3,6 +3,7 @@
 
 import { loadStrings, t, translatePage } from "./i18n.js";
 import { Connection, MTPError, Offline, clientId } from "./mtp.js";
+import { Notifier } from "./notify.js";
 import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
@@ -22,6 +23,7 @@ class App {
     this.current = null;
     this.loaded = false;
     this.waitOnline = null;
+    this.notifier = new Notifier();
     this.view = new View(this);
   }
 
@@ -205,8 +207,17 @@ class App {
       }
       if (!entry.last || entry.last.time <= message.time) entry.last = message;
       if (this.current === entry.flow.uuid && this.view.visible()) this.markSeen(entry);
+      else if (!pending && message.from_user !== this.session.uuid) this.notify(entry, message);
     }
     if (entry.last && entry.last.uuid === message.uuid) Object.assign(entry.last, message);
+  }
+
+  notify(entry, message) {
+    if (this.view.visible() || !this.notifier.wants(entry.flow)) return;
+    const sender = this.userName(message.from_user);
+    const title = entry.flow.type === "chat" ? sender : `${sender} · ${this.flowTitle(entry.flow)}`;
+    this.notifier.show(title, this.view.summary(message).slice(0, 200), entry.flow.uuid,
+      () => this.open(entry.flow.uuid));
   }
 
   isMember(flow) {

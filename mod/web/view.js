@@ -117,6 +117,10 @@ export class View {
     $("#browse").addEventListener("click", () => this.browse());
     $("#settings").addEventListener("click", () => this.settings());
     $("#password-form").addEventListener("submit", (event) => this.submitPassword(event));
+    $("#notify-on").addEventListener("change", () => this.turnNotifications());
+    $("#notify-mode").addEventListener("change", () => {
+      this.app.notifier.setMode(this.app.current, $("#notify-mode").value);
+    });
     $("#browse-filter").addEventListener("input", () => this.renderPublic());
     $("#members-button").addEventListener("click", () => this.members());
     $("#leave").addEventListener("click", () => {
@@ -621,10 +625,24 @@ export class View {
   }
 
   settings() {
+    this.showNotifications();
     $("#password-form").reset();
     $("#password-login").value = this.app.session.login;
     $("#password-error").textContent = "";
     $("#settings-dialog").showModal();
+  }
+
+  showNotifications(note = "") {
+    const notifier = this.app.notifier;
+    $("#notify-on").checked = notifier.on();
+    $("#notify-on").disabled = !notifier.supported();
+    $("#notify-note").textContent = note || (notifier.supported() ? "" : t("notify_unsupported"));
+  }
+
+  async turnNotifications() {
+    const wanted = $("#notify-on").checked;
+    const on = await this.app.notifier.turn(wanted);
+    this.showNotifications(wanted && !on ? t("notify_blocked") : "");
   }
 
   async submitPassword(event) {
@@ -695,6 +713,7 @@ export class View {
           el("span", { class: "flow-last", text: `@${user.login || ""}${uuid === flow.owner ? ` · ${t("owner")}` : ""}` }))));
     }
     $("#leave").hidden = flow.owner === this.app.session.uuid && flow.type !== "chat";
+    $("#notify-mode").value = this.app.notifier.mode(flow.uuid);
     $("#members-dialog").showModal();
   }
 }
