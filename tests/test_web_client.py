@@ -401,6 +401,61 @@ async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages
     await mtp.close()
 
 
+async def test_a_conversation_read_at_its_end_stays_there_past_a_picture(
+        web: ServerProcess, pages: list[Page]) -> None:
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Following")
+    for index in range(30):
+        await mtp.call("send_message", flow=[{"uuid": flow}],
+                       message=[{"client_id": index + 1, "text": f"line {index}"}])
+    page.register(unique_login("follow"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Following" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Following")
+    page.sees("line 29")
+
+    def away() -> int:
+        return int(page.driver.execute_script(
+            "const list = document.querySelector('#messages');"
+            "return list.scrollHeight - list.scrollTop - list.clientHeight"))
+
+    wait_for(lambda: away() < 80, what="the end of the conversation")
+    picture = base64.b64encode(png(640, 480)).decode()
+    await mtp.call("send_message", flow=[{"uuid": flow}],
+                   message=[{"client_id": 100, "text": "", "file_picture": picture}])
+    image = wait_for(lambda: next(iter(page.all("#messages img.picture")), None))
+    assert (image.get_attribute("width"), image.get_attribute("height")) == ("320", "240")
+    wait_for(lambda: page.driver.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image) == 640,
+        what="the picture decoded")
+    await mtp.call("send_message", flow=[{"uuid": flow}],
+                   message=[{"client_id": 101, "text": "after the picture"}])
+    page.sees("after the picture")
+    wait_for(lambda: away() < 80, what="the end still shown")
+    assert page.css("#jump").is_displayed() is False
+    await mtp.close()
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
+def test_the_page_reads_a_pictures_size_from_its_header(web: ServerProcess, drivers: list[Any],
+                                                        kind: str) -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    extra = {"exif": Image.Exif()} if kind == "JPEG" else {}
+    Image.new("RGB", (123, 45), (47, 125, 109)).save(out, kind, **extra)
+    driver = drivers[0]
+    driver.get(web.http + "/")
+    size = driver.execute_async_script(
+        "const [data, done] = arguments;"
+        "import('/web/images.js').then((m) => done(m.imageSize(data, m.imageType(data))));",
+        base64.b64encode(out.getvalue()).decode())
+    assert size == [123, 45]
+
+
 async def test_pictures_between_matrix_and_the_browser(web: ServerProcess, pages: list[Page],
                                                       matrix: Matrix, tmp_path: Path) -> None:
     """A Matrix m.image shows inline in the page; a picture the page sends (picked, or pasted)

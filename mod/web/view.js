@@ -3,14 +3,13 @@
 
 import { $, clear, el } from "./dom.js";
 import { t } from "./i18n.js";
+import { imageSize, imageType, shownSize } from "./images.js";
 import { MTPError, Offline } from "./mtp.js";
 
 // Files travel base64-encoded inside one websocket frame, and each frame is queued whole on the
 // server (its default SEND_QUEUE_BYTES is 8 MiB): 4 MiB of file is 5.4 MiB of base64.
 export const MAX_FILE = 4 * 1024 * 1024;
 const FILE_FIELDS = ["file_picture", "file_video", "file_audio", "file_document"];
-const SIGNATURES = [["iVBORw0KGgo", "image/png"], ["/9j/", "image/jpeg"], ["R0lGOD", "image/gif"],
-  ["UklGR", "image/webp"], ["Qk", "image/bmp"]];
 const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
 
 // A deleted message: the server says so in `deleted` (PROTOCOL.md); from a server older than
@@ -26,12 +25,6 @@ export function fileField(type) {
   if (type.startsWith("video/")) return "file_video";
   if (type.startsWith("audio/")) return "file_audio";
   return "file_document";
-}
-
-function imageType(base64) {
-  if (!/^[A-Za-z0-9+/]+=*$/.test(base64)) return null;
-  const found = SIGNATURES.find(([head]) => base64.startsWith(head));
-  return found ? found[1] : null;
 }
 
 function download(base64, name) {
@@ -363,10 +356,19 @@ export class View {
 
   // "Jump to the latest" shows when the reader is a screen or more above the end, or when
   // messages came below where they are reading (with how many).
+  // A picture whose size its header did not give grew when decoded: a conversation read at its
+  // end stays there.
+  keepAtEnd() {
+    const list = $("#messages");
+    if (this.atEnd) list.scrollTop = list.scrollHeight;
+    this.updateJump();
+  }
+
   updateJump() {
     const list = $("#messages");
     const jump = $("#jump");
     const away = list.scrollHeight - list.scrollTop - list.clientHeight;
+    this.atEnd = away < 80;
     if (away < 80) this.below = 0;
     jump.hidden = list.hidden || (away < list.clientHeight && !this.below);
     const label = this.below ? t("new_messages", this.below) : t("to_latest");
@@ -439,9 +441,12 @@ export class View {
       const type = field === "file_picture" ? imageType(data) : null;
       if (type) {
         const src = `data:${type};base64,${data}`;
+        const size = imageSize(data, type);
+        const [width, height] = size ? shownSize(size) : [undefined, undefined];
+        const picture = el("img", { class: "picture", src, alt: t("picture"), width, height });
+        picture.addEventListener("load", () => this.keepAtEnd());
         bubble.append(el("button", { type: "button", class: "picture-open", "aria-label": t("open_picture"),
-          onclick: () => this.viewPicture(src) },
-        el("img", { class: "picture", src, alt: t("picture"), loading: "lazy" })));
+          onclick: () => this.viewPicture(src) }, picture));
         continue;
       }
       const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
