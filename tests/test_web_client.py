@@ -313,6 +313,42 @@ async def test_a_script_in_a_message_shows_as_text(web: ServerProcess,
     await mtp.close()
 
 
+async def test_links_and_a_little_formatting_never_markup(web: ServerProcess,
+                                                          pages: list[Page]) -> None:
+    page = pages[0]
+    mtp = await mtp_user(web)
+    flow = await mtp.group("Formatting")
+    page.register(unique_login("fmt"))
+    page.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in page.all("#public-flows li")
+                           if "Formatting" in item.text), None)).click()
+    wait_for(lambda: page.css("#flow-title").text == "Formatting")
+    text = ("> a quoted line with **no <b>tags</b>**\n"
+            "**bold**, *italic*, _also_, snake_case_name, `code <i>x</i> **kept**` and a link "
+            "(see https://example.org/wiki/A_(b)?q=1). javascript:alert(1)")
+    await mtp.send(flow, text)
+    row = wait_for(lambda: next(iter(page.all("#messages .message[data-uuid]")), None))
+
+    def found(selector: str) -> list[str]:
+        return [str(node.text) for node in row.find_elements("css selector", selector)]
+
+    assert found(".text blockquote") == ["a quoted line with no <b>tags</b>"]
+    assert found("blockquote strong") == ["no <b>tags</b>"]
+    assert found(".text > strong") == ["bold"]
+    assert found(".text em") == ["italic", "also"]
+    assert found(".text code") == ["code <i>x</i> **kept**"]
+    links = row.find_elements("css selector", ".text a")
+    assert [(a.get_attribute("href"), a.get_attribute("rel"), a.get_attribute("target"))
+            for a in links] == [("https://example.org/wiki/A_(b)?q=1", "noopener noreferrer",
+                                 "_blank")]
+    assert row.find_elements("css selector", "b, i, script") == []
+    assert "snake_case_name" in row.text and "javascript:alert(1)" in row.text
+    # The list shows the first line that is not quoted, as it was written.
+    assert "**bold**, *italic*" in page.flow_button("Formatting").text
+    await mtp.close()
+
+
 async def test_paging_back_through_a_thousand_messages(web: ServerProcess,
                                                        pages: list[Page]) -> None:
     page = pages[0]

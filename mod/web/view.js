@@ -3,6 +3,7 @@
 
 import { $, clear, el } from "./dom.js";
 import { t } from "./i18n.js";
+import { firstLine, formatted } from "./format.js";
 import { imageSize, imageType, shownSize } from "./images.js";
 import { MTPError, Offline } from "./mtp.js";
 
@@ -274,7 +275,7 @@ export class View {
 
   summary(message) {
     if (isDeleted(message)) return t("deleted");
-    if (message.text) return message.text.split("\n")[0];
+    if (message.text) return firstLine(message.text);
     if (message.file_picture) return t("picture");
     if (message.file_video) return t("video");
     if (message.file_audio) return t("audio");
@@ -412,7 +413,7 @@ export class View {
     if (deleted) bubble.append(el("span", { class: "text", text: t("deleted") }));
     else {
       this.attachments(message, bubble);
-      if (message.text) bubble.append(el("span", { class: "text", text: message.text }));
+      if (message.text) bubble.append(el("div", { class: "text" }, formatted(message.text)));
       else if (message.emoji && !FILE_FIELDS.some((field) => message[field])) {
         bubble.append(el("span", { class: "text", text: message.emoji }));
       }
