@@ -15,7 +15,7 @@ const TRAILING = /[.,;:!?'"]+$/;  // punctuation after a link ends the sentence,
 
 function link(url) {
   let href = url.replace(TRAILING, "");
-  // a closing bracket belongs to the link only when it opens one too: (see https://x.org/a)
+  // a closing bracket belongs to the link only when the link opens one too
   while (href.endsWith(")") && (href.match(/\(/g) || []).length < (href.match(/\)/g) || []).length) {
     href = href.slice(0, -1);
   }
