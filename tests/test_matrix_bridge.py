@@ -165,6 +165,35 @@ async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
     assert event.event.source["content"] == content
 
 
+async def test_a_matrix_reply_reaches_mtp_without_its_fallback(mx: Matrix) -> None:
+    owner = await mx.mtp.user("mtp", push=True)
+    flow = await owner.group("replies")
+    room = room_of(flow)
+    writer, reader = await mx.user("writer"), await mx.user("reader")
+    for client in (writer, reader):
+        assert isinstance(await client.join(room), nio.JoinResponse)
+    first = await writer.room_send(room, "m.room.message", {"msgtype": "m.text",
+                                                            "body": "Lunch at one?"})
+    assert isinstance(first, nio.RoomSendResponse), first
+    await push_of(owner, "message_sent")
+    content = {"msgtype": "m.text",
+               "body": f"> <{writer.user_id}> Lunch at one?\n> (twice)\n\nYes!\n> not a fallback",
+               "m.relates_to": {"m.in_reply_to": {"event_id": first.event_id}}}
+    sent = await writer.room_send(room, "m.room.message", content)
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    frame = await push_of(owner, "message_sent")
+    assert frame["data"]["message"][0]["text"] == "Yes!\n> not a fallback"
+    event = await reader.room_get_event(room, sent.event_id)
+    assert isinstance(event, nio.RoomGetEventResponse), event
+    assert event.event.source["content"] == content
+    # Without the relation, quoted lines are the message's own.
+    quoted = {"msgtype": "m.text", "body": "> a quote\n\nmine"}
+    assert isinstance(await writer.room_send(room, "m.room.message", quoted),
+                      nio.RoomSendResponse)
+    frame = await push_of(owner, "message_sent")
+    assert frame["data"]["message"][0]["text"] == "> a quote\n\nmine"
+
+
 async def test_same_rights_on_both_sides(mx: Matrix) -> None:
     owner = await mx.mtp.user("mtp", push=True)
     channel = await owner.group("news", kind="channel")

@@ -26,6 +26,7 @@ from mod.error import ServiceError
 from mod.service import quota as quotas
 from mod.service.common import Caller, now
 from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
+from mod.service.replies import body_for_mtp
 from mod.service.thumbnails import Thumbnails
 
 # MTP's file fields (in the order a message's first file is chosen) and the Matrix msgtype
@@ -305,7 +306,7 @@ class Media:
         `m.image`, `m.file`, ...) the bytes in base64 in the matching `file_*` field, or,
         past `[MEDIA] MTP_INLINE_LIMIT`, a note with the file's name and size. Also the media
         ID the message refers to ("" for none)."""
-        body = str(matrix.get("body", ""))
+        body = body_for_mtp(matrix)
         field = FIELD_OF.get(str(matrix.get("msgtype")))
         media_id = self.media_id_of(matrix.get("url")) if field else None
         if field is None or media_id is None:
