@@ -13,8 +13,8 @@ import nio
 import pytest
 
 from tests.inprocess import AppServer
-from tests.support import ServerProcess
-from tests.test_matrix_support import Matrix, matrix_server, matrix_session, user_id
+from tests.support import Client, ServerProcess, unique_login
+from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_server, matrix_session, user_id
 
 pytestmark = pytest.mark.anyio
 
@@ -108,6 +108,41 @@ async def test_typing_ends_by_its_timeout(mx: Matrix) -> None:
     response, since = await sync_until(mx, bob, since,
                                        lambda r: typing_users(r, room) is not None)
     assert typing_users(response, room) == []
+
+
+async def test_typing_crosses_between_mtp_and_matrix(mx: Matrix) -> None:
+    mtp = await Client.connect(mx.server.url)
+    login = unique_login("typist")
+    reply = await mtp.call("register_user", auth=False,
+                           meta={"push": True, "extensions": ["typing"]},
+                           user=[{"login": login, "password": "secret-password"}])
+    assert reply["meta"] == {"extensions": ["typing"]}
+    mtp.uuid, mtp.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    try:
+        flow = await mtp.group("typing across")
+        room = f"!{flow}:{SERVER_NAME}"
+        bob = await mx.user()
+        assert isinstance(await bob.join(room), nio.JoinResponse)
+        bob_uuid = (await mtp.call("user_info", user=[{"login": bob.user}])
+                    )["data"]["user"][0]["uuid"]
+        since = (await sync(mx, bob))["next_batch"]
+
+        await mtp.call("typing", flow=[{"uuid": flow, "typing": True}])
+        response, since = await sync_until(mx, bob, since,
+                                           lambda r: typing_users(r, room) is not None)
+        assert typing_users(response, room) == [user_id(login)]
+
+        typed = await bob.room_typing(room, True, timeout=30000)
+        assert isinstance(typed, nio.RoomTypingResponse), typed
+        seen = []  # its own notice first, then Bob's beside it
+        while not seen or bob_uuid not in seen[-1]:
+            push = await mtp.push()
+            if push["meta"]["event"] == "typing":
+                assert push["data"]["flow"][0]["uuid"] == flow
+                seen.append(push["data"]["flow"][0]["typing"])
+        assert seen == [[mtp.uuid], sorted([mtp.uuid, bob_uuid])]
+    finally:
+        await mtp.close()
 
 
 async def test_typing_only_as_oneself_and_by_members(mx: Matrix) -> None:

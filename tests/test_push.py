@@ -109,6 +109,70 @@ async def test_every_change_reaches_every_member_connection_once(
             await client.close()
 
 
+async def extended(server: ServerProcess, user: Client, extensions: list[str]
+                   ) -> tuple[Client, dict[str, Any]]:
+    """Another connection of `user` that asks for pushes and for these extensions."""
+    client = await Client.connect(server.url)
+    reply = await client.call("authentication", auth=False,
+                              meta={"push": True, "extensions": extensions},
+                              user=[{"login": user.login, "password": "secret-password"}])
+    assert reply["errors"]["code"] == 200, reply
+    client.uuid, client.auth_id = user.uuid, reply["data"]["user"][0]["auth_id"]
+    client.login = user.login
+    return client, reply
+
+
+async def test_a_connection_asks_for_extensions_and_hears_which_it_has(
+        server: ServerProcess, alice: Client) -> None:
+    client, reply = await extended(server, alice, ["typing", "telepathy"])
+    try:
+        assert reply["meta"] == {"extensions": ["typing"]}
+        assert (await client.call("ping_pong", meta={"push": True}))["meta"] is None
+        nothing = await client.call("ping_pong", meta={"extensions": []})
+        assert nothing["meta"] == {"extensions": []}
+        refused = await client.call("ping_pong", meta={"extensions": "typing"})
+        assert refused["errors"]["code"] == 415 and refused["meta"] is None
+    finally:
+        await client.close()
+
+
+def typists(push: dict[str, Any]) -> list[str]:
+    flow = check_push(push, "typing")["flow"]
+    assert len(flow) == 1 and set(flow[0]) == {"uuid", "typing"}
+    return flow[0]["typing"]  # type: ignore[no-any-return]
+
+
+async def test_typing_reaches_the_connections_that_asked_for_it(
+        server: ServerProcess, alice: Client, bob: Client) -> None:
+    flow = await alice.group("typing", users=[bob.uuid])
+    await pushes_through(bob, flow)
+    watcher, _ = await extended(server, bob, ["typing"])
+    try:
+        for typing in (True, True, False):
+            reply = await alice.call("typing", flow=[{"uuid": flow, "typing": typing}])
+            assert reply["errors"]["code"] == 200 and reply["data"] is None
+        assert (await alice.call("typing", flow=[{"uuid": flow, "typing": True}])
+                )["errors"]["code"] == 200
+        await alice.send(flow, "sent: no longer typing")
+        watched, plain = await fence(alice, watcher, bob, flow=flow)
+        assert events(watched) == ["typing", "typing", "typing", "typing", "message_sent",
+                                   "typing"]
+        assert [typists(push) for push in watched if push["meta"]["event"] == "typing"] == [
+            [alice.uuid], [alice.uuid], [], [alice.uuid], []]
+        assert events(plain) == ["message_sent"]
+
+        outsider = await Client.connect(server.url)
+        await outsider.register("outsider")
+        for frame, code in [({"uuid": flow, "typing": True}, 403), ({"uuid": flow}, 400),
+                            ({"uuid": flow, "typing": "yes"}, 415)]:
+            who = outsider if code == 403 else alice
+            assert (await who.call("typing", flow=[frame]))["errors"]["code"] == code
+        await outsider.close()
+        assert await fence(alice, watcher, flow=flow) == [[]]
+    finally:
+        await watcher.close()
+
+
 async def test_join_and_leave_are_pushed_and_end_delivery(
         server: ServerProcess, alice: Client, bob: Client) -> None:
     flow = await alice.group("open")

@@ -38,6 +38,7 @@ METHODS: dict[str, bool] = {
     "join_flow": True,
     "leave_flow": True,
     "change_password": True,
+    "typing": True,
 }
 
 DEFAULT_TEXT = "Hello from manage.py"

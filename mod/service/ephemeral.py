@@ -66,6 +66,20 @@ class Typing:
         clock = int(time.time() * 1000)
         return sorted(user for user, until in users.items() if until > clock)
 
+    def after(self, change: Change) -> list[str] | None:
+        """Who types in the change's flow once it is applied (observers are told of changes
+        after their recipients), or None when it changes nothing of that: a message or
+        event whose sender was not typing."""
+        before = set(self.typing(change.flow_uuid))
+        typists = before - {change.actor}
+        if change.kind != Kind.TYPING:
+            return sorted(typists) if typists != before else None
+        payload = change.data
+        if isinstance(payload, TypingPayload) and payload.typing \
+                and payload.until > int(time.time() * 1000):
+            typists.add(change.actor)
+        return sorted(typists)
+
     def _prune(self, flow_uuid: str, clock: int) -> None:
         users = self.until.get(flow_uuid)
         if users:

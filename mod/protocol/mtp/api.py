@@ -11,8 +11,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
+from mod.changes import Kind
+
 PROTOCOL_VERSION = "1.0"
 PROTOCOL_REVISION = "17"
+# What this server offers beyond the original protocol that a connection asks for by name in a
+# request's `meta.extensions` (PROTOCOL.md, "Extensions a connection asks for"). The `typing`
+# extension is named after the change kind it pushes.
+TYPING = str(Kind.TYPING)
+EXTENSIONS = (TYPING,)
 
 # Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
 # the request invalid (415) instead of being converted.
@@ -90,6 +97,7 @@ class FlowIn(_In):
     message_start: Int64 | None = None
     message_end: Int64 | None = None
     private: bool | None = None
+    typing: bool | None = None  # the `typing` method (an extension)
 
 
 class MessageIn(_In):
@@ -122,9 +130,12 @@ class JsonapiIn(_In):
 
 
 class RequestMeta(_In):
-    """A request's top-level `meta`: `push` switches pushes on or off for the connection."""
+    """A request's top-level `meta`: `push` switches pushes on or off for the connection;
+    `extensions` names those of EXTENSIONS the connection wants."""
 
     push: bool | None = None
+    extensions: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None,
+                                                                          max_length=32)
 
 
 class Request(_In):
@@ -163,6 +174,7 @@ class FlowOut(BaseModel):
     message_start: int | None = None
     message_end: int | None = None
     private: bool | None = None
+    typing: list[str] | None = None  # the `typing` extension's pushes: who types now
 
 
 class MessageOut(BaseModel):
@@ -217,6 +229,14 @@ class PushMeta(BaseModel):
     event: str
 
 
+class AnswerMeta(BaseModel):
+    """The answer to a request that named extensions: those this server granted."""
+
+    model_config = _OUT
+
+    extensions: list[str]
+
+
 class Response(BaseModel):
     """Every frame the server sends: all five keys, always."""
 
@@ -226,7 +246,7 @@ class Response(BaseModel):
     data: DataOut | None
     errors: Errors
     jsonapi: JsonapiOut
-    meta: PushMeta | None
+    meta: PushMeta | AnswerMeta | None
 
     _text: str | None = PrivateAttr(default=None)
 

@@ -15,7 +15,7 @@ from mod import metrics
 from mod.config.validator import Protocol
 from mod.error import ServiceError
 from mod.protocol.mtp import methods
-from mod.protocol.mtp.api import Request, Response
+from mod.protocol.mtp.api import EXTENSIONS, AnswerMeta, Request, Response
 from mod.protocol.mtp.responses import error
 from mod.service import Caller, Service
 
@@ -71,11 +71,13 @@ def _printable(path: str) -> str:
 
 
 class Handled(NamedTuple):
-    """A request's response, the caller it authenticated as, and its `meta.push` wish."""
+    """A request's response, the caller it authenticated as, its `meta.push` wish, and the
+    extensions granted when it asked for some."""
 
     response: Response
     caller: Caller | None = None
     push: bool | None = None
+    extensions: frozenset[str] | None = None
 
 
 class MTPController:
@@ -149,8 +151,13 @@ class MTPController:
         response, caller = await self._answer(request, address)
         method = request.type if request.type in methods.METHODS else "other"
         metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)
-        push = request.meta.push if request.meta is not None and caller is not None else None
-        return Handled(response, caller, push)
+        if request.meta is None or caller is None:
+            return Handled(response, caller)
+        granted = None
+        if request.meta.extensions is not None:
+            granted = frozenset(request.meta.extensions).intersection(EXTENSIONS)
+            response.meta = AnswerMeta(extensions=sorted(granted))
+        return Handled(response, caller, request.meta.push, granted)
 
     async def _answer(self, request: Request, address: str
                       ) -> tuple[Response, Caller | None]:

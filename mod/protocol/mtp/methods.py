@@ -163,6 +163,14 @@ async def change_password(service: Service, request: Request, caller: Caller) ->
     return respond(request.type, 200, with_data=False)
 
 
+async def typing(service: Service, request: Request, caller: Caller) -> Response:
+    flow: FlowIn = _first(_data(request).flow, "flow")
+    if not flow.uuid or flow.typing is None:
+        raise ServiceError(400, "The request needs data.flow[0].uuid and typing")
+    await service.ephemeral.typing(caller, flow.uuid, flow.typing, None)
+    return respond(request.type, 200, with_data=False)
+
+
 async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
     await service.messages.delete(caller, _message_uuid(request))
     return respond(request.type, 200, with_data=False)
@@ -211,6 +219,7 @@ AUTHENTICATED: dict[str, Method] = {
     "join_flow": join_flow,
     "leave_flow": leave_flow,
     "change_password": change_password,
+    "typing": typing,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

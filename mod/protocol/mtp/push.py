@@ -50,3 +50,13 @@ def push_frame(change: Change) -> str:
               "detail": change.kind.replace("_", " ")}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
+
+
+@lru_cache(maxsize=1)
+def typing_frame(change: Change, typists: tuple[str, ...]) -> str:
+    """The push of the `typing` extension: who types in the flow now."""
+    data = {"time": change.time, "flow": [{"uuid": change.flow_uuid, "typing": list(typists)}],
+            "message": [], "user": [], "meta": None}
+    errors = {"code": 200, "status": "OK", "time": change.time, "detail": str(change.kind)}
+    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
+    return f"{head[:-1]},{_push_tail(Kind.TYPING)}"

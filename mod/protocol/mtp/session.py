@@ -29,11 +29,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
-from mod.changes import Change, RevokedPayload
+from mod.changes import ENDS_TYPING, Change, Kind, RevokedPayload
 from mod.config.validator import Server
 from mod.hub import Hub
+from mod.protocol.mtp.api import TYPING
 from mod.protocol.mtp.dispatch import MTPController
-from mod.protocol.mtp.push import PUSH_EVENTS, push_frame
+from mod.protocol.mtp.push import PUSH_EVENTS, push_frame, typing_frame
 from mod.protocol.mtp.registry import SessionRegistry
 from mod.service import Caller
 
@@ -100,6 +101,7 @@ class MTPSession:
         "caller_uuid",
         "closing",
         "controller",
+        "extensions",
         "handling",
         "held",
         "hub",
@@ -127,6 +129,7 @@ class MTPSession:
         self.user_uuid = ""  # the user whose pushes this connection takes; "" for none
         self.token_hash = ""
         self.caller_uuid = ""  # whom the last authenticated request came from
+        self.extensions: frozenset[str] = frozenset()  # asked for in a request's meta
         client = websocket.scope.get("client")
         self.address: str = client[0] if client else ""
         self.push = False
@@ -196,6 +199,8 @@ class MTPSession:
             self.handling = False
         if handled.caller is not None and not self.closing:
             self._bind(handled.caller, handled.push)
+            if handled.extensions is not None:
+                self.extensions = handled.extensions
         try:
             text = handled.response.dump()
         except Exception:
@@ -243,19 +248,26 @@ class MTPSession:
     # -- sending -----------------------------------------------------------------------------
 
     def deliver(self, change: Change) -> None:
-        if change.kind not in PUSH_EVENTS:
-            return
+        frames = []
         try:
-            text = push_frame(change)  # built once for all recipients
+            if change.kind in PUSH_EVENTS:
+                frames.append(push_frame(change))  # built once for all recipients
+            if TYPING in self.extensions and (change.kind == Kind.TYPING
+                                                or change.kind in ENDS_TYPING):
+                typists = self.controller.service.ephemeral.typing_now.after(change)
+                if typists is not None:
+                    frames.append(typing_frame(change, tuple(typists)))
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             self.registry.unrenderable(change, exc)
             return
-        if not self.handling:
-            self.enqueue(text)
-        elif len(self.held) < self.settings.send_queue:
-            self.held.append(text)  # sent right after the answer being prepared
-        else:
-            self._too_slow()
+        for text in frames:
+            if not self.handling:
+                self.enqueue(text)
+            elif len(self.held) < self.settings.send_queue:
+                self.held.append(text)  # sent right after the answer being prepared
+            else:
+                self._too_slow()
+                return
 
     def revoked(self, revocation: RevokedPayload) -> None:
         """If the credentials this connection was bound with are gone: no more pushes."""
