@@ -735,6 +735,32 @@ def shown(page: Page) -> list[list[str]]:
     return list(page.driver.execute_script("return window.shown"))
 
 
+async def test_who_is_typing_shows_under_the_conversation(pages: list[Page]) -> None:
+    alice, bob = pages
+    alice_login = unique_login("alice")
+    alice.register(alice_login, username="Alice")
+    bob.register(unique_login("bob"), username="Bob")
+    alice.create("group", "Typists")
+    alice.open_flow("Typists")
+    bob.css("#browse").click()
+    wait_for(lambda: next((item.find_element("css selector", "button")
+                           for item in bob.all("#public-flows li")
+                           if "Typists" in item.text), None)).click()
+    wait_for(lambda: bob.css("#flow-title").text == "Typists", what="bob in the group")
+    alice.css("#text").send_keys("I am writing a long")
+    wait_for(lambda: bob.css("#typing").text == "Alice is typing…", what="the typing line")
+    assert not alice.css("#typing").is_displayed()  # one's own notice is not shown
+    alice.say(" answer")
+    bob.sees("I am writing a long answer")
+    wait_for(lambda: not bob.css("#typing").is_displayed(), what="the notice ended by the send")
+    alice.css("#text").send_keys("and more")
+    wait_for(lambda: bob.css("#typing").is_displayed(), what="typing again")
+    alice.css("#text").clear()
+    alice.driver.execute_script(
+        "document.querySelector('#text').dispatchEvent(new Event('input'))")
+    wait_for(lambda: not bob.css("#typing").is_displayed(), what="the notice ended when emptied")
+
+
 async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
     alice, bob = pages
     alice_login, bob_login = unique_login("alice"), unique_login("bob")

@@ -4,9 +4,12 @@
 import { loadStrings, t, translatePage } from "./i18n.js";
 import { Connection, MTPError, Offline, clientId } from "./mtp.js";
 import { Notifier } from "./notify.js";
+import { Typing } from "./typing.js";
 import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
+// What a connection asks for as it binds: pushes, and the extensions the page uses.
+const META = { push: true, extensions: ["typing"] };
 const KEY = "morelia.session";
 
 class App {
@@ -24,6 +27,7 @@ class App {
     this.loaded = false;
     this.waitOnline = null;
     this.notifier = new Notifier();
+    this.typing = new Typing(this);
     this.view = new View(this);
   }
 
@@ -62,7 +66,7 @@ class App {
     const user = { login, password };
     if (register && username) user.username = username;
     const reply = await this.conn.request(register ? "register_user" : "authentication",
-      { user: [user] }, { push: true });
+      { user: [user] }, META);
     const found = reply.data.user[0];
     this.session = { uuid: found.uuid, auth_id: found.auth_id, login };
     (remember ? localStorage : sessionStorage).setItem(KEY, JSON.stringify(this.session));
@@ -103,7 +107,7 @@ class App {
     }
     if (!this.session) return;
     try {
-      const reply = await this.call("ping_pong", {}, { push: true });
+      const reply = await this.call("ping_pong", {}, META);
       if (!this.loaded) {
         this.lastTime = reply.errors.time;
         await this.loadAll();
@@ -172,6 +176,11 @@ class App {
     const flow = (data.flow || [])[0];
     const user = (data.user || [])[0];
     const message = (data.message || [])[0];
+    if (kind === "typing" && flow) {
+      this.typing.pushed(flow.uuid, flow.typing || []);
+      this.view.renderTyping();
+      return;
+    }
     if (message && kind === "message_sent") this.received(message, true);
     else if (message && (kind === "message_edited" || kind === "message_deleted")) {
       this.received({ ...message, deleted: kind === "message_deleted" }, false);

@@ -75,7 +75,10 @@ export class View {
     });
     const text = $("#text");
     text.addEventListener("keydown", (event) => this.composerKey(event));
-    text.addEventListener("input", () => this.grow());
+    text.addEventListener("input", () => {
+      this.grow();
+      if (!this.editing && this.app.current) this.app.typing.typed(this.app.current, text.value);
+    });
     text.addEventListener("paste", (event) => {
       const file = event.clipboardData && event.clipboardData.files[0];
       if (!file || this.editing) return;
@@ -292,6 +295,7 @@ export class View {
   // -- one flow ---------------------------------------------------------------------------------
 
   openFlow(entry) {
+    this.app.typing.stop();
     this.stopEditing();
     this.below = 0;
     $("#chat-view").classList.add("open");
@@ -299,8 +303,18 @@ export class View {
     $("#messages").hidden = false;
     clear($("#messages")).append(el("li", { class: "day", text: t("loading") }));
     this.renderHeader();
+    this.renderTyping();
     this.renderFlows();
     $("#text").focus();
+  }
+
+  // Who else types in the open conversation; looked at again once a notice may have lapsed.
+  renderTyping() {
+    const line = this.app.current ? this.app.typing.line(this.app.current) : "";
+    $("#typing").textContent = line;
+    $("#typing").hidden = !line;
+    clearTimeout(this.typingTimer);
+    if (line) this.typingTimer = setTimeout(() => this.renderTyping(), 36000);
   }
 
   renderHeader() {
@@ -316,6 +330,7 @@ export class View {
   }
 
   closeFlow() {
+    this.app.typing.stop();
     if (this.app.current) history.replaceState(null, "", location.pathname);
     this.app.current = null;
     this.stopEditing();
@@ -523,7 +538,10 @@ export class View {
     for (const node of document.querySelectorAll("#members .author[data-user]")) {
       node.textContent = this.app.userName(node.dataset.user);
     }
-    if (this.app.current) this.renderHeader();
+    if (this.app.current) {
+      this.renderHeader();
+      this.renderTyping();
+    }
     const me = this.app.session && this.app.users.get(this.app.session.uuid);
     if (me) $("#me").textContent = me.username || me.login || this.app.session.login;
   }
@@ -570,6 +588,7 @@ export class View {
     if (!text || !this.app.current) return;
     box.value = "";
     this.grow();
+    this.app.typing.sent();
     this.app.send({ text });
   }
 
