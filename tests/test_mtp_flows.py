@@ -282,3 +282,49 @@ async def test_leave_flow_unknown_or_unnamed_flow(clients: Clients) -> None:
     alice = await clients.user("leaver")
     expect_reply(await alice.call("leave_flow", flow=[{"uuid": "31337"}]), "leave_flow", 404)
     expect_reply(await alice.call("leave_flow"), "leave_flow", 400)
+
+
+# -- invite_flow (an extension) ---------------------------------------------------------------
+
+
+async def invite(client: Client, flow: str, users: list[str]) -> dict[str, Any]:
+    return await client.call("invite_flow", flow=[{"uuid": flow, "users": users}])
+
+
+async def test_an_invitation_is_pushed_listed_and_accepted(clients: Clients) -> None:
+    owner = await clients.user("owner")
+    guest = await clients.user("guest", push=True)
+    flow = expect_reply(await add_flow(owner, type="group", private=True), "add_flow",
+                        200)["data"]["flow"][0]["uuid"]
+    assert flow not in await flow_uuids(guest)
+    reply = expect_reply(await invite(owner, flow, [guest.uuid]), "invite_flow", 200)
+    assert reply["data"] is None
+    push = await guest.push()
+    assert push["meta"]["event"] == "flow_invited"
+    assert push["data"]["flow"][0]["uuid"] == flow
+    assert push["data"]["user"] == [{"uuid": guest.uuid}]
+    assert flow in await flow_uuids(guest)
+    expect_reply(await guest.call("join_flow", flow=[{"uuid": flow}]), "join_flow", 200)
+    assert guest.uuid in await members(owner, flow)
+
+
+async def test_invite_flow_invites_all_or_none(clients: Clients) -> None:
+    owner, first, second = (await clients.user("owner"), await clients.user("first"),
+                            await clients.user("second"))
+    flow = expect_reply(await add_flow(owner, type="group", private=True), "add_flow",
+                        200)["data"]["flow"][0]["uuid"]
+    expect_reply(await invite(owner, flow, [first.uuid, "no-such-user"]), "invite_flow", 404)
+    expect_reply(await invite(owner, flow, [first.uuid, owner.uuid]), "invite_flow", 403)
+    expect_reply(await invite(owner, flow, []), "invite_flow", 400)
+    expect_reply(await invite(owner, flow, [first.uuid] * 101), "invite_flow", 400)
+    expect_reply(await owner.call("invite_flow", flow=[{"uuid": flow}]), "invite_flow", 400)
+    # Nobody was invited by the refused requests: the private group stays closed to them.
+    expect_reply(await first.call("join_flow", flow=[{"uuid": flow}]), "join_flow", 403)
+    expect_reply(await invite(owner, flow, [first.uuid, second.uuid]), "invite_flow", 200)
+    for invited in (first, second):
+        expect_reply(await invited.call("join_flow", flow=[{"uuid": flow}]), "join_flow", 200)
+    # Declined with leave_flow: the invitation is used up.
+    third = await clients.user("third")
+    expect_reply(await invite(owner, flow, [third.uuid]), "invite_flow", 200)
+    expect_reply(await third.call("leave_flow", flow=[{"uuid": flow}]), "leave_flow", 200)
+    expect_reply(await third.call("join_flow", flow=[{"uuid": flow}]), "join_flow", 403)

@@ -398,7 +398,8 @@ ACTIONS: dict[str, tuple[list[tuple[str, Act]], list[tuple[str, Act]]]] = {
         [("delete_message", _mtp("delete_message", message=lambda t: [{"uuid": t.message}]))],
         [("PUT /redact", _mx("PUT", lambda t: f"/rooms/{t.room}/redact/{t.event}/{_txn()}"))]),
     "invite": (
-        [],  # MTP has no invite method
+        [("invite_flow", _mtp("invite_flow", flow=lambda t: [
+            {"uuid": t.flow, "users": [t.invitee.uuid if t.invitee else ""]}]))],
         [("POST /invite", _mx("POST", lambda t: f"/rooms/{t.room}/invite",
                               lambda t: {"user_id": t.invitee.user_id if t.invitee else ""}))]),
     "rename": (

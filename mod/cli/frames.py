@@ -39,6 +39,7 @@ METHODS: dict[str, bool] = {
     "leave_flow": True,
     "change_password": True,
     "typing": True,
+    "invite_flow": True,
 }
 
 DEFAULT_TEXT = "Hello from manage.py"

@@ -20,6 +20,7 @@ from mod.service.common import Caller, Committed, logged_since, now
 from mod.service.records import Flow, User, users_of
 
 FLOW_TYPES = ("chat", "group", "channel")
+MAX_INVITES = 100  # users invited by one request
 
 
 class Flows:
@@ -79,7 +80,15 @@ class Flows:
     async def invite(self, caller: Caller, flow_uuid: str, user_uuid: str, direct: bool = False
                      ) -> Committed[None]:
         """Invite a user; `direct`: to a direct chat (a Matrix DM, which shows it as one)."""
-        return await self.engine.write(_invite, caller, flow_uuid, user_uuid, now(), direct)
+        return await self.engine.write(_invite, caller, flow_uuid, [user_uuid], now(), direct)
+
+    async def invite_all(self, caller: Caller, flow_uuid: str, user_uuids: list[str]
+                         ) -> Committed[None]:
+        """Invite several users at once: all of them, or (refused) none."""
+        if not 0 < len(user_uuids) <= MAX_INVITES:
+            raise ServiceError(400, f"Invite 1 to {MAX_INVITES} users at once")
+        return await self.engine.write(_invite, caller, flow_uuid, list(dict.fromkeys(user_uuids)),
+                                       now())
 
     async def rename(self, caller: Caller, flow_uuid: str, title: str | None = None,
                      info: str | None = None) -> Committed[Flow]:
@@ -150,16 +159,19 @@ def _leave(conn: Conn, caller: Caller, flow_uuid: str, stamp: int) -> Committed[
     return Committed(None, logged_since(conn, mark))
 
 
-def _invite(conn: Conn, caller: Caller, flow_uuid: str, user_uuid: str, stamp: int,
+def _invite(conn: Conn, caller: Caller, flow_uuid: str, user_uuids: list[str], stamp: int,
             direct: bool = False) -> Committed[None]:
     mark = len(conn.changes)
     rights.invite(rights.access(conn, flow_uuid, caller), caller)
-    invitee = db.user_by_uuid(conn, user_uuid)
-    if invitee is None or invitee["deleted"]:
-        raise ServiceError(404, f"No user {user_uuid}")
-    if user_uuid in db.flow_members(conn, flow_uuid):
-        raise ServiceError(403, "That user is already a member")
-    db.add_invite(conn, flow_uuid, user_uuid, caller.uuid, stamp, direct)
+    members = db.flow_members(conn, flow_uuid)
+    known = {user["uuid"] for user in db.users_by_uuid(conn, user_uuids) if not user["deleted"]}
+    for user_uuid in user_uuids:  # all checked before any is invited
+        if user_uuid not in known:
+            raise ServiceError(404, f"No user {user_uuid}")
+        if user_uuid in members:
+            raise ServiceError(403, "That user is already a member")
+    for user_uuid in user_uuids:
+        db.add_invite(conn, flow_uuid, user_uuid, caller.uuid, stamp, direct)
     return Committed(None, logged_since(conn, mark))
 
 

@@ -163,6 +163,14 @@ async def change_password(service: Service, request: Request, caller: Caller) ->
     return respond(request.type, 200, with_data=False)
 
 
+async def invite_flow(service: Service, request: Request, caller: Caller) -> Response:
+    flow: FlowIn = _first(_data(request).flow, "flow")
+    if not flow.uuid or not flow.users:
+        raise ServiceError(400, "The request needs data.flow[0].uuid and users")
+    await service.flows.invite_all(caller, flow.uuid, flow.users)
+    return respond(request.type, 200, with_data=False)
+
+
 async def typing(service: Service, request: Request, caller: Caller) -> Response:
     flow: FlowIn = _first(_data(request).flow, "flow")
     if not flow.uuid or flow.typing is None:
@@ -220,6 +228,7 @@ AUTHENTICATED: dict[str, Method] = {
     "leave_flow": leave_flow,
     "change_password": change_password,
     "typing": typing,
+    "invite_flow": invite_flow,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})
