@@ -761,6 +761,49 @@ async def test_who_is_typing_shows_under_the_conversation(pages: list[Page]) -> 
     wait_for(lambda: not bob.css("#typing").is_displayed(), what="the notice ended when emptied")
 
 
+def invite_in_browser(page: Page, title: str, login: str) -> str:
+    page.open_flow(title)
+    page.css("#members-button").click()
+    page.type("#invite-login", login)
+    page.css("#invite-submit").click()
+    said = wait_for(lambda: page.css("#invite-result").text, what="the invitation answered")
+    page.driver.execute_script("arguments[0].close()", page.css("#members-dialog"))
+    return str(said)
+
+
+def invitation(page: Page, title: str) -> Any:
+    return wait_for(lambda: next((item for item in page.all("#flows li.invitation")
+                                  if title in item.text), None), what=f"the invitation to {title}")
+
+
+async def test_invitations_from_the_members_dialog(pages: list[Page]) -> None:
+    alice, bob = pages
+    bob_login = unique_login("bob")
+    alice.register(unique_login("alice"), username="Alice")
+    bob.register(bob_login, username="Bob")
+    for title in ("Secret plans", "Other plans"):
+        alice.css("#new-flow").click()
+        alice.type("#new-title", title)
+        alice.css("#new-private").click()
+        alice.css("#new-create").click()
+        wait_for(lambda: not alice.css("#new-dialog").is_displayed(), what="the group made")
+    assert invite_in_browser(alice, "Secret plans", "nobody-" + bob_login) == \
+        f"Nobody has the login nobody-{bob_login}."
+    assert invite_in_browser(alice, "Secret plans", bob_login) == "Bob is invited."
+    invitation(bob, "Secret plans").find_element("css selector", "button.primary").click()
+    wait_for(lambda: bob.css("#flow-title").text == "Secret plans", what="bob in the group")
+    assert not bob.all("#flows li.invitation")
+    alice.say("welcome in")
+    bob.sees("welcome in")
+
+    assert invite_in_browser(alice, "Other plans", bob_login) == "Bob is invited."
+    invitation(bob, "Other plans").find_element("css selector", "button.link").click()
+    wait_for(lambda: not bob.all("#flows li.invitation"), what="the invitation declined")
+    bob.open()
+    bob.flow_button("Secret plans")
+    assert not bob.all("#flows li.invitation")
+
+
 async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
     alice, bob = pages
     alice_login, bob_login = unique_login("alice"), unique_login("bob")

@@ -3,6 +3,7 @@
 
 import { loadStrings, t, translatePage } from "./i18n.js";
 import { Connection, MTPError, Offline, clientId } from "./mtp.js";
+import { Invites } from "./invites.js";
 import { Notifier } from "./notify.js";
 import { Typing } from "./typing.js";
 import { View, fileField, MAX_FILE } from "./view.js";
@@ -28,6 +29,7 @@ class App {
     this.waitOnline = null;
     this.notifier = new Notifier();
     this.typing = new Typing(this);
+    this.invites = new Invites(this);
     this.view = new View(this);
   }
 
@@ -87,6 +89,7 @@ class App {
     this.session = null;
     this.conn.stop();
     this.flows.clear();
+    this.invites.clear();
     this.outbox = [];
     this.counted.clear();
     this.current = null;
@@ -130,7 +133,10 @@ class App {
     } catch (error) {
       if (!(error instanceof MTPError && error.code === 404)) throw error;
     }
-    for (const flow of flows) if (this.isMember(flow)) this.upsertFlow(flow);
+    for (const flow of flows) {
+      if (this.isMember(flow)) this.upsertFlow(flow);
+      this.invites.seen(flow);
+    }
     await Promise.all([...this.flows.values()].map((entry) => this.loadLast(entry)));
     this.baseline();
     this.loaded = true;
@@ -176,6 +182,13 @@ class App {
     const flow = (data.flow || [])[0];
     const user = (data.user || [])[0];
     const message = (data.message || [])[0];
+    if (flow && (kind === "flow_invited" || kind === "invite_declined")
+        && user && user.uuid === this.session.uuid) {
+      if (kind === "flow_invited") this.invites.seen(flow);
+      else this.invites.forget(flow.uuid);
+      this.view.renderFlows();
+      return;
+    }
     if (kind === "typing" && flow) {
       this.typing.pushed(flow.uuid, flow.typing || []);
       this.view.renderTyping();
@@ -492,7 +505,8 @@ class App {
 
   async publicFlows() {
     try {
-      return (await this.call("all_flow")).data.flow.filter((f) => f.type !== "chat" && !this.isMember(f));
+      return (await this.call("all_flow")).data.flow.filter(
+        (f) => f.type !== "chat" && !f.private && !this.isMember(f));
     } catch (error) {
       if (error instanceof MTPError && error.code === 404) return [];
       throw error;

@@ -115,6 +115,7 @@ export class View {
     $("#settings").addEventListener("click", () => this.settings());
     $("#password-form").addEventListener("submit", (event) => this.submitPassword(event));
     $("#notify-on").addEventListener("change", () => this.turnNotifications());
+    $("#invite-form").addEventListener("submit", (event) => this.submitInvite(event));
     $("#notify-mode").addEventListener("change", () => {
       this.app.notifier.setMode(this.app.current, $("#notify-mode").value);
     });
@@ -217,6 +218,7 @@ export class View {
       .filter((entry) => !filter || this.app.flowTitle(entry.flow).toLowerCase().includes(filter))
       .sort((a, b) => this.activity(b) - this.activity(a));
     const list = clear($("#flows"));
+    for (const flow of this.app.invites.flows.values()) list.append(this.invitation(flow));
     for (const entry of entries) {
       const flow = entry.flow;
       const unread = this.app.unread(entry);
@@ -239,8 +241,35 @@ export class View {
             el("span", { class: "flow-last", text: preview }),
             unread ? el("span", { class: "badge", text: String(unread), "aria-label": t("unread", unread) }) : null)))));
     }
-    $("#no-flows").hidden = this.app.flows.size > 0 || !this.app.loaded;
+    $("#no-flows").hidden = this.app.flows.size + this.app.invites.flows.size > 0
+      || !this.app.loaded;
     this.renderUnread();
+  }
+
+  invitation(flow) {
+    const title = flow.title || t(flow.type);
+    return el("li", { class: "invitation" },
+      this.avatar(title, flow.uuid),
+      el("span", { class: "flow-main" },
+        el("span", { class: "flow-title", text: title }),
+        el("span", { class: "flow-last", text: t("invitation") })),
+      el("button", { type: "button", class: "primary", text: t("accept"),
+        "aria-label": `${t("accept")}: ${title}`, onclick: () => this.app.invites.accept(flow) }),
+      el("button", { type: "button", class: "link", text: t("decline"),
+        "aria-label": `${t("decline")}: ${title}`, onclick: () => this.app.invites.decline(flow) }));
+  }
+
+  async submitInvite(event) {
+    event.preventDefault();
+    const login = $("#invite-login").value.trim();
+    if (!login || !this.app.current) return;
+    try {
+      $("#invite-result").textContent = await this.app.invites.invite(this.app.current, login);
+      $("#invite-login").value = "";
+    } catch (error) {
+      $("#invite-result").textContent = error instanceof MTPError ? t("error", error.message)
+        : error.message;
+    }
   }
 
   // The total unread in the tab's title; on a phone, where the list is behind the back
@@ -738,6 +767,8 @@ export class View {
           el("span", { class: "flow-last", text: `@${user.login || ""}${uuid === flow.owner ? ` · ${t("owner")}` : ""}` }))));
     }
     $("#leave").hidden = flow.owner === this.app.session.uuid && flow.type !== "chat";
+    $("#invite-form").hidden = flow.type === "chat";
+    $("#invite-result").textContent = "";
     $("#notify-mode").value = this.app.notifier.mode(flow.uuid);
     $("#members-dialog").showModal();
   }
