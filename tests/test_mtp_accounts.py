@@ -321,6 +321,42 @@ async def test_user_info_finds_users_by_login(clients: Clients) -> None:
     expect_reply(await alice.call("user_info", user=[{"bio": "neither"}]), "user_info", 400)
 
 
+# -- update_profile (an extension) ------------------------------------------------------------
+
+
+async def update_profile(client: Client, **fields: Any) -> dict[str, Any]:
+    return await client.send_raw(frame("update_profile", {"user": [{**client.cred, **fields}]}))
+
+
+async def test_update_profile_changes_ones_own_name_and_bio(clients: Clients) -> None:
+    alice = await clients.user("named", email="named@example.org")
+    bob = await clients.user("friend")
+    flow = await alice.group("friends", users=[bob.uuid])
+    since = expect_reply(await bob.call("get_update", time=0), "get_update", 200)["data"]["time"]
+
+    reply = await update_profile(alice, username="Alice Liddell", bio="Curiouser and curiouser")
+    profile = expect_reply(reply, "update_profile", 200)["data"]["user"][0]
+    assert profile["uuid"] == alice.uuid and profile["login"] == alice.login
+    assert (profile["username"], profile["bio"]) == ("Alice Liddell", "Curiouser and curiouser")
+    assert profile["email"] == "named@example.org"  # one's own, as user_info shows it
+    reply = await update_profile(alice, bio="")
+    assert expect_reply(reply, "update_profile", 200)["data"]["user"][0]["username"] == \
+        "Alice Liddell"
+
+    seen = await bob.call("user_info", user=[{"uuid": alice.uuid}])
+    other = expect_reply(seen, "user_info", 200)["data"]["user"][0]
+    assert (other["username"], other["bio"]) == ("Alice Liddell", "")
+    assert "email" not in other
+    update = expect_reply(await bob.call("get_update", time=since), "get_update", 200)["data"]
+    assert flow in {item["uuid"] for item in update["flow"]}
+    assert {"uuid": alice.uuid, "username": "Alice Liddell"}.items() <= next(
+        user for user in update["user"] if user["uuid"] == alice.uuid).items()
+
+    for entry, code in [({}, 400), ({"username": "x" * 257}, 415), ({"bio": 5}, 415),
+                        ({"bio": "x" * 65537}, 415)]:
+        expect_reply(await update_profile(alice, **entry), "update_profile", code)
+
+
 # -- change_password (an extension) -----------------------------------------------------------
 
 

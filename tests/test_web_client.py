@@ -761,6 +761,28 @@ async def test_who_is_typing_shows_under_the_conversation(pages: list[Page]) -> 
     wait_for(lambda: not bob.css("#typing").is_displayed(), what="the notice ended when emptied")
 
 
+async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProcess,
+                                                                pages: list[Page]) -> None:
+    page = pages[0]
+    login = unique_login("named")
+    page.register(login, username="Anna")
+    wait_for(lambda: page.css("#me").text == "Anna", what="the name shown")
+    page.css("#settings").click()
+    wait_for(lambda: page.css("#profile-name").get_attribute("value") == "Anna",
+             what="the name in the settings")
+    page.type("#profile-name", "Anna Karenina")
+    page.type("#profile-bio", "Happy families are all alike")
+    page.css("#profile-submit").click()
+    wait_for(lambda: not page.css("#settings-dialog").is_displayed(), what="saved")
+    assert page.css("#notice").text == "Your profile is saved."
+    assert page.css("#me").text == "Anna Karenina"
+    mtp = await mtp_user(web)
+    reply = await mtp.call("user_info", user=[{"login": login}])
+    found = reply["data"]["user"][0]
+    assert (found["username"], found["bio"]) == ("Anna Karenina", "Happy families are all alike")
+    await mtp.close()
+
+
 def invite_in_browser(page: Page, title: str, login: str) -> str:
     page.open_flow(title)
     page.css("#members-button").click()

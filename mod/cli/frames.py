@@ -40,6 +40,7 @@ METHODS: dict[str, bool] = {
     "change_password": True,
     "typing": True,
     "invite_flow": True,
+    "update_profile": True,
 }
 
 DEFAULT_TEXT = "Hello from manage.py"

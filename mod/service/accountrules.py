@@ -9,6 +9,7 @@ from mod.error import ServiceError
 MAX_LOGIN = 256
 MAX_USERNAME = 256
 MAX_PASSWORD = 4096
+MAX_BIO = 65536
 
 
 def valid_email(address: str) -> bool:
@@ -17,10 +18,12 @@ def valid_email(address: str) -> bool:
                 and not domain.startswith(".") and not domain.endswith("."))
 
 
-def check_profile(username: str, email: str) -> None:
+def check_profile(username: str, email: str, bio: str = "") -> None:
     """The profile rules, for both protocols."""
     if len(username) > MAX_USERNAME:
         raise ServiceError(400, f"A username is at most {MAX_USERNAME} characters")
+    if len(bio) > MAX_BIO:
+        raise ServiceError(400, f"A bio is at most {MAX_BIO} characters")
     if email and not valid_email(email):
         raise ServiceError(415, "The email is not a valid address")
 

@@ -52,6 +52,29 @@ class Profiles:
 
         await self.engine.write(rename)
 
+    async def update(self, caller: Caller, username: str | None = None, bio: str | None = None
+                     ) -> dict[str, Any]:
+        """Change one's own username or bio (None: unchanged); the profile as it is then,
+        e-mail included. Every flow of the user hears of a change (`profile_changed`)."""
+        check_profile(username or "", "", bio or "")
+
+        def change(conn: Conn) -> dict[str, Any]:
+            user = db.user_by_uuid(conn, caller.uuid)
+            if user is None:
+                raise ServiceError(404, f"No user {caller.uuid}")
+            values: dict[str, str] = {}
+            if username is not None and username != user["username"]:
+                values["username"] = username
+            if bio is not None and bio != user["bio"]:
+                values["bio"] = bio
+            if values:
+                db.update_user(conn, caller.uuid, **values)
+                db.log_profile_changed(conn, caller.uuid, now())
+            profile = {**db.public_profile(user), "login": user["login"], "email": user["email"]}
+            return {**profile, **values}
+
+        return await self.engine.write(change)
+
     async def profile(self, user_uuid: str) -> User:
         user = await self.engine.read(db.user_by_uuid, user_uuid)
         if user is None:

@@ -77,6 +77,14 @@ class App {
     await this.loadAll();
   }
 
+  async updateProfile(username, bio) {
+    const reply = await this.conn.request("update_profile",
+      { user: [{ ...this.cred(), username, bio }] });
+    this.users.set(this.session.uuid, reply.data.user[0]);
+    this.view.refreshAuthors();
+    this.view.renderFlows();
+  }
+
   async changePassword(current, fresh, endOtherSessions) {
     const user = { ...this.cred(), password: current, new_password: fresh,
       end_other_sessions: endOtherSessions };
@@ -127,6 +135,7 @@ class App {
   // -- keeping in step --------------------------------------------------------------------------
 
   async loadAll() {
+    this.wantUser(this.session.uuid);
     let flows = [];
     try {
       flows = (await this.call("all_flow")).data.flow;

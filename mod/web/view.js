@@ -114,6 +114,7 @@ export class View {
     $("#browse").addEventListener("click", () => this.browse());
     $("#settings").addEventListener("click", () => this.settings());
     $("#password-form").addEventListener("submit", (event) => this.submitPassword(event));
+    $("#profile-form").addEventListener("submit", (event) => this.submitProfile(event));
     $("#notify-on").addEventListener("change", () => this.turnNotifications());
     $("#invite-form").addEventListener("submit", (event) => this.submitInvite(event));
     $("#notify-mode").addEventListener("change", () => {
@@ -679,11 +680,26 @@ export class View {
   }
 
   settings() {
+    const me = this.app.users.get(this.app.session.uuid) || {};
+    $("#profile-name").value = me.username || "";
+    $("#profile-bio").value = me.bio || "";
+    $("#profile-error").textContent = "";
     this.showNotifications();
     $("#password-form").reset();
     $("#password-login").value = this.app.session.login;
     $("#password-error").textContent = "";
     $("#settings-dialog").showModal();
+  }
+
+  async submitProfile(event) {
+    event.preventDefault();
+    try {
+      await this.app.updateProfile($("#profile-name").value.trim(), $("#profile-bio").value);
+      $("#settings-dialog").close();
+      this.notice(t("profile_saved"));
+    } catch (failure) {
+      $("#profile-error").textContent = t("error", failure.message);
+    }
   }
 
   showNotifications(note = "") {

@@ -148,6 +148,14 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
     return respond(request.type, 200, user=found)
 
 
+async def update_profile(service: Service, request: Request, caller: Caller) -> Response:
+    user = _first(_data(request).user, "user")
+    if user.username is None and user.bio is None:
+        raise ServiceError(400, "The request needs data.user[0].username or bio")
+    profile = await service.profiles.update(caller, user.username, user.bio)
+    return respond(request.type, 200, user=[profile])
+
+
 async def delete_user(service: Service, request: Request, caller: Caller) -> Response:
     user = _first(_data(request).user, "user")
     await service.accounts.delete_user(caller, user.login or "", user.password or "")
@@ -229,6 +237,7 @@ AUTHENTICATED: dict[str, Method] = {
     "change_password": change_password,
     "typing": typing,
     "invite_flow": invite_flow,
+    "update_profile": update_profile,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})
