@@ -147,13 +147,19 @@ async def test_matrix_to_mtp(mx: Matrix) -> None:
     assert writer_uuid not in left["data"]["flow"][0]["users"]
 
 
-async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
+async def a_room_of_three(mx: Matrix, title: str
+                         ) -> tuple[Client, str, nio.AsyncClient, nio.AsyncClient]:
+    """An MTP user's group (taking pushes), its room, and two Matrix users who joined it."""
     owner = await mx.mtp.user("mtp", push=True)
-    flow = await owner.group("formats")
-    room = room_of(flow)
+    room = room_of(await owner.group(title))
     writer, reader = await mx.user("writer"), await mx.user("reader")
     for client in (writer, reader):
         assert isinstance(await client.join(room), nio.JoinResponse)
+    return owner, room, writer, reader
+
+
+async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
+    owner, room, writer, reader = await a_room_of_three(mx, "formats")
     content = {"msgtype": "m.notice", "body": "*bold*", "format": "org.matrix.custom.html",
                "formatted_body": "<b>bold</b>"}
     sent = await writer.room_send(room, "m.room.message", content)
@@ -166,12 +172,7 @@ async def test_formatted_matrix_messages_keep_their_content(mx: Matrix) -> None:
 
 
 async def test_a_matrix_reply_reaches_mtp_without_its_fallback(mx: Matrix) -> None:
-    owner = await mx.mtp.user("mtp", push=True)
-    flow = await owner.group("replies")
-    room = room_of(flow)
-    writer, reader = await mx.user("writer"), await mx.user("reader")
-    for client in (writer, reader):
-        assert isinstance(await client.join(room), nio.JoinResponse)
+    owner, room, writer, reader = await a_room_of_three(mx, "replies")
     first = await writer.room_send(room, "m.room.message", {"msgtype": "m.text",
                                                             "body": "Lunch at one?"})
     assert isinstance(first, nio.RoomSendResponse), first

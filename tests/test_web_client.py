@@ -132,12 +132,7 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     alice.open_flow(title)
     assert alice.css("#messages .empty").text == "No messages yet: say hello!"
 
-    bob.css("#browse").click()
-    join = wait_for(lambda: next(
-        (item.find_element("css selector", "button") for item in bob.all("#public-flows li")
-         if title in item.text), None), what="the group among the public ones")
-    join.click()
-    wait_for(lambda: bob.css("#flow-title").text == title, what="bob in the group")
+    bob.join(title)
 
     alice.say("Hi Bob!")
     bob.sees("Hi Bob!")
@@ -222,11 +217,7 @@ async def test_browser_mtp_and_matrix_clients_see_each_other(
     assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
     login = unique_login("web")
     page.register(login)
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Three clients" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Three clients")
+    page.join("Three clients")
 
     # Sent in each, seen by the two others.
     page.say("from the browser")
@@ -290,11 +281,7 @@ async def test_a_script_in_a_message_shows_as_text(web: ServerProcess,
     flow = await mtp.group("Tricky")
     page.register(unique_login("xss"))
     attack = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Tricky" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Tricky")
+    page.join("Tricky")
     await mtp.send(flow, attack)
     page.sees(attack)
     assert page.all("#messages img") == [] and page.all("#messages script") == []
@@ -319,11 +306,7 @@ async def test_links_and_a_little_formatting_never_markup(web: ServerProcess,
     mtp = await mtp_user(web)
     flow = await mtp.group("Formatting")
     page.register(unique_login("fmt"))
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Formatting" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Formatting")
+    page.join("Formatting")
     text = ("> a quoted line with **no <b>tags</b>**\n"
             "**bold**, *italic*, _also_, snake_case_name, `code <i>x</i> **kept**` and a link "
             "(see https://example.org/wiki/A_(b)?q=1). javascript:alert(1)")
@@ -360,10 +343,7 @@ async def test_paging_back_through_a_thousand_messages(web: ServerProcess,
         for _ in range(100):
             assert (await mtp.response())["errors"]["code"] == 200
     page.register(unique_login("reader"))
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Long history" in item.text), None)).click()
+    page.join("Long history")
     page.sees("message 999")
     assert len(page.texts()) < 100  # only the latest page at first
     for _ in range(60):
@@ -401,11 +381,7 @@ async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages
     mtp = await mtp_user(web)
     flow = await mtp.group("Pictures")
     page.register(unique_login("pics"))
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Pictures" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Pictures")
+    page.join("Pictures")
 
     picture = png()
     await mtp.call("send_message", flow=[{"uuid": flow}], message=[{
@@ -446,11 +422,7 @@ async def test_a_conversation_read_at_its_end_stays_there_past_a_picture(
         await mtp.call("send_message", flow=[{"uuid": flow}],
                        message=[{"client_id": index + 1, "text": f"line {index}"}])
     page.register(unique_login("follow"))
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Following" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Following")
+    page.join("Following")
     page.sees("line 29")
 
     def away() -> int:
@@ -500,11 +472,7 @@ async def test_pictures_between_matrix_and_the_browser(web: ServerProcess, pages
     element = await matrix.user("photos")
     room = await matrix.room(element, name="Holiday photos", preset=nio.RoomPreset.public_chat)
     page.register(unique_login("holiday"))
-    page.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in page.all("#public-flows li")
-                           if "Holiday photos" in item.text), None)).click()
-    wait_for(lambda: page.css("#flow-title").text == "Holiday photos")
+    page.join("Holiday photos")
 
     beach = png(40, 30)
     uploaded, _ = await element.upload(io.BytesIO(beach), content_type="image/png",
@@ -574,10 +542,7 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         wait_for(lambda: page.css("#auth-error").text == "Неверный логин или пароль.",
                  what="the refusal in Russian")
         page.register(unique_login("phone"))
-        page.css("#browse").click()
-        wait_for(lambda: next((item.find_element("css selector", "button")
-                               for item in page.all("#public-flows li")
-                               if "Телефон" in item.text), None)).click()
+        page.join("Телефон")
         wait_for(lambda: page.css("#pane").is_displayed() and not page.css(
             "#sidebar").is_displayed(), what="the conversation alone on screen")
         await mtp.send(flow, "Привет с телефона!")
@@ -596,11 +561,7 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         assert page.driver.switch_to.active_element.get_attribute("data-flow") == flow
         # In one conversation, the back button counts what waits in the others.
         other = await mtp.group("Другая")
-        page.css("#browse").click()
-        wait_for(lambda: next((item.find_element("css selector", "button")
-                               for item in page.all("#public-flows li")
-                               if "Другая" in item.text), None)).click()
-        wait_for(lambda: page.css("#flow-title").text == "Другая", what="the second group")
+        page.join("Другая")
         page.css("#back").click()
         page.flow_button("Телефон").click()
         wait_for(lambda: page.css("#flow-title").text == "Телефон", what="the first again")
@@ -632,10 +593,7 @@ async def test_a_restart_is_caught_up_once(drivers: list[Any], tmp_path: Path) -
         flow = await mtp.group("Restarts")
         page = Page(driver, server.http)
         page.register(unique_login("restart"))
-        page.css("#browse").click()
-        wait_for(lambda: next((item.find_element("css selector", "button")
-                               for item in page.all("#public-flows li")
-                               if "Restarts" in item.text), None)).click()
+        page.join("Restarts")
         await mtp.send(flow, "before", client_id=1)
         page.sees("before")
         await mtp.close()
@@ -742,11 +700,7 @@ async def test_who_is_typing_shows_under_the_conversation(pages: list[Page]) -> 
     bob.register(unique_login("bob"), username="Bob")
     alice.create("group", "Typists")
     alice.open_flow("Typists")
-    bob.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in bob.all("#public-flows li")
-                           if "Typists" in item.text), None)).click()
-    wait_for(lambda: bob.css("#flow-title").text == "Typists", what="bob in the group")
+    bob.join("Typists")
     alice.css("#text").send_keys("I am writing a long")
     wait_for(lambda: bob.css("#typing").text == "Alice is typing…", what="the typing line")
     assert not alice.css("#typing").is_displayed()  # one's own notice is not shown
@@ -841,11 +795,7 @@ async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
     alice.create("chat", login=bob_login)
     alice.create("group", "Hikers")
     alice.open_flow("Hikers")
-    bob.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in bob.all("#public-flows li")
-                           if "Hikers" in item.text), None)).click()
-    wait_for(lambda: bob.css("#flow-title").text == "Hikers", what="bob in the group")
+    bob.join("Hikers")
     bob.driver.execute_script(NOTIFICATIONS)
 
     # A direct chat notifies by default; a group does not, until asked to.
@@ -884,11 +834,7 @@ async def test_screenshot_of_a_conversation(pages: list[Page], tmp_path: Path) -
     maria.create("channel", "Club news")
     maria.create("chat", login=ivan_login)
     maria.open_flow("Weekend hike")
-    ivan.css("#browse").click()
-    wait_for(lambda: next((item.find_element("css selector", "button")
-                           for item in ivan.all("#public-flows li")
-                           if "Weekend hike" in item.text), None)).click()
-    wait_for(lambda: ivan.css("#flow-title").text == "Weekend hike")
+    ivan.join("Weekend hike")
     lines = [(maria, "Who is coming on Saturday?"),
              (ivan, "Me! What time do we leave?"),
              (maria, "8:00 at the station. Bring water and a raincoat."),

@@ -129,6 +129,14 @@ class Page:
         wait_for(lambda: not self.all("#messages .day") or
                  self.all("#messages li")[0].text != "Loading…", what="history")
 
+    def join(self, title: str) -> None:
+        """Join a public group or channel from the browse dialog; it opens."""
+        self.css("#browse").click()
+        wait_for(lambda: next((item.find_element("css selector", "button")
+                               for item in self.all("#public-flows li")
+                               if title in item.text), None), what=f"{title!r} to join").click()
+        wait_for(lambda: self.css("#flow-title").text == title, what=f"{title!r} joined")
+
     def create(self, kind: str, title: str = "", login: str = "") -> None:
         from selenium.webdriver.support.ui import Select
         self.css("#new-flow").click()
