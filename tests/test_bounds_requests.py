@@ -8,10 +8,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
-from tests.support import Client, Clients, ServerProcess, expect_reply, running_server
+from tests.support import Client, Clients, ServerProcess, expect_reply, http_client, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +36,7 @@ async def clients(server: ServerProcess) -> AsyncIterator[Clients]:
 
 
 async def matrix_token(server: ServerProcess, client: Client) -> str:
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+    async with http_client(base_url=server.http, timeout=10) as http:
         reply = await http.post("/_matrix/client/v3/login", json={
             "type": "m.login.password",
             "identifier": {"type": "m.id.user", "user": client.login},
@@ -53,7 +52,7 @@ async def test_a_sync_asking_to_wait_longer_waits_sync_timeout_max(
     bob = await clients.user("sleeper")
     token = await matrix_token(server, bob)
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=server.http, timeout=30, headers=headers) as http:
+    async with http_client(base_url=server.http, timeout=30, headers=headers) as http:
         first = await http.get("/_matrix/client/v3/sync", params={"timeout": "0"})
         since = first.json()["next_batch"]
         started = time.monotonic()

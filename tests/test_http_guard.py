@@ -14,7 +14,7 @@ import websockets
 
 from mod.config.validator import Server
 from mod.http_guard import AddressBook, Tally
-from tests.support import Client, ServerProcess
+from tests.support import Client, ServerProcess, http_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ class Slow:
 
 async def served(server: ServerProcess, address: str = "127.0.0.1") -> int:
     transport = httpx.AsyncHTTPTransport(local_address=address)
-    async with httpx.AsyncClient(transport=transport, timeout=5) as http:
+    async with http_client(transport=transport, timeout=5) as http:
         return (await http.get(server.http + "/")).status_code
 
 
@@ -174,7 +174,7 @@ async def matrix_token(server: ServerProcess, login: str) -> str:
     client = await Client.connect(server.url)
     await client.register(login)
     await client.close()
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+    async with http_client(base_url=server.http, timeout=10) as http:
         reply = await http.post("/_matrix/client/v3/login", json={
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": login},
             "password": "secret-password"})
@@ -237,8 +237,8 @@ async def test_slow_upload_bodies_are_cut_and_their_files_removed(body_guarded: 
             await asyncio.sleep(0.05)
         # meanwhile another user is served: an upload, its download
         headers = {"Authorization": f"Bearer {other}"}
-        async with httpx.AsyncClient(base_url=body_guarded.http, timeout=10,
-                                     headers=headers) as http:
+        async with http_client(base_url=body_guarded.http, timeout=10,
+                               headers=headers) as http:
             made = await http.post("/_matrix/media/v3/upload", content=b"hello",
                                    headers={"Content-Type": "text/plain"})
             assert made.status_code == 200, made.text
@@ -305,7 +305,7 @@ async def test_a_real_upload_on_a_slow_link_is_not_cut(body_guarded: ServerProce
             yield data[start:start + 4096]
             await asyncio.sleep(0.3)
 
-    async with httpx.AsyncClient(base_url=body_guarded.http, timeout=30, headers={
+    async with http_client(base_url=body_guarded.http, timeout=30, headers={
             "Authorization": f"Bearer {token}"}) as http:
         made = await http.post("/_matrix/media/v3/upload", content=pieces(),
                                headers={"Content-Type": "application/octet-stream",

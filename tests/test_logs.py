@@ -18,7 +18,7 @@ from loguru import logger
 
 from mod.config.validator import Logging
 from mod.log_handler import redact, setup_logging
-from tests.support import ROOT, Client, ServerProcess, free_port
+from tests.support import ROOT, Client, ServerProcess, free_port, http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -123,7 +123,7 @@ async def test_no_password_token_or_auth_id_is_logged(tmp_path: Path) -> None:
                               user=[{"login": "carol", "password": mtp_password + "x"}])
         finally:
             await client.close()
-        async with httpx.AsyncClient(base_url=server.http + "/_matrix/client/v3") as http:
+        async with http_client(base_url=server.http + "/_matrix/client/v3") as http:
             registered = await http.post("/register", json={
                 "username": "dave", "password": mx_password, "auth": {"type": "m.login.dummy"}})
             assert registered.status_code == 200, registered.text

@@ -19,6 +19,7 @@ from tests.support import (
     POSTGRES_URI,
     REDIS_URI,
     ServerProcess,
+    http_client,
     postgres_database,
     write_database,
 )
@@ -294,8 +295,8 @@ async def test_an_unexpected_error_is_one_log_line_and_a_json_500() -> None:
     lines: list[str] = []
     handler = logger.add(lines.append, level="DEBUG", format="{level} {message}", filter="mod")
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://test") as client:
+        async with http_client(transport=httpx.ASGITransport(app=app),
+                               base_url="http://test") as client:
             response = await client.get("/_matrix/client/v3/broken")
     finally:
         logger.remove(handler)

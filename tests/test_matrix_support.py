@@ -17,7 +17,7 @@ import pytest
 
 from mod.error import ServiceError
 from mod.protocol.matrix import ids
-from tests.support import Clients, ServerProcess, running_server, unique_login
+from tests.support import Clients, ServerProcess, http_client, running_server, unique_login
 
 PASSWORD = "matrix-secret-1"
 SERVER_NAME = "morelia.test"
@@ -47,7 +47,7 @@ class Matrix:
         self.server = server
         self.clients: list[nio.AsyncClient] = []
         self.mtp = Clients(server.url)
-        self.http = httpx.AsyncClient(base_url=server.http, timeout=10)
+        self.http = http_client(base_url=server.http, timeout=10)
 
     def client(self, login: str = "") -> nio.AsyncClient:
         client = nio.AsyncClient(self.server.http, login)

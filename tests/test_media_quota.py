@@ -31,6 +31,7 @@ from tests.support import (
     DATABASE_KINDS,
     POSTGRES_URI,
     ServerProcess,
+    http_client,
     postgres_database,
     running_server,
     unique_login,
@@ -118,7 +119,7 @@ async def test_parallel_uploads_stop_at_the_byte_quota(mx: Matrix, quota_server:
     files_before = sum(1 for path in (media / "files").rglob("*") if path.is_file())
     bodies = [index.to_bytes(4, "big") + b"\0" * (5 * MIB - 4) for index in range(40)]
     # Separate connections, as 40 clients would open.
-    clients = [httpx.AsyncClient(base_url=quota_server.http, timeout=60) for _ in bodies]
+    clients = [http_client(base_url=quota_server.http, timeout=60) for _ in bodies]
 
     async def one(client: httpx.AsyncClient, body: bytes) -> int | str:
         try:
@@ -280,7 +281,7 @@ async def test_two_processes_keep_one_quota(tmp_path: Path) -> None:
             one = nio.AsyncClient(first.http, login)
             try:
                 assert isinstance(await one.register(login, PASSWORD), nio.RegisterResponse)
-                http = [httpx.AsyncClient(base_url=server.http, timeout=30)
+                http = [http_client(base_url=server.http, timeout=30)
                         for server in (first, second) for _ in range(15)]
 
                 async def up(client: httpx.AsyncClient, index: int) -> int:

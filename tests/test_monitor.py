@@ -15,7 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import ValidationError
 
 from mod.config.validator import Metrics
-from tests.support import Client, ServerProcess, unique_login
+from tests.support import Client, ServerProcess, http_client, unique_login
 from tests.test_faults import PG_BIN, postgres_cluster
 
 # server_process: metrics are counted per process.
@@ -32,7 +32,7 @@ def value(text: str, name: str, **labels: str) -> float:
 
 def http_from(server: ServerProcess, source: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(local_address=source)
-    return httpx.AsyncClient(base_url=server.http, timeout=10, transport=transport)
+    return http_client(base_url=server.http, timeout=10, transport=transport)
 
 
 async def test_health_status_and_metrics(server: ServerProcess) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nio
 import pytest
 import websockets
@@ -21,6 +20,7 @@ from tests.support import (
     REDIS_URI,
     Client,
     ServerProcess,
+    http_client,
     pushes_through,
     unique_login,
     write_database,
@@ -144,7 +144,7 @@ async def test_lock_closes_connections_and_refuses_logins(live: ServerProcess) -
     assert (await pushed.send(flow, "still here"))["errors"]["code"] == 200
 
     matrix = nio.AsyncClient(live.http, f"@{name}:{SERVER_NAME}")
-    http = httpx.AsyncClient(base_url=live.http, timeout=20)
+    http = http_client(base_url=live.http, timeout=20)
     try:
         assert isinstance(await matrix.login(PASSWORD), nio.LoginResponse)
         first = await matrix.sync(timeout=0)

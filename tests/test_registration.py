@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nio
 import pytest
 
@@ -20,6 +19,7 @@ from tests.support import (
     Client,
     ServerProcess,
     frame,
+    http_client,
     unique_login,
     write_database,
 )
@@ -81,7 +81,7 @@ async def test_mtp_registration_needs_a_token(token_server: ServerProcess) -> No
 
 async def test_matrix_registration_token_stage(token_server: ServerProcess) -> None:
     token = ok("registration-token", "create", "--uses", "1").stdout.strip()
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+    async with http_client(base_url=token_server.http, timeout=10) as http:
         validity = "/_matrix/client/v1/register/m.login.registration_token/validity"
         assert (await http.get(validity, params={"token": token})).json() == {"valid": True}
         assert (await http.get(validity, params={"token": "x"})).json() == {"valid": False}
@@ -105,7 +105,7 @@ async def test_matrix_registration_token_stage(token_server: ServerProcess) -> N
         assert (await client.whoami()).user_id == made.user_id
     finally:
         await client.close()
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+    async with http_client(base_url=token_server.http, timeout=10) as http:
         assert (await http.get(validity, params={"token": token})).json() == {"valid": False}
     assert "Traceback" not in token_server.log()
 
@@ -176,7 +176,7 @@ async def test_a_token_of_one_use_makes_one_account_across_two_processes(
 async def test_closed_registration(closed_server: ServerProcess) -> None:
     refused = await mtp_register(closed_server.url)
     assert refused["errors"]["code"] == 403 and "closed" in refused["errors"]["detail"]
-    async with httpx.AsyncClient(base_url=closed_server.http, timeout=10) as http:
+    async with http_client(base_url=closed_server.http, timeout=10) as http:
         reply = await http.post("/_matrix/client/v3/register", json={
             "username": unique_login(), "password": PASSWORD, "auth": {"type": "m.login.dummy"}})
         assert reply.status_code == 403 and reply.json()["errcode"] == "M_FORBIDDEN"

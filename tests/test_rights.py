@@ -29,6 +29,7 @@ from tests.support import (
     ServerProcess,
     database_uri,
     frame,
+    http_client,
     seed_users,
     write_database,
 )
@@ -211,9 +212,7 @@ class Session:
 @pytest.fixture
 async def session(server: Server) -> AsyncIterator[Session]:
     mtp = await Client.connect(server.process.url)
-    # Plain HTTP on loopback: verify=False spares building a TLS context (40 ms) per test.
-    async with httpx.AsyncClient(base_url=server.process.http, timeout=10, verify=False
-                                 ) as http:
+    async with http_client(base_url=server.process.http, timeout=10) as http:
         yield Session(server, mtp, http)
     await mtp.close()
 

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
 from mod.hub import Hub
-from tests.support import Client, ServerProcess, database_uri, frame, unique_login
+from tests.support import Client, ServerProcess, database_uri, frame, http_client, unique_login
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -55,7 +54,7 @@ async def exited(server: ServerProcess, timeout: float) -> float:
 
 async def test_sigterm_ends_a_waiting_sync_with_200_and_stops_within_seconds(
         stoppable: ServerProcess) -> None:
-    async with httpx.AsyncClient(base_url=stoppable.http, timeout=30) as http:
+    async with http_client(base_url=stoppable.http, timeout=30) as http:
         login = unique_login("mx")
         reply = await http.post("/_matrix/client/v3/register", json={
             "username": login, "password": "matrix-secret-1",

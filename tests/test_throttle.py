@@ -14,7 +14,7 @@ from mod.config.validator import Security
 from mod.error import Throttled
 from mod.service.throttle import LoginThrottle, TokenThrottle
 from tests.inprocess import AppServer
-from tests.support import Client, ServerProcess, unique_login
+from tests.support import Client, ServerProcess, http_client, unique_login
 from tests.test_manage import ok
 
 PASSWORD = "secret-password"
@@ -112,7 +112,7 @@ async def test_mtp_and_matrix_answer_429(guarded: ServerProcess) -> None:
 
     body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": victim},
             "password": PASSWORD}
-    async with httpx.AsyncClient(base_url=guarded.http, timeout=10) as http:
+    async with http_client(base_url=guarded.http, timeout=10) as http:
         reply = await http.post("/_matrix/client/v3/login", json=body)
         assert reply.status_code == 429
         assert reply.json()["errcode"] == "M_LIMIT_EXCEEDED"
@@ -178,7 +178,7 @@ async def test_token_guesses_get_429_while_others_are_served(token_server: Serve
     await client.register(unique_login("bystander"), registration_token=token)
     await client.close()
     answers: list[int] = []
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+    async with http_client(base_url=token_server.http, timeout=10) as http:
         for index in range(300):
             reply = await http.get(VALIDITY, params={"token": f"guess-{index}"})
             answers.append(reply.status_code)
@@ -198,8 +198,8 @@ async def test_token_guesses_get_429_while_others_are_served(token_server: Serve
     # another user logs in from this address; from another address tokens are checked
     assert (await mtp_login(token_server.url, client.login, PASSWORD))["errors"]["code"] == 200
     elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10,
-                                 transport=elsewhere) as http:
+    async with http_client(base_url=token_server.http, timeout=10,
+                           transport=elsewhere) as http:
         assert (await http.get(VALIDITY, params={"token": token})).json() == {"valid": True}
     other = await Client.connect(token_server.url, local_addr=("127.0.0.2", 0))
     await other.register(unique_login("other"), registration_token=token)
@@ -215,7 +215,7 @@ async def test_used_up_tokens_are_not_guesses(token_server: ServerProcess) -> No
     client = await Client.connect(token_server.url)
     await client.register(unique_login(), registration_token=token)
     await client.close()
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+    async with http_client(base_url=token_server.http, timeout=10) as http:
         for _ in range(20):
             reply = await http.get(VALIDITY, params={"token": token})
             assert reply.json() == {"valid": False}
@@ -225,6 +225,6 @@ async def test_used_up_tokens_are_not_guesses(token_server: ServerProcess) -> No
             "login": unique_login(), "password": PASSWORD, "registration_token": token}])
         await client.close()
         assert reply["errors"]["code"] == 403, reply
-    async with httpx.AsyncClient(base_url=token_server.http, timeout=10) as http:
+    async with http_client(base_url=token_server.http, timeout=10) as http:
         reply = await http.get(VALIDITY, params={"token": "a-guess"})
         assert reply.status_code == 200 and reply.json() == {"valid": False}
