@@ -35,7 +35,9 @@ PRELOADED = ["uvicorn.main", "uvicorn.protocols.http.auto", "uvicorn.protocols.w
              "mod.config.config", "mod.db.schema", "mod.db.heartbeat", "mod.db.engine",
              "mod.hub", "mod.log_handler", "mod.protocol.matrix", "mod.protocol.mtp.dispatch",
              "mod.protocol.mtp.registry", "mod.protocol.mtp.session", "mod.service",
-             "mod.stopping", "mod.webclient"]
+             "mod.stopping", "mod.webclient",
+             # imported when first used: by a server on PostgreSQL, with Redis, and by anyio
+             "psycopg", "redis.asyncio", "anyio._backends._asyncio"]
 
 
 def forkable(args: list[str], env: dict[str, str]) -> bool:
