@@ -182,11 +182,13 @@ class Accounts:
         logger.info("user logged in: {}", user["uuid"])
         return Credentials(user_of(user), token, ttl, device)
 
-    async def _failed(self, login: str, address: str) -> NoReturn:
+    async def _failed(self, login: str, address: str,
+                      detail: str = "Wrong login or password") -> NoReturn:
+        """Count a wrong password, answer it after the throttle's delay."""
         delay = self.throttle.failed(login, address)
         if delay:
             await asyncio.sleep(delay)
-        raise ServiceError(401, "Wrong login or password")
+        raise ServiceError(401, detail)
 
     async def still_valid(self, caller: Caller) -> bool:
         """Whether the caller's token is still valid, asking the database (not the cache)."""
@@ -270,10 +272,7 @@ class Accounts:
             raise ServiceError(401, "Wrong password")
         self.throttle.check(user["login"], address)
         if not current or not await self._verify(user["password_hash"], current):
-            delay = self.throttle.failed(user["login"], address)
-            if delay:
-                await asyncio.sleep(delay)
-            raise ServiceError(401, "Wrong password")
+            await self._failed(user["login"], address, "Wrong password")
         self.throttle.succeeded(user["login"], address)
         digest = await self._hash(new)
         ended = await self.engine.write(_password_changed, caller, digest, end_other_sessions,

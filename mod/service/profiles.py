@@ -30,12 +30,7 @@ class Profiles:
                                     "may be asked about at once")
         users, unknown = await self.engine.read(_users_by, list(uuids), list(logins))
         found = {user["uuid"] for user in users}
-        profiles = []
-        for user in users:
-            profile = {**db.public_profile(user), "login": user["login"]}
-            if user["uuid"] == caller.uuid:
-                profile["email"] = user["email"]
-            profiles.append(profile)
+        profiles = [_profile(user, user["uuid"] == caller.uuid) for user in users]
         return profiles, [uuid for uuid in dict.fromkeys(uuids) if uuid not in found] + unknown
 
     async def set_username(self, caller: Caller, user_uuid: str, username: str) -> None:
@@ -70,8 +65,7 @@ class Profiles:
             if values:
                 db.update_user(conn, caller.uuid, **values)
                 db.log_profile_changed(conn, caller.uuid, now())
-            profile = {**db.public_profile(user), "login": user["login"], "email": user["email"]}
-            return {**profile, **values}
+            return {**_profile(user, own=True), **values}
 
         return await self.engine.write(change)
 
@@ -90,6 +84,14 @@ class Profiles:
     async def users(self, uuids: Iterable[str]) -> list[User]:
         """The accounts of some uuids (unknown ones left out)."""
         return users_of(await self.engine.read(db.users_by_uuid, list(uuids)))
+
+
+def _profile(user: db.UserRow, own: bool) -> dict[str, Any]:
+    """What user_info shows of a user: the public profile and login; to its owner, the email."""
+    profile = {**db.public_profile(user), "login": user["login"]}
+    if own:
+        profile["email"] = user["email"]
+    return profile
 
 
 def _users_by(conn: Conn, uuids: list[str], logins: list[str]
