@@ -130,8 +130,9 @@ async def test_a_connection_asks_for_extensions_and_hears_which_it_has(
         assert (await client.call("ping_pong", meta={"push": True}))["meta"] is None
         nothing = await client.call("ping_pong", meta={"extensions": []})
         assert nothing["meta"] == {"extensions": []}
-        refused = await client.call("ping_pong", meta={"extensions": "typing"})
-        assert refused["errors"]["code"] == 415 and refused["meta"] is None
+        for wrong in ("typing", ["x" * 65], ["typing"] * 33, [5]):
+            refused = await client.call("ping_pong", meta={"extensions": wrong})
+            assert refused["errors"]["code"] == 415 and refused["meta"] is None
     finally:
         await client.close()
 
