@@ -22,6 +22,8 @@ class Kind(StrEnum):
     MESSAGE_SENT = "message_sent"
     MESSAGE_EDITED = "message_edited"
     MESSAGE_DELETED = "message_deleted"
+    REACTION_ADDED = "reaction_added"
+    REACTION_REMOVED = "reaction_removed"
     # flows and their membership
     FLOW_CREATED = "flow_created"
     FLOW_JOINED = "flow_joined"
@@ -48,6 +50,9 @@ class Kind(StrEnum):
 
 
 MESSAGE_KINDS = frozenset({Kind.MESSAGE_SENT, Kind.MESSAGE_EDITED, Kind.MESSAGE_DELETED})
+# A reaction to a message added or taken back (subject: "m" and the message's uuid); pushed
+# only to MTP connections that asked for the `reactions` extension.
+REACTIONS = frozenset({Kind.REACTION_ADDED, Kind.REACTION_REMOVED})
 
 # Pushed to MTP connections that asked for pushes; each is the frame's `meta.event`, as
 # PROTOCOL.md lists them.
@@ -165,12 +170,25 @@ class ContentPayload:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionPayload:
+    """reaction_added, reaction_removed: the message, the key, its reactions after the change
+    (`[{"key": ..., "users": [...]}]`), what a removal takes back (the position that added
+    it), and what a Matrix sender sent ("mx")."""
+
+    message: str
+    key: str
+    reactions: list[dict[str, Any]]
+    redacts: int
+    mx: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class EmptyPayload:
     """profile_changed, user_changed, invite_declined: actor and subject say it all."""
 
 
 Payload = (MessagePayload | FlowPayload | UsersPayload | RevokedPayload | TypingPayload
-           | ContentPayload | EmptyPayload)
+           | ReactionPayload | ContentPayload | EmptyPayload)
 
 FLOW_KINDS = frozenset({Kind.FLOW_CREATED, Kind.FLOW_CHANGED, Kind.FLOW_JOINED, Kind.FLOW_LEFT,
                         Kind.FLOW_INVITED})
@@ -202,6 +220,19 @@ def _flow(kind: str, payload: dict[str, Any]) -> FlowPayload:
                        bool(payload.get("is_direct")))
 
 
+def _reaction(kind: str, payload: dict[str, Any], extra: dict[str, Any] | None
+              ) -> ReactionPayload:
+    reaction: Any = payload.get("reaction")
+    if not _strings(reaction, "message", "key") or not isinstance(reaction.get("reactions"),
+                                                                   list):
+        raise ValueError(f"a {kind} change needs the message, the key and its reactions")
+    redacts = reaction.get("redacts", 0)
+    if kind == Kind.REACTION_REMOVED and not (isinstance(redacts, int) and redacts > 0):
+        raise ValueError("a reaction_removed change names the position it takes back")
+    return ReactionPayload(reaction["message"], reaction["key"], reaction["reactions"],
+                           redacts, extra)
+
+
 def payload_of(kind: str, payload: Any) -> Payload:
     """The model of a change's payload (its JSON, read), or ValueError when it lacks what a
     change of its kind holds."""
@@ -217,6 +248,8 @@ def payload_of(kind: str, payload: Any) -> Payload:
         if not _strings(payload.get("message"), *needed):
             raise ValueError(f"a {kind} change needs the message's {', '.join(needed)}")
         return MessagePayload(payload["message"], extra)
+    if kind in REACTIONS:
+        return _reaction(kind, payload, extra)
     if kind in FLOW_KINDS:
         return _flow(kind, payload)
     if kind == Kind.FLOW_DELETED or kind in ADDRESSED:

@@ -3,7 +3,7 @@ definition for storage (`db/`, which builds them) and the service (which hands t
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class Flow(TypedDict):
@@ -15,6 +15,13 @@ class Flow(TypedDict):
     owner: str
     users: list[str]
     private: bool  # invite-only: chats, and groups and channels made so
+
+
+class ReactionGroup(TypedDict):
+    """One key's reactions to a message: the key and who used it, in the order they did."""
+
+    key: str
+    users: list[str]
 
 
 class Message(TypedDict):
@@ -32,3 +39,5 @@ class Message(TypedDict):
     edited_time: int
     edited_status: bool
     deleted: bool
+    reply_to: NotRequired[str]  # the uuid of the message it answers; absent when none
+    reactions: NotRequired[list[ReactionGroup]]  # where asked for (MTP's `reactions`)

@@ -27,7 +27,7 @@ STORED = {
     "flow_left", "flow_invited", "invite_declined", "flow_changed", "flow_encrypted",
     "flow_deleted", "profile_changed", "user_changed", "tokens_revoked", "typing", "receipt",
     "private_receipt", "account_data", "room_event", "device_keys_changed",
-    "one_time_keys_changed", "to_device",
+    "one_time_keys_changed", "to_device", "reaction_added", "reaction_removed",
 }
 
 

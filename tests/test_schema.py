@@ -100,6 +100,9 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     for index in ("one_time_keys_by_key", "to_device_by_sender", "media_by_uploader"):
         assert (index,) in indexes
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM media_quotas") == [(0,)]
+    # Version 11: replies (none among the old messages) and reactions.
+    assert engine.read_sync(_raw, "SELECT DISTINCT reply_to FROM messages") == [("",)]
+    assert engine.read_sync(_raw, "SELECT COUNT(*) FROM reactions") == [(0,)]
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ class Protocol(BaseModel):
     max_version: str = "1.9"
     messages_limit: Positive = 100
     users_limit: Positive = 100
+    reactions_limit: Positive = 20
 
     @field_validator("min_version", "max_version")
     @classmethod

@@ -29,7 +29,18 @@ from sqlobject.sqlbuilder import (
 from mod import changes as kinds
 from mod.changes import Kind
 from mod.db.engine import Conn, P, Query, Row, insert_query
-from mod.db.models import TABLES, Change, Flow, Invite, Member, Message, Token, Txn, User
+from mod.db.models import (
+    TABLES,
+    Change,
+    Flow,
+    Invite,
+    Member,
+    Message,
+    Reaction,
+    Token,
+    Txn,
+    User,
+)
 from mod.records import Flow as FlowRow
 from mod.records import Message as MessageRow
 
@@ -597,28 +608,32 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.uuid, Message.q.client_id, Message.q.text, Message.q.user_uuid, Message.q.flow_uuid,
     Message.q.time_created, Message.q.file_picture, Message.q.file_video, Message.q.file_audio,
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
-    Message.q.deleted,
+    Message.q.deleted, Message.q.reply_to,
 )
 
 def _message(row: Sequence[Any]) -> MessageRow:
-    return MessageRow(
+    message = MessageRow(
         uuid=row[0], client_id=int(row[1]), text=row[2], from_user=row[3], from_flow=row[4],
         time=int(row[5]), file_picture=row[6], file_video=row[7], file_audio=row[8],
         file_document=row[9], emoji=row[10], edited_time=int(row[11]),
         edited_status=bool(row[12]), deleted=bool(row[13]),
     )
+    if row[14]:
+        message["reply_to"] = row[14]
+    return message
 
 
 _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
     "file_audio", "file_document", "emoji", "time_created", "edited_time", "edited_status",
-    "deleted"))
+    "deleted", "reply_to"))
 
 
 def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
-                   content: dict[str, str], now: int, extra: dict[str, Any] | None = None
-                   ) -> MessageRow:
-    """Store a message and log it; `extra` goes into the change's payload."""
+                   content: dict[str, str], now: int, extra: dict[str, Any] | None = None,
+                   reply_to: str = "") -> MessageRow:
+    """Store a message (answering the message `reply_to`, if given) and log it; `extra` goes
+    into the change's payload."""
     message = MessageRow(
         uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
@@ -626,9 +641,11 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
         file_document=content.get("file_document", ""), emoji=content.get("emoji", ""),
         edited_time=0, edited_status=False, deleted=False,
     )
+    if reply_to:
+        message["reply_to"] = reply_to
     conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
-               message["file_document"], message["emoji"], now, 0, False, False)
+               message["file_document"], message["emoji"], now, 0, False, False, reply_to)
     log_change(conn, now, flow_uuid, Kind.MESSAGE_SENT, user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
@@ -683,23 +700,50 @@ _PAGE_FIELDS = (
 )
 _PAGE_OF = (f"FROM (SELECT * FROM {Message.sqlmeta.table} WHERE flow_uuid = {{p}} "
             "AND time_created > {p} ORDER BY id LIMIT {count} OFFSET {start}) AS page")
-_PAGE_JSON = {
-    "sqlite": "SELECT json_group_array(json_object("
-              + ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
-              + ", 'edited_status', json(CASE WHEN edited_status THEN 'true' ELSE 'false' END)"
-              + ", 'deleted', json(CASE WHEN deleted THEN 'true' ELSE 'false' END)"
-              + ")) " + _PAGE_OF.replace("{p}", "?"),
-    "postgres": "SELECT COALESCE(json_agg(json_build_object("
-                + ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
-                + ", 'edited_status', edited_status, 'deleted', deleted) ORDER BY id), '[]')::text "
-                + _PAGE_OF.replace("{p}", "%s"),
+_REACTIONS = Reaction.sqlmeta.table
+# The extended page's reactions of each message: [{"key": ..., "users": [...]}], in the order
+# each key was first used.
+_PAGE_REACTIONS = {
+    "sqlite": "json((SELECT json_group_array(json_object('key', reaction_key, 'users', "
+              "json(users))) FROM (SELECT reaction_key, json_group_array(user_uuid) AS users, "
+              f"MIN(position) AS first FROM {_REACTIONS} WHERE message_uuid = page.uuid "
+              "GROUP BY reaction_key ORDER BY first)))",
+    "postgres": "(SELECT COALESCE(json_agg(json_build_object('key', reaction_key, 'users', users)"
+                " ORDER BY first), '[]') FROM (SELECT reaction_key, json_agg(user_uuid ORDER BY "
+                f"position) AS users, MIN(position) AS first FROM {_REACTIONS} "
+                "WHERE message_uuid = page.uuid GROUP BY reaction_key) AS r)",
+}
+_PAGE_REPLY_TO = {
+    "sqlite": ", 'reply_to', CASE WHEN reply_to = '' THEN NULL ELSE reply_to END",
+    "postgres": ", 'reply_to', NULLIF(reply_to, '')",
 }
 
 
-def messages_page_json(conn: Conn, flow_uuid: str, start: int, count: int, since: int = 0) -> str:
+def _page_json(db_kind: str, replies: bool, reactions: bool) -> str:
+    pairs = ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
+    more = (_PAGE_REPLY_TO[db_kind] if replies else "") + (
+        ", 'reactions', " + _PAGE_REACTIONS[db_kind] if reactions else "")
+    if db_kind == "sqlite":
+        return ("SELECT json_group_array(json_object(" + pairs
+                + ", 'edited_status', json(CASE WHEN edited_status THEN 'true' ELSE 'false' END)"
+                + ", 'deleted', json(CASE WHEN deleted THEN 'true' ELSE 'false' END)"
+                + more + ")) " + _PAGE_OF.replace("{p}", "?"))
+    return ("SELECT COALESCE(json_agg(json_build_object(" + pairs
+            + ", 'edited_status', edited_status, 'deleted', deleted" + more
+            + ") ORDER BY id), '[]')::text " + _PAGE_OF.replace("{p}", "%s"))
+
+
+_PAGE_JSON = {(kind, replies, reactions): _page_json(kind, replies, reactions)
+              for kind in ("sqlite", "postgres") for replies in (False, True)
+              for reactions in (False, True)}
+
+
+def messages_page_json(conn: Conn, flow_uuid: str, start: int, count: int, since: int = 0,
+                       replies: bool = False, reactions: bool = False) -> str:
     """The JSON list of the messages at positions [start, start+count) of a flow (those after
-    `since`, if given), oldest first."""
-    sql = _PAGE_JSON[conn.db].format(count=int(count), start=int(start))
+    `since`, if given), oldest first; with `replies`, each one's `reply_to` (null when it
+    answers none), with `reactions`, its reactions."""
+    sql = _PAGE_JSON[conn.db, replies, reactions].format(count=int(count), start=int(start))
     row = conn.one(sql, flow_uuid, since or -1)
     return str(row[0]) if row and row[0] is not None else "[]"
 
@@ -716,9 +760,10 @@ def messages_by_uuid(conn: Conn, uuids: Iterable[str]) -> list[MessageRow]:
 # -- get_update -------------------------------------------------------------------------------
 
 
-def update_since(conn: Conn, user_uuid: str, since: int
+def update_since(conn: Conn, user_uuid: str, since: int, reactions: bool = False
                  ) -> tuple[list[FlowRow], list[MessageRow], list[UserRow]]:
-    """What changed at or after `since` in the user's flows: flows, messages, members."""
+    """What changed at or after `since` in the user's flows: flows, messages (with
+    `reactions`, also those whose reactions changed), members."""
     mine = member_flows(conn, user_uuid)
     if not mine:
         return [], [], []
@@ -728,9 +773,9 @@ def update_since(conn: Conn, user_uuid: str, since: int
     flow_ids: dict[str, None] = {}
     message_ids: dict[str, None] = {}
     for flow_uuid, kind, subject in rows:
-        if kind in kinds.MATRIX_ONLY:
+        if kind in kinds.MATRIX_ONLY or (kind in kinds.REACTIONS and not reactions):
             continue
-        if kind in kinds.MESSAGE_KINDS:
+        if kind in kinds.MESSAGE_KINDS or (reactions and kind in kinds.REACTIONS):
             message_ids.setdefault(subject)
         else:
             flow_ids.setdefault(flow_uuid)

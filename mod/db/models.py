@@ -98,7 +98,24 @@ class Message(SQLObject):
     # Hash of what makes a send a retry of an earlier one (sender's token, flow, content).
     retry_key = StringCol(length=64, default=None)  # unused since retries use `txns`
     deleted = BoolCol(notNone=True, default=False)
+    reply_to = StringCol(length=40, notNone=True, default="")  # the uuid of the message answered
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
+
+
+class Reaction(SQLObject):
+    """A user's reaction (a short text, usually an emoji) to a message; `position` is the
+    change-log row that added it, which a Matrix client redacts to take it back."""
+
+    class sqlmeta:
+        table = "reactions"
+
+    flow_uuid = StringCol(length=40, notNone=True)
+    message_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    reaction_key = UnicodeCol(length=64, notNone=True)
+    position = BigIntCol(notNone=True)
+    unique_key = DatabaseIndex("message_uuid", "user_uuid", "reaction_key", unique=True)
+    by_position = DatabaseIndex("position")
 
 
 class Token(SQLObject):
@@ -338,4 +355,4 @@ class MediaQuota(SQLObject):
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
                                        Heartbeat, RegistrationToken, AccountData, Receipt,
                                        Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
-                                       BackupKey, Media, MediaRef, MediaQuota)
+                                       BackupKey, Media, MediaRef, MediaQuota, Reaction)

@@ -34,6 +34,7 @@ from mod.db.models import (
     MediaQuota,
     MediaRef,
     OneTimeKey,
+    Reaction,
     Receipt,
     RegistrationToken,
     ToDevice,
@@ -134,6 +135,12 @@ def _to_10(conn: Conn) -> None:
     _create(conn, MediaQuota)
 
 
+def _to_11(conn: Conn) -> None:
+    if "reply_to" not in _column_names(conn, "messages"):
+        conn.execute("ALTER TABLE messages ADD COLUMN reply_to VARCHAR(40) NOT NULL DEFAULT ''")
+    _create(conn, Reaction)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -147,6 +154,8 @@ STEPS: tuple[Step, ...] = (
          _to_9),
     Step(10, "indexes for the bounds (one-time keys by key ID, to-device by sender, media by "
              "uploader) and media_quotas (an operator's quota for one user)", _to_10),
+    Step(11, "messages.reply_to and reactions (replies and reactions in both protocols)",
+         _to_11),
 )
 CURRENT = 1 + len(STEPS)
 

@@ -120,10 +120,11 @@ def log_room_event(conn: Conn, flow_uuid: str, user_uuid: str, relates_to: str, 
 
 def related_changes(conn: Conn, flow_uuid: str, event_id: str, message_uuid: str, after: int,
                     before: int | None, limit: int, backwards: bool) -> list[kinds.Change]:
-    """Changes that relate to an event: room events naming it, and edits of its message."""
+    """Changes that relate to an event: room events naming it, and edits of and reactions to
+    its message."""
     about = AND(Change.q.kind == Kind.ROOM_EVENT, Change.q.subject == event_id[1:])
     if message_uuid:
-        about = OR(about, AND(Change.q.kind == Kind.MESSAGE_EDITED,
+        about = OR(about, AND(IN(Change.q.kind, [Kind.MESSAGE_EDITED, Kind.REACTION_ADDED]),
                               Change.q.subject == message_uuid))
     where = [Change.q.flow_uuid == flow_uuid, Change.q.id > after, about]
     if before is not None:

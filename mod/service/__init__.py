@@ -22,6 +22,7 @@ from mod.service.keys import DeviceInfo, Keys, SyncKeys
 from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
 from mod.service.profiles import Profiles
+from mod.service.reactions import Reactions
 from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
 from mod.service.snapshots import (
@@ -64,6 +65,7 @@ class Service:
         self.ephemeral = Ephemeral(engine)
         self.userdata = UserData(settings, engine)
         self.room_events = RoomEvents(engine)
+        self.reactions = Reactions(engine, settings.protocol.reactions_limit)
 
     def close(self) -> None:
         self.accounts.close()

@@ -49,13 +49,14 @@ class Messages:
     async def send(self, caller: Caller, flow_uuid: str, client_id: int,
                    content: dict[str, str], txn: str | None = None,
                    extra: dict[str, Any] | None = None, encrypted: bool = False,
-                   media: str = "") -> Committed[Message]:
+                   media: str = "", reply_to: str = "") -> Committed[Message]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
         `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
         into an end-to-end encrypted flow. An MTP file (`file_*`, base64) is put in the media
         store and shows in Matrix as its `mxc://` URL; `media` names the stored file a Matrix
-        message refers to."""
+        message refers to. `reply_to` names the message of the same flow it answers (404 if
+        there is none)."""
         if encrypted:
             content = {"text": ENCRYPTED_TEXT}
         elif extra is None and not _FILE_FIELDS.isdisjoint(content):
@@ -67,19 +68,23 @@ class Messages:
                 extra = {"mx": {"content": matrix}}
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
-                            *(content.get(field, "") for field in CONTENT_FIELDS))
+                            *(content.get(field, "") for field in CONTENT_FIELDS),
+                            *((reply_to,) if reply_to else ()))
         else:
             key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
-                                       content, now(), key, extra, encrypted, media)
+                                       content, now(), key, extra, encrypted, media, reply_to)
 
     async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
-                   since: int = 0) -> MessagePage:
-        """A flow's messages, oldest first, and the total when only a page is returned."""
+                   since: int = 0, replies: bool = False, reactions: bool = False
+                   ) -> MessagePage:
+        """A flow's messages, oldest first, and the total when only a page is returned;
+        with `replies`, each with its `reply_to`; with `reactions`, its `reactions`."""
         if (start is not None and start < 0) or (end is not None and end < 0):
             raise ServiceError(400, "message_start and message_end cannot be negative")
         return await self.engine.read(_page, caller, flow_uuid, start, end, since,
-                                      self.settings.protocol.messages_limit)
+                                      self.settings.protocol.messages_limit,
+                                      (replies, reactions))
 
     async def edit(self, caller: Caller, message_uuid: str, text: str, flow_uuid: str = "",
                    txn: str | None = None, extra: dict[str, Any] | None = None
@@ -131,7 +136,7 @@ def _may_send(conn: Conn, caller: Caller, flow_uuid: str) -> None:
 
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
-          encrypted: bool, media: str) -> Committed[Message]:
+          encrypted: bool, media: str, reply_to: str) -> Committed[Message]:
     earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
@@ -139,9 +144,13 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
     rights.send(flow, caller)
     if not encrypted:
         rights.plaintext(flow)
+    if reply_to:
+        answered = db.message_state(conn, reply_to)
+        if answered is None or answered[0]["from_flow"] != flow_uuid:
+            raise ServiceError(404, f"No message {reply_to} in this flow to reply to")
     mark = len(conn.changes)
     message = db.insert_message(conn, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
-                                extra)
+                                extra, reply_to)
     if media:
         mediadb.add_ref(conn, media, mediadb.MESSAGE, uuid)
     return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
@@ -179,11 +188,12 @@ def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> Message:
 
 
 def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
-          since: int, limit: int) -> MessagePage:
+          since: int, limit: int, fields: tuple[bool, bool]) -> MessagePage:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     total = db.count_messages(conn, flow_uuid, since)
     if start is None and end is None and total <= limit:
-        return MessagePage(db.messages_page_json(conn, flow_uuid, 0, limit, since), total, None)
+        return MessagePage(db.messages_page_json(conn, flow_uuid, 0, limit, since, *fields),
+                           total, None)
     first = start or 0
     last = end if end is not None else first + limit
     if last < first:
@@ -191,5 +201,5 @@ def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, end: in
     if last - first > limit:
         raise ServiceError(403, f"At most {limit} messages can be read at once")
     shown = max(0, min(last, total) - first)
-    return MessagePage(db.messages_page_json(conn, flow_uuid, first, last - first, since), shown,
-                       total)
+    return MessagePage(db.messages_page_json(conn, flow_uuid, first, last - first, since,
+                                             *fields), shown, total)

@@ -51,6 +51,15 @@ def send(flow: Access, caller: Caller) -> None:
         raise ServiceError(403, "Only the owner may write in a channel")
 
 
+def react(flow: Access, caller: Caller, other: str = "") -> None:
+    """Add or take back a reaction: members (in a channel too); `other`, the user whose
+    reaction is taken back, when it is not the caller's: the flow's owner or a superuser."""
+    if not flow.member:
+        raise ServiceError(403, "Only the members of this flow may react in it")
+    if other and other != caller.uuid and flow.owner != caller.uuid and not caller.is_superuser:
+        raise ServiceError(403, "Only the author or the flow's owner may take a reaction back")
+
+
 def plaintext(flow: Access) -> None:
     """Nothing readable goes into an end-to-end encrypted flow: its members' Matrix clients
     expect only ciphertext there, and MTP cannot encrypt."""

@@ -17,7 +17,7 @@ from mod.db import dbhandler as db
 from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
-from mod.service import rights
+from mod.service import reactions, rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
 
 REACTION = "m.reaction"
@@ -77,6 +77,11 @@ def _redact(conn: Conn, caller: Caller, flow_uuid: str, position: int, key: str,
     flow = rights.access(conn, flow_uuid, caller)
     rights.read(flow, caller)
     target = db.change_at(conn, position)
+    if target is not None and target.flow_uuid == flow_uuid \
+            and target.kind == Kind.REACTION_ADDED:
+        done = reactions.remove_at(conn, caller, flow, position, payload, stamp)
+        db.txn_store(conn, key, str(done.position), stamp)
+        return Committed(None, done.position)
     if target is None or target.flow_uuid != flow_uuid or target.kind != Kind.ROOM_EVENT:
         raise ServiceError(404, f"No event ${position} that can be redacted in this room")
     if target.actor != caller.uuid and flow.owner != caller.uuid and not caller.is_superuser:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mod.changes import Change, Kind
 from mod.db import dbhandler as db
-from mod.db import userdata
+from mod.db import reactions, userdata
 from mod.db.engine import Conn, Engine
 from mod.service import rights, syncread
 from mod.service.common import Caller
@@ -75,11 +75,12 @@ class Timeline:
         return await self.engine.read(_relations, caller, flow_uuid, event_id, message,
                                       position, start, limit, backwards)
 
-    async def get_update(self, caller: Caller, since: int
+    async def get_update(self, caller: Caller, since: int, extended: bool = False
                          ) -> tuple[list[Flow], list[Message], list[dict[str, Any]]]:
         """What changed at or after `since` in the caller's flows: flows, messages, the
-        public profiles of their members."""
-        flows, messages, users = await self.engine.read(db.update_since, caller.uuid, since)
+        public profiles of their members; `extended`, each message with its `reactions`
+        (and those whose reactions changed among them)."""
+        flows, messages, users = await self.engine.read(_update, caller.uuid, since, extended)
         return flows, messages, [db.public_profile(user) for user in users]
 
     async def counts(self) -> dict[str, int]:
@@ -156,3 +157,13 @@ def _relations(conn: Conn, caller: Caller, flow_uuid: str, event_id: str, messag
         rows = userdata.related_changes(conn, flow_uuid, event_id, message, start or 0, None,
                                         limit, False)
     return excerpt(conn, flow_uuid, rows)
+
+
+def _update(conn: Conn, user_uuid: str, since: int, extended: bool
+            ) -> tuple[list[Flow], list[Message], list[db.UserRow]]:
+    flows, messages, users = db.update_since(conn, user_uuid, since, extended)
+    if extended:
+        found = reactions.of_messages(conn, [message["uuid"] for message in messages])
+        for message in messages:
+            message["reactions"] = found.get(message["uuid"], [])
+    return flows, messages, users

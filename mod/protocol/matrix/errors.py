@@ -16,6 +16,7 @@ class Code(StrEnum):
     UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
     MISSING_TOKEN = "M_MISSING_TOKEN"
     BAD_JSON = "M_BAD_JSON"
+    DUPLICATE_ANNOTATION = "M_DUPLICATE_ANNOTATION"
     NOT_JSON = "M_NOT_JSON"
     NOT_FOUND = "M_NOT_FOUND"
     LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
@@ -64,6 +65,7 @@ DEFAULT: Translation = {
 LOGIN: Translation = {401: (403, Code.FORBIDDEN)}
 REGISTER: Translation = {409: (400, Code.USER_IN_USE)}
 UPLOAD_TO: Translation = {409: (409, Code.CANNOT_OVERWRITE_MEDIA)}
+REACT: Translation = {409: (400, Code.DUPLICATE_ANNOTATION)}
 
 
 def from_service(exc: ServiceError, translation: Translation | None = None) -> MatrixError:

@@ -107,8 +107,8 @@ def event_count(item: Parsed) -> int:
         return 2
     if kind == Kind.FLOW_ENCRYPTED:
         return 1
-    return 1 if kind in MEMBERSHIP or kind in kinds.MESSAGE_KINDS or kind in (
-        Kind.ROOM_EVENT, Kind.PROFILE_CHANGED) else 0
+    return 1 if kind in MEMBERSHIP or kind in kinds.MESSAGE_KINDS or kind in kinds.REACTIONS \
+        or kind in (Kind.ROOM_EVENT, Kind.PROFILE_CHANGED) else 0
 
 
 def fitting(items: Sequence[Parsed], limit: int) -> int:
@@ -184,7 +184,7 @@ class Renderer:
             return [self._message(item)]
         if kind == Kind.MESSAGE_EDITED:
             return [self._edit(item)]
-        if kind == Kind.MESSAGE_DELETED:
+        if kind in (Kind.MESSAGE_DELETED, Kind.REACTION_REMOVED):
             return [self._redaction(item)]
         if kind == Kind.FLOW_CREATED:
             return self._created(item)
@@ -200,6 +200,8 @@ class Renderer:
                     self._state(item, 1, "m.room.topic", {"topic": flow["info"]})]
         if kind == Kind.ROOM_EVENT:
             return [self._room_event(item)]
+        if kind == Kind.REACTION_ADDED:
+            return [self._reaction(item)]
         return []
 
     def all_events(self, items: Iterable[Parsed]) -> list[Event]:
@@ -280,14 +282,34 @@ class Renderer:
         if extra["type"] == "m.room.redaction" and isinstance(extra["content"].get("redacts"),
                                                               str):
             event["redacts"] = extra["content"]["redacts"]
+        self._transaction(item, event)
+        return event
+
+    def _reaction(self, item: Parsed) -> Event:
+        """A reaction: as a Matrix client sent it, or (from MTP) an `m.annotation`."""
+        reaction = item.payload["reaction"]
+        extra = item.payload.get("mx") or {}
+        content = extra.get("content") or {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": ids.message_event_id(reaction["message"]),
+            "key": reaction["key"]}}
+        event = self._base(item, ids.change_event_id(item.change.position), "m.reaction",
+                           item.change.actor, content)
+        self._transaction(item, event)
+        return event
+
+    def _transaction(self, item: Parsed, event: Event) -> None:
+        """The sender's own transaction ID, to the device that sent it."""
+        extra = item.payload.get("mx") or {}
         if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
             event["unsigned"] = {"transaction_id": extra["txn"]}
-        return event
 
     def _message(self, item: Parsed) -> Event:
         message = item.payload["message"]
         extra = item.payload.get("mx") or {}
         content = extra.get("content") or {"msgtype": "m.text", "body": mtp_body(message)}
+        if message.get("reply_to") and "m.relates_to" not in content:  # an MTP reply
+            content = {**content, "m.relates_to": {"m.in_reply_to": {
+                "event_id": ids.message_event_id(message["reply_to"])}}}
         event = self._base(item, ids.message_event_id(message["uuid"]),
                            extra.get("type") or "m.room.message", message["from_user"], content)
         unsigned: dict[str, Any] = {}
@@ -312,21 +334,21 @@ class Renderer:
         }
         event = self._base(item, ids.change_event_id(item.change.position), "m.room.message",
                            item.change.actor, content)
-        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
-            event["unsigned"] = {"transaction_id": extra["txn"]}
+        self._transaction(item, event)
         return event
 
     def _redaction(self, item: Parsed) -> Event:
-        target = ids.message_event_id(item.payload["message"]["uuid"])
+        """A deleted message, or a reaction taken back: the redaction of its event."""
+        reaction = item.payload.get("reaction")
+        target = ids.change_event_id(reaction["redacts"]) if reaction is not None \
+            else ids.message_event_id(item.payload["message"]["uuid"])
         extra = item.payload.get("mx") or {}
-        content: dict[str, Any] = {"redacts": target}
-        if extra.get("reason"):
-            content["reason"] = extra["reason"]
+        reason = extra.get("reason") or (extra.get("content") or {}).get("reason")
+        content: dict[str, Any] = {"redacts": target, **({"reason": reason} if reason else {})}
         event = self._base(item, ids.change_event_id(item.change.position), "m.room.redaction",
                            item.change.actor, content)
         event["redacts"] = target
-        if self.viewer and extra.get("tok") == self.viewer and "txn" in extra:
-            event["unsigned"] = {"transaction_id": extra["txn"]}
+        self._transaction(item, event)
         return event
 
     # -- state ------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 An `m.room.message` becomes an MTP message whose text is the event's `body` (a file of this
 server's media store, `m.image` and the like, also its bytes: `service.media.for_mtp`); an
-edit becomes `edited_message`, a redaction `delete_message`. Any other event type
-(`m.reaction`, custom ones) is kept whole and relayed to Matrix clients only (the service's
-`room_events`), and so is the redaction of such an event. The full Matrix content, the
+edit becomes `edited_message`, a redaction `delete_message`; a reply names the message it
+answers (`reply_to`). An `m.annotation` of a message is a reaction (the service's
+`reactions`, shared with MTP), and redacting it takes it back. Any other event type is kept
+whole and relayed to Matrix clients only (the service's `room_events`), and so is the
+redaction of such an event. The full Matrix content, the
 transaction ID and a one-way tag of the sending token travel in the change's payload under
 "mx", so Matrix readers get back exactly what was sent, and the sender its
 `unsigned.transaction_id`; so does the time the server took the event in, in milliseconds,
@@ -19,14 +21,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mod.error import ServiceError
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import EditContent, EventIdReply, MessageContent, RedactRequest
-from mod.protocol.matrix.errors import Code, MatrixError
+from mod.protocol.matrix.errors import REACT, Code, MatrixError, from_service
 from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call, validate
 
 ENCRYPTED = "m.room.encrypted"
+REACTION = "m.reaction"
 
 
 def _extra(call: Call, **more: Any) -> dict[str, Any]:
@@ -54,8 +58,19 @@ async def send(call: Call) -> EventIdReply:
     extra = _extra(call) if _plain(content) else _extra(call, content=content)
     text, media = await call.service.media.for_mtp(content)
     stored = await call.service.messages.send(call.caller, flow, 0, text,
-                                              txn=call.param("txnId"), extra=extra, media=media)
+                                              txn=call.param("txnId"), extra=extra, media=media,
+                                              reply_to=_answered(content))
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+def _answered(content: dict[str, Any]) -> str:
+    """The uuid of the message a reply answers ("" for none, or for an event that is not a
+    message: MTP cannot name it)."""
+    relation = content.get("m.relates_to")
+    reply = relation.get("m.in_reply_to") if isinstance(relation, dict) else None
+    event_id = reply.get("event_id") if isinstance(reply, dict) else None
+    ref = ids.parse_event_id(event_id) if isinstance(event_id, str) else None
+    return ref.message if ref is not None and ref.message else ""
 
 
 async def _encrypted(call: Call, flow: str, content: dict[str, Any]) -> EventIdReply:
@@ -74,8 +89,21 @@ async def _opaque(call: Call, flow: str, event_type: str, content: dict[str, Any
     """Any other event type (a reaction, a custom one): kept and relayed as it came."""
     if not event_type or len(event_type) > 255:
         raise MatrixError(400, Code.INVALID_PARAM, "An event type has 1 to 255 characters")
-    relation = content.get("m.relates_to")
-    target = relation.get("event_id") if isinstance(relation, dict) else None
+    relation: dict[str, Any] = content.get("m.relates_to") or {}
+    if not isinstance(relation, dict):
+        relation = {}
+    target = relation.get("event_id")
+    ref = ids.parse_event_id(target) if isinstance(target, str) else None
+    key = relation.get("key")
+    if event_type == REACTION and ref is not None and ref.message \
+            and relation.get("rel_type") == "m.annotation" and isinstance(key, str):
+        try:
+            added = await call.service.reactions.add(
+                call.caller, ref.message, key, flow, call.param("txnId"),
+                _extra(call, type=event_type, content=content))
+        except ServiceError as exc:
+            raise from_service(exc, REACT) from exc
+        return EventIdReply(event_id=ids.change_event_id(added.position))
     done = await call.service.room_events.send(
         call.caller, flow, event_type, target if isinstance(target, str) else "",
         call.param("txnId"), _extra(call, type=event_type, content=content))

@@ -19,7 +19,9 @@ PROTOCOL_REVISION = "17"
 # request's `meta.extensions` (PROTOCOL.md, "Extensions a connection asks for"). The `typing`
 # extension is named after the change kind it pushes.
 TYPING = str(Kind.TYPING)
-EXTENSIONS = (TYPING,)
+REPLIES = "replies"  # messages carry `reply_to`
+REACTIONS = "reactions"  # messages carry `reactions`; reaction changes are pushed
+EXTENSIONS = (TYPING, REPLIES, REACTIONS)
 
 # Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
 # the request invalid (415) instead of being converted.
@@ -114,6 +116,9 @@ class MessageIn(_In):
     emoji: Bytes = None
     edited_time: Int64 | None = None
     edited_status: bool | None = None
+    reply_to: str | None = Uuid  # send_message: the message it answers (an extension)
+    reaction: str | None = Field(default=None, max_length=256)  # the `react` method
+    remove: bool | None = None  # `react`: take the reaction back
 
 
 class DataIn(_In):
@@ -144,6 +149,15 @@ class Request(_In):
     jsonapi: JsonapiIn
     errors: Any = None
     meta: RequestMeta | None = None
+
+    # The extensions in force for this request: those it asked for, else its connection's.
+    _granted: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def grant(self, extensions: frozenset[str]) -> None:
+        self._granted = extensions
+
+    def wants(self, extension: str) -> bool:
+        return extension in self._granted
 
 
 class UserOut(BaseModel):
@@ -177,6 +191,15 @@ class FlowOut(BaseModel):
     typing: list[str] | None = None  # the `typing` extension's pushes: who types now
 
 
+class ReactionOut(BaseModel):
+    """One key's reactions to a message: the key and the uuids of who used it."""
+
+    model_config = _OUT
+
+    key: str
+    users: list[str]
+
+
 class MessageOut(BaseModel):
     model_config = _OUT
 
@@ -194,6 +217,8 @@ class MessageOut(BaseModel):
     edited_time: int | None = None
     edited_status: bool | None = None
     deleted: bool | None = None  # an extension: true once delete_message has cleared it
+    reply_to: str | None = None  # the `replies` extension: the message it answers
+    reactions: list[ReactionOut] | None = None  # the `reactions` extension
 
 
 class DataOut(BaseModel):

@@ -133,9 +133,11 @@ class MTPController:
             kind = "error"
         return error(kind, code, detail)
 
-    async def handle(self, frame: str | bytes, address: str = "") -> Handled:
+    async def handle(self, frame: str | bytes, address: str = "",
+                     extensions: frozenset[str] = frozenset()) -> Handled:
         """The response to one frame, the caller it authenticated as, and its push wish.
-        `address` is the client's, for the service's count of failed logins.
+        `address` is the client's, for the service's count of failed logins; `extensions`,
+        those its connection has (a request that names others has those instead).
 
         Every frame is answered: a failure nobody foresaw is a 500 answer, not a closed
         connection."""
@@ -147,17 +149,19 @@ class MTPController:
         if isinstance(request, Response):
             metrics.mtp_answered("error", request.errors.code, 0.0)
             return Handled(request)
+        asked = request.meta.extensions if request.meta is not None else None
+        granted = extensions if asked is None else frozenset(asked).intersection(EXTENSIONS)
+        request.grant(granted)
         started = time.perf_counter()
         response, caller = await self._answer(request, address)
         method = request.type if request.type in methods.METHODS else "other"
         metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)
         if request.meta is None or caller is None:
             return Handled(response, caller)
-        granted = None
-        if request.meta.extensions is not None:
-            granted = frozenset(request.meta.extensions).intersection(EXTENSIONS)
+        if asked is not None:
             response.meta = AnswerMeta(extensions=sorted(granted))
-        return Handled(response, caller, request.meta.push, granted)
+        return Handled(response, caller, request.meta.push,
+                       None if asked is None else granted)
 
     async def _answer(self, request: Request, address: str
                       ) -> tuple[Response, Caller | None]:

@@ -8,6 +8,8 @@ from typing import Any
 from mod.content import CONTENT_FIELDS
 from mod.error import ServiceError
 from mod.protocol.mtp.api import (
+    REACTIONS,
+    REPLIES,
     DataIn,
     FlowIn,
     FlowOut,
@@ -82,7 +84,11 @@ async def authentication(service: Service, request: Request, address: str
 
 
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
-    flows, messages, users = await service.timeline.get_update(caller, _data(request).time or 0)
+    flows, messages, users = await service.timeline.get_update(
+        caller, _data(request).time or 0, extended=request.wants(REACTIONS))
+    if not request.wants(REPLIES):
+        for message in messages:
+            message.pop("reply_to", None)
     return await respond_off_loop(request.type, 200, flow=flows, message=messages, user=users)
 
 
@@ -93,7 +99,8 @@ async def send_message(service: Service, request: Request, caller: Caller) -> Re
         raise ServiceError(400, "The request needs data.message[0].client_id")
     content = {field: value for field in CONTENT_FIELDS
                if (value := getattr(message, field)) is not None}
-    stored = (await service.messages.send(caller, flow_uuid, message.client_id, content)).value
+    stored = (await service.messages.send(caller, flow_uuid, message.client_id, content,
+                                          reply_to=message.reply_to or "")).value
     reply = MessageOut(uuid=stored["uuid"], client_id=stored["client_id"],
                        from_user=stored["from_user"], from_flow=stored["from_flow"],
                        time=stored["time"])
@@ -105,7 +112,9 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
     if not flow.uuid:
         raise ServiceError(400, "The request needs data.flow[0].uuid")
     found = await service.messages.page(caller, flow.uuid, flow.message_start,
-                                       flow.message_end, _data(request).time or 0)
+                                       flow.message_end, _data(request).time or 0,
+                                       replies=request.wants(REPLIES),
+                                       reactions=request.wants(REACTIONS))
     if found.total is None:
         return respond(request.type, 200, message=[]).with_raw("message", found.json)
     start = flow.message_start or 0
@@ -187,6 +196,17 @@ async def typing(service: Service, request: Request, caller: Caller) -> Response
     return respond(request.type, 200, with_data=False)
 
 
+async def react(service: Service, request: Request, caller: Caller) -> Response:
+    message = _message(request)
+    if not message.uuid or message.reaction is None:
+        raise ServiceError(400, "The request needs data.message[0].uuid and reaction")
+    if message.remove:
+        done = await service.reactions.remove(caller, message.uuid, message.reaction)
+    else:
+        done = await service.reactions.add(caller, message.uuid, message.reaction)
+    return respond(request.type, 200, message=[{"uuid": message.uuid, "reactions": done.value}])
+
+
 async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
     await service.messages.delete(caller, _message_uuid(request))
     return respond(request.type, 200, with_data=False)
@@ -238,6 +258,7 @@ AUTHENTICATED: dict[str, Method] = {
     "typing": typing,
     "invite_flow": invite_flow,
     "update_profile": update_profile,
+    "react": react,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

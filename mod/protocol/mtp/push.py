@@ -8,7 +8,7 @@ from functools import lru_cache
 from pydantic_core import from_json, to_json
 
 from mod import changes as kinds
-from mod.changes import Change, Kind
+from mod.changes import Change, Kind, ReactionPayload
 from mod.protocol.mtp.responses import JSONAPI
 
 # The change kinds pushed to MTP connections that asked for pushes; each is the frame's
@@ -16,7 +16,7 @@ from mod.protocol.mtp.responses import JSONAPI
 PUSH_EVENTS = kinds.MTP_PUSHED
 
 
-@lru_cache(maxsize=len(PUSH_EVENTS))
+@lru_cache(maxsize=len(PUSH_EVENTS) + len(kinds.REACTIONS) + 1)
 def _push_tail(event: str) -> str:
     tail = {"jsonapi": JSONAPI.model_dump(), "meta": {"push": True, "event": event}}
     return json.dumps(tail, separators=(",", ":"))[1:]
@@ -25,9 +25,18 @@ def _push_tail(event: str) -> str:
 # The hub hands each change to all its recipients in a row, so remembering the last frame
 # renders each change once (1,000 renders for a 1,000-member flow without it); remembering
 # more would only pin frames, each as large as the change.
-@lru_cache(maxsize=1)
-def push_frame(change: Change) -> str:
-    """The get_update-shaped frame that tells members of one committed change.
+def has_reply(change: Change) -> bool:
+    """Whether the change's message answers another (cheaply: `"reply_to":` can only stand
+    unescaped in the payload's JSON as a key)."""
+    return '"reply_to":' in change.payload
+
+
+# Two entries: a reply is rendered with and without its `reply_to` for connections with and
+# without the `replies` extension.
+@lru_cache(maxsize=2)
+def push_frame(change: Change, replies: bool = True) -> str:
+    """The get_update-shaped frame that tells members of one committed change; without
+    `replies`, its message does not say which one it answers.
 
     The frame has the shape of `Response` (tests hold every pushed frame to that model), but
     is written out directly: its objects are snapshots the database layer made from typed
@@ -39,15 +48,34 @@ def push_frame(change: Change) -> str:
     user = payload.get("user")
     if user is None and change.kind in (Kind.FLOW_INVITED, Kind.INVITE_DECLINED):
         user = {"uuid": change.subject}  # who was invited, or declined
+    message = payload.get("message")
+    if message is not None and not replies:
+        message = {key: value for key, value in message.items() if key != "reply_to"}
     data = {
         "time": change.time,
-        "flow": [flow] if flow and "message" not in payload else [],
-        "message": [payload["message"]] if "message" in payload else [],
+        "flow": [flow] if flow and message is None else [],
+        "message": [message] if message is not None else [],
         "user": [user] if user else [],
         "meta": None,
     }
     errors = {"code": 200, "status": "OK", "time": change.time,
               "detail": change.kind.replace("_", " ")}
+    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
+    return f"{head[:-1]},{_push_tail(change.kind)}"
+
+
+@lru_cache(maxsize=1)
+def reaction_frame(change: Change) -> str:
+    """The push of the `reactions` extension: a message's reactions after one was added or
+    taken back, and who did it."""
+    reaction = change.data
+    assert isinstance(reaction, ReactionPayload)
+    message = {"uuid": reaction.message, "from_flow": change.flow_uuid,
+               "reactions": reaction.reactions}
+    data = {"time": change.time, "flow": [], "message": [message],
+            "user": [{"uuid": change.actor}], "meta": None}
+    errors = {"code": 200, "status": "OK", "time": change.time,
+              "detail": f"{change.kind.replace('_', ' ')}: {reaction.key}"}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
 

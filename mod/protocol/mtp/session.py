@@ -30,11 +30,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
 from mod.changes import ENDS_TYPING, Change, Kind, RevokedPayload
+from mod.changes import REACTIONS as REACTION_KINDS
 from mod.config.validator import Server
 from mod.hub import Hub
-from mod.protocol.mtp.api import TYPING
+from mod.protocol.mtp.api import REACTIONS, REPLIES, TYPING
 from mod.protocol.mtp.dispatch import MTPController
-from mod.protocol.mtp.push import PUSH_EVENTS, push_frame, typing_frame
+from mod.protocol.mtp.push import (
+    PUSH_EVENTS,
+    has_reply,
+    push_frame,
+    reaction_frame,
+    typing_frame,
+)
 from mod.protocol.mtp.registry import SessionRegistry
 from mod.service import Caller
 
@@ -194,7 +201,7 @@ class MTPSession:
             return True
         self.handling = True
         try:
-            handled = await self.controller.handle(frame, self.address)
+            handled = await self.controller.handle(frame, self.address, self.extensions)
         finally:
             self.handling = False
         if handled.caller is not None and not self.closing:
@@ -250,8 +257,11 @@ class MTPSession:
     def deliver(self, change: Change) -> None:
         frames = []
         try:
-            if change.kind in PUSH_EVENTS:
-                frames.append(push_frame(change))  # built once for all recipients
+            if change.kind in PUSH_EVENTS:  # each built once for all recipients
+                frames.append(push_frame(change, REPLIES in self.extensions
+                                         or not has_reply(change)))
+            elif change.kind in REACTION_KINDS and REACTIONS in self.extensions:
+                frames.append(reaction_frame(change))
             if TYPING in self.extensions and (change.kind == Kind.TYPING
                                                 or change.kind in ENDS_TYPING):
                 typists = self.controller.service.ephemeral.typing_now.after(change)
