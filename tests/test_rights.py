@@ -89,11 +89,14 @@ CELLS = rights_table()
 
 def test_the_table_covers_every_action_and_actor() -> None:
     actions = {cell.action for cell in CELLS}
-    assert actions == {"read", "send", "edit", "delete", "invite", "rename", "join", "leave"}
+    assert actions == {"read", "send", "edit", "delete", "invite", "rename", "join", "leave",
+                       "react"}
     for action in actions:
         actors = {cell.actor for cell in CELLS if cell.action == action}
         if action in ("edit", "delete"):
             assert actors == set(MESSAGE_ACTORS), action
+        elif action == "react":
+            assert actors == {*FLOW_ACTORS, *NAMED_MESSAGE}, action
         else:
             assert actors == set(FLOW_ACTORS), action
 
@@ -224,6 +227,8 @@ FLOW_ACTORS = ("owner", "member", "superuser member", "superuser non-member", "n
 MESSAGE_ACTORS = ("author", "author who left", "another member", "owner, not the author",
                   "superuser member, not the author", "superuser non-member", "non-member",
                   "author, message deleted", "member, unknown message")
+# Actors of a cell whose message is in a particular state (react).
+NAMED_MESSAGE = ("author, message deleted", "member, unknown message")
 
 
 @dataclass(slots=True)
@@ -256,7 +261,7 @@ async def build(session: Session, cell: Cell) -> Target:
     """A fresh flow of the cell's column, with the cell's actor in their place."""
     flow_type, private = COLUMNS[cell.column]
     if cell.actor == "anyone, unknown flow":
-        return Target(await session.fixed("outsider"), unknown_uuid(),
+        return Target(await session.fixed("outsider"), unknown_uuid(), unknown_uuid(),
                       invitee=await session.fixed("invitee"))
     if flow_type == "chat":
         return await _chat(session, cell)
@@ -287,11 +292,11 @@ async def build(session: Session, cell: Cell) -> Target:
         invited = await session.mx(owner, "POST", f"/rooms/!{flow}:{SERVER_NAME}/invite",
                                    {"user_id": cast["invited"].user_id})
         assert invited.status_code == 200, invited.text
-    if cell.action in ("edit", "delete"):
+    if cell.action in ("edit", "delete") or cell.actor in NAMED_MESSAGE:
         author = cast["superuser author"] if cell.actor == "owner, not the author" and \
             flow_type == "channel" else cast["author"]
         target.message = await _message(session, cell, author, flow)
-    elif cell.action == "read":
+    elif cell.action in ("read", "react"):
         target.message = await send(session, owner, flow)
     return target
 
@@ -310,12 +315,12 @@ async def _chat(session: Session, cell: Cell) -> Target:
     target = Target(actor, flow, invitee=await session.fixed("invitee"))
     if cell.actor == "former member":
         await session.ok(partner, "leave_flow", flow=[{"uuid": flow}])
-    if cell.action in ("edit", "delete"):
+    if cell.action in ("edit", "delete") or cell.actor in NAMED_MESSAGE:
         # The partner writes, except where the actor is the partner and must not be the author.
         author = creator if cell.actor in ("another member", "superuser member, not the author") \
             else partner
         target.message = await _message(session, cell, author, flow)
-    elif cell.action == "read":
+    elif cell.action in ("read", "react"):
         target.message = await send(session, creator, flow)
     return target
 
@@ -414,6 +419,12 @@ ACTIONS: dict[str, tuple[list[tuple[str, Act]], list[tuple[str, Act]]]] = {
     "leave": (
         [("leave_flow", _mtp("leave_flow", flow=_flow))],
         [("POST /leave", _mx("POST", lambda t: f"/rooms/{t.room}/leave"))]),
+    "react": (
+        [("react", _mtp("react", message=lambda t: [{"uuid": t.message, "reaction": "👍"}]))],
+        [("PUT /send m.reaction", _mx(
+            "PUT", lambda t: f"/rooms/{t.room}/send/m.reaction/{_txn()}",
+            lambda t: {"m.relates_to": {"rel_type": "m.annotation", "event_id": t.event,
+                                        "key": "👍"}}))]),
 }
 
 

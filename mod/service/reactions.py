@@ -67,10 +67,10 @@ def _message(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str) -> r
     if found is None or (flow_uuid and found[0]["from_flow"] != flow_uuid):
         raise ServiceError(404, f"No message {message_uuid}")
     message, deleted = found
-    flow = rights.access(conn, message["from_flow"], caller)
-    rights.react(flow, caller)
     if deleted:
         raise ServiceError(404, f"Message {message_uuid} was deleted")
+    flow = rights.access(conn, message["from_flow"], caller)
+    rights.react(flow, caller)
     return flow
 
 
