@@ -1,9 +1,11 @@
 """Element's own SDK (matrix-js-sdk, tests/js) against a real server for what Element does
-besides encryption (tests/test_matrix_e2ee_js.py): changing a password, typing."""
+besides encryption (tests/test_matrix_e2ee_js.py): changing a password, typing, replies and
+reactions."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -55,5 +57,41 @@ async def test_element_typing_reaches_mtp(mx: Matrix) -> None:
             if push["meta"]["event"] == "typing":
                 seen.append(push["data"]["flow"][0]["typing"])
         assert seen == [[element["uuid"]], []]
+    finally:
+        await mtp.close()
+
+
+async def test_element_replies_and_reacts_with_mtp(mx: Matrix) -> None:
+    why = node_missing()
+    if why is not None:
+        pytest.skip(why)
+    mtp = await Client.connect(mx.server.url)
+    reply = await mtp.call("register_user", auth=False,
+                           meta={"push": True, "extensions": ["reactions", "replies"]},
+                           user=[{"login": unique_login("reactor"), "password": PASSWORD}])
+    mtp.uuid, mtp.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    try:
+        flow = await mtp.group("reactions with Element")
+        sent = await mtp.call("send_message", flow=[{"uuid": flow}],
+                              message=[{"client_id": 1, "text": "Friday drinks?"}])
+        message = sent["data"]["message"][0]["uuid"]
+        assert (await mtp.call("react", message=[{"uuid": message, "reaction": "🎉"}])
+                )["errors"]["code"] == 200
+        account = await js_account(mx, "REACTDEV")
+        config = {"baseUrl": mx.server.http, **account, "roomId": f"!{flow}:{SERVER_NAME}",
+                  "eventId": f"$m{message}", "key": "🎉"}
+        result = await asyncio.to_thread(run_js, "reactions.mjs", config)
+        mtp_id = (await mtp.call("user_info", user=[{"uuid": mtp.uuid}]))["data"]["user"][0]
+        assert result == {"ok": True, "seen": {"🎉": [f"@{mtp_id['login']}:{SERVER_NAME}"]},
+                          "keys": ["🎉", "👍"], "reply": True, "mtpKey": "🎉"}, result
+        events: dict[str, dict[str, Any]] = {}  # the last push of each kind, up to the removal
+        while "reaction_removed" not in events:
+            push = await mtp.push()
+            events[push["meta"]["event"]] = push["data"]["message"][0] \
+                if push["data"]["message"] else {}
+        assert events["message_sent"]["reply_to"] == message
+        assert events["message_sent"]["text"] == "Agreed"
+        assert [group["key"] for group in events["reaction_added"]["reactions"]] == ["🎉", "👍"]
+        assert events["reaction_removed"]["reactions"] == [{"key": "🎉", "users": [mtp.uuid]}]
     finally:
         await mtp.close()
