@@ -721,6 +721,71 @@ async def test_who_is_typing_shows_under_the_conversation(pages: list[Page]) -> 
     wait_for(lambda: not bob.css("#typing").is_displayed(), what="the notice ended when emptied")
 
 
+def reactions_of(page: Page, text: str) -> list[tuple[str, str]]:
+    """The reaction buttons under a message: (their text, aria-pressed)."""
+    return [(str(button.text), str(button.get_attribute("aria-pressed")))
+            for button in page.row(text).find_elements("css selector", ".reactions button")]
+
+
+async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
+        web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
+    alice, bob = pages
+    alice.register(unique_login("alice"), username="Alice")
+    bob.register(unique_login("bob"), username="Bob")
+    alice.create("group", "Lunch")
+    alice.open_flow("Lunch")
+    bob.join("Lunch")
+    flow = alice.driver.execute_script("return location.hash.slice(1)")
+    room = f"!{flow}:{SERVER_NAME}"
+    element = await matrix.user("element")
+    assert isinstance(await element.join(room), nio.JoinResponse)
+    assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
+    bob.say("Lunch at one?")
+    alice.sees("Lunch at one?")
+
+    # A reply from the message's menu: the quote shows in both browsers and leads to it.
+    action(alice, "Lunch at one?", "reply")
+    wait_for(lambda: alice.css("#replying").is_displayed(), what="the replying bar")
+    assert "Bob" in alice.css("#replying-text").text
+    alice.say("Yes, at the usual place")
+    bob.sees("Yes, at the usual place")
+    quote = bob.row("Yes, at the usual place").find_element("css selector", ".quote")
+    assert quote.text.splitlines() == ["Bob", "Lunch at one?"]
+    quote.click()
+    wait_for(lambda: bob.driver.execute_script(
+        "return document.activeElement.dataset.uuid || ''") != "", what="the answered message")
+    seen = await sync_until(element, room, lambda event: event["content"].get(
+        "body") == "Yes, at the usual place")
+    reply = next(event for event in seen if event["content"].get("body") == "Yes, at the usual place")
+    target = reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
+    question = next(event for event in seen if event["content"].get("body") == "Lunch at one?")
+    assert target == question["event_id"]
+
+    # Reactions: from the picker, by a click on a count, and from Matrix; all see them.
+    action(bob, "Yes, at the usual place", "react")
+    wait_for(lambda: bob.css("#react-dialog").is_displayed(), what="the picker")
+    bob.css('#react-picks button[aria-label="React with 👍"]').click()
+    wait_for(lambda: reactions_of(alice, "Yes, at the usual place") == [("👍 1", "false")],
+             what="Bob's reaction in Alice's page")
+    alice.row("Yes, at the usual place").find_element("css selector", ".reactions button").click()
+    wait_for(lambda: reactions_of(bob, "Yes, at the usual place") == [("👍 2", "true")],
+             what="both reactions in Bob's page")
+    annotation = {"m.relates_to": {"rel_type": "m.annotation", "event_id": reply["event_id"],
+                                   "key": "🎉"}}
+    assert isinstance(await element.room_send(room, "m.reaction", annotation),
+                      nio.RoomSendResponse)
+    wait_for(lambda: reactions_of(alice, "Yes, at the usual place") == [
+        ("👍 2", "true"), ("🎉 1", "false")], what="the Matrix user's reaction")
+    label = alice.row("Yes, at the usual place").find_element(
+        "css selector", ".reactions button").get_attribute("aria-label")
+    assert "Bob" in label and "You" in label
+    alice.row("Yes, at the usual place").find_element("css selector", ".reactions button").click()
+    wait_for(lambda: reactions_of(bob, "Yes, at the usual place") == [
+        ("👍 1", "true"), ("🎉 1", "false")], what="Alice's reaction taken back")
+    seen = await sync_until(element, room, lambda event: event["type"] == "m.room.redaction")
+    assert sum(event["type"] == "m.reaction" for event in seen) >= 1
+
+
 async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProcess,
                                                                 pages: list[Page]) -> None:
     page = pages[0]

@@ -5,12 +5,14 @@ import { loadStrings, t, translatePage } from "./i18n.js";
 import { Connection, MTPError, Offline, clientId } from "./mtp.js";
 import { Invites } from "./invites.js";
 import { Notifier } from "./notify.js";
+import { Reactions } from "./reactions.js";
+import { Replies } from "./replies.js";
 import { Typing } from "./typing.js";
 import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
 // What a connection asks for as it binds: pushes, and the extensions the page uses.
-const META = { push: true, extensions: ["typing"] };
+const META = { push: true, extensions: ["typing", "replies", "reactions"] };
 const KEY = "morelia.session";
 
 class App {
@@ -30,6 +32,8 @@ class App {
     this.notifier = new Notifier();
     this.typing = new Typing(this);
     this.invites = new Invites(this);
+    this.replies = new Replies(this);
+    this.reactions = new Reactions(this);
     this.view = new View(this);
   }
 
@@ -203,6 +207,10 @@ class App {
       this.view.renderTyping();
       return;
     }
+    if (message && (kind === "reaction_added" || kind === "reaction_removed")) {
+      this.reacted(message);
+      return;
+    }
     if (message && kind === "message_sent") this.received(message, true);
     else if (message && (kind === "message_edited" || kind === "message_deleted")) {
       this.received({ ...message, deleted: kind === "message_deleted" }, false);
@@ -241,6 +249,15 @@ class App {
       else if (!pending && message.from_user !== this.session.uuid) this.notify(entry, message);
     }
     if (entry.last && entry.last.uuid === message.uuid) Object.assign(entry.last, message);
+  }
+
+  // A message's reactions after a change (a push, or the answer to this user's own).
+  reacted(change) {
+    const entry = this.flows.get(change.from_flow);
+    const known = entry && entry.messages.find((m) => m.uuid === change.uuid);
+    if (!known) return;
+    known.reactions = change.reactions;
+    this.view.updateMessage(entry, known);
   }
 
   notify(entry, message) {

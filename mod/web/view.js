@@ -93,6 +93,7 @@ export class View {
       $("#file").value = "";
     });
     $("#cancel-edit").addEventListener("click", () => this.stopEditing());
+    $("#cancel-reply").addEventListener("click", () => this.app.replies.stop());
     $("#messages").addEventListener("scroll", () => {
       if ($("#messages").scrollTop < 300) this.app.older();
       this.updateJump();
@@ -457,6 +458,7 @@ export class View {
     const bubble = el("div", { class: "bubble" });
     if (deleted) bubble.append(el("span", { class: "text", text: t("deleted") }));
     else {
+      bubble.append(this.app.replies.quote(entry, message) || []);
       this.attachments(message, bubble);
       if (message.text) bubble.append(el("div", { class: "text" }, formatted(message.text)));
       else if (message.emoji && !FILE_FIELDS.some((field) => message[field])) {
@@ -468,16 +470,25 @@ export class View {
     foot.append(el("time", { text: this.clock.format(new Date((message.time || Date.now() / 1000) * 1000)) }));
     bubble.append(foot);
     row.append(bubble);
-    const owner = entry.flow.owner === this.app.session.uuid;
-    if (message.uuid && !deleted && (mine || owner)) {
-      const actions = el("span", { class: "actions" });
-      if (mine && (message.text || !FILE_FIELDS.some((field) => message[field]))) {
-        actions.append(el("button", { type: "button", class: "edit", "data-action": "edit", "aria-label": t("edit_message"), title: t("edit_message"), text: t("edit") }));
-      }
-      actions.append(el("button", { type: "button", class: "delete", "data-action": "delete", "aria-label": t("delete_message"), title: t("delete_message"), text: t("delete") }));
-      row.append(actions);
-    }
+    if (!deleted) row.append(this.app.reactions.row(message) || []);
+    if (message.uuid && !deleted) row.append(this.messageActions(entry, message, mine));
     return row;
+  }
+
+  // The buttons beside a message: reply (where this user writes), react, and for its author
+  // (or the flow's owner) edit and delete.
+  messageActions(entry, message, mine) {
+    const owner = entry.flow.owner === this.app.session.uuid;
+    const action = (name, label, text) => el("button", { type: "button", class: name,
+      "data-action": name, "aria-label": t(label), title: t(label), text: t(text) });
+    const actions = el("span", { class: "actions" });
+    if (entry.flow.type !== "channel" || owner) actions.append(action("reply", "reply_to_message", "reply"));
+    actions.append(action("react", "react_to_message", "react"));
+    if (mine && (message.text || !FILE_FIELDS.some((field) => message[field]))) {
+      actions.append(action("edit", "edit_message", "edit"));
+    }
+    if (mine || owner) actions.append(action("delete", "delete_message", "delete"));
+    return actions;
   }
 
   attachments(message, bubble) {
@@ -577,14 +588,24 @@ export class View {
   }
 
   messageClick(event) {
-    const button = event.target.closest("button[data-action]");
+    const button = event.target.closest("button[data-action], button[data-react], button[data-quote]");
     if (!button) return;
-    const uuid = button.closest("[data-uuid]").dataset.uuid;
+    if (button.dataset.quote) {
+      this.app.replies.show(button.dataset.quote);
+      return;
+    }
+    const row = button.closest("[data-uuid]");
     const entry = this.app.flows.get(this.app.current);
-    const message = entry && entry.messages.find((m) => m.uuid === uuid);
+    const message = row && entry && entry.messages.find((m) => m.uuid === row.dataset.uuid);
     if (!message) return;
-    if (button.dataset.action === "edit") this.startEditing(message);
-    else if (confirm(t("confirm_delete"))) this.app.remove(uuid);
+    const action = button.dataset.action;
+    if (button.dataset.react) this.app.reactions.toggle(message, button.dataset.react);
+    else if (action === "reply") {
+      this.stopEditing();
+      this.app.replies.start(message);
+    } else if (action === "react") this.app.reactions.pick(message);
+    else if (action === "edit") this.startEditing(message);
+    else if (confirm(t("confirm_delete"))) this.app.remove(message.uuid);
   }
 
   // -- the composer -----------------------------------------------------------------------------
@@ -593,9 +614,10 @@ export class View {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       this.submitText();
-    } else if (event.key === "Escape" && this.editing) {
+    } else if (event.key === "Escape" && (this.editing || this.app.replies.to)) {
       event.preventDefault();
       this.stopEditing();
+      this.app.replies.stop();
     } else if (event.key === "ArrowUp" && !event.target.value && !this.editing) {
       const entry = this.app.flows.get(this.app.current);
       const own = entry && [...entry.messages].reverse().find(
@@ -619,10 +641,11 @@ export class View {
     box.value = "";
     this.grow();
     this.app.typing.sent();
-    this.app.send({ text });
+    this.app.send({ text, ...this.app.replies.take() });
   }
 
   startEditing(message) {
+    this.app.replies.stop();
     this.editing = message.uuid;
     $("#editing").hidden = false;
     const box = $("#text");
