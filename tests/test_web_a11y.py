@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ServerProcess, running_server, unique_login
 from tests.test_matrix_support import JS
-from tests.web_support import Page, browser, console_errors, needs_browser, wait_for
+from tests.web_support import Page, action, browser, console_errors, needs_browser, wait_for
 
 AXE = JS / "node_modules" / "axe-core" / "axe.min.js"
 pytestmark = [needs_browser, pytest.mark.slow,
@@ -77,8 +77,17 @@ def test_no_violations_in_any_view(web: ServerProcess, driver: Any) -> None:
     wait_for(lambda: page.all("#messages .message[data-uuid] blockquote"), what="formatting")
     page.say("Hello, is this readable?")
     page.sees("Hello, is this readable?")
-    page.row("Hello, is this readable?").click()
-    found += in_both_schemes(driver, "conversation")
+    action(page, "Hello, is this readable?", "reply")
+    page.say("A reply, quoting it")
+    page.sees("A reply, quoting it")
+    action(page, "A reply, quoting it", "react")
+    wait_for(lambda: page.css("#react-dialog").is_displayed(), what="the reaction picker")
+    found += in_both_schemes(driver, "#react-dialog")
+    page.css("#react-picks button").click()
+    wait_for(lambda: page.all("#messages .reactions button"), what="a reaction")
+    action(page, "A reply, quoting it", "reply")
+    found += in_both_schemes(driver, "conversation, with a reply, a reaction, replying")
+    page.css("#cancel-reply").click()
     for button, dialog in [("#new-flow", "#new-dialog"), ("#browse", "#browse-dialog"),
                            ("#members-button", "#members-dialog"),
                            ("#settings", "#settings-dialog")]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import ROOT, Client, ServerProcess, running_server, unique_login
 from tests.test_matrix_support import SERVER_NAME, Matrix, sync_until
-from tests.web_support import Page, browser, console_errors, needs_browser, wait_for
+from tests.web_support import Page, action, browser, console_errors, needs_browser, wait_for
 
 pytestmark = [pytest.mark.anyio, needs_browser, pytest.mark.slow]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -94,20 +94,6 @@ async def push_text(client: Client, kind: str, text: str, timeout: float = 10.0
         message = (frame["data"].get("message") or [{}])[0]
         if frame["meta"]["event"] == kind and message.get("text") == text:
             return message  # type: ignore[no-any-return]
-
-
-def action(page: Page, text: str, name: str) -> None:
-    """Hover over a message and click its `name` button (edit, delete)."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    row = page.row(text)
-    ActionChains(page.driver).move_to_element(row).perform()
-    covers = page.driver.execute_script(  # the buttons never hide the message they act on
-        "const a = arguments[0].querySelector('.actions').getBoundingClientRect();"
-        "const b = arguments[0].querySelector('.bubble').getBoundingClientRect();"
-        "return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;",
-        row)
-    assert not covers, f"the {name} button covers {text!r}"
-    row.find_element("css selector", f"button.{name}").click()
 
 
 def delete_in_browser(page: Page, text: str) -> None:
@@ -754,9 +740,9 @@ async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
     quote.click()
     wait_for(lambda: bob.driver.execute_script(
         "return document.activeElement.dataset.uuid || ''") != "", what="the answered message")
-    seen = await sync_until(element, room, lambda event: event["content"].get(
-        "body") == "Yes, at the usual place")
-    reply = next(event for event in seen if event["content"].get("body") == "Yes, at the usual place")
+    answer = "Yes, at the usual place"
+    seen = await sync_until(element, room, lambda event: event["content"].get("body") == answer)
+    reply = next(event for event in seen if event["content"].get("body") == answer)
     target = reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
     question = next(event for event in seen if event["content"].get("body") == "Lunch at one?")
     assert target == question["event_id"]

@@ -174,3 +174,17 @@ class Page:
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
+
+
+def action(page: Page, text: str, name: str) -> None:
+    """Hover over a message and click its `name` button (edit, delete)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    row = page.row(text)
+    ActionChains(page.driver).move_to_element(row).perform()
+    covers = page.driver.execute_script(  # the buttons never hide the message they act on
+        "const a = arguments[0].querySelector('.actions').getBoundingClientRect();"
+        "const b = arguments[0].querySelector('.bubble').getBoundingClientRect();"
+        "return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;",
+        row)
+    assert not covers, f"the {name} button covers {text!r}"
+    row.find_element("css selector", f"button.{name}").click()
