@@ -72,6 +72,8 @@ PERSONAL = frozenset({Kind.PRIVATE_RECEIPT, Kind.ACCOUNT_DATA})
 EPHEMERAL = frozenset({Kind.TYPING, Kind.RECEIPT})
 # What Matrix /sync carries outside the timeline (its `ephemeral` and `account_data`).
 SIDELINE = frozenset({*EPHEMERAL, *PERSONAL})
+# A user's receipts: where they have read up to (their payload's "read": the state after).
+READ_RECEIPTS = frozenset({Kind.RECEIPT, Kind.PRIVATE_RECEIPT})
 # A user's own message or room event ends their typing notice.
 ENDS_TYPING = frozenset({Kind.MESSAGE_SENT, Kind.ROOM_EVENT})
 

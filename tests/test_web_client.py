@@ -192,7 +192,8 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
                              "first\nsecond"]
 
     # The owner deletes another's message; bob cannot delete or edit alice's.
-    assert not bob.row("Hi Bob!").find_elements("css selector", "button")
+    assert [button.get_attribute("data-action") for button in bob.row("Hi Bob!").find_elements(
+        "css selector", "button")] == ["reply", "react"]
     delete_in_browser(alice, "Are you there?")
     wait_for(lambda: bob.texts() == ["Hi Bob!", "Hello, Alice.\nTwo lines.",
                                      "Message deleted", "first\nsecond"], what="deleted")
@@ -770,6 +771,41 @@ async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
         ("👍 1", "true"), ("🎉 1", "false")], what="Alice's reaction taken back")
     seen = await sync_until(element, room, lambda event: event["type"] == "m.room.redaction")
     assert sum(event["type"] == "m.reaction" for event in seen) >= 1
+
+
+def badge(page: Page, title: str) -> str:
+    found = page.flow_button(title).find_elements("css selector", ".badge")
+    return str(found[0].text) if found else ""
+
+
+async def test_read_on_one_device_is_read_on_every_device(web: ServerProcess,
+                                                          pages: list[Page]) -> None:
+    desk, laptop = pages
+    login = unique_login("reader")
+    desk.register(login, username="Reader")
+    laptop.log_in(login)
+    writer = await mtp_user(web, "writer")
+    found = await writer.call("user_info", user=[{"login": login}])
+    flow = await writer.group("Read anywhere", users=[found["data"]["user"][0]["uuid"]])
+    for index in range(2):
+        await writer.send(flow, f"news {index}", client_id=index + 1)
+    for page in pages:
+        wait_for(lambda page=page: badge(page, "Read anywhere") == "2", what="two unread")
+    laptop.open_flow("Read anywhere")
+    laptop.sees("news 1")
+    wait_for(lambda: badge(desk, "Read anywhere") == "", what="read on the other device")
+    desk.driver.refresh()  # and after a reload, from the server
+    wait_for(lambda: desk.css("#chat-view").is_displayed(), what="the chat again")
+    wait_for(lambda: desk.flow_button("Read anywhere").is_displayed(), what="the flow")
+    assert badge(desk, "Read anywhere") == ""
+    await writer.send(flow, "news 2", client_id=3)  # the laptop shows it: read there, so here
+    laptop.sees("news 2")
+    wait_for(lambda: desk.driver.execute_script(
+        "return document.querySelector('#flows .badge') === null"), what="no count")
+    laptop.driver.get(web.http + "/status")  # nobody reads now
+    await writer.send(flow, "news 3", client_id=4)
+    wait_for(lambda: badge(desk, "Read anywhere") == "1", what="one new")
+    await writer.close()
 
 
 async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProcess,

@@ -54,17 +54,23 @@ def all_account_data(conn: Conn, user_uuid: str) -> list[tuple[str, str, str]]:
 # -- receipts ---------------------------------------------------------------------------------
 
 
-def put_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
-                event_id: str, ts: int, now: int, private: bool) -> kinds.Change:
-    """Keep a user's latest receipt, and log it: to the flow, or (private) to the user."""
+def keep_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
+                 event_id: str, ts: int) -> None:
+    """Keep a user's latest receipt of this type and thread (`log_receipt` logs it)."""
     conn.execute(Delete(Receipt.sqlmeta.table, where=AND(
         Receipt.q.flow_uuid == flow_uuid, Receipt.q.user_uuid == user_uuid,
         Receipt.q.receipt_type == receipt_type, Receipt.q.thread == thread)))
     conn.execute(Insert(Receipt.sqlmeta.table, values={
         "flow_uuid": flow_uuid, "user_uuid": user_uuid, "receipt_type": receipt_type,
         "thread": thread, "event_id": event_id, "ts": ts}))
+
+
+def log_receipt(conn: Conn, flow_uuid: str, user_uuid: str, receipt_type: str, thread: str,
+                event_id: str, ts: int, now: int, private: bool,
+                extra: dict[str, Any] | None = None) -> kinds.Change:
+    """Log a kept receipt: to the flow, or (private) to the user; `extra` joins the payload."""
     payload = {"room": flow_uuid, "type": receipt_type, "event_id": event_id, "ts": ts,
-               "thread": thread}
+               "thread": thread, **(extra or {})}
     if private:
         return db.log_change(conn, now, "", Kind.PRIVATE_RECEIPT, user_uuid, user_uuid, payload)
     return db.log_change(conn, now, flow_uuid, Kind.RECEIPT, user_uuid, user_uuid, payload)

@@ -23,6 +23,7 @@ from mod.service.media import Media
 from mod.service.messages import ENCRYPTED_TEXT, MessagePage, Messages
 from mod.service.profiles import Profiles
 from mod.service.reactions import Reactions
+from mod.service.readstate import ReadState, ReadStates
 from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
 from mod.service.snapshots import (
@@ -41,7 +42,8 @@ from mod.service.userdata import UserData
 __all__ = [
     "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "Committed",
     "Credentials", "DeviceInfo", "EventContext", "Excerpt", "Flow", "InitialSync", "Invitation",
-    "JoinedFlow", "Kept", "Message", "MessagePage", "People", "RegistrationToken", "Service",
+    "JoinedFlow", "Kept", "Message", "MessagePage", "People", "ReadState", "RegistrationToken",
+    "Service",
     "ServiceError", "SyncChanges", "SyncKeys", "User",
 ]
 
@@ -66,6 +68,7 @@ class Service:
         self.userdata = UserData(settings, engine)
         self.room_events = RoomEvents(engine)
         self.reactions = Reactions(engine, settings.protocol.reactions_limit)
+        self.read = ReadStates(engine)
 
     def close(self) -> None:
         self.accounts.close()

@@ -19,10 +19,9 @@ from loguru import logger
 from mod import changes as kinds
 from mod.changes import Change, Kind, TypingPayload
 from mod.db import dbhandler as db
-from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
-from mod.service import rights
+from mod.service import readstate, rights
 from mod.service.common import Caller, Committed, logged_since, now
 
 MAX_TYPING_MS = 120_000
@@ -169,6 +168,6 @@ def _receipt(conn: Conn, caller: Caller, flow_uuid: str, receipt_type: str, thre
              event_id: str, ts: int, stamp: int) -> Committed[None]:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     mark = len(conn.changes)
-    userdata.put_receipt(conn, flow_uuid, caller.uuid, receipt_type, thread, event_id, ts, stamp,
-                         receipt_type == "m.read.private")
+    readstate.receipt(conn, flow_uuid, caller.uuid, receipt_type, thread, event_id, ts, stamp,
+                      receipt_type == "m.read.private")
     return Committed(None, logged_since(conn, mark))

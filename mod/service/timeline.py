@@ -8,14 +8,17 @@ flow, checked in the same job (404, 403). Nothing is rendered here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mod.changes import Change, Kind
 from mod.db import dbhandler as db
 from mod.db import reactions, userdata
+from mod.db import readstate as readstate_db
 from mod.db.engine import Conn, Engine
-from mod.service import rights, syncread
+from mod.service import readstate, rights, syncread
 from mod.service.common import Caller
+from mod.service.readstate import ReadState
 from mod.service.records import Flow, Message
 from mod.service.snapshots import (
     EventContext,
@@ -75,13 +78,14 @@ class Timeline:
         return await self.engine.read(_relations, caller, flow_uuid, event_id, message,
                                       position, start, limit, backwards)
 
-    async def get_update(self, caller: Caller, since: int, extended: bool = False
-                         ) -> tuple[list[Flow], list[Message], list[dict[str, Any]]]:
+    async def get_update(self, caller: Caller, since: int, reactions: bool = False,
+                         read: bool = False) -> Update:
         """What changed at or after `since` in the caller's flows: flows, messages, the
-        public profiles of their members; `extended`, each message with its `reactions`
-        (and those whose reactions changed among them)."""
-        flows, messages, users = await self.engine.read(_update, caller.uuid, since, extended)
-        return flows, messages, [db.public_profile(user) for user in users]
+        public profiles of their members; with `reactions`, each message with its
+        `reactions` (and those whose reactions changed among them); with `read`, the
+        caller's read state in each flow returned, and in those where it or the messages
+        changed."""
+        return await self.engine.read(_update, caller.uuid, since, reactions, read)
 
     async def counts(self) -> dict[str, int]:
         return await self.engine.read(db.counts)
@@ -159,11 +163,26 @@ def _relations(conn: Conn, caller: Caller, flow_uuid: str, event_id: str, messag
     return excerpt(conn, flow_uuid, rows)
 
 
-def _update(conn: Conn, user_uuid: str, since: int, extended: bool
-            ) -> tuple[list[Flow], list[Message], list[db.UserRow]]:
-    flows, messages, users = db.update_since(conn, user_uuid, since, extended)
-    if extended:
+@dataclass(frozen=True, slots=True)
+class Update:
+    flows: list[Flow]
+    messages: list[Message]
+    users: list[dict[str, Any]]
+    read: dict[str, ReadState]
+
+
+def _update(conn: Conn, user_uuid: str, since: int, with_reactions: bool, read: bool
+            ) -> Update:
+    flows, messages, users = db.update_since(conn, user_uuid, since, with_reactions)
+    if with_reactions:
         found = reactions.of_messages(conn, [message["uuid"] for message in messages])
         for message in messages:
             message["reactions"] = found.get(message["uuid"], [])
-    return flows, messages, users
+    states: dict[str, ReadState] = {}
+    if read:
+        wanted = {flow["uuid"] for flow in flows} | {m["from_flow"] for m in messages} \
+            | set(readstate_db.receipt_flows(conn, user_uuid, since))
+        known = {flow["uuid"] for flow in flows}
+        flows = flows + db.flows_by_uuid(conn, sorted(wanted - known))
+        states = readstate.states(conn, user_uuid, sorted(wanted))
+    return Update(flows, messages, [db.public_profile(user) for user in users], states)

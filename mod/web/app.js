@@ -12,7 +12,7 @@ import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
 // What a connection asks for as it binds: pushes, and the extensions the page uses.
-const META = { push: true, extensions: ["typing", "replies", "reactions"] };
+const META = { push: true, extensions: ["typing", "replies", "reactions", "read"] };
 const KEY = "morelia.session";
 
 class App {
@@ -151,7 +151,6 @@ class App {
       this.invites.seen(flow);
     }
     await Promise.all([...this.flows.values()].map((entry) => this.loadLast(entry)));
-    this.baseline();
     this.loaded = true;
     this.view.renderFlows();
     const wanted = this.current || location.hash.slice(1);
@@ -183,6 +182,7 @@ class App {
       else this.dropFlow(flow.uuid);
     }
     for (const message of data.message || []) this.received(message, message.time >= since);
+    for (const flow of data.flow || []) this.readState(flow);  // the server's count wins
     this.lastTime = data.time;
     this.view.renderFlows();
     this.view.refreshAuthors();
@@ -199,6 +199,11 @@ class App {
         && user && user.uuid === this.session.uuid) {
       if (kind === "flow_invited") this.invites.seen(flow);
       else this.invites.forget(flow.uuid);
+      this.view.renderFlows();
+      return;
+    }
+    if (kind === "flow_read" && flow) {
+      this.readState(flow);
       this.view.renderFlows();
       return;
     }
@@ -246,7 +251,10 @@ class App {
       }
       if (!entry.last || entry.last.time <= message.time) entry.last = message;
       if (this.current === entry.flow.uuid && this.view.visible()) this.markSeen(entry);
-      else if (!pending && message.from_user !== this.session.uuid) this.notify(entry, message);
+      else if (!pending && message.from_user !== this.session.uuid) {
+        entry.unread = (entry.unread || 0) + 1;
+        this.notify(entry, message);
+      }
     }
     if (entry.last && entry.last.uuid === message.uuid) Object.assign(entry.last, message);
   }
@@ -276,9 +284,10 @@ class App {
     let entry = this.flows.get(flow.uuid);
     if (entry) Object.assign(entry.flow, flow);
     else {
-      entry = { flow, total: 0, last: null, messages: [], start: 0, loaded: false };
+      entry = { flow, total: 0, last: null, messages: [], start: 0, loaded: false, unread: 0, read: null };
       this.flows.set(flow.uuid, entry);
     }
+    this.readState(flow);
     if (flow.type === "chat") for (const member of flow.users) this.wantUser(member);
     return entry;
   }
@@ -291,30 +300,27 @@ class App {
     }
   }
 
-  seen() {
-    return JSON.parse(localStorage.getItem(`morelia.seen.${this.session.uuid}`) || "{}");
-  }
-
-  // The first sign-in in this browser counts what is already there as read; after that a flow
-  // never opened here (a chat someone started, a group one was added to) counts all of it.
-  baseline() {
-    const key = `morelia.seen.${this.session.uuid}`;
-    if (localStorage.getItem(key) !== null) return;
-    const seen = {};
-    for (const entry of this.flows.values()) seen[entry.flow.uuid] = entry.total;
-    localStorage.setItem(key, JSON.stringify(seen));
-  }
-
+  // Read state is the server's (its `read` extension), so every device agrees: a message of
+  // someone else adds one here until the server's count arrives; reading the open
+  // conversation to its end tells the server.
   unread(entry) {
-    if (!this.loaded) return 0;
-    return Math.max(0, entry.total - (this.seen()[entry.flow.uuid] ?? 0));
+    return this.loaded ? entry.unread || 0 : 0;
+  }
+
+  readState(flow) {
+    const entry = this.flows.get(flow.uuid);
+    if (!entry || typeof flow.unread !== "number") return;
+    entry.unread = flow.unread;
+    entry.read = flow.read;
   }
 
   markSeen(entry) {
-    const seen = this.seen();
-    if (seen[entry.flow.uuid] === entry.total) return;
-    seen[entry.flow.uuid] = entry.total;
-    localStorage.setItem(`morelia.seen.${this.session.uuid}`, JSON.stringify(seen));
+    const last = entry.last;
+    if (!last || !last.uuid || entry.read === last.uuid) return;
+    entry.read = last.uuid;
+    entry.unread = 0;
+    this.call("mark_read", { flow: [{ uuid: entry.flow.uuid }], message: [{ uuid: last.uuid }] })
+      .then((reply) => this.readState(reply.data.flow[0]), () => {});
   }
 
   // -- users ------------------------------------------------------------------------------------

@@ -25,3 +25,16 @@ export function clear(node) {
   node.replaceChildren();
   return node;
 }
+
+// A line icon (the page's `.i` style) from one SVG path; hidden from screen readers, so the
+// button holding it needs a label.
+export function icon(path) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "i");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  line.setAttribute("d", path);
+  svg.append(line);
+  return svg;
+}

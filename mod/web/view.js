@@ -1,7 +1,7 @@
 // What the page shows, and what its controls do. Every user-supplied string goes through
 // textContent (dom.el's `text`), never through markup.
 
-import { $, clear, el } from "./dom.js";
+import { $, clear, el, icon } from "./dom.js";
 import { t } from "./i18n.js";
 import { firstLine, formatted } from "./format.js";
 import { imageSize, imageType, shownSize } from "./images.js";
@@ -12,6 +12,13 @@ import { MTPError, Offline } from "./mtp.js";
 export const MAX_FILE = 4 * 1024 * 1024;
 const FILE_FIELDS = ["file_picture", "file_video", "file_audio", "file_document"];
 const GROUP_GAP = 300;  // seconds: messages of one author closer than this share a header
+// The buttons beside a message, as line icons (labelled for screen readers and as tooltips).
+const ICONS = {
+  reply: "M10 8L5 12l5 4M5 12h9a5 5 0 0 1 5 5v1",
+  react: "M12 3.5a8.5 8.5 0 1 1 0 17a8.5 8.5 0 0 1 0-17zM8.5 14a4 4 0 0 0 7 0M9 9.5v.5M15 9.5v.5",
+  edit: "M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4",
+  delete: "M5 7h14M10 7V4.5h4V7M7 7l1 13h8l1-13M10.5 11v5M13.5 11v5",
+};
 
 // A deleted message: the server says so in `deleted` (PROTOCOL.md); from a server older than
 // that field, delete_message's traces: this text, the edited flag, and no files or emoji.
@@ -479,15 +486,15 @@ export class View {
   // (or the flow's owner) edit and delete.
   messageActions(entry, message, mine) {
     const owner = entry.flow.owner === this.app.session.uuid;
-    const action = (name, label, text) => el("button", { type: "button", class: name,
-      "data-action": name, "aria-label": t(label), title: t(label), text: t(text) });
+    const action = (name, label) => el("button", { type: "button", class: name,
+      "data-action": name, "aria-label": t(label), title: t(label) }, icon(ICONS[name]));
     const actions = el("span", { class: "actions" });
-    if (entry.flow.type !== "channel" || owner) actions.append(action("reply", "reply_to_message", "reply"));
-    actions.append(action("react", "react_to_message", "react"));
+    if (entry.flow.type !== "channel" || owner) actions.append(action("reply", "reply_to_message"));
+    actions.append(action("react", "react_to_message"));
     if (mine && (message.text || !FILE_FIELDS.some((field) => message[field]))) {
-      actions.append(action("edit", "edit_message", "edit"));
+      actions.append(action("edit", "edit_message"));
     }
-    if (mine || owner) actions.append(action("delete", "delete_message", "delete"));
+    if (mine || owner) actions.append(action("delete", "delete_message"));
     return actions;
   }
 

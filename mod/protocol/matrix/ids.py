@@ -12,20 +12,20 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from mod.error import ServiceError
+from mod.service.eventids import (  # noqa: F401  (the event IDs are the service's, kept here too)
+    MAX_NUMBER,
+    MAX_UUID,
+    EventRef,
+    change_event_id,
+    is_number,
+    message_event_id,
+    parse_event_id,
+)
 
 _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 MAX_LOCALPART = 200
-MAX_UUID = 40  # digits of a uuid (a 128-bit integer has 39)
-MAX_NUMBER = 18  # digits of a position, a timeout or a limit: always fits in 64 bits
-
-
-def is_number(text: str, max_digits: int = MAX_NUMBER) -> bool:
-    """Whether `text` is a non-negative decimal integer of ASCII digits, not too long
-    (`str.isdigit` also takes "²" and other digits `int` refuses)."""
-    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
 def user_id(login: str, server_name: str) -> str:
@@ -62,33 +62,6 @@ def flow_of(room: str, server_name: str) -> str:
     if not is_number(uuid, MAX_UUID):
         raise ServiceError(404, f"Unknown room {room}")
     return uuid
-
-
-def message_event_id(message_uuid: str) -> str:
-    return f"$m{message_uuid}"
-
-
-def change_event_id(position: int, index: int | None = None) -> str:
-    return f"${position}" if index is None else f"${position}.{index}"
-
-
-@dataclass(frozen=True, slots=True)
-class EventRef:
-    """What an event ID points at: a message, or the n-th event of a change."""
-
-    message: str = ""
-    position: int = 0
-    index: int | None = None
-
-
-def parse_event_id(event_id: str) -> EventRef | None:
-    body = event_id[1:] if event_id.startswith("$") else ""
-    if body.startswith("m") and is_number(body[1:], MAX_UUID):
-        return EventRef(message=body[1:])
-    head, dot, tail = body.partition(".")
-    if is_number(head) and (not dot or is_number(tail)):
-        return EventRef(position=int(head), index=int(tail) if dot else None)
-    return None
 
 
 def token(position: int) -> str:

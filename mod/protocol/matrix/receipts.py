@@ -12,8 +12,9 @@ from mod.protocol.matrix.api import Empty
 from mod.protocol.matrix.errors import Code, MatrixError
 from mod.protocol.matrix.rooms import room_flow, user_uuid
 from mod.protocol.matrix.routing import Call
+from mod.service import readstate
 
-FULLY_READ = "m.fully_read"
+FULLY_READ = readstate.FULLY_READ
 
 
 async def own_user(call: Call) -> str:

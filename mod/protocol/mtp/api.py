@@ -21,7 +21,8 @@ PROTOCOL_REVISION = "17"
 TYPING = str(Kind.TYPING)
 REPLIES = "replies"  # messages carry `reply_to`
 REACTIONS = "reactions"  # messages carry `reactions`; reaction changes are pushed
-EXTENSIONS = (TYPING, REPLIES, REACTIONS)
+READ = "read"  # flows carry the caller's read state; its changes are pushed
+EXTENSIONS = (TYPING, REPLIES, REACTIONS, READ)
 
 # Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
 # the request invalid (415) instead of being converted.
@@ -189,6 +190,10 @@ class FlowOut(BaseModel):
     message_end: int | None = None
     private: bool | None = None
     typing: list[str] | None = None  # the `typing` extension's pushes: who types now
+    # the `read` extension: the last message read, and the unread ones (mentioning the caller)
+    read: str | None = None
+    unread: int | None = None
+    mentions: int | None = None
 
 
 class ReactionOut(BaseModel):

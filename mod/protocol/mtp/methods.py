@@ -9,6 +9,7 @@ from mod.content import CONTENT_FIELDS
 from mod.error import ServiceError
 from mod.protocol.mtp.api import (
     REACTIONS,
+    READ,
     REPLIES,
     DataIn,
     FlowIn,
@@ -20,7 +21,7 @@ from mod.protocol.mtp.api import (
     UserOut,
 )
 from mod.protocol.mtp.responses import error, respond, respond_off_loop
-from mod.service import Caller, Credentials, Service
+from mod.service import Caller, Credentials, Flow, ReadState, Service
 
 Method = Callable[[Service, Request, Caller], Awaitable[Response]]
 # Public methods also take the client's address (failed logins are counted per address).
@@ -84,12 +85,21 @@ async def authentication(service: Service, request: Request, address: str
 
 
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
-    flows, messages, users = await service.timeline.get_update(
-        caller, _data(request).time or 0, extended=request.wants(REACTIONS))
+    update = await service.timeline.get_update(caller, _data(request).time or 0,
+                                               reactions=request.wants(REACTIONS),
+                                               read=request.wants(READ))
     if not request.wants(REPLIES):
-        for message in messages:
+        for message in update.messages:
             message.pop("reply_to", None)
-    return await respond_off_loop(request.type, 200, flow=flows, message=messages, user=users)
+    return await respond_off_loop(request.type, 200, flow=_with_read(update.flows, update.read),
+                                  message=update.messages, user=update.users)
+
+
+def _with_read(flows: list[Flow], read: dict[str, ReadState]) -> list[dict[str, Any]]:
+    """Flows, each one the caller is a member of with their read state (the `read`
+    extension; without it `read` is empty and the flows are as they are)."""
+    return [{**flow, **read[flow["uuid"]].payload()} if flow["uuid"] in read else dict(flow)
+            for flow in flows]
 
 
 async def send_message(service: Service, request: Request, caller: Caller) -> Response:
@@ -141,7 +151,17 @@ async def all_flow(service: Service, request: Request, caller: Caller) -> Respon
     flows = await service.flows.visible(caller)
     if not flows:
         raise ServiceError(404, "There are no flows yet")
+    if request.wants(READ):
+        read = await service.read.of(caller, [flow["uuid"] for flow in flows])
+        return await respond_off_loop(request.type, 200, flow=_with_read(flows, read))
     return await respond_off_loop(request.type, 200, flow=flows)
+
+
+async def mark_read(service: Service, request: Request, caller: Caller) -> Response:
+    flow_uuid = _flow_uuid(request)
+    message_uuid = _message_uuid(request)
+    state = (await service.read.mark(caller, flow_uuid, message_uuid)).value
+    return respond(request.type, 200, flow=[{"uuid": flow_uuid, **state.payload()}])
 
 
 async def user_info(service: Service, request: Request, caller: Caller) -> Response:
@@ -259,6 +279,7 @@ AUTHENTICATED: dict[str, Method] = {
     "invite_flow": invite_flow,
     "update_profile": update_profile,
     "react": react,
+    "mark_read": mark_read,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pydantic_core import from_json, to_json
 
 from mod import changes as kinds
-from mod.changes import Change, Kind, ReactionPayload
+from mod.changes import Change, ContentPayload, Kind, ReactionPayload
 from mod.protocol.mtp.responses import JSONAPI
 
 # The change kinds pushed to MTP connections that asked for pushes; each is the frame's
@@ -16,7 +16,7 @@ from mod.protocol.mtp.responses import JSONAPI
 PUSH_EVENTS = kinds.MTP_PUSHED
 
 
-@lru_cache(maxsize=len(PUSH_EVENTS) + len(kinds.REACTIONS) + 1)
+@lru_cache(maxsize=len(PUSH_EVENTS) + len(kinds.REACTIONS) + 2)
 def _push_tail(event: str) -> str:
     tail = {"jsonapi": JSONAPI.model_dump(), "meta": {"push": True, "event": event}}
     return json.dumps(tail, separators=(",", ":"))[1:]
@@ -78,6 +78,24 @@ def reaction_frame(change: Change) -> str:
               "detail": f"{change.kind.replace('_', ' ')}: {reaction.key}"}
     head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
     return f"{head[:-1]},{_push_tail(change.kind)}"
+
+
+READ_EVENT = "flow_read"  # the `read` extension's push
+
+
+def read_frame(change: Change) -> str | None:
+    """The push of the `read` extension: the receipting user's read state in the flow of
+    their receipt (None for a receipt logged before it carried one)."""
+    payload = change.data
+    if not isinstance(payload, ContentPayload) or not isinstance(payload.data.get("read"), dict):
+        return None
+    state = payload.data["read"]
+    flow = {"uuid": payload.data["room"], "read": state.get("read"),
+            "unread": state.get("unread"), "mentions": state.get("mentions")}
+    data = {"time": change.time, "flow": [flow], "message": [], "user": [], "meta": None}
+    errors = {"code": 200, "status": "OK", "time": change.time, "detail": "flow read"}
+    head = to_json({"type": "get_update", "data": data, "errors": errors}).decode()
+    return f"{head[:-1]},{_push_tail(READ_EVENT)}"
 
 
 @lru_cache(maxsize=1)

@@ -29,17 +29,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mod import metrics
-from mod.changes import ENDS_TYPING, Change, Kind, RevokedPayload
+from mod.changes import ENDS_TYPING, READ_RECEIPTS, Change, Kind, RevokedPayload
 from mod.changes import REACTIONS as REACTION_KINDS
 from mod.config.validator import Server
 from mod.hub import Hub
-from mod.protocol.mtp.api import REACTIONS, REPLIES, TYPING
+from mod.protocol.mtp.api import REACTIONS, READ, REPLIES, TYPING
 from mod.protocol.mtp.dispatch import MTPController
 from mod.protocol.mtp.push import (
     PUSH_EVENTS,
     has_reply,
     push_frame,
     reaction_frame,
+    read_frame,
     typing_frame,
 )
 from mod.protocol.mtp.registry import SessionRegistry
@@ -262,6 +263,11 @@ class MTPSession:
                                          or not has_reply(change)))
             elif change.kind in REACTION_KINDS and REACTIONS in self.extensions:
                 frames.append(reaction_frame(change))
+            elif change.kind in READ_RECEIPTS and READ in self.extensions \
+                    and change.actor == self.user_uuid:
+                read = read_frame(change)  # this user's read state moved (any device)
+                if read is not None:
+                    frames.append(read)
             if TYPING in self.extensions and (change.kind == Kind.TYPING
                                                 or change.kind in ENDS_TYPING):
                 typists = self.controller.service.ephemeral.typing_now.after(change)
