@@ -90,7 +90,7 @@ CELLS = rights_table()
 def test_the_table_covers_every_action_and_actor() -> None:
     actions = {cell.action for cell in CELLS}
     assert actions == {"read", "send", "edit", "delete", "invite", "rename", "join", "leave",
-                       "react"}
+                       "react", "mark read"}
     for action in actions:
         actors = {cell.actor for cell in CELLS if cell.action == action}
         if action in ("edit", "delete"):
@@ -296,7 +296,7 @@ async def build(session: Session, cell: Cell) -> Target:
         author = cast["superuser author"] if cell.actor == "owner, not the author" and \
             flow_type == "channel" else cast["author"]
         target.message = await _message(session, cell, author, flow)
-    elif cell.action in ("read", "react"):
+    elif cell.action in ("read", "react", "mark read"):
         target.message = await send(session, owner, flow)
     return target
 
@@ -320,7 +320,7 @@ async def _chat(session: Session, cell: Cell) -> Target:
         author = creator if cell.actor in ("another member", "superuser member, not the author") \
             else partner
         target.message = await _message(session, cell, author, flow)
-    elif cell.action in ("read", "react"):
+    elif cell.action in ("read", "react", "mark read"):
         target.message = await send(session, creator, flow)
     return target
 
@@ -419,6 +419,10 @@ ACTIONS: dict[str, tuple[list[tuple[str, Act]], list[tuple[str, Act]]]] = {
     "leave": (
         [("leave_flow", _mtp("leave_flow", flow=_flow))],
         [("POST /leave", _mx("POST", lambda t: f"/rooms/{t.room}/leave"))]),
+    "mark read": (
+        [("mark_read", _mtp("mark_read", flow=_flow, message=lambda t: [{"uuid": t.message}]))],
+        [("POST /receipt m.read", _mx("POST", lambda t: f"/rooms/{t.room}/receipt/m.read/{t.event}"
+                                      ))]),
     "react": (
         [("react", _mtp("react", message=lambda t: [{"uuid": t.message, "reaction": "👍"}]))],
         [("PUT /send m.reaction", _mx(
