@@ -41,3 +41,4 @@ class Message(TypedDict):
     deleted: bool
     reply_to: NotRequired[str]  # the uuid of the message it answers; absent when none
     reactions: NotRequired[list[ReactionGroup]]  # where asked for (MTP's `reactions`)
+    mentions: NotRequired[list[str]]  # the uuids of the members it names; absent when none

@@ -103,6 +103,8 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     # Version 11: replies (none among the old messages) and reactions.
     assert engine.read_sync(_raw, "SELECT DISTINCT reply_to FROM messages") == [("",)]
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM reactions") == [(0,)]
+    # Version 12: mentions.
+    assert engine.read_sync(_raw, "SELECT COUNT(*) FROM mentions") == [(0,)]
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

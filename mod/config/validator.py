@@ -104,6 +104,7 @@ class Protocol(BaseModel):
     messages_limit: Positive = 100
     users_limit: Positive = 100
     reactions_limit: Positive = 20
+    mentions_limit: Positive = 100
 
     @field_validator("min_version", "max_version")
     @classmethod

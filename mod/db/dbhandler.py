@@ -7,6 +7,7 @@ Each function runs on a database thread (see mod.db.engine); callers pick `Engin
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
@@ -28,6 +29,7 @@ from sqlobject.sqlbuilder import (
 
 from mod import changes as kinds
 from mod.changes import Kind
+from mod.db import mentions as mentiondb
 from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import (
     TABLES,
@@ -35,6 +37,7 @@ from mod.db.models import (
     Flow,
     Invite,
     Member,
+    Mention,
     Message,
     Reaction,
     Token,
@@ -631,9 +634,9 @@ _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
 
 def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
                    content: dict[str, str], now: int, extra: dict[str, Any] | None = None,
-                   reply_to: str = "") -> MessageRow:
-    """Store a message (answering the message `reply_to`, if given) and log it; `extra` goes
-    into the change's payload."""
+                   reply_to: str = "", mentions: Sequence[str] = ()) -> MessageRow:
+    """Store a message (answering the message `reply_to`, naming the members `mentions`, if
+    given) and log it; `extra` goes into the change's payload."""
     message = MessageRow(
         uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
@@ -643,6 +646,9 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
     )
     if reply_to:
         message["reply_to"] = reply_to
+    if mentions:
+        message["mentions"] = list(mentions)
+        mentiondb.add(conn, flow_uuid, uuid, mentions)
     conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
                message["file_document"], message["emoji"], now, 0, False, False, reply_to)
@@ -713,16 +719,23 @@ _PAGE_REACTIONS = {
                 f"position) AS users, MIN(position) AS first FROM {_REACTIONS} "
                 "WHERE message_uuid = page.uuid GROUP BY reaction_key) AS r)",
 }
+_PAGE_MENTIONS = {
+    "sqlite": f"json((SELECT json_group_array(user_uuid) FROM {Mention.sqlmeta.table} "
+              "WHERE message_uuid = page.uuid))",
+    "postgres": f"(SELECT COALESCE(json_agg(user_uuid ORDER BY id), '[]') FROM "
+                f"{Mention.sqlmeta.table} WHERE message_uuid = page.uuid)",
+}
 _PAGE_REPLY_TO = {
     "sqlite": ", 'reply_to', CASE WHEN reply_to = '' THEN NULL ELSE reply_to END",
     "postgres": ", 'reply_to', NULLIF(reply_to, '')",
 }
 
 
-def _page_json(db_kind: str, replies: bool, reactions: bool) -> str:
+def _page_json(db_kind: str, replies: bool, reactions: bool, mentions: bool) -> str:
     pairs = ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
     more = (_PAGE_REPLY_TO[db_kind] if replies else "") + (
-        ", 'reactions', " + _PAGE_REACTIONS[db_kind] if reactions else "")
+        ", 'reactions', " + _PAGE_REACTIONS[db_kind] if reactions else "") + (
+        ", 'mentions', " + _PAGE_MENTIONS[db_kind] if mentions else "")
     if db_kind == "sqlite":
         return ("SELECT json_group_array(json_object(" + pairs
                 + ", 'edited_status', json(CASE WHEN edited_status THEN 'true' ELSE 'false' END)"
@@ -733,17 +746,19 @@ def _page_json(db_kind: str, replies: bool, reactions: bool) -> str:
             + ") ORDER BY id), '[]')::text " + _PAGE_OF.replace("{p}", "%s"))
 
 
-_PAGE_JSON = {(kind, replies, reactions): _page_json(kind, replies, reactions)
-              for kind in ("sqlite", "postgres") for replies in (False, True)
-              for reactions in (False, True)}
+_PAGE_JSON = {(kind, *fields): _page_json(kind, *fields)
+              for kind in ("sqlite", "postgres") for fields in itertools.product((False, True),
+                                                                                  repeat=3)}
 
 
 def messages_page_json(conn: Conn, flow_uuid: str, start: int, count: int, since: int = 0,
-                       replies: bool = False, reactions: bool = False) -> str:
+                       replies: bool = False, reactions: bool = False,
+                       mentions: bool = False) -> str:
     """The JSON list of the messages at positions [start, start+count) of a flow (those after
     `since`, if given), oldest first; with `replies`, each one's `reply_to` (null when it
-    answers none), with `reactions`, its reactions."""
-    sql = _PAGE_JSON[conn.db, replies, reactions].format(count=int(count), start=int(start))
+    answers none), with `reactions` its reactions, with `mentions` whom it names."""
+    sql = _PAGE_JSON[conn.db, replies, reactions, mentions].format(count=int(count),
+                                                                   start=int(start))
     row = conn.one(sql, flow_uuid, since or -1)
     return str(row[0]) if row and row[0] is not None else "[]"
 

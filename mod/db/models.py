@@ -118,6 +118,19 @@ class Reaction(SQLObject):
     by_position = DatabaseIndex("position")
 
 
+class Mention(SQLObject):
+    """A member a message names (MTP `mentions`, Matrix `m.mentions.user_ids`)."""
+
+    class sqlmeta:
+        table = "mentions"
+
+    flow_uuid = StringCol(length=40, notNone=True)
+    message_uuid = StringCol(length=40, notNone=True)
+    user_uuid = StringCol(length=40, notNone=True)
+    pair = DatabaseIndex("message_uuid", "user_uuid", unique=True)
+    by_user = DatabaseIndex("user_uuid", "flow_uuid")
+
+
 class Token(SQLObject):
     class sqlmeta:
         table = "tokens"
@@ -355,4 +368,5 @@ class MediaQuota(SQLObject):
 TABLES: tuple[type[SQLObject], ...] = (User, Flow, Member, Invite, Message, Token, Txn, Change,
                                        Heartbeat, RegistrationToken, AccountData, Receipt,
                                        Device, OneTimeKey, ToDevice, CrossSigningKey, KeyBackup,
-                                       BackupKey, Media, MediaRef, MediaQuota, Reaction)
+                                       BackupKey, Media, MediaRef, MediaQuota, Reaction,
+                                       Mention)

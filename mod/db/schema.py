@@ -33,6 +33,7 @@ from mod.db.models import (
     Media,
     MediaQuota,
     MediaRef,
+    Mention,
     OneTimeKey,
     Reaction,
     Receipt,
@@ -141,6 +142,10 @@ def _to_11(conn: Conn) -> None:
     _create(conn, Reaction)
 
 
+def _to_12(conn: Conn) -> None:
+    _create(conn, Mention)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -156,6 +161,7 @@ STEPS: tuple[Step, ...] = (
              "uploader) and media_quotas (an operator's quota for one user)", _to_10),
     Step(11, "messages.reply_to and reactions (replies and reactions in both protocols)",
          _to_11),
+    Step(12, "mentions (the members a message names)", _to_12),
 )
 CURRENT = 1 + len(STEPS)
 

@@ -8,6 +8,7 @@ returns that result instead of writing again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,14 +50,19 @@ class Messages:
     async def send(self, caller: Caller, flow_uuid: str, client_id: int,
                    content: dict[str, str], txn: str | None = None,
                    extra: dict[str, Any] | None = None, encrypted: bool = False,
-                   media: str = "", reply_to: str = "") -> Committed[Message]:
+                   media: str = "", reply_to: str = "", mentions: Sequence[str] = (),
+                   mention_logins: Sequence[str] = ()) -> Committed[Message]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
         `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
         into an end-to-end encrypted flow. An MTP file (`file_*`, base64) is put in the media
         store and shows in Matrix as its `mxc://` URL; `media` names the stored file a Matrix
         message refers to. `reply_to` names the message of the same flow it answers (404 if
-        there is none)."""
+        there is none); `mentions` (uuids) and `mention_logins` the users it names, of whom
+        the flow's members are kept (at most `[PROTOCOL] MENTIONS_LIMIT`: 400)."""
+        limit = self.settings.protocol.mentions_limit
+        if len(mentions) + len(mention_logins) > limit:
+            raise ServiceError(400, f"A message names at most {limit} users")
         if encrypted:
             content = {"text": ENCRYPTED_TEXT}
         elif extra is None and not _FILE_FIELDS.isdisjoint(content):
@@ -69,22 +75,24 @@ class Messages:
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
                             *(content.get(field, "") for field in CONTENT_FIELDS),
-                            *((reply_to,) if reply_to else ()))
+                            *((reply_to,) if reply_to else ()), *mentions)
         else:
             key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
-                                       content, now(), key, extra, encrypted, media, reply_to)
+                                       content, now(), key, extra, encrypted, media, reply_to,
+                                       (tuple(mentions), tuple(mention_logins)))
 
     async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
-                   since: int = 0, replies: bool = False, reactions: bool = False
-                   ) -> MessagePage:
+                   since: int = 0, replies: bool = False, reactions: bool = False,
+                   mentions: bool = False) -> MessagePage:
         """A flow's messages, oldest first, and the total when only a page is returned;
-        with `replies`, each with its `reply_to`; with `reactions`, its `reactions`."""
+        with `replies`, each with its `reply_to`; with `reactions`, its `reactions`; with
+        `mentions`, its `mentions`."""
         if (start is not None and start < 0) or (end is not None and end < 0):
             raise ServiceError(400, "message_start and message_end cannot be negative")
         return await self.engine.read(_page, caller, flow_uuid, start, end, since,
                                       self.settings.protocol.messages_limit,
-                                      (replies, reactions))
+                                      (replies, reactions, mentions))
 
     async def edit(self, caller: Caller, message_uuid: str, text: str, flow_uuid: str = "",
                    txn: str | None = None, extra: dict[str, Any] | None = None
@@ -136,7 +144,8 @@ def _may_send(conn: Conn, caller: Caller, flow_uuid: str) -> None:
 
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
-          encrypted: bool, media: str, reply_to: str) -> Committed[Message]:
+          encrypted: bool, media: str, reply_to: str,
+          named: tuple[tuple[str, ...], tuple[str, ...]]) -> Committed[Message]:
     earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
@@ -150,10 +159,21 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
             raise ServiceError(404, f"No message {reply_to} in this flow to reply to")
     mark = len(conn.changes)
     message = db.insert_message(conn, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
-                                extra, reply_to)
+                                extra, reply_to, _members_named(conn, flow_uuid, *named))
     if media:
         mediadb.add_ref(conn, media, mediadb.MESSAGE, uuid)
     return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
+
+
+def _members_named(conn: Conn, flow_uuid: str, uuids: tuple[str, ...],
+                   logins: tuple[str, ...]) -> list[str]:
+    """Of the users named by uuid or login, the flow's members, in the order named."""
+    if not uuids and not logins:
+        return []
+    found = [*uuids, *(user["uuid"] for login in logins
+                       if (user := db.user_by_login(conn, login)) is not None)]
+    members = set(db.flow_members(conn, flow_uuid))
+    return [uuid for uuid in dict.fromkeys(found) if uuid in members]
 
 
 def _change(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str, kind: Kind,
@@ -188,7 +208,7 @@ def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> Message:
 
 
 def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
-          since: int, limit: int, fields: tuple[bool, bool]) -> MessagePage:
+          since: int, limit: int, fields: tuple[bool, bool, bool]) -> MessagePage:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     total = db.count_messages(conn, flow_uuid, since)
     if start is None and end is None and total <= limit:

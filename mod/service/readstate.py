@@ -6,8 +6,9 @@ timeline (Matrix `m.read` and `m.read.private`; MTP's `mark_read` sets `m.read` 
 `m.fully_read` marker), or their own latest message there, whichever is later: writing in a
 flow reads it, as in Matrix servers. Their unread count is the messages of others after the
 marker that are not deleted (with no marker, those since they joined), counted up to
-MAX_UNREAD. A receipt's change-log payload carries the receipting user's new state
-(`"read"`), so the MTP push of the `read` extension needs no read.
+MAX_UNREAD, and of those, how many name them (mentions). A receipt's change-log payload
+carries the receipting user's new state (`"read"`), so the MTP push of the `read` extension
+needs no read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mod.db import mentions as mentiondb
 from mod.db import readstate as store
 from mod.db import userdata
 from mod.db.engine import Conn, Engine
@@ -52,9 +54,11 @@ def states(conn: Conn, user_uuid: str, flow_uuids: list[str]) -> dict[str, ReadS
         own = store.last_own(conn, flow, user_uuid)
         ids = store.message_ids(conn, flow, [*named, *([own] if own else [])])
         read = max(ids, key=ids.__getitem__) if ids else None
-        unread = store.count_unread(conn, flow, user_uuid, ids[read] if read else 0,
-                                    0 if read else since, MAX_UNREAD)
-        found[flow] = ReadState(read, unread)
+        after, start = (ids[read], 0) if read else (0, since)
+        unread = store.count_unread(conn, flow, user_uuid, after, start, MAX_UNREAD)
+        mentioned = mentiondb.count_unread(conn, flow, user_uuid, after, start, MAX_UNREAD) \
+            if unread else 0
+        found[flow] = ReadState(read, unread, mentioned)
     return found
 
 

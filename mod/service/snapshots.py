@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mod import changes as kinds
-from mod.changes import Change, FlowPayload, Kind
+from mod.changes import Change, FlowPayload, Kind, MessagePayload
 from mod.db import dbhandler as db
 from mod.db import media as mediadb
 from mod.db.engine import Conn
@@ -126,6 +126,8 @@ def named(changes: Iterable[Change]) -> set[str]:
             data = change.data
         except ValueError:
             continue
+        if isinstance(data, MessagePayload):
+            found.update(data.message.get("mentions") or ())
         if isinstance(data, FlowPayload):
             owner = data.flow.get("owner")
             if isinstance(owner, str):

@@ -13,6 +13,7 @@ from typing import Any
 
 from mod.changes import Change, Kind
 from mod.db import dbhandler as db
+from mod.db import mentions as mentiondb
 from mod.db import reactions, userdata
 from mod.db import readstate as readstate_db
 from mod.db.engine import Conn, Engine
@@ -79,13 +80,13 @@ class Timeline:
                                       position, start, limit, backwards)
 
     async def get_update(self, caller: Caller, since: int, reactions: bool = False,
-                         read: bool = False) -> Update:
+                         read: bool = False, mentions: bool = False) -> Update:
         """What changed at or after `since` in the caller's flows: flows, messages, the
         public profiles of their members; with `reactions`, each message with its
         `reactions` (and those whose reactions changed among them); with `read`, the
         caller's read state in each flow returned, and in those where it or the messages
-        changed."""
-        return await self.engine.read(_update, caller.uuid, since, reactions, read)
+        changed; with `mentions`, each message with whom it names."""
+        return await self.engine.read(_update, caller.uuid, since, reactions, read, mentions)
 
     async def counts(self) -> dict[str, int]:
         return await self.engine.read(db.counts)
@@ -171,13 +172,18 @@ class Update:
     read: dict[str, ReadState]
 
 
-def _update(conn: Conn, user_uuid: str, since: int, with_reactions: bool, read: bool
-            ) -> Update:
+def _update(conn: Conn, user_uuid: str, since: int, with_reactions: bool, read: bool,
+            with_mentions: bool) -> Update:
     flows, messages, users = db.update_since(conn, user_uuid, since, with_reactions)
+    uuids = [message["uuid"] for message in messages]
     if with_reactions:
-        found = reactions.of_messages(conn, [message["uuid"] for message in messages])
+        found = reactions.of_messages(conn, uuids)
         for message in messages:
             message["reactions"] = found.get(message["uuid"], [])
+    if with_mentions:
+        named = mentiondb.of_messages(conn, uuids)
+        for message in messages:
+            message["mentions"] = named.get(message["uuid"], [])
     states: dict[str, ReadState] = {}
     if read:
         wanted = {flow["uuid"] for flow in flows} | {m["from_flow"] for m in messages} \

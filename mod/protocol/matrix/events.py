@@ -88,6 +88,9 @@ def users_named(items: Iterable[Parsed]) -> set[str]:
         found.add(item.change.actor)
         if item.change.kind in MEMBERSHIP:
             found.add(item.change.subject)
+        message = item.payload.get("message")
+        if isinstance(message, dict) and isinstance(message.get("mentions"), list):
+            found.update(message["mentions"])
         flow = item.payload.get("flow")
         if flow is not None and item.change.kind == Kind.FLOW_CREATED:
             found.add(flow["owner"])
@@ -310,6 +313,9 @@ class Renderer:
         if message.get("reply_to") and "m.relates_to" not in content:  # an MTP reply
             content = {**content, "m.relates_to": {"m.in_reply_to": {
                 "event_id": ids.message_event_id(message["reply_to"])}}}
+        if message.get("mentions") and "m.mentions" not in content:  # MTP's mentions
+            content = {**content, "m.mentions": {
+                "user_ids": [self.user_id(uuid) for uuid in message["mentions"]]}}
         event = self._base(item, ids.message_event_id(message["uuid"]),
                            extra.get("type") or "m.room.message", message["from_user"], content)
         unsigned: dict[str, Any] = {}

@@ -59,8 +59,19 @@ async def send(call: Call) -> EventIdReply:
     text, media = await call.service.media.for_mtp(content)
     stored = await call.service.messages.send(call.caller, flow, 0, text,
                                               txn=call.param("txnId"), extra=extra, media=media,
-                                              reply_to=_answered(content))
+                                              reply_to=_answered(content),
+                                              mention_logins=_named(call, content))
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+def _named(call: Call, content: dict[str, Any]) -> list[str]:
+    """The logins of this server's users an `m.mentions` names."""
+    mentions = content.get("m.mentions")
+    users = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    if not isinstance(users, list):
+        return []
+    logins = (ids.login_of(user, call.server_name) for user in users if isinstance(user, str))
+    return [login for login in logins if login]
 
 
 def _answered(content: dict[str, Any]) -> str:

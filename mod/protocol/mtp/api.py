@@ -22,7 +22,10 @@ TYPING = str(Kind.TYPING)
 REPLIES = "replies"  # messages carry `reply_to`
 REACTIONS = "reactions"  # messages carry `reactions`; reaction changes are pushed
 READ = "read"  # flows carry the caller's read state; its changes are pushed
-EXTENSIONS = (TYPING, REPLIES, REACTIONS, READ)
+MENTIONS = "mentions"  # messages carry `mentions`
+EXTENSIONS = (TYPING, REPLIES, REACTIONS, READ, MENTIONS)
+# The message fields an extension adds, which connections without it never see.
+EXTENSION_FIELDS = {REPLIES: "reply_to", MENTIONS: "mentions"}
 
 # Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
 # the request invalid (415) instead of being converted.
@@ -118,6 +121,9 @@ class MessageIn(_In):
     edited_time: Int64 | None = None
     edited_status: bool | None = None
     reply_to: str | None = Uuid  # send_message: the message it answers (an extension)
+    # send_message: the uuids of the members it names (an extension)
+    mentions: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None,
+                                                                         max_length=_LIST)
     reaction: str | None = Field(default=None, max_length=256)  # the `react` method
     remove: bool | None = None  # `react`: take the reaction back
 
@@ -224,6 +230,7 @@ class MessageOut(BaseModel):
     deleted: bool | None = None  # an extension: true once delete_message has cleared it
     reply_to: str | None = None  # the `replies` extension: the message it answers
     reactions: list[ReactionOut] | None = None  # the `reactions` extension
+    mentions: list[str] | None = None  # the `mentions` extension: the members it names
 
 
 class DataOut(BaseModel):

@@ -8,6 +8,8 @@ from typing import Any
 from mod.content import CONTENT_FIELDS
 from mod.error import ServiceError
 from mod.protocol.mtp.api import (
+    EXTENSION_FIELDS,
+    MENTIONS,
     REACTIONS,
     READ,
     REPLIES,
@@ -87,10 +89,12 @@ async def authentication(service: Service, request: Request, address: str
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
     update = await service.timeline.get_update(caller, _data(request).time or 0,
                                                reactions=request.wants(REACTIONS),
-                                               read=request.wants(READ))
-    if not request.wants(REPLIES):
-        for message in update.messages:
-            message.pop("reply_to", None)
+                                               read=request.wants(READ),
+                                               mentions=request.wants(MENTIONS))
+    for extension, field in EXTENSION_FIELDS.items():
+        if not request.wants(extension):
+            for message in update.messages:
+                message.pop(field, None)  # type: ignore[misc]
     return await respond_off_loop(request.type, 200, flow=_with_read(update.flows, update.read),
                                   message=update.messages, user=update.users)
 
@@ -110,7 +114,8 @@ async def send_message(service: Service, request: Request, caller: Caller) -> Re
     content = {field: value for field in CONTENT_FIELDS
                if (value := getattr(message, field)) is not None}
     stored = (await service.messages.send(caller, flow_uuid, message.client_id, content,
-                                          reply_to=message.reply_to or "")).value
+                                          reply_to=message.reply_to or "",
+                                          mentions=message.mentions or ())).value
     reply = MessageOut(uuid=stored["uuid"], client_id=stored["client_id"],
                        from_user=stored["from_user"], from_flow=stored["from_flow"],
                        time=stored["time"])
@@ -124,7 +129,8 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
     found = await service.messages.page(caller, flow.uuid, flow.message_start,
                                        flow.message_end, _data(request).time or 0,
                                        replies=request.wants(REPLIES),
-                                       reactions=request.wants(REACTIONS))
+                                       reactions=request.wants(REACTIONS),
+                                       mentions=request.wants(MENTIONS))
     if found.total is None:
         return respond(request.type, 200, message=[]).with_raw("message", found.json)
     start = flow.message_start or 0

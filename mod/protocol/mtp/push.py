@@ -9,6 +9,7 @@ from pydantic_core import from_json, to_json
 
 from mod import changes as kinds
 from mod.changes import Change, ContentPayload, Kind, ReactionPayload
+from mod.protocol.mtp.api import EXTENSION_FIELDS
 from mod.protocol.mtp.responses import JSONAPI
 
 # The change kinds pushed to MTP connections that asked for pushes; each is the frame's
@@ -25,18 +26,27 @@ def _push_tail(event: str) -> str:
 # The hub hands each change to all its recipients in a row, so remembering the last frame
 # renders each change once (1,000 renders for a 1,000-member flow without it); remembering
 # more would only pin frames, each as large as the change.
-def has_reply(change: Change) -> bool:
-    """Whether the change's message answers another (cheaply: `"reply_to":` can only stand
-    unescaped in the payload's JSON as a key)."""
-    return '"reply_to":' in change.payload
+@lru_cache(maxsize=1)
+def _extension_fields(change: Change) -> tuple[tuple[str, str], ...]:
+    """(extension, field) of the extension fields the change's message holds, once per change
+    (cheaply: a key such as `"reply_to":` can only stand unescaped in the JSON as a key)."""
+    return tuple((extension, field) for extension, field in EXTENSION_FIELDS.items()
+                 if f'"{field}":' in change.payload)
 
 
-# Two entries: a reply is rendered with and without its `reply_to` for connections with and
-# without the `replies` extension.
-@lru_cache(maxsize=2)
-def push_frame(change: Change, replies: bool = True) -> str:
-    """The get_update-shaped frame that tells members of one committed change; without
-    `replies`, its message does not say which one it answers.
+def hidden(change: Change, extensions: frozenset[str]) -> tuple[str, ...]:
+    """The fields of the change's message a connection with these extensions must not see
+    (most messages have none of them)."""
+    return tuple(field for extension, field in _extension_fields(change)
+                 if extension not in extensions)
+
+
+# A few entries: a reply or a mention is rendered with and without its extension's fields for
+# connections with and without the extension.
+@lru_cache(maxsize=4)
+def push_frame(change: Change, hide: tuple[str, ...] = ()) -> str:
+    """The get_update-shaped frame that tells members of one committed change; its message
+    without the fields `hide`.
 
     The frame has the shape of `Response` (tests hold every pushed frame to that model), but
     is written out directly: its objects are snapshots the database layer made from typed
@@ -49,8 +59,8 @@ def push_frame(change: Change, replies: bool = True) -> str:
     if user is None and change.kind in (Kind.FLOW_INVITED, Kind.INVITE_DECLINED):
         user = {"uuid": change.subject}  # who was invited, or declined
     message = payload.get("message")
-    if message is not None and not replies:
-        message = {key: value for key, value in message.items() if key != "reply_to"}
+    if message is not None and hide:
+        message = {key: value for key, value in message.items() if key not in hide}
     data = {
         "time": change.time,
         "flow": [flow] if flow and message is None else [],

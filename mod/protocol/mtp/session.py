@@ -33,11 +33,11 @@ from mod.changes import ENDS_TYPING, READ_RECEIPTS, Change, Kind, RevokedPayload
 from mod.changes import REACTIONS as REACTION_KINDS
 from mod.config.validator import Server
 from mod.hub import Hub
-from mod.protocol.mtp.api import REACTIONS, READ, REPLIES, TYPING
+from mod.protocol.mtp.api import REACTIONS, READ, TYPING
 from mod.protocol.mtp.dispatch import MTPController
 from mod.protocol.mtp.push import (
     PUSH_EVENTS,
-    has_reply,
+    hidden,
     push_frame,
     reaction_frame,
     read_frame,
@@ -259,8 +259,7 @@ class MTPSession:
         frames = []
         try:
             if change.kind in PUSH_EVENTS:  # each built once for all recipients
-                frames.append(push_frame(change, REPLIES in self.extensions
-                                         or not has_reply(change)))
+                frames.append(push_frame(change, hidden(change, self.extensions)))
             elif change.kind in REACTION_KINDS and REACTIONS in self.extensions:
                 frames.append(reaction_frame(change))
             elif change.kind in READ_RECEIPTS and READ in self.extensions \
