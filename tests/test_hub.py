@@ -20,7 +20,7 @@ import mod.hub as hub_module
 from mod.changes import Change
 from mod.db import dbhandler as db
 from mod.hub import Hub, MemoryBroker, members_at, worker_processes
-from mod.protocol.mtp.push import push_frame
+from mod.protocol.mtp.push import push_frame, rendered
 from tests.support import Client, ServerProcess, pushes_through
 
 pytestmark = pytest.mark.anyio
@@ -277,16 +277,17 @@ async def test_a_change_is_rendered_once_for_all_its_recipients_and_only_its_fra
         sinks = [Pusher(f"u{index}") for index in range(50)]
         for sink in sinks:
             hub.register(sink)
-        push_frame.cache_clear()
+        rendered.cache_clear()
         text = "x" * 100_000
         hub.committed([log.add("f", payload=json.dumps({"message": {"uuid": str(n),
                                                                      "text": text}}))
                        for n in range(3)])
         await settle_hub()
         assert all(sink.got == [1, 2, 3] for sink in sinks)
-        cache = push_frame.cache_info()
+        cache = rendered.cache_info()
         assert cache.misses == 3 and cache.hits == 3 * 49  # rendered once per change
         assert cache.currsize == 1  # a large frame is not kept past the next change
+        assert list(rendered(log.changes[-1])) == [()]  # one frame: nobody hid a field
     finally:
         await hub.stop()
 

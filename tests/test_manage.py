@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 ALL_TABLES = ["users", "flows", "members", "invites", "messages", "tokens", "txns", "changes",
               "heartbeats", "registration_tokens", "account_data", "receipts", "devices",
               "one_time_keys", "to_device", "cross_signing_keys", "key_backups", "backup_keys",
-              "media", "media_refs", "media_quotas"]
+              "media", "media_refs", "media_quotas", "reactions", "mentions"]
 
 
 @pytest.fixture

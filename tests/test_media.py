@@ -386,7 +386,7 @@ async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
     assert alice_state == {"membership": "join", "displayname": "Alice B.", "avatar_url": url}
     bob_state = next(content for key, content in state.items() if "bob" in key)
     assert "avatar_url" not in bob_state
-    assert {flow["uuid"] for flow in (await service.timeline.get_update(bob, 0))[0]} == set(
+    assert {flow["uuid"] for flow in (await service.timeline.get_update(bob, 0)).flows} == set(
         flows)
 
 

@@ -10,7 +10,7 @@ from sqlobject.sqlbuilder import Delete, Select
 
 from mod.db.dbhandler import FlowRow, flows_by_uuid, update_user
 from mod.db.engine import Conn
-from mod.db.models import Flow, Invite, Member, Message
+from mod.db.models import Flow, Invite, Member, Mention, Message, Reaction
 
 # -- accounts ---------------------------------------------------------------------------------
 
@@ -36,8 +36,11 @@ def all_flows(conn: Conn) -> list[FlowRow]:
 
 
 def delete_flow(conn: Conn, flow_uuid: str) -> None:
-    """Delete a flow's rows: its invitations, messages, memberships and the flow itself."""
+    """Delete a flow's rows: its invitations, reactions, mentions, messages, memberships and
+    the flow itself."""
     conn.execute(Delete(Invite.sqlmeta.table, where=Invite.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Reaction.sqlmeta.table, where=Reaction.q.flow_uuid == flow_uuid))
+    conn.execute(Delete(Mention.sqlmeta.table, where=Mention.q.flow_uuid == flow_uuid))
     conn.execute(Delete(Message.sqlmeta.table, where=Message.q.flow_uuid == flow_uuid))
     conn.execute(Delete(Member.sqlmeta.table, where=Member.q.flow_uuid == flow_uuid))
     conn.execute(Delete(Flow.sqlmeta.table, where=Flow.q.uuid == flow_uuid))

@@ -23,9 +23,6 @@ def _push_tail(event: str) -> str:
     return json.dumps(tail, separators=(",", ":"))[1:]
 
 
-# The hub hands each change to all its recipients in a row, so remembering the last frame
-# renders each change once (1,000 renders for a 1,000-member flow without it); remembering
-# more would only pin frames, each as large as the change.
 @lru_cache(maxsize=1)
 def _extension_fields(change: Change) -> tuple[tuple[str, str], ...]:
     """(extension, field) of the extension fields the change's message holds, once per change
@@ -41,14 +38,28 @@ def hidden(change: Change, extensions: frozenset[str]) -> tuple[str, ...]:
                  if extension not in extensions)
 
 
-# A few entries: a reply or a mention is rendered with and without its extension's fields for
-# connections with and without the extension.
-@lru_cache(maxsize=4)
+# The hub hands each change to all its recipients in a row, so remembering the frames of the
+# last change renders each once (1,000 renders for a 1,000-member flow without it);
+# remembering more changes would only pin frames, each as large as its change. A change
+# whose message holds an extension's field has a frame with it and one without.
+@lru_cache(maxsize=1)
+def rendered(change: Change) -> dict[tuple[str, ...], str]:
+    """The frames of a change made so far, by the fields each leaves out."""
+    return {}
+
+
 def push_frame(change: Change, hide: tuple[str, ...] = ()) -> str:
     """The get_update-shaped frame that tells members of one committed change; its message
-    without the fields `hide`.
+    without the fields `hide`."""
+    frames = rendered(change)
+    frame = frames.get(hide)
+    if frame is None:
+        frame = frames[hide] = _render(change, hide)
+    return frame
 
-    The frame has the shape of `Response` (tests hold every pushed frame to that model), but
+
+def _render(change: Change, hide: tuple[str, ...]) -> str:
+    """The frame has the shape of `Response` (tests hold every pushed frame to that model), but
     is written out directly: its objects are snapshots the database layer made from typed
     rows, and a push is built for every committed change, so validating them again would be
     the most expensive step of a send.
