@@ -3,13 +3,14 @@ views and dialogs, in both languages and both colour schemes, in headless Chromi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess, running_server, unique_login
+from tests.support import Client, ServerProcess, running_server, unique_login
 from tests.test_matrix_support import JS
 from tests.web_support import Page, action, browser, console_errors, needs_browser, wait_for
 
@@ -86,6 +87,9 @@ def test_no_violations_in_any_view(web: ServerProcess, driver: Any) -> None:
     page.css("#react-picks button").click()
     wait_for(lambda: page.all("#messages .reactions button"), what="a reaction")
     action(page, "A reply, quoting it", "reply")
+    asyncio.run(_member_joins(web, driver.execute_script("return location.hash.slice(1)")))
+    page.css("#text").send_keys("@")
+    wait_for(lambda: page.all("#mention-list [role=option]"), what="a member offered")
     found += in_both_schemes(driver, "conversation, with a reply, a reaction, replying")
     page.css("#cancel-reply").click()
     for button, dialog in [("#new-flow", "#new-dialog"), ("#browse", "#browse-dialog"),
@@ -97,3 +101,14 @@ def test_no_violations_in_any_view(web: ServerProcess, driver: Any) -> None:
         driver.execute_script("arguments[0].close()", page.css(dialog))
     assert not found, "\n".join(found)
     assert console_errors(driver) == []
+
+
+async def _member_joins(web: ServerProcess, flow: str) -> None:
+    """Another member, so that "@" has someone to offer."""
+    client = await Client.connect(web.url)
+    try:
+        await client.register(unique_login("member"), username="Member")
+        joined = await client.call("join_flow", flow=[{"uuid": flow}])
+        assert joined["errors"]["code"] == 200, joined
+    finally:
+        await client.close()

@@ -808,6 +808,43 @@ async def test_read_on_one_device_is_read_on_every_device(web: ServerProcess,
     await writer.close()
 
 
+async def test_at_completes_a_member_and_mentions_cross_to_matrix(
+        web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
+    from selenium.webdriver.common.keys import Keys
+    alice, bob = pages
+    alice.register(unique_login("alice"), username="Alice")
+    bob_login = unique_login("bob")
+    bob.register(bob_login, username="Bob")
+    alice.create("group", "Mentions")
+    alice.open_flow("Mentions")
+    bob.join("Mentions")
+    flow = alice.driver.execute_script("return location.hash.slice(1)")
+    room = f"!{flow}:{SERVER_NAME}"
+    element = await matrix.user("element")
+    assert isinstance(await element.join(room), nio.JoinResponse)
+    assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
+    bob.driver.get(web.http + "/status")  # away: Bob's count and the mark come from the server
+    box = alice.css("#text")
+    box.send_keys("Lunch, @b")
+    wait_for(lambda: alice.css("#mention-list").is_displayed(), what="the members offered")
+    assert [option.text.split()[0] for option in alice.all("#mention-list [role=option]")] \
+        == ["Bob"]
+    assert box.get_attribute("aria-activedescendant") == "mention-0"
+    box.send_keys(Keys.ENTER)  # chooses, does not send
+    wait_for(lambda: box.get_attribute("value") == "Lunch, @Bob ", what="the name written")
+    box.send_keys("?", Keys.ENTER)
+    alice.sees("Lunch, @Bob ?")
+    seen = await sync_until(element, room, lambda e: e["content"].get("body") == "Lunch, @Bob ?")
+    event = next(e for e in seen if e["content"].get("body") == "Lunch, @Bob ?")
+    assert event["content"]["m.mentions"] == {"user_ids": [f"@{bob_login}:{SERVER_NAME}"]}
+    bob.open()
+    wait_for(lambda: bob.css("#chat-view").is_displayed(), what="Bob back")
+    bob.open_flow("Mentions")
+    row = bob.row("Lunch, @Bob ?")
+    assert "mentioned" in row.get_attribute("class")
+    assert row.find_element("css selector", ".mention-mark").text == "mentions you"
+
+
 async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProcess,
                                                                 pages: list[Page]) -> None:
     page = pages[0]

@@ -4,6 +4,7 @@
 import { loadStrings, t, translatePage } from "./i18n.js";
 import { Connection, MTPError, Offline, clientId } from "./mtp.js";
 import { Invites } from "./invites.js";
+import { Mentions } from "./mentions.js";
 import { Notifier } from "./notify.js";
 import { Reactions } from "./reactions.js";
 import { Replies } from "./replies.js";
@@ -12,7 +13,7 @@ import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
 // What a connection asks for as it binds: pushes, and the extensions the page uses.
-const META = { push: true, extensions: ["typing", "replies", "reactions", "read"] };
+const META = { push: true, extensions: ["typing", "replies", "reactions", "read", "mentions"] };
 const KEY = "morelia.session";
 
 class App {
@@ -34,6 +35,7 @@ class App {
     this.invites = new Invites(this);
     this.replies = new Replies(this);
     this.reactions = new Reactions(this);
+    this.mentions = new Mentions(this);
     this.view = new View(this);
   }
 
@@ -269,7 +271,8 @@ class App {
   }
 
   notify(entry, message) {
-    if (this.view.visible() || !this.notifier.wants(entry.flow)) return;
+    const mentioned = (message.mentions || []).includes(this.session.uuid);
+    if (this.view.visible() || !this.notifier.wants(entry.flow, mentioned)) return;
     const sender = this.userName(message.from_user);
     const title = entry.flow.type === "chat" ? sender : `${sender} · ${this.flowTitle(entry.flow)}`;
     this.notifier.show(title, this.view.summary(message).slice(0, 200), entry.flow.uuid,

@@ -1,7 +1,7 @@
 // Browser notifications of messages that arrive while the tab is hidden. They are turned on in
 // the settings (the browser asks for permission then, on that click); each conversation
-// notifies by its setting: "default" (direct chats only), "all" or "off". Both are kept in
-// this browser.
+// notifies by its setting: "default" (direct chats, and messages that mention this user),
+// "all" or "off". Both are kept in this browser.
 
 const ON = "morelia.notify.on";
 const MODES = "morelia.notify.modes";
@@ -38,9 +38,9 @@ export class Notifier {
     localStorage.setItem(MODES, JSON.stringify(modes));
   }
 
-  wants(flow) {
+  wants(flow, mentioned = false) {
     const mode = this.mode(flow.uuid);
-    return this.on() && (mode === "all" || (mode === "default" && flow.type === "chat"));
+    return this.on() && (mode === "all" || (mode === "default" && (flow.type === "chat" || mentioned)));
   }
 
   // One notification per conversation at a time: a newer one replaces it (its tag).

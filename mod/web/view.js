@@ -84,6 +84,7 @@ export class View {
     text.addEventListener("keydown", (event) => this.composerKey(event));
     text.addEventListener("input", () => {
       this.grow();
+      if (!this.editing) this.app.mentions.update(text);
       if (!this.editing && this.app.current) this.app.typing.typed(this.app.current, text.value);
     });
     text.addEventListener("paste", (event) => {
@@ -335,6 +336,8 @@ export class View {
   openFlow(entry) {
     this.app.typing.stop();
     this.stopEditing();
+    this.app.replies.stop();
+    this.app.mentions.take("");
     this.below = 0;
     $("#chat-view").classList.add("open");
     $("#pick").hidden = true;
@@ -455,8 +458,9 @@ export class View {
   messageRow(entry, message, follows) {
     const mine = message.from_user === this.app.session.uuid;
     const deleted = isDeleted(message);
+    const named = !mine && !deleted && this.app.mentions.mentionsMe(message);
     const row = el("li", {
-      class: `message${mine ? " mine" : ""}${follows ? " follows" : ""}${deleted ? " deleted" : ""}`,
+      class: `message${mine ? " mine" : ""}${follows ? " follows" : ""}${deleted ? " deleted" : ""}${named ? " mentioned" : ""}`,
       "data-uuid": message.uuid || null,
     });
     if (!follows) {
@@ -473,6 +477,7 @@ export class View {
       }
     }
     const foot = el("span", { class: "foot" });
+    if (named) foot.append(el("span", { class: "mention-mark", text: t("mentions_you") }));
     if (message.edited_status && !deleted) foot.append(el("span", { class: "edited", text: t("edited") }));
     foot.append(el("time", { text: this.clock.format(new Date((message.time || Date.now() / 1000) * 1000)) }));
     bubble.append(foot);
@@ -590,6 +595,9 @@ export class View {
       this.renderHeader();
       this.renderTyping();
     }
+    if (!this.editing && (this.app.mentions.offered.length || document.activeElement === $("#text"))) {
+      this.app.mentions.update($("#text"));  // names just looked up may fit what is typed
+    }
     const me = this.app.session && this.app.users.get(this.app.session.uuid);
     if (me) $("#me").textContent = me.username || me.login || this.app.session.login;
   }
@@ -618,6 +626,7 @@ export class View {
   // -- the composer -----------------------------------------------------------------------------
 
   composerKey(event) {
+    if (!event.isComposing && this.app.mentions.key(event)) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       this.submitText();
@@ -648,7 +657,7 @@ export class View {
     box.value = "";
     this.grow();
     this.app.typing.sent();
-    this.app.send({ text, ...this.app.replies.take() });
+    this.app.send({ text, ...this.app.replies.take(), ...this.app.mentions.take(text) });
   }
 
   startEditing(message) {
