@@ -49,11 +49,14 @@ def load(root: Path = WEB) -> dict[str, Asset]:
         name = path.relative_to(root).as_posix()
         media_type = TYPES.get(path.suffix) or mimetypes.guess_type(name)[0] or "text/plain"
         assets["/" if name == "index.html" else f"/web/{name}"] = Asset(body, media_type, etag)
+    if "/web/icon.svg" in assets:  # what browsers ask for on pages without an icon (/status)
+        assets["/favicon.ico"] = assets["/web/icon.svg"]
     return assets
 
 
 class WebClient:
-    """GET / and GET /web/{path}: the client's files; 404 for anything else under /web/."""
+    """GET /, GET /favicon.ico and GET /web/{path}: the client's files; 404 for anything else
+    under /web/."""
 
     def __init__(self, assets: dict[str, Asset]) -> None:
         self.assets = assets
@@ -71,4 +74,5 @@ class WebClient:
 def web_routes() -> list[BaseRoute]:
     serve = WebClient(load())
     return [Route("/", serve.page, methods=["GET", "HEAD"]),
+            Route("/favicon.ico", serve.page, methods=["GET", "HEAD"]),
             Route("/web/{path:path}", serve.page, methods=["GET", "HEAD"])]

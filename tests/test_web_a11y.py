@@ -64,7 +64,7 @@ def in_both_schemes(driver: Any, where: str) -> list[str]:
 def test_no_violations_in_any_view(web: ServerProcess, driver: Any) -> None:
     driver.get(web.http + "/status")
     driver.execute_script("sessionStorage.clear(); localStorage.clear();")
-    console_errors(driver)  # the status page's favicon.ico, a 404
+    console_errors(driver)
     page = Page(driver, web.http).open()
     found = in_both_schemes(driver, "login")
     page.css("#auth-switch").click()

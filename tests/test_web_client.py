@@ -845,8 +845,8 @@ async def test_at_completes_a_member_and_mentions_cross_to_matrix(
     assert row.find_element("css selector", ".mention-mark").text == "mentions you"
 
 
-async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProcess,
-                                                                pages: list[Page]) -> None:
+async def test_the_display_name_bio_and_picture_are_changed_in_settings(
+        web: ServerProcess, pages: list[Page], matrix: Matrix, tmp_path: Path) -> None:
     page = pages[0]
     login = unique_login("named")
     page.register(login, username="Anna")
@@ -864,6 +864,30 @@ async def test_the_display_name_and_bio_are_changed_in_settings(web: ServerProce
     reply = await mtp.call("user_info", user=[{"login": login}])
     found = reply["data"]["user"][0]
     assert (found["username"], found["bio"]) == ("Anna Karenina", "Happy families are all alike")
+
+    # A picture, chosen in the settings: MTP and Matrix see it; removed, both lose it.
+    picture = tmp_path / "me.png"
+    picture.write_bytes(png(40, 40))
+    page.css("#settings").click()
+    wait_for(lambda: page.css("#settings-dialog").is_displayed(), what="the settings")
+    viewer = await matrix.user("viewer")
+    page.css("#avatar-file").send_keys(str(picture))
+    wait_for(lambda: page.all("#avatar-preview img.avatar"), what="the picture shown")
+    found = (await mtp.call("user_info", user=[{"login": login}]))["data"]["user"][0]
+    assert base64.b64decode(found["avatar"]) == picture.read_bytes()
+    profile = await matrix.raw("GET", f"/_matrix/client/v3/profile/@{login}:{SERVER_NAME}",
+                               token=viewer.access_token)
+    assert profile.json()["avatar_url"].startswith(f"mxc://{SERVER_NAME}/")
+    page.css("#avatar-remove").click()
+    wait_for(lambda: not page.all("#avatar-preview img.avatar"), what="the picture removed")
+    found = (await mtp.call("user_info", user=[{"login": login}]))["data"]["user"][0]
+    assert found["avatar"] == ""
+    profile = await matrix.raw("GET", f"/_matrix/client/v3/profile/@{login}:{SERVER_NAME}",
+                               token=viewer.access_token)
+    assert profile.status_code == 200 and "avatar_url" not in profile.json()
+    bad = await mtp.call("update_profile", auth=False, user=[{
+        **mtp.cred, "avatar": base64.b64encode(b"not a picture").decode()}])
+    assert bad["errors"]["code"] == 415, bad
     await mtp.close()
 
 

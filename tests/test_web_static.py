@@ -47,7 +47,8 @@ def test_the_client_is_at_the_root_with_its_security_headers(http: httpx.Client)
 def test_every_file_has_a_type_an_etag_and_revalidates(http: httpx.Client) -> None:
     assets = load()
     assert {"/", "/web/app.js", "/web/style.css", "/web/i18n/en.json",
-            "/web/i18n/ru.json"} <= set(assets)
+            "/web/i18n/ru.json", "/favicon.ico"} <= set(assets)
+    assert assets["/favicon.ico"] == assets["/web/icon.svg"]  # no 404 on pages without one
     for path, asset in assets.items():
         reply = http.get(path)
         assert reply.status_code == 200, path

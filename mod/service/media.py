@@ -25,7 +25,13 @@ from mod.db.media import MediaRow
 from mod.error import ServiceError
 from mod.service import quota as quotas
 from mod.service.common import Caller, now
-from mod.service.mediastore import MAX_THUMBNAIL_SIDE, THUMBNAIL_METHODS, Incoming, Store
+from mod.service.mediastore import (
+    MAX_THUMBNAIL_SIDE,
+    THUMBNAIL_METHODS,
+    Incoming,
+    Store,
+    sniff,
+)
 from mod.service.replies import body_for_mtp
 from mod.service.thumbnails import Thumbnails
 
@@ -340,6 +346,21 @@ class Media:
             if row["size"] <= self.settings.mtp_inline_limit:
                 encoded = await asyncio.to_thread(self.store.read_base64, row["sha256"])
         await self.engine.write(_set_avatar, user_uuid, media_id or "", encoded, now())
+
+    async def avatar_from_mtp(self, caller: Caller, encoded: str) -> None:
+        """MTP's `avatar`: a picture's bytes in base64 ("" for none), kept in the media store
+        (within the caller's quota) and set as the caller's avatar for both protocols."""
+        if not encoded:
+            await self.set_avatar(caller, caller.uuid, "")
+            return
+        try:
+            data = await asyncio.to_thread(base64.b64decode, encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ServiceError(415, "avatar must be a picture's bytes in base64") from exc
+        if not (await asyncio.to_thread(sniff, data)).content_type.startswith("image/"):
+            raise ServiceError(415, "avatar must be a JPEG, PNG, GIF or WebP picture")
+        row = await self.store_bytes(caller.uuid, data, "avatar")
+        await self.set_avatar(caller, caller.uuid, self.mxc(row["media_id"]))
 
     async def purge(self, days: float) -> tuple[list[MediaRow], int]:
         """`manage.py media purge` in process: the rows and the number of files removed."""

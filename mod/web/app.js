@@ -91,6 +91,14 @@ class App {
     this.view.renderFlows();
   }
 
+  async updateAvatar(base64) {
+    const reply = await this.conn.request("update_profile",
+      { user: [{ ...this.cred(), avatar: base64 }] });
+    this.users.set(this.session.uuid, reply.data.user[0]);
+    this.view.refreshAuthors();
+    this.view.renderFlows();
+  }
+
   async changePassword(current, fresh, endOtherSessions) {
     const user = { ...this.cred(), password: current, new_password: fresh,
       end_other_sessions: endOtherSessions };

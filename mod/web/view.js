@@ -35,6 +35,15 @@ export function fileField(type) {
   return "file_document";
 }
 
+function readAsDataURL(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 function download(base64, name) {
   let bytes;
   try {
@@ -124,6 +133,13 @@ export class View {
     $("#settings").addEventListener("click", () => this.settings());
     $("#password-form").addEventListener("submit", (event) => this.submitPassword(event));
     $("#profile-form").addEventListener("submit", (event) => this.submitProfile(event));
+    $("#avatar-choose").addEventListener("click", () => $("#avatar-file").click());
+    $("#avatar-file").addEventListener("change", () => {
+      const file = $("#avatar-file").files[0];
+      $("#avatar-file").value = "";
+      if (file) this.changePicture(file);
+    });
+    $("#avatar-remove").addEventListener("click", () => this.changePicture(null));
     $("#notify-on").addEventListener("change", () => this.turnNotifications());
     $("#invite-form").addEventListener("submit", (event) => this.submitInvite(event));
     $("#notify-mode").addEventListener("change", () => {
@@ -242,7 +258,7 @@ export class View {
           "data-flow": flow.uuid, "aria-current": flow.uuid === this.app.current ? "true" : null,
           onclick: () => this.app.open(flow.uuid),
         },
-        this.avatar(title, flow.uuid),
+        this.avatar(title, flow.uuid, this.chatPicture(flow)),
         el("span", { class: "flow-main" },
           el("span", { class: "flow-top" },
             el("span", { class: "flow-title", text: title }),
@@ -254,6 +270,13 @@ export class View {
     $("#no-flows").hidden = this.app.flows.size + this.app.invites.flows.size > 0
       || !this.app.loaded;
     this.renderUnread();
+  }
+
+  // A chat shows the other member's picture, when they have one.
+  chatPicture(flow) {
+    if (flow.type !== "chat") return "";
+    const other = flow.users.find((uuid) => uuid !== this.app.session.uuid);
+    return (this.app.users.get(other) || {}).avatar || "";
   }
 
   invitation(flow) {
@@ -307,7 +330,12 @@ export class View {
     return entry.last ? entry.last.time : entry.flow.time || 0;
   }
 
-  avatar(name, seed) {
+  avatar(name, seed, picture = "") {
+    const type = picture ? imageType(picture) : null;
+    if (type) {
+      return el("img", { class: "avatar", src: `data:${type};base64,${picture}`, alt: "",
+        width: 42, height: 42 });
+    }
     let hash = 0;
     for (const char of seed) hash = (hash * 31 + char.charCodeAt(0)) % 360;
     const node = el("span", { class: "avatar", "aria-hidden": "true", text: (name.trim()[0] || "?").toUpperCase() });
@@ -723,11 +751,34 @@ export class View {
     $("#profile-name").value = me.username || "";
     $("#profile-bio").value = me.bio || "";
     $("#profile-error").textContent = "";
+    this.showPicture();
     this.showNotifications();
     $("#password-form").reset();
     $("#password-login").value = this.app.session.login;
     $("#password-error").textContent = "";
     $("#settings-dialog").showModal();
+  }
+
+  showPicture() {
+    const me = this.app.users.get(this.app.session.uuid) || {};
+    const name = me.username || me.login || this.app.session.login;
+    clear($("#avatar-preview")).append(this.avatar(name, this.app.session.uuid, me.avatar));
+    $("#avatar-remove").hidden = !me.avatar;
+  }
+
+  async changePicture(file) {
+    $("#profile-error").textContent = "";
+    if (file && file.size > MAX_FILE) {
+      $("#profile-error").textContent = t("too_large", MAX_FILE >> 20);
+      return;
+    }
+    try {
+      const base64 = file ? String(await readAsDataURL(file)).split(",", 2)[1] || "" : "";
+      await this.app.updateAvatar(base64);
+      this.showPicture();
+    } catch (failure) {
+      $("#profile-error").textContent = t("error", failure.message);
+    }
   }
 
   async submitProfile(event) {
@@ -816,7 +867,7 @@ export class View {
       this.app.wantUser(uuid);
       const name = this.app.userName(uuid);
       const user = this.app.users.get(uuid) || {};
-      list.append(el("li", { class: "row-item" }, this.avatar(name, uuid),
+      list.append(el("li", { class: "row-item" }, this.avatar(name, uuid, user.avatar),
         el("span", { class: "flow-main" },
           el("span", { class: "flow-title author", "data-user": uuid, text: name }),
           el("span", { class: "flow-last", text: `@${user.login || ""}${uuid === flow.owner ? ` · ${t("owner")}` : ""}` }))));

@@ -185,8 +185,10 @@ async def user_info(service: Service, request: Request, caller: Caller) -> Respo
 
 async def update_profile(service: Service, request: Request, caller: Caller) -> Response:
     user = _first(_data(request).user, "user")
-    if user.username is None and user.bio is None:
-        raise ServiceError(400, "The request needs data.user[0].username or bio")
+    if user.username is None and user.bio is None and user.avatar is None:
+        raise ServiceError(400, "The request needs data.user[0].username, bio or avatar")
+    if user.avatar is not None:
+        await service.media.avatar_from_mtp(caller, user.avatar)
     profile = await service.profiles.update(caller, user.username, user.bio)
     return respond(request.type, 200, user=[profile])
 
