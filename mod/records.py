@@ -42,3 +42,5 @@ class Message(TypedDict):
     reply_to: NotRequired[str]  # the uuid of the message it answers; absent when none
     reactions: NotRequired[list[ReactionGroup]]  # where asked for (MTP's `reactions`)
     mentions: NotRequired[list[str]]  # the uuids of the members it names; absent when none
+    file_name: NotRequired[str]  # its file's name and MIME type; absent when not known
+    file_type: NotRequired[str]

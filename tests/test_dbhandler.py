@@ -33,15 +33,15 @@ def test_page_json_matches_the_rows_it_renders(engine: Engine) -> None:
     assert [message["uuid"] for message in page] == ["m1", "m2"]
     assert page[0]["text"] == "edited" and page[0]["edited_status"] is True
     assert page[1]["text"] == texts[2] and page[1]["edited_status"] is False
-    extension_keys = ("reply_to", "reactions", "mentions")  # only where asked for
+    extension_keys = ("reply_to", "reactions", "mentions", "file_name", "file_type")  # asked for
     stored = [key for key in db.MessageRow.__annotations__ if key not in extension_keys]
     assert list(page[0]) == stored
     extended = json.loads(engine.read_sync(db.messages_page_json, "f1", 1, 2, 0, True, True,
-                                           True))
+                                           True, True))
     assert [list(message)[len(stored):] for message in extended] == [
         list(extension_keys)] * 2
     assert extended[0]["reply_to"] is None and extended[0]["reactions"] == [] \
-        and extended[0]["mentions"] == []
+        and extended[0]["mentions"] == [] and extended[0]["file_name"] is None
     assert page == engine.read_sync(db.messages_by_uuid, ["m1", "m2"])
     assert json.loads(engine.read_sync(db.messages_page_json, "f1", 10, 5)) == []
     assert [m["uuid"] for m in json.loads(

@@ -4,13 +4,15 @@ other way round — send, edit, delete, join and leave — under the same rights
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import time
 from typing import Any
 
 import nio
 import pytest
 
-from tests.support import Client
+from tests.support import Client, pushes_before_answer
 from tests.test_matrix_support import (
     SERVER_NAME,
     Matrix,
@@ -250,3 +252,50 @@ async def test_mtp_files_and_emoji_show_in_matrix(mx: Matrix) -> None:
     assert page.chunk[0].source["content"]["msgtype"] == "m.file"
     assert page.chunk[0].source["content"]["info"] == {"mimetype": "application/octet-stream",
                                                        "size": 2}
+
+
+async def test_a_files_name_and_type_cross_both_ways(mx: Matrix) -> None:
+    owner = await mx.mtp.user("mtp", push=True)
+    plain = await mx.mtp.user("plain", push=True)
+    granted = await owner.call("ping_pong", meta={"extensions": ["files"]})
+    assert granted["meta"] == {"extensions": ["files"]}
+    flow = await owner.group("named files", users=[plain.uuid])
+    reader = await mx.user("reader")
+    assert isinstance(await reader.join(room_of(flow)), nio.JoinResponse)
+    notes = base64.b64encode(b"remember the milk\n").decode()
+    blob = base64.b64encode(bytes(range(32))).decode()
+    for client_id, data, name, kind in ((1, notes, "notes.txt", "text/plain"),
+                                        (2, blob, "data.bin", "application/octet-stream")):
+        await expect_ok(await owner.call("send_message", flow=[{"uuid": flow}], message=[{
+            "client_id": client_id, "text": "", "file_document": data, "file_name": name,
+            "file_type": kind}]))
+    page = await reader.room_messages(room_of(flow), start="", limit=2)
+    assert isinstance(page, nio.RoomMessagesResponse)
+    contents = [event.source["content"] for event in reversed(page.chunk)]
+    assert [(c["msgtype"], c["body"], c["filename"], c["info"]["mimetype"]) for c in contents] == [
+        ("m.file", "notes.txt", "notes.txt", "text/plain"),
+        ("m.file", "data.bin", "data.bin", "application/octet-stream")]
+    listed = await owner.call("all_messages", flow=[{"uuid": flow}])
+    assert [(m["file_name"], m["file_type"]) for m in listed["data"]["message"]] == [
+        ("notes.txt", "text/plain"), ("data.bin", "application/octet-stream")]
+    assert all("file_name" not in m for m in
+               (await plain.call("all_messages", flow=[{"uuid": flow}]))["data"]["message"])
+
+    # Matrix -> MTP: an m.file's filename and mimetype.
+    upload, _ = await reader.upload(io.BytesIO(b"a,b\n1,2\n"), content_type="text/csv",
+                                    filename="table.csv", filesize=8)
+    assert isinstance(upload, nio.UploadResponse), upload
+    sent = await reader.room_send(room_of(flow), "m.room.message", {
+        "msgtype": "m.file", "body": "table.csv", "filename": "table.csv",
+        "url": upload.content_uri, "info": {"mimetype": "text/csv", "size": 8}})
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    while True:
+        push = await owner.push()
+        message = (push["data"]["message"] or [{}])[0]
+        if push["meta"]["event"] == "message_sent" and message.get("file_name") == "table.csv":
+            break
+    assert message["file_type"] == "text/csv"
+    assert base64.b64decode(message["file_document"]) == b"a,b\n1,2\n"
+    others = [p["data"]["message"][0] for p in await pushes_before_answer(plain)
+              if p["meta"]["event"] == "message_sent"]
+    assert others and all("file_name" not in m for m in others)

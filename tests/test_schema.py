@@ -105,6 +105,9 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM reactions") == [(0,)]
     # Version 12: mentions.
     assert engine.read_sync(_raw, "SELECT COUNT(*) FROM mentions") == [(0,)]
+    # Version 13: files' names and types (none known for the old messages).
+    assert engine.read_sync(_raw, "SELECT DISTINCT file_name, file_type FROM messages") == [
+        ("", "")]
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

@@ -399,6 +399,15 @@ async def test_pictures_show_inline_and_files_download(web: ServerProcess, pages
         sent = await mtp.push(10)
     assert base64.b64decode(sent["data"]["message"][0]["file_picture"]) == picture
     wait_for(lambda: len(page.all("#messages .message[data-uuid] img.picture")) == 2)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember the milk\n")
+    page.css("#file").send_keys(str(notes))
+    wait_for(lambda: any(button.text.startswith("↓ notes.txt (") for button in page.all(
+        "#messages .message[data-uuid] button.attachment")), what="the file by its name")
+    listed = await mtp.call("all_messages", flow=[{"uuid": flow}], meta={"extensions": ["files"]})
+    last = listed["data"]["message"][-1]
+    assert (last["file_name"], last["file_type"]) == ("notes.txt", "text/plain")
+    assert base64.b64decode(last["file_document"]) == b"remember the milk\n"
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * (4 * 1024 * 1024 + 1))
     page.css("#file").send_keys(str(big))

@@ -611,7 +611,7 @@ _MESSAGE_COLUMNS = (  # in the order of MessageRow
     Message.q.uuid, Message.q.client_id, Message.q.text, Message.q.user_uuid, Message.q.flow_uuid,
     Message.q.time_created, Message.q.file_picture, Message.q.file_video, Message.q.file_audio,
     Message.q.file_document, Message.q.emoji, Message.q.edited_time, Message.q.edited_status,
-    Message.q.deleted, Message.q.reply_to,
+    Message.q.deleted, Message.q.reply_to, Message.q.file_name, Message.q.file_type,
 )
 
 def _message(row: Sequence[Any]) -> MessageRow:
@@ -623,20 +623,24 @@ def _message(row: Sequence[Any]) -> MessageRow:
     )
     if row[14]:
         message["reply_to"] = row[14]
+    if row[15] or row[16]:
+        message["file_name"], message["file_type"] = row[15], row[16]
     return message
 
 
 _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
     "file_audio", "file_document", "emoji", "time_created", "edited_time", "edited_status",
-    "deleted", "reply_to"))
+    "deleted", "reply_to", "file_name", "file_type"))
 
 
 def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client_id: int,
                    content: dict[str, str], now: int, extra: dict[str, Any] | None = None,
-                   reply_to: str = "", mentions: Sequence[str] = ()) -> MessageRow:
-    """Store a message (answering the message `reply_to`, naming the members `mentions`, if
-    given) and log it; `extra` goes into the change's payload."""
+                   reply_to: str = "", mentions: Sequence[str] = (),
+                   file: tuple[str, str] = ("", "")) -> MessageRow:
+    """Store a message (answering the message `reply_to`, naming the members `mentions`, its
+    file's name and type `file`, if given) and log it; `extra` goes into the change's
+    payload."""
     message = MessageRow(
         uuid=uuid, client_id=client_id, text=content.get("text", ""), from_user=user_uuid,
         from_flow=flow_uuid, time=now, file_picture=content.get("file_picture", ""),
@@ -649,9 +653,12 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
     if mentions:
         message["mentions"] = list(mentions)
         mentiondb.add(conn, flow_uuid, uuid, mentions)
+    if any(file):
+        message["file_name"], message["file_type"] = file
     conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
                message["file_picture"], message["file_video"], message["file_audio"],
-               message["file_document"], message["emoji"], now, 0, False, False, reply_to)
+               message["file_document"], message["emoji"], now, 0, False, False, reply_to,
+               *file)
     log_change(conn, now, flow_uuid, Kind.MESSAGE_SENT, user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message
@@ -725,17 +732,24 @@ _PAGE_MENTIONS = {
     "postgres": f"(SELECT COALESCE(json_agg(user_uuid ORDER BY id), '[]') FROM "
                 f"{Mention.sqlmeta.table} WHERE message_uuid = page.uuid)",
 }
+_PAGE_FILE = {
+    "sqlite": ", 'file_name', CASE WHEN file_name = '' THEN NULL ELSE file_name END, "
+              "'file_type', CASE WHEN file_type = '' THEN NULL ELSE file_type END",
+    "postgres": ", 'file_name', NULLIF(file_name, ''), 'file_type', NULLIF(file_type, '')",
+}
 _PAGE_REPLY_TO = {
     "sqlite": ", 'reply_to', CASE WHEN reply_to = '' THEN NULL ELSE reply_to END",
     "postgres": ", 'reply_to', NULLIF(reply_to, '')",
 }
 
 
-def _page_json(db_kind: str, replies: bool, reactions: bool, mentions: bool) -> str:
+def _page_json(db_kind: str, replies: bool, reactions: bool, mentions: bool, files: bool
+               ) -> str:
     pairs = ", ".join(f"'{key}', {column}" for key, column in _PAGE_FIELDS)
     more = (_PAGE_REPLY_TO[db_kind] if replies else "") + (
         ", 'reactions', " + _PAGE_REACTIONS[db_kind] if reactions else "") + (
-        ", 'mentions', " + _PAGE_MENTIONS[db_kind] if mentions else "")
+        ", 'mentions', " + _PAGE_MENTIONS[db_kind] if mentions else "") + (
+        _PAGE_FILE[db_kind] if files else "")
     if db_kind == "sqlite":
         return ("SELECT json_group_array(json_object(" + pairs
                 + ", 'edited_status', json(CASE WHEN edited_status THEN 'true' ELSE 'false' END)"
@@ -748,17 +762,18 @@ def _page_json(db_kind: str, replies: bool, reactions: bool, mentions: bool) -> 
 
 _PAGE_JSON = {(kind, *fields): _page_json(kind, *fields)
               for kind in ("sqlite", "postgres") for fields in itertools.product((False, True),
-                                                                                  repeat=3)}
+                                                                                  repeat=4)}
 
 
 def messages_page_json(conn: Conn, flow_uuid: str, start: int, count: int, since: int = 0,
                        replies: bool = False, reactions: bool = False,
-                       mentions: bool = False) -> str:
+                       mentions: bool = False, files: bool = False) -> str:
     """The JSON list of the messages at positions [start, start+count) of a flow (those after
     `since`, if given), oldest first; with `replies`, each one's `reply_to` (null when it
-    answers none), with `reactions` its reactions, with `mentions` whom it names."""
-    sql = _PAGE_JSON[conn.db, replies, reactions, mentions].format(count=int(count),
-                                                                   start=int(start))
+    answers none), with `reactions` its reactions, with `mentions` whom it names, with
+    `files` its file's `file_name` and `file_type` (null when unknown)."""
+    sql = _PAGE_JSON[conn.db, replies, reactions, mentions, files].format(count=int(count),
+                                                                          start=int(start))
     row = conn.one(sql, flow_uuid, since or -1)
     return str(row[0]) if row and row[0] is not None else "[]"
 

@@ -95,7 +95,7 @@ def insert_flow(conn: Conn, flow: FlowRow, chat_key: str | None, now: int) -> No
 _INSERT_MESSAGE = insert_query(Message.sqlmeta.table, (
     "uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
     "file_audio", "file_document", "emoji", "time_created", "edited_time", "edited_status",
-    "deleted", "reply_to"))
+    "deleted", "reply_to", "file_name", "file_type"))
 
 
 Describe = Callable[[str, MediaRow, str], dict[str, Any]]
@@ -112,7 +112,7 @@ def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int,
                      message["from_user"], 0, message["text"], message["file_picture"],
                      message["file_video"], message["file_audio"], message["file_document"],
                      message["emoji"], message["time"], message["edited_time"],
-                     message["edited_status"], False, "")
+                     message["edited_status"], False, "", "", "")
         extra: dict[str, Any] = {"ts": message["time"] * 1000}
         if files and describe and message["uuid"] in files:
             field, media = files[message["uuid"]]

@@ -99,6 +99,8 @@ class Message(SQLObject):
     retry_key = StringCol(length=64, default=None)  # unused since retries use `txns`
     deleted = BoolCol(notNone=True, default=False)
     reply_to = StringCol(length=40, notNone=True, default="")  # the uuid of the message answered
+    file_name = UnicodeCol(length=255, notNone=True, default="")  # its file's, when it has one
+    file_type = UnicodeCol(length=255, notNone=True, default="")
     by_flow = DatabaseIndex("flow_uuid", {"expression": "id"})
 
 

@@ -146,6 +146,14 @@ def _to_12(conn: Conn) -> None:
     _create(conn, Mention)
 
 
+def _to_13(conn: Conn) -> None:
+    columns = _column_names(conn, "messages")
+    for column in ("file_name", "file_type"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} VARCHAR(255) NOT NULL "
+                         "DEFAULT ''")
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -162,6 +170,8 @@ STEPS: tuple[Step, ...] = (
     Step(11, "messages.reply_to and reactions (replies and reactions in both protocols)",
          _to_11),
     Step(12, "mentions (the members a message names)", _to_12),
+    Step(13, "messages.file_name and file_type (a file's name and type, kept for MTP)",
+         _to_13),
 )
 CURRENT = 1 + len(STEPS)
 

@@ -227,13 +227,15 @@ class Media:
 
     # -- the bridge between MTP and Matrix ---------------------------------------------------
 
-    async def store_bytes(self, uploader: str, data: bytes, name: str, quota: bool = True
-                          ) -> MediaRow:
+    async def store_bytes(self, uploader: str, data: bytes, name: str, quota: bool = True,
+                          declared: str = "") -> MediaRow:
         """Keep bytes an MTP client sent; the same bytes, name and sender give the same row
         (a retried send_message, not counted again). Past the quota: 413, nothing kept
-        (`quota=False`: what the server moves into the store itself, an old avatar)."""
+        (`quota=False`: what the server moves into the store itself, an old avatar). Its type
+        is what the bytes are, else the `declared` one (MTP's `file_type`), if valid."""
         incoming, sha256, what = await asyncio.to_thread(self.store.stage, data)
-        kind = what.content_type or OCTET_STREAM
+        declared = declared.strip().lower() if _CONTENT_TYPE.fullmatch(declared) else ""
+        kind = what.content_type or declared or OCTET_STREAM
         try:
             found = await self.engine.read(mediadb.same_file, sha256, uploader, name, kind)
             if found is not None:
@@ -251,15 +253,16 @@ class Media:
         await asyncio.shield(self._commit(incoming, row, quota=quota))
         return row
 
-    async def from_mtp(self, caller: Caller, content: dict[str, str]
-                       ) -> tuple[str, dict[str, Any]] | None:
-        """An MTP message's first file, stored: (media ID, the Matrix content of the
-        message). None when it has no file in base64."""
+    async def from_mtp(self, caller: Caller, content: dict[str, str], name: str = "",
+                       declared: str = "") -> tuple[str, dict[str, Any]] | None:
+        """An MTP message's first file, stored with its `name` and `declared` type (MTP's
+        `file_name` and `file_type`): (media ID, the Matrix content of the message). None
+        when it has no file in base64."""
         found = await asyncio.to_thread(self.first_file, content)
         if found is None:
             return None
         field, data = found
-        row = await self.store_bytes(caller.uuid, data, "")
+        row = await self.store_bytes(caller.uuid, data, name, declared=declared)
         return row["media_id"], self.matrix_content(field, row, content.get("text", ""))
 
     def first_file(self, content: dict[str, str]) -> tuple[str, bytes] | None:
@@ -293,8 +296,9 @@ class Media:
     def matrix_content(self, field: str, row: MediaRow, text: str) -> dict[str, Any]:
         """The Matrix content of an MTP message whose file `field` is the stored `row`."""
         kind = row["content_type"]
-        extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
-        name = DEFAULT_NAMES[field] + (f".{extension}" if "-" not in extension else "")
+        extension = kind.rpartition("/")[2].replace("jpeg", "jpg").replace("plain", "txt")
+        name = row["name"] or DEFAULT_NAMES[field] + (
+            f".{extension}" if "-" not in extension else "")
         info: dict[str, Any] = {"mimetype": kind, "size": row["size"]}
         if row["width"]:
             info.update(w=row["width"], h=row["height"])
@@ -306,6 +310,17 @@ class Media:
             msgtype = "m.file"
         return {"msgtype": msgtype, "body": text or name, "filename": name,
                 "url": self.mxc(row["media_id"]), "info": info}
+
+    @staticmethod
+    def file_of(matrix: dict[str, Any]) -> tuple[str, str]:
+        """The name and type of a Matrix message's file ("" for what it does not say)."""
+        if str(matrix.get("msgtype")) not in FIELD_OF:
+            return "", ""
+        info = matrix.get("info")
+        kind = info.get("mimetype") if isinstance(info, dict) else None
+        name = matrix.get("filename") or matrix.get("body")
+        return (name[:255] if isinstance(name, str) else "",
+                kind[:255] if isinstance(kind, str) else "")
 
     async def for_mtp(self, matrix: dict[str, Any]) -> tuple[dict[str, str], str]:
         """What MTP gets of a Matrix message: its text, and for a file of this server (an

@@ -51,7 +51,8 @@ class Messages:
                    content: dict[str, str], txn: str | None = None,
                    extra: dict[str, Any] | None = None, encrypted: bool = False,
                    media: str = "", reply_to: str = "", mentions: Sequence[str] = (),
-                   mention_logins: Sequence[str] = ()) -> Committed[Message]:
+                   mention_logins: Sequence[str] = (), file_name: str = "",
+                   file_type: str = "") -> Committed[Message]:
         """Store a message. Retry-safe: by the client's transaction ID `txn` when given,
         else (MTP) by the same client_id, flow and content with the same token. Only an
         `encrypted` one (Matrix ciphertext, kept in `extra`; its text is ENCRYPTED_TEXT) goes
@@ -68,10 +69,13 @@ class Messages:
         elif extra is None and not _FILE_FIELDS.isdisjoint(content):
             # Checked first, so a refused send leaves no file (the write checks again).
             await self.engine.read(_may_send, caller, flow_uuid)
-            stored = await self.media.from_mtp(caller, content)
+            stored = await self.media.from_mtp(caller, content, file_name, file_type)
             if stored is not None:
                 media, matrix = stored
                 extra = {"mx": {"content": matrix}}
+        file = ("", "")
+        if media and extra is not None and isinstance(extra["mx"].get("content"), dict):
+            file = self.media.file_of(extra["mx"]["content"])
         if txn is None:
             key = retry_key("send", caller.token_hash, flow_uuid, str(client_id),
                             *(content.get(field, "") for field in CONTENT_FIELDS),
@@ -80,19 +84,19 @@ class Messages:
             key = retry_key("txn", caller.token_hash, flow_uuid, "send", txn)
         return await self.engine.write(_send, caller, flow_uuid, lib.new_uuid(), client_id,
                                        content, now(), key, extra, encrypted, media, reply_to,
-                                       (tuple(mentions), tuple(mention_logins)))
+                                       (tuple(mentions), tuple(mention_logins)), file)
 
     async def page(self, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
                    since: int = 0, replies: bool = False, reactions: bool = False,
-                   mentions: bool = False) -> MessagePage:
+                   mentions: bool = False, files: bool = False) -> MessagePage:
         """A flow's messages, oldest first, and the total when only a page is returned;
         with `replies`, each with its `reply_to`; with `reactions`, its `reactions`; with
-        `mentions`, its `mentions`."""
+        `mentions`, its `mentions`; with `files`, its file's `file_name` and `file_type`."""
         if (start is not None and start < 0) or (end is not None and end < 0):
             raise ServiceError(400, "message_start and message_end cannot be negative")
         return await self.engine.read(_page, caller, flow_uuid, start, end, since,
                                       self.settings.protocol.messages_limit,
-                                      (replies, reactions, mentions))
+                                      (replies, reactions, mentions, files))
 
     async def edit(self, caller: Caller, message_uuid: str, text: str, flow_uuid: str = "",
                    txn: str | None = None, extra: dict[str, Any] | None = None
@@ -145,7 +149,8 @@ def _may_send(conn: Conn, caller: Caller, flow_uuid: str) -> None:
 def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
           content: dict[str, str], stamp: int, key: str, extra: dict[str, Any] | None,
           encrypted: bool, media: str, reply_to: str,
-          named: tuple[tuple[str, ...], tuple[str, ...]]) -> Committed[Message]:
+          named: tuple[tuple[str, ...], tuple[str, ...]], file: tuple[str, str]
+          ) -> Committed[Message]:
     earlier = _repeat(conn, key, stamp)
     if earlier is not None:
         return earlier
@@ -159,7 +164,7 @@ def _send(conn: Conn, caller: Caller, flow_uuid: str, uuid: str, client_id: int,
             raise ServiceError(404, f"No message {reply_to} in this flow to reply to")
     mark = len(conn.changes)
     message = db.insert_message(conn, uuid, flow_uuid, caller.uuid, client_id, content, stamp,
-                                extra, reply_to, _members_named(conn, flow_uuid, *named))
+                                extra, reply_to, _members_named(conn, flow_uuid, *named), file)
     if media:
         mediadb.add_ref(conn, media, mediadb.MESSAGE, uuid)
     return _remember(conn, key, stamp, Committed(message, logged_since(conn, mark)))
@@ -208,7 +213,7 @@ def _readable_message(conn: Conn, caller: Caller, message_uuid: str) -> Message:
 
 
 def _page(conn: Conn, caller: Caller, flow_uuid: str, start: int | None, end: int | None,
-          since: int, limit: int, fields: tuple[bool, bool, bool]) -> MessagePage:
+          since: int, limit: int, fields: tuple[bool, bool, bool, bool]) -> MessagePage:
     rights.read(rights.access(conn, flow_uuid, caller), caller)
     total = db.count_messages(conn, flow_uuid, since)
     if start is None and end is None and total <= limit:

@@ -13,7 +13,8 @@ import { View, fileField, MAX_FILE } from "./view.js";
 
 const PAGE = 50;
 // What a connection asks for as it binds: pushes, and the extensions the page uses.
-const META = { push: true, extensions: ["typing", "replies", "reactions", "read", "mentions"] };
+const META = { push: true,
+  extensions: ["typing", "replies", "reactions", "read", "mentions", "files"] };
 const KEY = "morelia.session";
 
 class App {
@@ -446,7 +447,8 @@ class App {
     const reader = new FileReader();
     reader.onload = () => {
       const base64 = String(reader.result).split(",", 2)[1] || "";
-      const content = { [fileField(file.type)]: base64 };
+      const content = { [fileField(file.type)]: base64, file_name: file.name.slice(0, 255) };
+      if (file.type) content.file_type = file.type;
       if (caption) content.text = caption;
       this.send(content);
     };

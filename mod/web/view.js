@@ -44,14 +44,14 @@ function readAsDataURL(file) {
   });
 }
 
-function download(base64, name) {
+function download(base64, name, type) {
   let bytes;
   try {
     bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   } catch {
     bytes = new TextEncoder().encode(base64);  // not base64: the text as it came
   }
-  const url = URL.createObjectURL(new Blob([bytes]));
+  const url = URL.createObjectURL(new Blob([bytes], type ? { type } : {}));
   const link = el("a", { href: url, download: name });
   document.body.append(link);
   link.click();
@@ -547,11 +547,13 @@ export class View {
         continue;
       }
       const label = t(field.slice(5) === "document" ? "file" : field.slice(5));
-      const name = `${label}-${(message.uuid || "new").slice(0, 8)}`;
+      const name = message.file_name || `${label}-${(message.uuid || "new").slice(0, 8)}`;
+      const size = `${Math.ceil(data.length * 3 / 4 / 1024)} KB`;
       bubble.append(el("button", {
-        type: "button", class: "attachment", "aria-label": t("download", label.toLowerCase()),
-        text: `↓ ${label} (${Math.ceil(data.length * 3 / 4 / 1024)} KB)`,
-        onclick: () => download(data, name),
+        type: "button", class: "attachment",
+        "aria-label": t("download", message.file_name || label.toLowerCase()),
+        text: `↓ ${message.file_name || label} (${size})`,
+        onclick: () => download(data, name, message.file_type),
       }));
     }
   }

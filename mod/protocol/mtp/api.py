@@ -23,9 +23,12 @@ REPLIES = "replies"  # messages carry `reply_to`
 REACTIONS = "reactions"  # messages carry `reactions`; reaction changes are pushed
 READ = "read"  # flows carry the caller's read state; its changes are pushed
 MENTIONS = "mentions"  # messages carry `mentions`
-EXTENSIONS = (TYPING, REPLIES, REACTIONS, READ, MENTIONS)
-# The message fields an extension adds, which connections without it never see.
-EXTENSION_FIELDS = {REPLIES: "reply_to", MENTIONS: "mentions"}
+FILES = "files"  # messages carry their file's `file_name` and `file_type`
+EXTENSIONS = (TYPING, REPLIES, REACTIONS, READ, MENTIONS, FILES)
+# The message fields an extension adds to the stored message, which connections without it
+# never see.
+EXTENSION_FIELDS = {REPLIES: ("reply_to",), MENTIONS: ("mentions",),
+                    FILES: ("file_name", "file_type")}
 
 # Strict: a field of the wrong JSON type ("5" or true for an integer, 1 for a string) makes
 # the request invalid (415) instead of being converted.
@@ -125,6 +128,9 @@ class MessageIn(_In):
     mentions: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None,
                                                                          max_length=_LIST)
     reaction: str | None = Field(default=None, max_length=256)  # the `react` method
+    # send_message: the name and MIME type of its file (an extension)
+    file_name: str | None = Field(default=None, max_length=255)
+    file_type: str | None = Field(default=None, max_length=255)
     remove: bool | None = None  # `react`: take the reaction back
 
 
@@ -231,6 +237,8 @@ class MessageOut(BaseModel):
     reply_to: str | None = None  # the `replies` extension: the message it answers
     reactions: list[ReactionOut] | None = None  # the `reactions` extension
     mentions: list[str] | None = None  # the `mentions` extension: the members it names
+    file_name: str | None = None  # the `files` extension: its file's name and type
+    file_type: str | None = None
 
 
 class DataOut(BaseModel):

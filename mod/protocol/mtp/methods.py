@@ -9,6 +9,7 @@ from mod.content import CONTENT_FIELDS
 from mod.error import ServiceError
 from mod.protocol.mtp.api import (
     EXTENSION_FIELDS,
+    FILES,
     MENTIONS,
     REACTIONS,
     READ,
@@ -91,10 +92,11 @@ async def get_update(service: Service, request: Request, caller: Caller) -> Resp
                                                reactions=request.wants(REACTIONS),
                                                read=request.wants(READ),
                                                mentions=request.wants(MENTIONS))
-    for extension, field in EXTENSION_FIELDS.items():
-        if not request.wants(extension):
-            for message in update.messages:
-                message.pop(field, None)  # type: ignore[misc]
+    hidden = [field for extension, fields in EXTENSION_FIELDS.items()
+              if not request.wants(extension) for field in fields]
+    for message in update.messages:
+        for field in hidden:
+            message.pop(field, None)  # type: ignore[misc]
     return await respond_off_loop(request.type, 200, flow=_with_read(update.flows, update.read),
                                   message=update.messages, user=update.users)
 
@@ -115,7 +117,9 @@ async def send_message(service: Service, request: Request, caller: Caller) -> Re
                if (value := getattr(message, field)) is not None}
     stored = (await service.messages.send(caller, flow_uuid, message.client_id, content,
                                           reply_to=message.reply_to or "",
-                                          mentions=message.mentions or ())).value
+                                          mentions=message.mentions or (),
+                                          file_name=message.file_name or "",
+                                          file_type=message.file_type or "")).value
     reply = MessageOut(uuid=stored["uuid"], client_id=stored["client_id"],
                        from_user=stored["from_user"], from_flow=stored["from_flow"],
                        time=stored["time"])
@@ -130,7 +134,8 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
                                        flow.message_end, _data(request).time or 0,
                                        replies=request.wants(REPLIES),
                                        reactions=request.wants(REACTIONS),
-                                       mentions=request.wants(MENTIONS))
+                                       mentions=request.wants(MENTIONS),
+                                       files=request.wants(FILES))
     if found.total is None:
         return respond(request.type, 200, message=[]).with_raw("message", found.json)
     start = flow.message_start or 0

@@ -27,8 +27,8 @@ def _push_tail(event: str) -> str:
 def _extension_fields(change: Change) -> tuple[tuple[str, str], ...]:
     """(extension, field) of the extension fields the change's message holds, once per change
     (cheaply: a key such as `"reply_to":` can only stand unescaped in the JSON as a key)."""
-    return tuple((extension, field) for extension, field in EXTENSION_FIELDS.items()
-                 if f'"{field}":' in change.payload)
+    return tuple((extension, field) for extension, fields in EXTENSION_FIELDS.items()
+                 for field in fields if f'"{field}":' in change.payload)
 
 
 def hidden(change: Change, extensions: frozenset[str]) -> tuple[str, ...]:
