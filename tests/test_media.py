@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -45,9 +46,10 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
-@pytest.fixture(params=DATABASE_KINDS)
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    with database_uri(request.param, tmp_path) as uri:
+@contextlib.asynccontextmanager
+async def media_world(kind: str, tmp_path: Path) -> AsyncIterator[World]:
+    """The service with a media store under `tmp_path` (small limits, server example.test)."""
+    with database_uri(kind, tmp_path) as uri:
         settings = Settings.model_validate({
             "database": {"uri": uri},
             "media": {"path": str(tmp_path / "store"), "max_upload_size": 100_000,
@@ -64,6 +66,12 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await service.media.stop()
             service.close()
             engine.stop()
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    async with media_world(request.param, tmp_path) as made:
+        yield made
 
 
 def files(root: Path) -> list[Path]:
@@ -194,29 +202,6 @@ async def test_not_base64_stays_as_it_was(world: World) -> None:
     assert await world.engine.read(mediadb.ref_of, mediadb.MESSAGE, sent.value["uuid"]) is None
 
 
-async def test_avatars_are_shared(world: World) -> None:
-    media = world.service.media
-    alice, bob = await world.user("alice"), await world.user("bob")
-    picture = png(16, 16)
-    row = await media.upload(alice, chunks(picture), "image/png", "me.png")
-    url = media.mxc(row["media_id"])
-    await refused(403, media.set_avatar(bob, alice.uuid, url))
-    await refused(400, media.set_avatar(alice, alice.uuid, "https://example.org/a.png"))
-    await media.set_avatar(alice, alice.uuid, url)
-    assert await media.avatar_url(alice.uuid) == url
-    user = await world.engine.read(db.user_by_uuid, alice.uuid)
-    assert user is not None and base64.b64decode(user["avatar"]) == picture
-    await media.set_avatar(alice, alice.uuid, "")
-    assert await media.avatar_url(alice.uuid) == ""
-
-    # An MTP avatar from before the media store is stored when first asked for.
-    await world.engine.write(db.set_avatar, bob.uuid, base64.b64encode(picture).decode())
-    url = await media.avatar_url(bob.uuid)
-    assert url.startswith("mxc://example.test/") and await media.avatar_url(bob.uuid) == url
-    row, path = await media.file(url.rpartition("/")[2])
-    assert path.read_bytes() == picture and row["uploader"] == bob.uuid
-
-
 async def test_purge_removes_only_what_nothing_refers_to(world: World, tmp_path: Path
                                                          ) -> None:
     service = world.service
@@ -228,7 +213,7 @@ async def test_purge_removes_only_what_nothing_refers_to(world: World, tmp_path:
         "file_picture": base64.b64encode(kept_bytes).decode()})
     lost = await service.media.upload(alice, chunks(lost_bytes), "image/png", "lost.png")
     avatar = await service.media.upload(alice, chunks(avatar_bytes), "image/png", "")
-    await service.media.set_avatar(alice, alice.uuid, service.media.mxc(avatar["media_id"]))
+    await service.avatars.set(alice, alice.uuid, service.media.mxc(avatar["media_id"]))
     await service.media.thumbnail(lost["media_id"], 10, 10, "crop")
     await service.media.create(alice)  # never uploaded
     assert len(files(store)) == 3
@@ -288,11 +273,11 @@ async def test_manage_py_media_purge(world: World, tmp_path: Path,
 async def test_purge_removes_files_no_row_names(world: World, tmp_path: Path) -> None:
     """A file whose row was never written (a database write failed after the file reached
     the disk) and a dead upload's temporary file go once older than the cut-off."""
-    media = world.service.media
+    media, avatars = world.service.media, world.service.avatars
     alice = await world.user("alice")
     store = tmp_path / "store"
     kept = await media.upload(alice, chunks(b"kept"), "text/plain", "kept.txt")
-    await media.set_avatar(alice, alice.uuid, media.mxc(kept["media_id"]))
+    await avatars.set(alice, alice.uuid, media.mxc(kept["media_id"]))
     orphan, _, _ = await asyncio.to_thread(media.store.put, b"no row names me")
     fresh, _, _ = await asyncio.to_thread(media.store.put, b"nor me, but I am new")
     (store / "tmp").mkdir(exist_ok=True)
@@ -361,18 +346,18 @@ async def test_an_avatar_or_name_change_is_a_member_event(world: World) -> None:
     flows = [await world.flow(alice, "group", bob), await world.flow(bob, "group", alice)]
     picture = await service.media.upload(alice, chunks(png(8, 8)), "image/png", "")
     url = service.media.mxc(picture["media_id"])
-    await service.media.set_avatar(alice, alice.uuid, url)
+    await service.avatars.set(alice, alice.uuid, url)
     changes = await world.engine.read(db.changes_after, 0, 100_000)
     changed = [change for change in changes if change.kind == "profile_changed"]
     assert sorted(change.flow_uuid for change in changed) == sorted(flows)
-    await service.media.set_avatar(alice, alice.uuid, url)  # the same again: no new event
+    await service.avatars.set(alice, alice.uuid, url)  # the same again: no new event
     await service.profiles.set_username(alice, alice.uuid, "Alice B.")
     changes = await world.engine.read(db.changes_after, 0, 100_000)
     assert len([change for change in changes if change.kind == "profile_changed"]) == 4
 
     users = {user.uuid: user for user in await service.profiles.users([alice.uuid, bob.uuid])}
     renderer = Renderer("example.test", people=People(
-        users, await service.media.avatar_ids([alice.uuid, bob.uuid])))
+        users, await service.avatars.ids([alice.uuid, bob.uuid])))
     renderer.load_users([alice.uuid, bob.uuid])
     members = [event for event in renderer.all_events(parse(changes))
                if event["type"] == "m.room.member" and event["room_id"].startswith(

@@ -13,6 +13,7 @@ from mod.config.validator import Settings
 from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.service.accounts import Accounts
+from mod.service.avatars import Avatars
 from mod.service.backup import Backup, BackupVersion
 from mod.service.common import RETRY_WINDOW, Caller, Committed, Credentials
 from mod.service.devices import Devices
@@ -59,6 +60,7 @@ class Service:
         self.profiles = Profiles(settings, engine)
         self.flows = Flows(engine)
         self.media = Media(settings, engine)
+        self.avatars = Avatars(self.media)
         self.messages = Messages(settings, engine, self.media)
         self.timeline = Timeline(engine)
         self.keys = Keys(engine, settings.matrix)

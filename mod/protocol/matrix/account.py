@@ -234,20 +234,20 @@ async def get_profile(call: Call) -> Profile:
     """GET /_matrix/client/v3/profile/{userId}"""
     uuid, username = await _profile_user(call)
     return Profile(displayname=username,
-                   avatar_url=await call.service.media.avatar_url(uuid) or None)
+                   avatar_url=await call.service.avatars.url(uuid) or None)
 
 
 async def get_avatar_url(call: Call) -> AvatarUrl:
     """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
     uuid, _ = await _profile_user(call)
-    return AvatarUrl(avatar_url=await call.service.media.avatar_url(uuid) or None)
+    return AvatarUrl(avatar_url=await call.service.avatars.url(uuid) or None)
 
 
 async def set_avatar_url(call: Call) -> Empty:
     """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
     body = await call.body(AvatarUrlRequest)
     uuid, _ = await _profile_user(call)
-    await call.service.media.set_avatar(call.caller, uuid, body.avatar_url)
+    await call.service.avatars.set(call.caller, uuid, body.avatar_url)
     call.matrix.users.forget(call.caller.uuid)
     return Empty()
 

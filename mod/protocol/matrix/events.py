@@ -19,10 +19,10 @@ from typing import Any
 from mod import changes as kinds
 from mod import content
 from mod.changes import Change, Kind, payload_of
-from mod.content import FILE_FIELDS
 from mod.hub import skipped
 from mod.protocol.matrix import ids
 from mod.protocol.matrix.api import Event
+from mod.protocol.matrix.mtptext import mtp_body, text_content
 from mod.service import Flow, People, User
 
 ROOM_VERSION = "10"
@@ -32,13 +32,6 @@ MEMBERSHIP: dict[str, str] = {Kind.FLOW_JOINED: "join", Kind.FLOW_LEFT: "leave",
 
 # Fixed indices of the events a new flow renders as; other members follow from MEMBERS_FROM.
 CREATE, CREATOR, POWER, JOIN_RULES, HISTORY, NAME, TOPIC, MEMBERS_FROM = range(8)
-
-
-def mtp_body(message: dict[str, Any]) -> str:
-    """The text a Matrix client shows for an MTP message: its text, else its emoji, else
-    which files it carries (Matrix clients cannot open MTP's inline files)."""
-    files = [f"({field[5:]})" for field in FILE_FIELDS if message.get(field)]
-    return str(message["text"] or message["emoji"] or " ".join(files))
 
 
 def join_rule(flow: Mapping[str, Any]) -> str:
@@ -309,7 +302,7 @@ class Renderer:
     def _message(self, item: Parsed) -> Event:
         message = item.payload["message"]
         extra = item.payload.get("mx") or {}
-        content = extra.get("content") or {"msgtype": "m.text", "body": mtp_body(message)}
+        content = extra.get("content") or text_content(mtp_body(message))
         if message.get("reply_to") and "m.relates_to" not in content:  # an MTP reply
             content = {**content, "m.relates_to": {"m.in_reply_to": {
                 "event_id": ids.message_event_id(message["reply_to"])}}}
@@ -334,8 +327,8 @@ class Renderer:
         extra = item.payload.get("mx") or {}
         target = ids.message_event_id(message["uuid"])
         content = extra.get("content") or {
-            "msgtype": "m.text", "body": "* " + message["text"],
-            "m.new_content": {"msgtype": "m.text", "body": message["text"]},
+            **text_content("* " + message["text"]),
+            "m.new_content": text_content(message["text"]),
             "m.relates_to": {"rel_type": "m.replace", "event_id": target},
         }
         event = self._base(item, ids.change_event_id(item.change.position), "m.room.message",

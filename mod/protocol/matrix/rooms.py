@@ -127,7 +127,7 @@ async def joined_rooms(call: Call) -> JoinedRooms:
 async def joined_members(call: Call) -> JoinedMembers:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     users = await call.service.flows.members(call.caller, room_flow(call))
-    avatars = await call.service.media.avatars([user.uuid for user in users])
+    avatars = await call.service.avatars.urls([user.uuid for user in users])
     return JoinedMembers(joined={
         ids.user_id(user.login, call.server_name): MemberInfo(
             display_name=user.username, avatar_url=avatars.get(user.uuid))

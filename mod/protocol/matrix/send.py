@@ -28,6 +28,7 @@ from mod.protocol.matrix.errors import REACT, Code, MatrixError, from_service
 from mod.protocol.matrix.events import token_digest
 from mod.protocol.matrix.rooms import room_flow
 from mod.protocol.matrix.routing import Call, validate
+from mod.service import richtext
 
 ENCRYPTED = "m.room.encrypted"
 REACTION = "m.reaction"
@@ -51,8 +52,10 @@ async def send(call: Call) -> EventIdReply:
         return await _encrypted(call, flow, content)
     if call.param("eventType") != "m.room.message":
         return await _opaque(call, flow, call.param("eventType"), content)
+    _sanitised(content)
     relation = content.get("m.relates_to")
     if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
+        _sanitised(content.get("m.new_content"))
         return await _edit(call, flow, content)
     validate(MessageContent, content)
     extra = _extra(call) if _plain(content) else _extra(call, content=content)
@@ -62,6 +65,13 @@ async def send(call: Call) -> EventIdReply:
                                               reply_to=_answered(content),
                                               mention_logins=_named(call, content))
     return EventIdReply(event_id=ids.message_event_id(stored.value["uuid"]))
+
+
+def _sanitised(content: Any) -> None:
+    """A formatted body, kept as the safe subset (the service's `richtext`)."""
+    if isinstance(content, dict) and content.get("format") == richtext.HTML \
+            and isinstance(content.get("formatted_body"), str):
+        content["formatted_body"] = richtext.sanitise(content["formatted_body"])
 
 
 def _named(call: Call, content: dict[str, Any]) -> list[str]:

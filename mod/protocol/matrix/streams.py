@@ -150,7 +150,7 @@ class UserCache:
             if len(self._rows) + len(missing) > USER_CACHE:
                 self._rows.clear()
             users = await self.service.profiles.users(missing)
-            read = await self.service.media.avatar_ids(missing) if pictures else {}
+            read = await self.service.avatars.ids(missing) if pictures else {}
             avatars.update(read)
             for user in users:
                 found[user.uuid] = user

@@ -193,7 +193,7 @@ async def update_profile(service: Service, request: Request, caller: Caller) -> 
     if user.username is None and user.bio is None and user.avatar is None:
         raise ServiceError(400, "The request needs data.user[0].username, bio or avatar")
     if user.avatar is not None:
-        await service.media.avatar_from_mtp(caller, user.avatar)
+        await service.avatars.from_mtp(caller, user.avatar)
     profile = await service.profiles.update(caller, user.username, user.bio)
     return respond(request.type, 200, user=[profile])
 
