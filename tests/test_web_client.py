@@ -1008,6 +1008,29 @@ async def test_screenshot_of_a_conversation(pages: list[Page], tmp_path: Path) -
         (ivan if speaker is maria else maria).sees(text)
     edit_in_browser(ivan, "Me! What time do we leave?", "Me too! What time do we leave?")
     maria.sees("Me too! What time do we leave?")
+    # A reply, reactions and a mention, as people use them.
+    action(ivan, "8:00 at the station. Bring water and a raincoat.", "reply")
+    ivan.say("Is the station café open that early?")
+    maria.sees("Is the station café open that early?")
+    for page, text in ((ivan, "8:00 at the station. Bring water and a raincoat."),
+                       (maria, "Great, see you there.\nI'll bring the map.")):
+        action(page, text, "react")
+        wait_for(lambda page=page: page.css("#react-dialog").is_displayed(), what="picker")
+        page.css(f"#react-picks li:nth-child({1 if page is ivan else 2}) button").click()
+    wait_for(lambda: len(maria.all("#messages .reactions button")) == 2, what="two reactions")
+    box = maria.css("#text")
+    box.send_keys("Yes, from 7:30 — ")
+    box.send_keys("@I")
+    wait_for(lambda: maria.css("#mention-list").is_displayed(), what="Ivan offered")
+    from selenium.webdriver.common.keys import Keys
+    box.send_keys(Keys.ENTER)
+    box.send_keys("grab me a coffee?", Keys.ENTER)
+    ivan.sees("Yes, from 7:30 — @Ivan grab me a coffee?")
+    ivan.css("#text").send_keys("Sure")  # Maria sees Ivan typing
+    wait_for(lambda: maria.css("#typing").is_displayed(), what="the typing line")
+    wait_for(lambda: maria.driver.execute_script(
+        "const l = document.querySelector('#messages');"
+        "return l.scrollHeight - l.scrollTop - l.clientHeight < 2"), what="still at the end")
     shot = tmp_path / "screenshot.png"
     maria.screenshot(shot)
     assert shot.stat().st_size > 10_000

@@ -380,8 +380,11 @@ export class View {
   // Who else types in the open conversation; looked at again once a notice may have lapsed.
   renderTyping() {
     const line = this.app.current ? this.app.typing.line(this.app.current) : "";
+    const list = $("#messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     $("#typing").textContent = line;
     $("#typing").hidden = !line;
+    if (atBottom) list.scrollTop = list.scrollHeight;  // the line takes room from the list
     clearTimeout(this.typingTimer);
     if (line) this.typingTimer = setTimeout(() => this.renderTyping(), 36000);
   }
