@@ -1,6 +1,6 @@
 """Element's own SDK (matrix-js-sdk, tests/js) against a real server for what Element does
-besides encryption (tests/test_matrix_e2ee_js.py): changing a password, typing, replies and
-reactions."""
+besides encryption (tests/test_matrix_e2ee_js.py): changing a password, typing, replies,
+reactions and read receipts."""
 
 from __future__ import annotations
 
@@ -95,3 +95,35 @@ async def test_element_replies_and_reacts_with_mtp(mx: Matrix) -> None:
         assert events["reaction_removed"]["reactions"] == [{"key": "🎉", "users": [mtp.uuid]}]
     finally:
         await mtp.close()
+
+
+async def test_element_reading_a_room_is_read_on_mtp(mx: Matrix) -> None:
+    why = node_missing()
+    if why is not None:
+        pytest.skip(why)
+    account = await js_account(mx, "READDEV")
+    login = account["userId"][1:].split(":")[0]
+    desk = await Client.connect(mx.server.url)  # the same account on MTP
+    reply = await desk.call("authentication", auth=False,
+                            meta={"push": True, "extensions": ["read"]},
+                            user=[{"login": login, "password": PASSWORD}])
+    assert reply["errors"]["code"] == 200, reply
+    desk.uuid, desk.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    writer = await mx.mtp.user("writer")
+    try:
+        flow = await writer.group("read with Element", users=[desk.uuid])
+        sent = [(await writer.send(flow, text, client_id=index))["data"]["message"][0]["uuid"]
+                for index, text in enumerate(("one", "two"))]
+        listed = await desk.call("all_flow")
+        assert next(f for f in listed["data"]["flow"] if f["uuid"] == flow)["unread"] == 2
+        config = {"baseUrl": mx.server.http, **account, "roomId": f"!{flow}:{SERVER_NAME}"}
+        result = await asyncio.to_thread(run_js, "receipts.mjs", config)
+        assert result == {"ok": True, "read": f"$m{sent[1]}"}, result
+        while True:
+            push = await desk.push()
+            if push["meta"]["event"] == "flow_read":
+                break
+        assert push["data"]["flow"][0] == {"uuid": flow, "read": sent[1], "unread": 0,
+                                           "mentions": 0}
+    finally:
+        await desk.close()
