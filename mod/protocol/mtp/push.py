@@ -54,11 +54,11 @@ def push_frame(change: Change, hide: tuple[str, ...] = ()) -> str:
     frames = rendered(change)
     frame = frames.get(hide)
     if frame is None:
-        frame = frames[hide] = _render(change, hide)
+        frame = frames[hide] = render(change, hide)
     return frame
 
 
-def _render(change: Change, hide: tuple[str, ...]) -> str:
+def render(change: Change, hide: tuple[str, ...]) -> str:
     """The frame has the shape of `Response` (tests hold every pushed frame to that model), but
     is written out directly: its objects are snapshots the database layer made from typed
     rows, and a push is built for every committed change, so validating them again would be
