@@ -565,7 +565,7 @@ async def test_the_page_works_at_phone_width_in_russian(web: ServerProcess,
         other = await mtp.group("Другая")
         page.join("Другая")
         page.css("#back").click()
-        page.flow_button("Телефон").click()
+        page.open_flow("Телефон")
         wait_for(lambda: page.css("#flow-title").text == "Телефон", what="the first again")
         await mtp.send(other, "Там тоже", client_id=9)
         wait_for(lambda: page.css("#back").get_attribute("data-unread") == "1",
@@ -974,7 +974,7 @@ async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
     alice.say("now the group")
     wait_for(lambda: len(shown(bob)) == 2, what="the group's notification")
     assert shown(bob)[1][:2] == ["Alice · Hikers", "now the group"]
-    bob.flow_button("Alice").click()
+    bob.open_flow("Alice")
     bob.css("#members-button").click()
     choose(bob, "#notify-mode", "off")
     bob.driver.execute_script("arguments[0].close()", bob.css("#members-dialog"))

@@ -124,7 +124,9 @@ class Page:
                                       == title), None), what=f"flow {title!r} in the list")
 
     def open_flow(self, title: str) -> None:
-        self.flow_button(title).click()
+        # The list is drawn anew on news (a message, a read elsewhere): click again if the
+        # button found went away before the click.
+        wait_for(lambda: self.flow_button(title).click() or True, what=f"a click on {title!r}")
         wait_for(lambda: self.css("#flow-title").text == title, what=f"flow {title!r} open")
         wait_for(lambda: not self.all("#messages .day") or
                  self.all("#messages li")[0].text != "Loading…", what="history")
