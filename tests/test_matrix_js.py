@@ -22,6 +22,18 @@ from tests.test_matrix_support import (
 pytestmark = pytest.mark.anyio
 
 
+async def mtp_client(mx: Matrix, extensions: list[str], login: str = "") -> Client:
+    """An MTP connection taking pushes with these extensions: of a new user, or (`login`) of
+    an account that exists."""
+    mtp = await Client.connect(mx.server.url)
+    kind = "authentication" if login else "register_user"
+    reply = await mtp.call(kind, auth=False, meta={"push": True, "extensions": extensions},
+                           user=[{"login": login or unique_login("mtp"), "password": PASSWORD}])
+    assert reply["errors"]["code"] in (200, 201), reply
+    mtp.uuid, mtp.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    return mtp
+
+
 async def test_element_changes_a_password(mx: Matrix) -> None:
     why = node_missing()
     if why is not None:
@@ -38,11 +50,7 @@ async def test_element_typing_reaches_mtp(mx: Matrix) -> None:
     why = node_missing()
     if why is not None:
         pytest.skip(why)
-    mtp = await Client.connect(mx.server.url)
-    reply = await mtp.call("register_user", auth=False,
-                           meta={"push": True, "extensions": ["typing"]},
-                           user=[{"login": unique_login("watcher"), "password": PASSWORD}])
-    mtp.uuid, mtp.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    mtp = await mtp_client(mx, ["typing"])
     try:
         flow = await mtp.group("typing with Element")
         account = await js_account(mx, "TYPINGDEV")
@@ -65,11 +73,7 @@ async def test_element_replies_and_reacts_with_mtp(mx: Matrix) -> None:
     why = node_missing()
     if why is not None:
         pytest.skip(why)
-    mtp = await Client.connect(mx.server.url)
-    reply = await mtp.call("register_user", auth=False,
-                           meta={"push": True, "extensions": ["reactions", "replies"]},
-                           user=[{"login": unique_login("reactor"), "password": PASSWORD}])
-    mtp.uuid, mtp.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    mtp = await mtp_client(mx, ["reactions", "replies"])
     try:
         flow = await mtp.group("reactions with Element")
         sent = await mtp.call("send_message", flow=[{"uuid": flow}],
@@ -103,12 +107,7 @@ async def test_element_reading_a_room_is_read_on_mtp(mx: Matrix) -> None:
         pytest.skip(why)
     account = await js_account(mx, "READDEV")
     login = account["userId"][1:].split(":")[0]
-    desk = await Client.connect(mx.server.url)  # the same account on MTP
-    reply = await desk.call("authentication", auth=False,
-                            meta={"push": True, "extensions": ["read"]},
-                            user=[{"login": login, "password": PASSWORD}])
-    assert reply["errors"]["code"] == 200, reply
-    desk.uuid, desk.auth_id = reply["data"]["user"][0]["uuid"], reply["data"]["user"][0]["auth_id"]
+    desk = await mtp_client(mx, ["read"], login)  # the same account on MTP
     writer = await mx.mtp.user("writer")
     try:
         flow = await writer.group("read with Element", users=[desk.uuid])

@@ -723,19 +723,28 @@ def reactions_of(page: Page, text: str) -> list[tuple[str, str]]:
             for button in page.row(text).find_elements("css selector", ".reactions button")]
 
 
-async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
-        web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
+async def group_of_three(pages: list[Page], matrix: Matrix, title: str
+                         ) -> tuple[str, nio.AsyncClient, str]:
+    """Alice (the first page) makes a group that Bob (the second) and a Matrix user join:
+    its room, the Matrix user's client, synced, and Bob's login."""
     alice, bob = pages
     alice.register(unique_login("alice"), username="Alice")
-    bob.register(unique_login("bob"), username="Bob")
-    alice.create("group", "Lunch")
-    alice.open_flow("Lunch")
-    bob.join("Lunch")
-    flow = alice.driver.execute_script("return location.hash.slice(1)")
-    room = f"!{flow}:{SERVER_NAME}"
+    bob_login = unique_login("bob")
+    bob.register(bob_login, username="Bob")
+    alice.create("group", title)
+    alice.open_flow(title)
+    bob.join(title)
+    room = f"!{alice.driver.execute_script('return location.hash.slice(1)')}:{SERVER_NAME}"
     element = await matrix.user("element")
     assert isinstance(await element.join(room), nio.JoinResponse)
     assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
+    return room, element, bob_login
+
+
+async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
+        web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
+    alice, bob = pages
+    room, element, _ = await group_of_three(pages, matrix, "Lunch")
     bob.say("Lunch at one?")
     alice.sees("Lunch at one?")
 
@@ -821,17 +830,7 @@ async def test_at_completes_a_member_and_mentions_cross_to_matrix(
         web: ServerProcess, pages: list[Page], matrix: Matrix) -> None:
     from selenium.webdriver.common.keys import Keys
     alice, bob = pages
-    alice.register(unique_login("alice"), username="Alice")
-    bob_login = unique_login("bob")
-    bob.register(bob_login, username="Bob")
-    alice.create("group", "Mentions")
-    alice.open_flow("Mentions")
-    bob.join("Mentions")
-    flow = alice.driver.execute_script("return location.hash.slice(1)")
-    room = f"!{flow}:{SERVER_NAME}"
-    element = await matrix.user("element")
-    assert isinstance(await element.join(room), nio.JoinResponse)
-    assert isinstance(await element.sync(timeout=0), nio.SyncResponse)
+    room, element, bob_login = await group_of_three(pages, matrix, "Mentions")
     bob.driver.get(web.http + "/status")  # away: Bob's count and the mark come from the server
     box = alice.css("#text")
     box.send_keys("Lunch, @b")

@@ -6,20 +6,12 @@
 // {"ok": false, "error": ...}.
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { prepared } from "./prepared.mjs";
 
 logger.setLevel("error");
 const config = JSON.parse(process.argv[2]);
 const { baseUrl, userId, accessToken, deviceId, roomId, eventId, key } = config;
 const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId });
-
-function prepared() {
-  return new Promise((resolve, reject) => {
-    client.on(sdk.ClientEvent.Sync, (state) => {
-      if (state === "PREPARED") resolve();
-      if (state === "ERROR") reject(new Error("sync failed"));
-    });
-  });
-}
 
 function annotations() {
   const relations = client.getRoom(roomId)?.getUnfilteredTimelineSet().relations
@@ -33,7 +25,7 @@ function annotations() {
 
 async function main() {
   await client.joinRoom(roomId);
-  const ready = prepared();
+  const ready = prepared(client);
   await client.startClient({ initialSyncLimit: 30 });
   await ready;
   const seen = annotations();

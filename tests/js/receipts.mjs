@@ -4,23 +4,15 @@
 // JSON line: {"ok": true, "read": EVENT_ID} or {"ok": false, "error": ...}.
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { prepared } from "./prepared.mjs";
 
 logger.setLevel("error");
 const config = JSON.parse(process.argv[2]);
 const { baseUrl, userId, accessToken, deviceId, roomId } = config;
 const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId });
 
-function prepared() {
-  return new Promise((resolve, reject) => {
-    client.on(sdk.ClientEvent.Sync, (state) => {
-      if (state === "PREPARED") resolve();
-      if (state === "ERROR") reject(new Error("sync failed"));
-    });
-  });
-}
-
 async function main() {
-  const ready = prepared();
+  const ready = prepared(client);
   await client.startClient({ initialSyncLimit: 20 });
   await ready;
   const room = client.getRoom(roomId);
