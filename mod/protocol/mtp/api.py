@@ -7,6 +7,7 @@ the server sends forbids them, so a response can only carry what PROTOCOL.md def
 from __future__ import annotations
 
 import base64
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
@@ -163,14 +164,16 @@ class Request(_In):
     errors: Any = None
     meta: RequestMeta | None = None
 
-    # The extensions in force for this request: those it asked for, else its connection's.
-    _granted: frozenset[str] = PrivateAttr(default=frozenset())
 
-    def grant(self, extensions: frozenset[str]) -> None:
-        self._granted = extensions
+# The extensions in force for the request being answered: those it names, else its
+# connection's. The dispatcher sets them in the task that answers it (one request at a time
+# per connection), so the methods read them without every method taking them.
+GRANTED: ContextVar[frozenset[str]] = ContextVar("granted", default=frozenset())
 
-    def wants(self, extension: str) -> bool:
-        return extension in self._granted
+
+def wants(extension: str) -> bool:
+    """Whether the request being answered has this extension."""
+    return extension in GRANTED.get()
 
 
 class UserOut(BaseModel):

@@ -15,7 +15,7 @@ from mod import metrics
 from mod.config.validator import Protocol
 from mod.error import ServiceError
 from mod.protocol.mtp import methods
-from mod.protocol.mtp.api import EXTENSIONS, AnswerMeta, Request, Response
+from mod.protocol.mtp.api import EXTENSIONS, GRANTED, AnswerMeta, Request, Response
 from mod.protocol.mtp.responses import error
 from mod.service import Caller, Service
 
@@ -151,8 +151,8 @@ class MTPController:
             return Handled(request)
         asked = request.meta.extensions if request.meta is not None else None
         granted = extensions if asked is None else frozenset(asked).intersection(EXTENSIONS)
-        request.grant(granted)
         started = time.perf_counter()
+        GRANTED.set(granted)
         response, caller = await self._answer(request, address)
         method = request.type if request.type in methods.METHODS else "other"
         metrics.mtp_answered(method, response.errors.code, time.perf_counter() - started)

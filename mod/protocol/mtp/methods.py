@@ -22,6 +22,7 @@ from mod.protocol.mtp.api import (
     Request,
     Response,
     UserOut,
+    wants,
 )
 from mod.protocol.mtp.responses import error, respond, respond_off_loop
 from mod.service import Caller, Credentials, Flow, ReadState, Service
@@ -89,11 +90,11 @@ async def authentication(service: Service, request: Request, address: str
 
 async def get_update(service: Service, request: Request, caller: Caller) -> Response:
     update = await service.timeline.get_update(caller, _data(request).time or 0,
-                                               reactions=request.wants(REACTIONS),
-                                               read=request.wants(READ),
-                                               mentions=request.wants(MENTIONS))
+                                               reactions=wants(REACTIONS),
+                                               read=wants(READ),
+                                               mentions=wants(MENTIONS))
     hidden = [field for extension, fields in EXTENSION_FIELDS.items()
-              if not request.wants(extension) for field in fields]
+              if not wants(extension) for field in fields]
     for message in update.messages:
         for field in hidden:
             message.pop(field, None)  # type: ignore[misc]
@@ -132,10 +133,10 @@ async def all_messages(service: Service, request: Request, caller: Caller) -> Re
         raise ServiceError(400, "The request needs data.flow[0].uuid")
     found = await service.messages.page(caller, flow.uuid, flow.message_start,
                                        flow.message_end, _data(request).time or 0,
-                                       replies=request.wants(REPLIES),
-                                       reactions=request.wants(REACTIONS),
-                                       mentions=request.wants(MENTIONS),
-                                       files=request.wants(FILES))
+                                       replies=wants(REPLIES),
+                                       reactions=wants(REACTIONS),
+                                       mentions=wants(MENTIONS),
+                                       files=wants(FILES))
     if found.total is None:
         return respond(request.type, 200, message=[]).with_raw("message", found.json)
     start = flow.message_start or 0
@@ -162,7 +163,7 @@ async def all_flow(service: Service, request: Request, caller: Caller) -> Respon
     flows = await service.flows.visible(caller)
     if not flows:
         raise ServiceError(404, "There are no flows yet")
-    if request.wants(READ):
+    if wants(READ):
         read = await service.read.of(caller, [flow["uuid"] for flow in flows])
         return await respond_off_loop(request.type, 200, flow=_with_read(flows, read))
     return await respond_off_loop(request.type, 200, flow=flows)
