@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from manage import cli
 from mod.config.validator import Database
 from mod.db import dbhandler as db
-from mod.db import schema
+from mod.db import schema, search
 from mod.db.engine import Conn, Engine
 from tests.fixtures.make_schema_v1 import ALICE, BOB, CHAT, LOBBY, MESSAGES, PASSWORD
 from tests.support import DATABASE_KINDS, POSTGRES_URI, Client, ServerProcess, postgres_database
@@ -108,6 +108,41 @@ def test_the_fixture_is_version_1_and_is_upgraded_with_its_data(engine: Engine) 
     # Version 13: files' names and types (none known for the old messages).
     assert engine.read_sync(_raw, "SELECT DISTINCT file_name, file_type FROM messages") == [
         ("", "")]
+    # Version 14: the search index holds the messages there were, but the deleted one.
+    assert _found(engine, "hello") == [MESSAGES[0]]
+    assert _found(engine, "edited") == [MESSAGES[2]]
+    assert _found(engine, "delete") == _found(engine, "deleted") == []
+    assert len(_found(engine, "private")) == 1  # the chat's message
+
+
+def _found(engine: Engine, word: str) -> list[str]:
+    """The uuids of the messages of the fixture's flows the search index finds by `word`."""
+    hits = engine.read_sync(search.hits, search.Terms((word,)), [LOBBY, CHAT], "", True, 10,
+                            2**62, 0, 5.0)
+    messages = engine.read_sync(db.searchable_messages, hits.ids)
+    return [messages[id_]["uuid"] for id_ in hits.ids]
+
+
+def test_a_half_made_index_is_made_again_whole(tmp_path: Path) -> None:
+    engine = Engine(Database(uri=f"sqlite:{tmp_path / 'new.db'}"))
+    try:
+        schema.migrate(engine)
+
+        def send(conn: Conn) -> None:
+            db.insert_message(conn, "m1", LOBBY, ALICE, 1, {"text": "indexed words"}, 1)
+
+        engine.write_sync(send)
+        engine.write_sync(lambda conn: conn.execute("DROP TRIGGER messages_search_update"))
+        assert engine.write_sync(search.ensure) is True
+        assert engine.write_sync(search.ensure) is False
+        assert _found(engine, "indexed") == ["m1"]
+        engine.write_sync(db.update_message, "m1", ALICE, {"text": "new"}, 2, "message_edited")
+        assert _found(engine, "indexed") == [] and _found(engine, "new") == ["m1"]
+        engine.write_sync(schema.drop_all)
+        assert engine.read_sync(_raw, "SELECT name FROM sqlite_master WHERE name <> "
+                                "'sqlite_sequence'") == []
+    finally:
+        engine.stop()
 
 
 def test_an_sqlite_upgrade_keeps_a_copy_of_the_old_file(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from mod import lib
 from mod.config.validator import Database
 from mod.db import dbhandler as db
-from mod.db import schema
+from mod.db import schema, search
 from mod.db.engine import Engine
 from mod.error import ServiceError
 from mod.service import ENCRYPTED_TEXT, Caller
@@ -184,6 +184,8 @@ async def test_a_deleted_flag_is_filled_in_for_older_databases(tmp_path: Path) -
         for uuid in ("m1", "m2"):
             engine.write_sync(db.insert_message, uuid, "f1", "u1", 1, {"text": "x"}, 7)
         engine.write_sync(db.update_message, "m1", "u1", {"text": "gone"}, 8, "message_deleted")
+        # A version 2 database: no `deleted`, and no search index (version 11) to name it.
+        engine.write_sync(search.drop)
         engine.write_sync(lambda conn: conn.execute("ALTER TABLE messages DROP COLUMN deleted"))
         schema.migrate(engine)
         states = {uuid: engine.read_sync(db.message_state, uuid) for uuid in ("m1", "m2")}

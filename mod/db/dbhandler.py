@@ -30,6 +30,7 @@ from sqlobject.sqlbuilder import (
 from mod import changes as kinds
 from mod.changes import Kind
 from mod.db import mentions as mentiondb
+from mod.db import search
 from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import (
     TABLES,
@@ -90,7 +91,8 @@ def existing_tables(conn: Conn) -> list[str]:
 
 
 def create_tables(conn: Conn) -> list[str]:
-    """Create the missing tables as the models define them; return the names of those created.
+    """Create the missing tables as the models define them, and the search index of messages
+    (`search.ensure`); return the names of the tables created.
 
     Only for a fresh database or a missing table: mod.db.schema upgrades older tables."""
     if conn.postgres:  # several processes starting at once on a fresh database take turns
@@ -104,11 +106,13 @@ def create_tables(conn: Conn) -> list[str]:
         for statement in [*sql.split(";\n"), *constraints]:
             conn.execute(statement)
         created.append(name)
+    search.ensure(conn)
     return created
 
 
 def drop_tables(conn: Conn) -> list[str]:
     """Drop every table of the server that exists; return their names."""
+    search.drop(conn)
     dropped = []
     for table in reversed(TABLES):
         name = table.sqlmeta.table
@@ -785,6 +789,17 @@ def messages_by_uuid(conn: Conn, uuids: Iterable[str]) -> list[MessageRow]:
     rows = conn.all(Select(_MESSAGE_COLUMNS, where=IN(Message.q.uuid, wanted),
                          orderBy=Message.q.id))
     return [_message(row) for row in rows]
+
+
+def searchable_messages(conn: Conn, ids: Iterable[int]) -> dict[int, MessageRow]:
+    """The messages of these ids (the search index's rowids) that are not deleted."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    rows = conn.all(Select([Message.q.id, *_MESSAGE_COLUMNS],
+                           where=AND(IN(Message.q.id, wanted),
+                                     Message.q.deleted == False)))  # noqa: E712
+    return {int(row[0]): _message(row[1:]) for row in rows}
 
 
 # -- get_update -------------------------------------------------------------------------------

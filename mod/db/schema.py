@@ -21,7 +21,7 @@ from pathlib import Path
 from loguru import logger
 from sqlobject import SQLObject
 
-from mod.db import dbhandler
+from mod.db import dbhandler, search
 from mod.db.engine import Conn, Engine
 from mod.db.models import (
     AccountData,
@@ -154,6 +154,10 @@ def _to_13(conn: Conn) -> None:
                          "DEFAULT ''")
 
 
+def _to_14(conn: Conn) -> None:
+    search.ensure(conn)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "flows.invite_only (private groups and channels)", _to_2),
     Step(3, "messages.deleted, filled in from the change log", _to_3),
@@ -172,6 +176,9 @@ STEPS: tuple[Step, ...] = (
     Step(12, "mentions (the members a message names)", _to_12),
     Step(13, "messages.file_name and file_type (a file's name and type, kept for MTP)",
          _to_13),
+    Step(14, "the search index of messages (SQLite: the FTS5 table messages_search and its "
+             "triggers; PostgreSQL: messages.search_vector and its GIN index), filled with the "
+             "messages there are", _to_14),
 )
 CURRENT = 1 + len(STEPS)
 
@@ -311,6 +318,7 @@ def _migrate(engine: Engine, conn: Conn, dry_run: bool) -> Outcome:
         outcome.created = dbhandler.create_tables(conn)
         _record(conn, CURRENT)
         logger.info("schema: new database created at version {}", CURRENT)
+        _check_search(conn)
         return outcome
     if steps:
         outcome.backup = backup_path(engine, before)
@@ -327,7 +335,15 @@ def _migrate(engine: Engine, conn: Conn, dry_run: bool) -> Outcome:
     outcome.created = dbhandler.create_tables(conn)
     if _recorded(conn) != CURRENT:
         _record(conn, CURRENT)
+    _check_search(conn)
     return outcome
+
+
+def _check_search(conn: Conn) -> None:
+    if conn.postgres and not search.folds_case(conn):
+        logger.warning("schema: this PostgreSQL database's LC_CTYPE does not lower Cyrillic "
+                       "letters, so searches find such words only as they were typed; make "
+                       "the database with a UTF-8 locale (e.g. LC_CTYPE 'C.UTF-8') for that")
 
 
 def _reader(engine: Engine) -> Conn:

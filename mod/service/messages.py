@@ -20,6 +20,7 @@ from mod.db import dbhandler as db
 from mod.db import media as mediadb
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
+from mod.records import ENCRYPTED_TEXT
 from mod.service import rights
 from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
 from mod.service.media import FILE_TYPES, Media
@@ -27,9 +28,6 @@ from mod.service.records import Message
 
 _FILE_FIELDS = frozenset(FILE_TYPES)  # a message holding one of these may carry a file
 DELETED_TEXT = "Message deleted"
-# What MTP reads for an end-to-end encrypted message, which it cannot decrypt (PROTOCOL.md).
-ENCRYPTED_TEXT = ("🔒 Encrypted message: it is end-to-end encrypted and can be read only in a "
-                  "Matrix client of its room")
 
 
 @dataclass(slots=True, frozen=True)
