@@ -115,6 +115,24 @@ class Protocol(BaseModel):
         return value
 
 
+class Search(BaseModel):
+    """Message search (MTP search_messages, Matrix POST /search; docs/BOUNDS.md)."""
+
+    model_config = _SECTION
+
+    # The longest search text in characters, and the most words in one (past either: 400).
+    max_length: Annotated[int, Field(ge=1, le=10_000)] = 256
+    max_words: Annotated[int, Field(ge=1, le=100)] = 16
+    # Most results in one answer; a client asking for more gets a page this long.
+    results_limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    # Searches running at once in one process (the others wait, so that readers stay free
+    # for everything else), searches waiting at most (more: 429), and the seconds one search
+    # may run before it is stopped (503).
+    at_once: Annotated[int, Field(ge=1, le=64)] = 1
+    queue: Annotated[int, Field(ge=0, le=10_000)] = 32
+    timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+
 class Logging(BaseModel):
     model_config = _SECTION
 
@@ -226,6 +244,7 @@ class Settings(BaseModel):
     broker: Broker = Broker()
     security: Security = Security()
     protocol: Protocol = Protocol()
+    search: Search = Search()
     logging: Logging = Logging()
     matrix: Matrix = Matrix()
     media: Media = Media()

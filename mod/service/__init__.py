@@ -1,9 +1,9 @@
 """The one way into the data, for both protocols: every rule and every read and write.
 
-Split by area — `accounts`, `flows`, `messages`, `media`, `timeline`, and for end-to-end
-encryption `keys`, `devices` and `backup` — with who may do what in
-`rights`. Protocols import from here only, never from `mod.db`; they translate requests into
-these calls and render `ServiceError` in their own format.
+Split by area — `accounts`, `flows`, `messages`, `search`, `media`, `timeline`, and for
+end-to-end encryption `keys`, `devices` and `backup` — with who may do what in `rights`.
+Protocols import from here only, never from `mod.db`; they translate requests into these
+calls and render `ServiceError` in their own format.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mod.service.reactions import Reactions
 from mod.service.readstate import ReadState, ReadStates
 from mod.service.records import Flow, Message, RegistrationToken, User
 from mod.service.roomevents import RoomEvents
+from mod.service.search import Found, Hit, Search
 from mod.service.snapshots import (
     EventContext,
     Excerpt,
@@ -42,10 +43,10 @@ from mod.service.userdata import UserData
 
 __all__ = [
     "ENCRYPTED_TEXT", "FLOW_TYPES", "RETRY_WINDOW", "BackupVersion", "Caller", "Committed",
-    "Credentials", "DeviceInfo", "EventContext", "Excerpt", "Flow", "InitialSync", "Invitation",
-    "JoinedFlow", "Kept", "Message", "MessagePage", "People", "ReadState", "RegistrationToken",
-    "Service",
-    "ServiceError", "SyncChanges", "SyncKeys", "User",
+    "Credentials", "DeviceInfo", "EventContext", "Excerpt", "Flow", "Found", "Hit",
+    "InitialSync", "Invitation", "JoinedFlow", "Kept", "Message", "MessagePage", "People",
+    "ReadState", "RegistrationToken", "Service", "ServiceError", "SyncChanges", "SyncKeys",
+    "User",
 ]
 
 
@@ -62,6 +63,7 @@ class Service:
         self.media = Media(settings, engine)
         self.avatars = Avatars(self.media)
         self.messages = Messages(settings, engine, self.media)
+        self.search = Search(settings.search, engine)
         self.timeline = Timeline(engine)
         self.keys = Keys(engine, settings.matrix)
         self.devices = Devices(engine, self.accounts)
