@@ -135,11 +135,22 @@ class MessageIn(_In):
     remove: bool | None = None  # `react`: take the reaction back
 
 
+class SearchIn(_In):
+    """`search_messages` (an extension): what to look for, and which page of results. The
+    text's bounds are the server's settings (`[SEARCH]`), checked by the service."""
+
+    text: str | None = Field(default=None, max_length=65536)
+    order: str | None = Field(default=None, max_length=16)
+    limit: Int64 | None = None
+    next_batch: str | None = Field(default=None, max_length=64)
+
+
 class DataIn(_In):
     time: int | None = Field(default=None, ge=0, lt=2**63)
     flow: list[FlowIn] | None = Field(default=None, max_length=_LIST)
     message: list[MessageIn] | None = Field(default=None, max_length=_LIST)
     user: list[UserIn] | None = Field(default=None, max_length=_LIST)
+    search: SearchIn | None = None
     meta: Any = None
 
 
@@ -244,6 +255,18 @@ class MessageOut(BaseModel):
     file_type: str | None = None
 
 
+class SearchOut(BaseModel):
+    """What `search_messages` found besides the messages: how many there are in all (by
+    rank; not counted newest first), the token of the next page (none: the last page), and
+    the words a client may highlight (lower case)."""
+
+    model_config = _OUT
+
+    count: int | None = None
+    next_batch: str | None = None
+    highlights: list[str]
+
+
 class DataOut(BaseModel):
     model_config = _OUT
 
@@ -251,6 +274,7 @@ class DataOut(BaseModel):
     flow: list[FlowOut] | None = None
     message: list[MessageOut] | None = None
     user: list[UserOut] | None = None
+    search: SearchOut | None = None
     meta: None = None
 
 

@@ -21,6 +21,7 @@ from mod.protocol.mtp.api import (
     MessageOut,
     Request,
     Response,
+    SearchOut,
     UserOut,
     wants,
 )
@@ -241,6 +242,26 @@ async def react(service: Service, request: Request, caller: Caller) -> Response:
     return respond(request.type, 200, message=[{"uuid": message.uuid, "reactions": done.value}])
 
 
+async def search_messages(service: Service, request: Request, caller: Caller) -> Response:
+    data = _data(request)
+    asked = data.search
+    if asked is None or asked.text is None:
+        raise ServiceError(400, "The request needs data.search.text")
+    flows = None  # none named: every flow the caller reads
+    if data.flow:
+        if any(not flow.uuid for flow in data.flow):
+            raise ServiceError(400, "Every data.flow entry needs a uuid")
+        flows = [str(flow.uuid) for flow in data.flow]
+    found = await service.search.messages(caller, asked.text, flows, asked.order or "rank",
+                                          asked.limit, asked.next_batch)
+    # What is not known (a count newest first) or not there (a next page) is left out.
+    outcome = SearchOut.model_validate({key: value for key, value in (
+        ("count", found.count), ("next_batch", found.next_batch),
+        ("highlights", list(found.highlights))) if value is not None})
+    return await respond_off_loop(request.type, 200, always=True,
+                                  message=[hit.message for hit in found.hits], search=outcome)
+
+
 async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
     await service.messages.delete(caller, _message_uuid(request))
     return respond(request.type, 200, with_data=False)
@@ -294,6 +315,7 @@ AUTHENTICATED: dict[str, Method] = {
     "update_profile": update_profile,
     "react": react,
     "mark_read": mark_read,
+    "search_messages": search_messages,
 }
 
 METHODS = frozenset({*PUBLIC, *AUTHENTICATED})

@@ -28,7 +28,7 @@ JSONAPI = _jsonapi()  # never changed after this, so every response can share it
 
 def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | None = None,
             message: Sequence[Any] | None = None, user: Sequence[Any] | None = None,
-            with_data: bool = True) -> Response:
+            search: Any = None, with_data: bool = True) -> Response:
     stamp = int(time.time())
     data = None
     if with_data:
@@ -39,6 +39,8 @@ def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | Non
             fields["message"] = message
         if user is not None:
             fields["user"] = user
+        if search is not None:
+            fields["search"] = search
         data = DataOut.model_validate(fields)
     # The envelope holds only values made here (the objects in `data` were validated above),
     # so it is assembled without validating it again.
@@ -53,9 +55,12 @@ def respond(kind: str, code: int, detail: str = "", *, flow: Sequence[Any] | Non
 LARGE_RESPONSE = 256
 
 
-async def respond_off_loop(kind: str, code: int, **objects: Any) -> Response:
-    """`respond`, rendered to its text on a worker thread when it is large."""
-    if sum(len(items) for items in objects.values() if items is not None) <= LARGE_RESPONSE:
+async def respond_off_loop(kind: str, code: int, *, always: bool = False,
+                           **objects: Any) -> Response:
+    """`respond`, rendered to its text on a worker thread when it is large (or `always`:
+    messages found by a search may carry files of megabytes)."""
+    lists = [items for items in objects.values() if isinstance(items, list | tuple)]
+    if not always and sum(len(items) for items in lists) <= LARGE_RESPONSE:
         return respond(kind, code, **objects)
 
     def render() -> Response:
