@@ -126,3 +126,21 @@ async def test_element_reading_a_room_is_read_on_mtp(mx: Matrix) -> None:
                                            "mentions": 0}
     finally:
         await desk.close()
+
+async def test_element_searches_messages_and_pages_back(mx: Matrix) -> None:
+    why = node_missing()
+    if why is not None:
+        pytest.skip(why)
+    mtp = await mx.mtp.user("writer")
+    flow = await mtp.group("searched with Element")
+    for number in range(5):
+        await mtp.send(flow, f"harvest report {number}", 2 * number)
+        await mtp.send(flow, f"between {number}", 2 * number + 1)
+    account = await js_account(mx, "SEARCHDEV")
+    config = {"baseUrl": mx.server.http, **account, "roomId": f"!{flow}:{SERVER_NAME}",
+              "term": "Harvest"}
+    result = await asyncio.to_thread(run_js, "search.mjs", config)
+    assert result == {
+        "ok": True, "pages": 3, "highlights": ["harvest"],
+        "results": [[f"between {n - 1}" if n else "m.room.name", f"harvest report {n}",
+                     f"between {n}"] for n in range(4, -1, -1)]}, result

@@ -22,6 +22,7 @@ from mod.protocol.matrix import (
     receipts,
     relations,
     rooms,
+    search,
     send,
     sync,
     users,
@@ -182,5 +183,7 @@ ROUTES: tuple[Endpoint, ...] = (
     *client("GET", "/user/{userId}/filter/{filterId}", sync.get_filter),
     # the user directory
     *client("POST", "/user_directory/search", users.search),
+    # searching messages
+    *client("POST", "/search", search.search),
     *client("GET", "/account/3pid", users.third_party_ids),
 )
