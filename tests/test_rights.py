@@ -88,8 +88,8 @@ CELLS = rights_table()
 
 def test_the_table_covers_every_action_and_actor() -> None:
     actions = {cell.action for cell in CELLS}
-    assert actions == {"read", "send", "edit", "delete", "invite", "rename", "join", "leave",
-                       "react", "mark read"}
+    assert actions == {"read", "search", "send", "edit", "delete", "invite", "rename", "join",
+                       "leave", "react", "mark read"}
     for action in actions:
         actors = {cell.actor for cell in CELLS if cell.action == action}
         if action in ("edit", "delete"):
@@ -296,7 +296,7 @@ async def build(session: Session, cell: Cell) -> Target:
         author = cast["superuser author"] if cell.actor == "owner, not the author" and \
             flow_type == "channel" else cast["author"]
         target.message = await _message(session, cell, author, flow)
-    elif cell.action in ("read", "react", "mark read"):
+    elif cell.action in ("read", "search", "react", "mark read"):
         target.message = await send(session, owner, flow)
     return target
 
@@ -320,7 +320,7 @@ async def _chat(session: Session, cell: Cell) -> Target:
         author = creator if cell.actor in ("another member", "superuser member, not the author") \
             else partner
         target.message = await _message(session, cell, author, flow)
-    elif cell.action in ("read", "react", "mark read"):
+    elif cell.action in ("read", "search", "react", "mark read"):
         target.message = await send(session, creator, flow)
     return target
 
@@ -371,6 +371,29 @@ def _mx(method: str, path: Callable[[Target], str],
     return act
 
 
+async def _search_mtp(session: Session, target: Target) -> Outcome:
+    """search_messages in the target's flow: "yes" only when the flow's message is found."""
+    reply = await session.mtp(target.actor, "search_messages", flow=_flow(target),
+                              search={"text": "hello"})
+    outcome = mtp_outcome(reply)
+    if outcome == "yes" and target.message not in [
+            message["uuid"] for message in reply["data"]["message"]]:
+        return "200 without the message"
+    return outcome
+
+
+async def _search_mx(session: Session, target: Target) -> Outcome:
+    """POST /search in the target's room: "yes" only when the room's message is found."""
+    response = await session.mx(target.actor, "POST", "/search", {"search_categories": {
+        "room_events": {"search_term": "hello", "filter": {"rooms": [target.room]}}}})
+    outcome = mx_outcome(response)
+    results = response.json()["search_categories"]["room_events"]["results"] \
+        if outcome == "yes" else []
+    if outcome == "yes" and target.event not in [r["result"]["event_id"] for r in results]:
+        return "200 without the event"
+    return outcome
+
+
 def _txn() -> str:
     return uuid.uuid4().hex
 
@@ -385,6 +408,9 @@ ACTIONS: dict[str, tuple[list[tuple[str, Act]], list[tuple[str, Act]]]] = {
         [("all_messages", _mtp("all_messages", flow=_flow))],
         [("GET /messages", _mx("GET", lambda t: f"/rooms/{t.room}/messages?dir=b")),
          ("GET /event", _mx("GET", lambda t: f"/rooms/{t.room}/event/{t.event}"))]),
+    "search": (
+        [("search_messages", _search_mtp)],
+        [("POST /search", _search_mx)]),
     "send": (
         [("send_message", _mtp("send_message", flow=_flow, message=lambda t: [
             {"client_id": 2, "text": "again"}]))],
@@ -438,11 +464,11 @@ async def test_rights(session: Session, cell: Cell) -> None:
     requests = [(f"MTP {name}", act) for name, act in over_mtp] + \
         [(f"Matrix {name}", act) for name, act in over_matrix]
     outcomes: dict[str, Outcome] = {}
-    # A request that reads, renames or is refused leaves the flow as the next request needs
+    # A request that reads, searches, renames or is refused leaves the flow as the next needs
     # it (if one is wrongly let through, the test fails on it anyway); any other request gets
     # a flow of its own.
     shared = await build(session, cell) \
-        if cell.action in ("read", "rename") or cell.expected != "yes" else None
+        if cell.action in ("read", "search", "rename") or cell.expected != "yes" else None
     for name, act in requests:
         outcomes[name] = await act(session, shared or await build(session, cell))
     assert outcomes == {name: cell.expected for name in outcomes}, \
