@@ -92,6 +92,13 @@ def test_no_violations_in_any_view(web: ServerProcess, driver: Any) -> None:
     wait_for(lambda: page.all("#mention-list [role=option]"), what="a member offered")
     found += in_both_schemes(driver, "conversation, with a reply, a reaction, replying")
     page.css("#cancel-reply").click()
+    page.type("#flow-filter", "readable")
+    wait_for(lambda: page.css("#search-messages").is_displayed(), what="the offer to search")
+    found += in_both_schemes(driver, "conversations filtered")
+    page.css("#search-messages").click()
+    wait_for(lambda: page.all("#results-list mark"), what="a message found")
+    found += in_both_schemes(driver, "messages found")
+    page.css("#results-close").click()
     for button, dialog in [("#new-flow", "#new-dialog"), ("#browse", "#browse-dialog"),
                            ("#members-button", "#members-dialog"),
                            ("#settings", "#settings-dialog")]:

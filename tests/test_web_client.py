@@ -942,6 +942,56 @@ async def test_invitations_from_the_members_dialog(pages: list[Page]) -> None:
     assert not bob.all("#flows li.invitation")
 
 
+def search_in_browser(page: Page, text: str) -> list[Any]:
+    """Search messages from the conversations' box (typed, then Enter); the results."""
+    from selenium.webdriver.common.keys import Keys
+    page.type("#flow-filter", text)
+    wait_for(lambda: page.css("#search-messages").text == f"Search messages for “{text}”",
+             what="the offer to search messages")
+    page.css("#flow-filter").send_keys(Keys.ENTER)
+    wait_for(lambda: page.css("#results-status").text not in ("", "Searching…"),
+             what="the search answered")
+    return page.all("#results-list button.result")
+
+
+async def test_messages_are_searched_and_a_result_opens_at_its_message(
+        web: ServerProcess, pages: list[Page]) -> None:
+    page = pages[0]
+    page.register(unique_login("finder"), username="Finder")
+    page.create("group", "Recipes")
+    page.open_flow("Recipes")
+    for text in ("Борщ со сметаной", "Pancakes need eggs", *(f"filler {n}" for n in range(60))):
+        page.say(text)
+    page.sees("filler 59")
+    page.create("group", "Travel")
+    page.open_flow("Travel")
+    page.say("EGGS Benedict in Lisbon")
+    page.sees("EGGS Benedict in Lisbon")
+    outsider = await mtp_user(web, "outsider")
+    await outsider.send(await outsider.group("Elsewhere"), "eggs nobody else may find")
+    results = search_in_browser(page, "eggs")
+    assert [(r.find_element("css selector", ".flow-title").text,
+             r.find_element("css selector", ".result-text").text) for r in results] == [
+        ("Travel", "You: EGGS Benedict in Lisbon"), ("Recipes", "You: Pancakes need eggs")]
+    assert [mark.text for mark in page.all("#results-list mark")] == ["EGGS", "eggs"]
+    assert page.css("#results-status").text == "Messages found: 2"
+    assert not page.css("#flows").is_displayed()
+    # A result far back in its conversation opens there, shown.
+    results[1].click()
+    wait_for(lambda: page.css("#flow-title").text == "Recipes", what="the conversation")
+    found = wait_for(lambda: page.all("#messages .message.found"), what="the message shown")
+    assert found[0].find_element("css selector", ".text").text == "Pancakes need eggs"
+    # Russian, by a word's beginning, whatever its letter ё or е.
+    [result] = search_in_browser(page, "сметан")
+    assert result.find_element("css selector", "mark").text == "сметан"
+    assert search_in_browser(page, "nothing-like-it") == []
+    assert page.css("#results-status").text == "No messages found."
+    page.css("#results-close").click()
+    wait_for(lambda: page.css("#flows").is_displayed(), what="the conversations back")
+    assert not page.css("#results").is_displayed()
+    await outsider.close()
+
+
 async def test_notifications_of_a_hidden_tab(pages: list[Page]) -> None:
     alice, bob = pages
     alice_login, bob_login = unique_login("alice"), unique_login("bob")

@@ -8,6 +8,7 @@ import { Mentions } from "./mentions.js";
 import { Notifier } from "./notify.js";
 import { Reactions } from "./reactions.js";
 import { Replies } from "./replies.js";
+import { Search } from "./search.js";
 import { Typing } from "./typing.js";
 import { View, fileField, MAX_FILE } from "./view.js";
 
@@ -37,6 +38,7 @@ class App {
     this.replies = new Replies(this);
     this.reactions = new Reactions(this);
     this.mentions = new Mentions(this);
+    this.search = new Search(this);
     this.view = new View(this);
   }
 
@@ -46,6 +48,7 @@ class App {
     const saved = sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
     this.session = saved ? JSON.parse(saved) : null;
     this.view.bind();
+    this.search.bind();
     if (this.session) {
       this.view.showChat();
       this.conn.start();
@@ -113,6 +116,7 @@ class App {
     this.conn.stop();
     this.flows.clear();
     this.invites.clear();
+    this.search.close();
     this.outbox = [];
     this.counted.clear();
     this.current = null;
@@ -359,6 +363,7 @@ class App {
     }
     for (const user of found) this.users.set(user.uuid, user);
     this.view.refreshAuthors();
+    this.search.refreshAuthors();
     this.view.renderFlows();
   }
 
