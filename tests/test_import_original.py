@@ -288,6 +288,9 @@ async def _mtp_sees_everything(server: ServerProcess) -> None:
         assert messages[3]["edited_status"] is True and messages[3]["edited_time"] == 1_600_000_900
         assert messages[4]["emoji"] == EMOJI
         assert {m["from_user"] for m in messages} == {U["alice"], U["bob"], U["carol"]}
+        found = await client.call("search_messages", search={"text": "picture"})
+        assert [m["text"] for m in found["data"]["message"]] == ["A picture",
+                                                                "Earlier than the picture"]
         info = await client.call("user_info", user=[{"uuid": U["dave"]}])
         dave = info["data"]["user"][1] if len(info["data"]["user"]) > 1 else \
             info["data"]["user"][0]

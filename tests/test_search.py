@@ -249,8 +249,7 @@ async def test_searches_past_the_queue_are_refused_while_others_are_served(
 
 
 def _many(conn: Conn, flow: str, user: str, count: int) -> None:
-    """`count` messages of the same words, straight into the table (its triggers index
-    them on SQLite)."""
+    """`count` messages of the same words, straight into the table, then indexed."""
     numbers = ("SELECT generate_series(1, %s) AS n" if conn.postgres else
                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?) "
                "SELECT n FROM s")
@@ -262,6 +261,7 @@ def _many(conn: Conn, flow: str, user: str, count: int) -> None:
                  "'slow words of a slow search number ' || n, '', '', '', '', '', 1, 0, "
                  f"{'FALSE, FALSE' if conn.postgres else '0, 0'} FROM ({numbers}) AS numbers",
                  flow, user, count)
+    index.fill(conn)
 
 
 @pytest.mark.parametrize("kind", DATABASE_KINDS)
@@ -277,6 +277,27 @@ async def test_a_search_past_its_time_is_stopped_and_the_next_is_served(
             world.service.search.settings = SearchSettings(timeout=10)
             found = await world.service.search.messages(anna, "slow number")
             assert found.count == 30_000 and len(found.hits) == 10
+
+
+async def test_a_message_the_index_never_had_leaves_no_trace(world: World) -> None:
+    """A message written straight into the table, past the statements that index: not found,
+    found once edited, gone once deleted, and the index stays sound."""
+    anna = await world.user("anna")
+    flow = await world.flow(anna)
+    await world.engine.write(_many, flow, anna.uuid, 1)
+    await world.engine.write(lambda conn: conn.execute(
+        "DELETE FROM messages_search" if not conn.postgres else "SELECT 1"))
+    uuid = "bulk1"
+    if not world.engine.postgres:
+        assert await texts(world, anna, "slow") == []
+    await world.service.messages.edit(anna, uuid, "a quick word now")
+    assert await texts(world, anna, "quick") == ["a quick word now"]
+    await world.service.messages.delete(anna, uuid)
+    assert await texts(world, anna, "quick") == []
+    if not world.engine.postgres:
+        checked = await world.engine.write(lambda conn: conn.execute(
+            "INSERT INTO messages_search (messages_search) VALUES ('integrity-check')"))
+        assert checked is not None
 
 
 async def test_a_found_page_is_plain_data(world: World) -> None:

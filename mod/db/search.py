@@ -1,11 +1,12 @@
 """Full-text search of messages: the index and its queries.
 
-SQLite: `messages_search`, an FTS5 table holding no text of its own (contentless), one row
-per searchable message (its rowid the message's id): the words of its text and, in a second
-column, its flow's uuid, so that a search of a few flows filters inside the index. Triggers
-on `messages` keep it current for every writer (sends, edits, deletions, the operator's
-deletion of a flow, the import). PostgreSQL: `messages.search_vector`, a stored generated
-`tsvector` of the text, and a GIN index on it (`messages_search`).
+SQLite: `messages_search`, an FTS5 table, one row per searchable message (its rowid the
+message's id): its text and, in a second column, its flow's uuid, so that a search of a few
+flows filters inside the index. The statements that insert messages index them (`insert`,
+`fill`); triggers on `messages` take edited and deleted messages out and put edits back, for
+every writer (edits, deletions, the operator's deletion of a flow). PostgreSQL:
+`messages.search_vector`, a stored generated `tsvector` of the text, and a GIN index on it
+(`messages_search`), kept by PostgreSQL itself.
 
 Both index only what may be found: a message that is not deleted and whose text is not the
 placeholder of an end-to-end encrypted one (`records.ENCRYPTED_TEXT`); a deleted or edited
@@ -31,7 +32,6 @@ VECTOR = "search_vector"  # PostgreSQL: the generated column of messages
 # The SQLite plan for a search of at most this many flows filters by flow inside the index
 # (ranking costs grow with each flow named); for more, the matches are joined to `members`.
 FLOWS_IN_INDEX = 64
-_TRIGGERS = ("messages_search_insert", "messages_search_update", "messages_search_delete")
 
 
 class TimedOut(Exception):
@@ -61,31 +61,57 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def searchable(text: str, deleted: bool = False) -> bool:
+    """Whether a message of this text belongs in the index."""
+    return not deleted and text != "" and text != ENCRYPTED_TEXT
+
+
 def _searchable(row: str) -> str:
-    """SQLite: whether the `messages` row NEW or OLD belongs in the index."""
+    """SQLite: `searchable` of the `messages` row NEW, OLD or messages."""
     return f"{row}.deleted = 0 AND {row}.text <> '' AND {row}.text <> {_quoted(ENCRYPTED_TEXT)}"
 
 
-def _indexed(row: str) -> str:
-    """SQLite: the index's values of the `messages` row NEW or OLD (text, flow)."""
-    return f"replace(replace({row}.text, 'ё', 'е'), 'Ё', 'Е'), {row}.flow_uuid"
+def _indexed(text: str, flow: str) -> str:
+    """SQLite: the index's values (text, flow) of a message's text and flow uuid."""
+    return f"replace(replace({text}, 'ё', 'е'), 'Ё', 'Е'), {flow}"
 
 
-def _sqlite_statements() -> list[str]:
-    add = f"INSERT INTO {INDEX} (rowid, text, flow) SELECT NEW.id, {_indexed('NEW')} " \
-          f"WHERE {_searchable('NEW')};"
-    remove = f"INSERT INTO {INDEX} ({INDEX}, rowid, text, flow) SELECT 'delete', OLD.id, " \
-             f"{_indexed('OLD')} WHERE {_searchable('OLD')};"
-    return [
-        f"CREATE VIRTUAL TABLE {INDEX} USING fts5(text, flow, content='', "
-        "tokenize='unicode61 remove_diacritics 2')",
-        # Ranked by the words of the text only: a flow's uuid matches every row it filters.
-        f"INSERT INTO {INDEX} ({INDEX}, rank) VALUES ('rank', 'bm25(1.0, 0.0)')",
-        f"CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN {add} END",
-        f"CREATE TRIGGER messages_search_update AFTER UPDATE OF text, deleted, flow_uuid "
-        f"ON messages BEGIN {remove} {add} END",
-        f"CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN {remove} END",
-    ]
+# A new message is indexed by the statement that inserts it (`insert`), not by a trigger: in
+# a trigger the FTS5 insert runs inside the INSERT's statement savepoint, where FTS5 writes
+# what it holds to disk every time, and a send costs twice as much (bench/README.md).
+_ADD = f"INSERT INTO {INDEX} (rowid, text, flow) VALUES (?, {_indexed('?', '?')})"
+_FILL = (f"INSERT INTO {INDEX} (rowid, text, flow) SELECT id, "
+         f"{_indexed('messages.text', 'messages.flow_uuid')} FROM messages "
+         f"WHERE id > ? AND {_searchable('messages')}")
+# Edits, deletions and deleted rows, rarer, by triggers, so that no writer can miss them. The
+# index keeps its text (not contentless), so a row leaves it by its rowid alone, and a message
+# never indexed leaves nothing wrong behind.
+_REMOVE = f"DELETE FROM {INDEX} WHERE rowid = OLD.id;"
+_READD = (f"INSERT INTO {INDEX} (rowid, text, flow) SELECT NEW.id, "
+          f"{_indexed('NEW.text', 'NEW.flow_uuid')} WHERE {_searchable('NEW')};")
+_SQLITE_INDEX = (f"CREATE VIRTUAL TABLE {INDEX} USING fts5(text, flow, "
+                 "tokenize='unicode61 remove_diacritics 2')")
+_SQLITE_TRIGGERS = {
+    "messages_search_update": "AFTER UPDATE OF text, deleted, flow_uuid ON messages "
+                              f"BEGIN {_REMOVE} {_READD} END",
+    "messages_search_delete": f"AFTER DELETE ON messages BEGIN {_REMOVE} END",
+}
+
+
+def insert(conn: Conn, statement: Any, *params: Any, text: str, flow: str) -> None:
+    """Run `statement`, the INSERT of one message (not deleted) of this text and flow, and
+    index the message (on SQLite: PostgreSQL's generated column is the index's)."""
+    if conn.postgres or not searchable(text):
+        conn.execute(statement, *params)
+        return
+    conn.execute(_ADD, conn.insert(statement, *params), text, flow)
+
+
+def fill(conn: Conn, after: int = 0) -> None:
+    """SQLite: index the searchable messages of ids above `after` (written straight into the
+    table: the import's batches, a bench's rows)."""
+    if not conn.postgres:
+        conn.execute(_FILL, after)
 
 
 # PostgreSQL's parser makes single words of e-mail addresses, host names, URLs, paths, numbers
@@ -128,18 +154,17 @@ def ensure(conn: Conn) -> bool:
         conn.execute(_POSTGRES_INDEX)
         return made
     if _sqlite_has(conn, "table", INDEX):
-        if all(_sqlite_has(conn, "trigger", name) for name in _TRIGGERS):
+        if all(_sqlite_has(conn, "trigger", name) for name in _SQLITE_TRIGGERS):
             return False
         conn.execute(f"DROP TABLE {INDEX}")  # a half-made index: made again, whole
-    for name in _TRIGGERS:
+    for name in _SQLITE_TRIGGERS:
         conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-    create, rank, *triggers = _sqlite_statements()
-    conn.execute(create)
-    conn.execute(rank)
-    conn.execute(f"INSERT INTO {INDEX} (rowid, text, flow) SELECT id, {_indexed('messages')} "
-                 f"FROM messages WHERE {_searchable('messages')}")
-    for statement in triggers:
-        conn.execute(statement)
+    conn.execute(_SQLITE_INDEX)
+    # Ranked by the words of the text only: a flow's uuid matches every row it filters.
+    conn.execute(f"INSERT INTO {INDEX} ({INDEX}, rank) VALUES ('rank', 'bm25(1.0, 0.0)')")
+    fill(conn)
+    for name, body in _SQLITE_TRIGGERS.items():
+        conn.execute(f"CREATE TRIGGER {name} {body}")
     return True
 
 
@@ -153,7 +178,7 @@ def folds_case(conn: Conn) -> bool:
 def drop(conn: Conn) -> None:
     """Drop the SQLite index (PostgreSQL's goes with its table)."""
     if not conn.postgres:
-        for name in _TRIGGERS:
+        for name in _SQLITE_TRIGGERS:
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
         conn.execute(f"DROP TABLE IF EXISTS {INDEX}")
 
