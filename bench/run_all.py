@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("mtp_bench.py", "push_bench.py", "matrix_bench.py", "matrix_routing_bench.py",
-           "web_bench.py", "media_bench.py", "thumbnail_bench.py")
+           "web_bench.py", "media_bench.py", "thumbnail_bench.py", "search_bench.py")
 
 
 def main() -> int:
