@@ -56,7 +56,7 @@ LOGIN = "searcher"
 POSTGRES_NAME = "morelia_search_bench"
 COLUMNS = ("uuid", "flow_uuid", "user_uuid", "client_id", "text", "file_picture", "file_video",
            "file_audio", "file_document", "emoji", "time_created", "edited_time",
-           "edited_status", "deleted")
+           "edited_status", "deleted", "reply_to", "file_name", "file_type")
 
 
 def _uuid(kind: int, number: int) -> str:
@@ -99,7 +99,7 @@ def build(engine: Engine) -> str:
             rows.append((_uuid(3, number), flows[rng.randrange(FLOWS)],
                          _uuid(1, 1 + rng.randrange(AUTHORS)), number,
                          "Message deleted" if deleted else text, "", "", "", "", "",
-                         1_700_000_000 + number * 30, 0, deleted, deleted))
+                         1_700_000_000 + number * 30, 0, deleted, deleted, "", "", ""))
         engine.write_sync(_insert, rows)
         if (start + len(rows)) % 250_000 == 0:
             print(f"  {start + len(rows):,} messages ({time.perf_counter() - started:.0f} s)",

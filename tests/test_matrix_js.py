@@ -1,6 +1,6 @@
 """Element's own SDK (matrix-js-sdk, tests/js) against a real server for what Element does
 besides encryption (tests/test_matrix_e2ee_js.py): changing a password, typing, replies,
-reactions and read receipts."""
+reactions, read receipts and searching messages."""
 
 from __future__ import annotations
 

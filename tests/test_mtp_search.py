@@ -128,3 +128,26 @@ async def test_a_search_needs_credentials(clients: Clients) -> None:
     stranger = await clients.anonymous()
     reply = await stranger.call("search_messages", auth=False, search={"text": "a"})
     assert reply["errors"]["code"] == 401
+
+
+async def test_messages_found_carry_what_the_connection_asked_for(clients: Clients) -> None:
+    anna = await clients.user("anna")
+    flow = await anna.group()
+    first = (await anna.send(flow, "the question"))["data"]["message"][0]["uuid"]
+    answer = expect_reply(await anna.call("send_message", flow=[{"uuid": flow}], message=[
+        {"client_id": 2, "text": "the answer", "reply_to": first}]), "send_message", 200)
+    uuid = answer["data"]["message"][0]["uuid"]
+    expect_reply(await anna.call("react", message=[{"uuid": uuid, "reaction": "👍"}]),
+                 "react", 200)
+    plain = expect_reply(await search(anna, "answer"), "search_messages", 200)
+    assert not {"reply_to", "reactions"} & set(plain["data"]["message"][0])
+    asked = await anna.call("ping_pong", meta={
+        "extensions": ["replies", "reactions", "mentions", "files"]})
+    assert asked["meta"]["extensions"] == ["files", "mentions", "reactions", "replies"]
+    found = expect_reply(await search(anna, "answer"), "search_messages", 200)
+    page = expect_reply(await anna.call("all_messages", flow=[{"uuid": flow}]),
+                        "all_messages", 200)
+    [message] = found["data"]["message"]
+    assert message == page["data"]["message"][1]  # as all_messages gives it to them
+    assert message["reply_to"] == first
+    assert message["reactions"] == [{"key": "👍", "users": [anna.uuid]}]

@@ -255,11 +255,12 @@ def _many(conn: Conn, flow: str, user: str, count: int) -> None:
                "SELECT n FROM s")
     conn.execute(f"INSERT INTO messages (uuid, flow_uuid, user_uuid, client_id, text, "
                  "file_picture, file_video, file_audio, file_document, emoji, time_created, "
-                 "edited_time, edited_status, deleted) "
+                 "edited_time, edited_status, deleted, reply_to, file_name, file_type) "
                  f"SELECT 'bulk' || n, {'%s' if conn.postgres else '?'}, "
                  f"{'%s' if conn.postgres else '?'}, n, "
                  "'slow words of a slow search number ' || n, '', '', '', '', '', 1, 0, "
-                 f"{'FALSE, FALSE' if conn.postgres else '0, 0'} FROM ({numbers}) AS numbers",
+                 f"{'FALSE, FALSE' if conn.postgres else '0, 0'}, '', '', '' "
+                 f"FROM ({numbers}) AS numbers",
                  flow, user, count)
     index.fill(conn)
 

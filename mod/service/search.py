@@ -27,6 +27,8 @@ from loguru import logger
 from mod.changes import Change, Kind
 from mod.config.validator import Search as SearchSettings
 from mod.db import dbhandler as db
+from mod.db import mentions as mentiondb
+from mod.db import reactions as reactiondb
 from mod.db import search as index
 from mod.db.engine import Conn, Engine
 from mod.error import OverLimit, ServiceError, TooLong
@@ -125,13 +127,15 @@ class Search:
     async def messages(self, caller: Caller, text: str, flows: Sequence[str] | None = None,
                        order: str = "rank", limit: int | None = None,
                        next_batch: str | None = None, not_flows: Sequence[str] = (),
-                       events: bool = False, context: tuple[int, int] = (0, 0)) -> Found:
+                       events: bool = False, context: tuple[int, int] = (0, 0),
+                       reactions: bool = False, mentions: bool = False) -> Found:
         """A page of the messages matching `text` in the flows the caller may read (only
         those of `flows` when given, each of which the caller must be able to read: 404,
         403; none of `not_flows`), by rank or newest first (`order`), at most `limit` (10
         by default, at most `[SEARCH] RESULTS_LIMIT`), from `next_batch` (a previous page's
         token). With `events`, each hit comes with its changes for Matrix, and `context`
-        (before, after) of the flow's changes around it."""
+        (before, after) of the flow's changes around it; with `reactions` or `mentions`, each
+        message with its `reactions` or `mentions` (MTP's extensions)."""
         query = parse(text, self.settings)
         if order not in ORDERS:
             raise ServiceError(400, f"The order of results is one of {', '.join(ORDERS)}")
@@ -154,7 +158,7 @@ class Search:
             return await self.engine.read(
                 _search, caller, query, None if flows is None else list(flows),
                 frozenset(not_flows), recent, size, below, offset, self.settings.timeout,
-                events, around)
+                events, around, (reactions, mentions))
         finally:
             self._running.release()
 
@@ -173,7 +177,8 @@ def _readable(conn: Conn, caller: Caller, flows: Sequence[str] | None,
 
 def _search(conn: Conn, caller: Caller, query: Query, flows: Sequence[str] | None,
             excluded: frozenset[str], recent: bool, limit: int, below: int | None,
-            offset: int, seconds: float, events: bool, around: tuple[int, int]) -> Found:
+            offset: int, seconds: float, events: bool, around: tuple[int, int],
+            extras: tuple[bool, bool]) -> Found:
     searched, member = _readable(conn, caller, flows, excluded)
     if not searched:
         return Found((), 0 if below is None else None, None, query.highlights)
@@ -199,10 +204,24 @@ def _search(conn: Conn, caller: Caller, query: Query, flows: Sequence[str] | Non
     stored = db.searchable_messages(conn, ids)
     found = [(stored[id_], rank) for id_, rank in zip(ids, ranks, strict=True)
              if id_ in stored and stored[id_]["from_flow"] in allowed]
+    _with_extras(conn, [message for message, _ in found], *extras)
     if not events:
         return Found(tuple(Hit(message, rank) for message, rank in found), hits.count,
                      following, query.highlights)
     return _with_events(conn, found, hits.count, following, query.highlights, around)
+
+
+def _with_extras(conn: Conn, messages: list[Message], reactions: bool, mentions: bool) -> None:
+    """Each message with its reactions and whom it names, as `all_messages` gives them."""
+    uuids = [message["uuid"] for message in messages]
+    if reactions:
+        groups = reactiondb.of_messages(conn, uuids)
+        for message in messages:
+            message["reactions"] = groups.get(message["uuid"], [])
+    if mentions:
+        named = mentiondb.of_messages(conn, uuids)
+        for message in messages:
+            message["mentions"] = named.get(message["uuid"], [])
 
 
 def _with_events(conn: Conn, found: list[tuple[Message, float]], count: int | None,

@@ -253,13 +253,24 @@ async def search_messages(service: Service, request: Request, caller: Caller) ->
             raise ServiceError(400, "Every data.flow entry needs a uuid")
         flows = [str(flow.uuid) for flow in data.flow]
     found = await service.search.messages(caller, asked.text, flows, asked.order or "rank",
-                                          asked.limit, asked.next_batch)
+                                          asked.limit, asked.next_batch,
+                                          reactions=request.wants(REACTIONS),
+                                          mentions=request.wants(MENTIONS))
+    # Whole messages as all_messages gives them to this connection: its extensions' fields.
+    hidden = [field for extension, fields in EXTENSION_FIELDS.items()
+              if not request.wants(extension) for field in fields]
+    messages = [{key: value for key, value in hit.message.items() if key not in hidden}
+                for hit in found.hits]
+    if request.wants(FILES):  # null when not known, as in all_messages
+        for message in messages:
+            message.setdefault("file_name", None)
+            message.setdefault("file_type", None)
     # What is not known (a count newest first) or not there (a next page) is left out.
     outcome = SearchOut.model_validate({key: value for key, value in (
         ("count", found.count), ("next_batch", found.next_batch),
         ("highlights", list(found.highlights))) if value is not None})
-    return await respond_off_loop(request.type, 200, always=True,
-                                  message=[hit.message for hit in found.hits], search=outcome)
+    return await respond_off_loop(request.type, 200, always=True, message=messages,
+                                  search=outcome)
 
 
 async def delete_message(service: Service, request: Request, caller: Caller) -> Response:
