@@ -106,6 +106,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     gate.open(MatrixRouter(ROUTES, runtime.matrix))
     purge = asyncio.create_task(runtime.service.accounts.purge_forever(), name="purge")
     alive = asyncio.create_task(heartbeat.keep(runtime.engine), name="heartbeat")
+    indexing = asyncio.create_task(runtime.service.search.index_forever(), name="search index")
     if not attach(settings.server, runtime.hub, runtime.sessions):
         logger.debug("not run by uvicorn: no header timeout, address cap or graceful stop")
     logger.info("{} {} serving MTP {} on {}", settings.server.name, __version__,
@@ -114,6 +115,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         purge.cancel()
+        indexing.cancel()
         alive.cancel()
         await asyncio.gather(alive, return_exceptions=True)
         await runtime.sessions.stop()

@@ -659,10 +659,10 @@ def insert_message(conn: Conn, uuid: str, flow_uuid: str, user_uuid: str, client
         mentiondb.add(conn, flow_uuid, uuid, mentions)
     if any(file):
         message["file_name"], message["file_type"] = file
-    search.insert(conn, _INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
-                  message["file_picture"], message["file_video"], message["file_audio"],
-                  message["file_document"], message["emoji"], now, 0, False, False, reply_to,
-                  *file, text=message["text"], flow=flow_uuid)
+    conn.execute(_INSERT_MESSAGE, uuid, flow_uuid, user_uuid, client_id, message["text"],
+               message["file_picture"], message["file_video"], message["file_audio"],
+               message["file_document"], message["emoji"], now, 0, False, False, reply_to,
+               *file)
     log_change(conn, now, flow_uuid, Kind.MESSAGE_SENT, user_uuid, uuid,
                {"message": message, **(extra or {})})
     return message

@@ -14,7 +14,6 @@ from sqlobject.sqlbuilder import IN, Insert, Select
 
 from mod.changes import Kind
 from mod.db import media as mediadb
-from mod.db import search
 from mod.db.dbhandler import FlowRow, MessageRow, log_change
 from mod.db.engine import Conn, insert_query
 from mod.db.media import MediaRow
@@ -109,12 +108,11 @@ def insert_messages(conn: Conn, messages: Sequence[MessageRow], now: int,
     first file field, and a row for the file already in the store) refers to that file, or
     to an equal one already here, and `describe` gives its Matrix content."""
     for message in messages:
-        search.insert(conn, _INSERT_MESSAGE, message["uuid"], message["from_flow"],
-                      message["from_user"], 0, message["text"], message["file_picture"],
-                      message["file_video"], message["file_audio"], message["file_document"],
-                      message["emoji"], message["time"], message["edited_time"],
-                      message["edited_status"], False, "", "", "", text=message["text"],
-                      flow=message["from_flow"])
+        conn.execute(_INSERT_MESSAGE, message["uuid"], message["from_flow"],
+                     message["from_user"], 0, message["text"], message["file_picture"],
+                     message["file_video"], message["file_audio"], message["file_document"],
+                     message["emoji"], message["time"], message["edited_time"],
+                     message["edited_status"], False, "", "", "")
         extra: dict[str, Any] = {"ts": message["time"] * 1000}
         if files and describe and message["uuid"] in files:
             field, media = files[message["uuid"]]

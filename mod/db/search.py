@@ -2,11 +2,11 @@
 
 SQLite: `messages_search`, an FTS5 table, one row per searchable message (its rowid the
 message's id): its text and, in a second column, its flow's uuid, so that a search of a few
-flows filters inside the index. The statements that insert messages index them (`insert`,
-`fill`); triggers on `messages` take edited and deleted messages out and put edits back, for
-every writer (edits, deletions, the operator's deletion of a flow). PostgreSQL:
-`messages.search_vector`, a stored generated `tsvector` of the text, and a GIN index on it
-(`messages_search`), kept by PostgreSQL itself.
+flows filters inside the index. New messages are indexed in batches (`catch_up`, before each
+search and every second); triggers on `messages` take edited and deleted messages out and put
+edits back, for every writer (edits, deletions, the operator's deletion of a flow).
+PostgreSQL: `messages.search_vector`, a stored generated `tsvector` of the text, and a GIN
+index on it (`messages_search`), kept by PostgreSQL itself.
 
 Both index only what may be found: a message that is not deleted and whose text is not the
 placeholder of an end-to-end encrypted one (`records.ENCRYPTED_TEXT`); a deleted or edited
@@ -76,16 +76,20 @@ def _indexed(text: str, flow: str) -> str:
     return f"replace(replace({text}, 'ё', 'е'), 'Ё', 'Е'), {flow}"
 
 
-# A new message is indexed by the statement that inserts it (`insert`), not by a trigger: in
-# a trigger the FTS5 insert runs inside the INSERT's statement savepoint, where FTS5 writes
-# what it holds to disk every time, and a send costs twice as much (bench/README.md).
-_ADD = f"INSERT INTO {INDEX} (rowid, text, flow) VALUES (?, {_indexed('?', '?')})"
+# New messages are indexed in batches, after they are sent (`catch_up`): indexing each as it
+# is sent cost a send 14 % more CPU time, FTS5 writing a segment of the index at each of the
+# writer's commits; a batch of a second's messages writes one (bench/README.md). `PROGRESS`
+# holds the highest message id the index has caught up with; a search catches up first, so it
+# finds every message sent before it.
+PROGRESS = "search_progress"
 _FILL = (f"INSERT INTO {INDEX} (rowid, text, flow) SELECT id, "
          f"{_indexed('messages.text', 'messages.flow_uuid')} FROM messages "
-         f"WHERE id > ? AND {_searchable('messages')}")
-# Edits, deletions and deleted rows, rarer, by triggers, so that no writer can miss them. The
-# index keeps its text (not contentless), so a row leaves it by its rowid alone, and a message
-# never indexed leaves nothing wrong behind.
+         f"WHERE id > ? AND id <= ? AND {_searchable('messages')}")
+# Edits and deletions of messages the index has caught up with, by triggers, so that no
+# writer can miss them (the others are indexed as they are when their turn comes). The index
+# keeps its text (not contentless), so a row leaves it by its rowid alone, and a message never
+# indexed leaves nothing wrong behind.
+_CAUGHT_UP = f"OLD.id <= (SELECT upto FROM {PROGRESS})"
 _REMOVE = f"DELETE FROM {INDEX} WHERE rowid = OLD.id;"
 _READD = (f"INSERT INTO {INDEX} (rowid, text, flow) SELECT NEW.id, "
           f"{_indexed('NEW.text', 'NEW.flow_uuid')} WHERE {_searchable('NEW')};")
@@ -93,25 +97,26 @@ _SQLITE_INDEX = (f"CREATE VIRTUAL TABLE {INDEX} USING fts5(text, flow, "
                  "tokenize='unicode61 remove_diacritics 2')")
 _SQLITE_TRIGGERS = {
     "messages_search_update": "AFTER UPDATE OF text, deleted, flow_uuid ON messages "
-                              f"BEGIN {_REMOVE} {_READD} END",
-    "messages_search_delete": f"AFTER DELETE ON messages BEGIN {_REMOVE} END",
+                              f"WHEN {_CAUGHT_UP} BEGIN {_REMOVE} {_READD} END",
+    "messages_search_delete": f"AFTER DELETE ON messages WHEN {_CAUGHT_UP} BEGIN {_REMOVE} END",
 }
 
 
-def insert(conn: Conn, statement: Any, *params: Any, text: str, flow: str) -> None:
-    """Run `statement`, the INSERT of one message (not deleted) of this text and flow, and
-    index the message (on SQLite: PostgreSQL's generated column is the index's)."""
-    if conn.postgres or not searchable(text):
-        conn.execute(statement, *params)
-        return
-    conn.execute(_ADD, conn.insert(statement, *params), text, flow)
-
-
-def fill(conn: Conn, after: int = 0) -> None:
-    """SQLite: index the searchable messages of ids above `after` (written straight into the
-    table: the import's batches, a bench's rows)."""
-    if not conn.postgres:
-        conn.execute(_FILL, after)
+def catch_up(conn: Conn, most: int) -> int:
+    """SQLite: index the messages written since the index last caught up, the first `most`
+    ids of them; how many ids are left for another time (0: caught up; always 0 on
+    PostgreSQL, whose index is kept by the database)."""
+    if conn.postgres:
+        return 0
+    row = conn.one(f"SELECT upto FROM {PROGRESS}")
+    upto = int(row[0]) if row else 0
+    top = newest_id(conn)
+    if top <= upto:
+        return 0
+    end = min(top, upto + most)
+    conn.execute(_FILL, upto, end)
+    conn.execute(f"UPDATE {PROGRESS} SET upto = ?", end)
+    return top - end
 
 
 # PostgreSQL's parser makes single words of e-mail addresses, host names, URLs, paths, numbers
@@ -153,18 +158,19 @@ def ensure(conn: Conn) -> bool:
                         "AND indexname = %s", INDEX) is None or made
         conn.execute(_POSTGRES_INDEX)
         return made
-    if _sqlite_has(conn, "table", INDEX):
-        if all(_sqlite_has(conn, "trigger", name) for name in _SQLITE_TRIGGERS):
-            return False
-        conn.execute(f"DROP TABLE {INDEX}")  # a half-made index: made again, whole
-    for name in _SQLITE_TRIGGERS:
-        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    whole = _sqlite_has(conn, "table", PROGRESS) and all(
+        _sqlite_has(conn, "trigger", name) for name in _SQLITE_TRIGGERS)
+    if _sqlite_has(conn, "table", INDEX) and whole:
+        return False
+    drop(conn)  # a half-made index: made again, whole
     conn.execute(_SQLITE_INDEX)
     # Ranked by the words of the text only: a flow's uuid matches every row it filters.
     conn.execute(f"INSERT INTO {INDEX} ({INDEX}, rank) VALUES ('rank', 'bm25(1.0, 0.0)')")
-    fill(conn)
+    conn.execute(f"CREATE TABLE {PROGRESS} (upto BIGINT NOT NULL)")
+    conn.execute(f"INSERT INTO {PROGRESS} (upto) VALUES (0)")
     for name, body in _SQLITE_TRIGGERS.items():
         conn.execute(f"CREATE TRIGGER {name} {body}")
+    catch_up(conn, 2**62)
     return True
 
 
@@ -181,6 +187,7 @@ def drop(conn: Conn) -> None:
         for name in _SQLITE_TRIGGERS:
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
         conn.execute(f"DROP TABLE IF EXISTS {INDEX}")
+        conn.execute(f"DROP TABLE IF EXISTS {PROGRESS}")
 
 
 # -- queries ----------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ at a time, with a token for the next page.
 
 Each search is one reader job, which also checks the flows named, and at most
 `[SEARCH] AT_ONCE` run at once in a process, so that a burst of searches never takes every
-database reader from the rest of the server.
+database reader from the rest of the server. On SQLite new messages are indexed in batches
+(`catch_up`): every second (`index_forever`), and before each search, which therefore finds
+every message sent before it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ DEFAULT_LIMIT = 10
 PREFIX_MIN = 4  # shorter last words are matched whole: a short prefix matches too much
 MAX_FLOWS = 100  # flows one search may name
 MAX_CONTEXT = 20  # events before and after each result (Matrix event_context), at most
+CATCH_UP = 5000  # message ids one writer job indexes (SQLite), so that sends are not held up
+INDEX_EVERY = 1.0  # seconds between two catch-ups of the index with new messages (SQLite)
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r"r([0-9]{1,18})\.([0-9]{1,18})|t([0-9]{1,18})")
 _NEWEST = 2**63 - 1
@@ -124,6 +128,25 @@ class Search:
         self._running = asyncio.Semaphore(settings.at_once)
         self._waiting = 0
 
+    async def catch_up(self) -> None:
+        """Index the messages sent since the index last caught up (SQLite; PostgreSQL's
+        index is always current), a writer job per CATCH_UP ids."""
+        if self.engine.postgres:
+            return
+        while await self.engine.write(index.catch_up, CATCH_UP):
+            pass
+
+    async def index_forever(self, every: float = INDEX_EVERY) -> None:
+        """Keep the index caught up (SQLite), so that a search seldom has much to index."""
+        if self.engine.postgres:
+            return
+        while True:
+            try:
+                await self.catch_up()
+            except ServiceError as exc:
+                logger.warning("search index: catching up failed: {}", exc.detail)
+            await asyncio.sleep(every)
+
     async def messages(self, caller: Caller, text: str, flows: Sequence[str] | None = None,
                        order: str = "rank", limit: int | None = None,
                        next_batch: str | None = None, not_flows: Sequence[str] = (),
@@ -151,6 +174,7 @@ class Search:
             raise OverLimit(429, "Too many searches are waiting; try again in a moment")
         self._waiting += 1
         try:
+            await self.catch_up()  # every message sent before the search is found
             await self._running.acquire()
         finally:
             self._waiting -= 1
