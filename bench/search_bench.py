@@ -262,6 +262,8 @@ async def run(name: str, database: contextlib.AbstractContextManager[tuple[str, 
               options: argparse.Namespace) -> None:
     print(f"{name}:")
     with database as (uri, me):
+        if not options.queries:
+            return  # --queries 0: the database built (or found), nothing timed
         texts = queries(options.queries)
         common = Corpus().words[:10]
         await through_service(uri, me, texts, common)
@@ -275,7 +277,7 @@ async def main() -> None:
                         help="the SQLite file (kept for the next run)")
     parser.add_argument("--postgres", default="",
                         help="an admin URI of a PostgreSQL server to run on as well")
-    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=500, help="0: only build")
     parser.add_argument("--mtp", type=int, default=200, help="queries over MTP (0: none)")
     parser.add_argument("--rebuild", action="store_true", help="build the databases afresh")
     parser.add_argument("--only", choices=("sqlite", "postgres"), default=None)

@@ -176,9 +176,9 @@ STEPS: tuple[Step, ...] = (
     Step(12, "mentions (the members a message names)", _to_12),
     Step(13, "messages.file_name and file_type (a file's name and type, kept for MTP)",
          _to_13),
-    Step(14, "the search index of messages (SQLite: the FTS5 table messages_search and its "
-             "triggers; PostgreSQL: messages.search_vector and its GIN index), filled with the "
-             "messages there are", _to_14),
+    Step(14, "the search index of messages (SQLite: the FTS5 table messages_search, its "
+             "triggers and search_progress; PostgreSQL: messages.search_vector and its GIN "
+             "index), filled with the messages there are", _to_14),
 )
 CURRENT = 1 + len(STEPS)
 
