@@ -254,14 +254,14 @@ async def search_messages(service: Service, request: Request, caller: Caller) ->
         flows = [str(flow.uuid) for flow in data.flow]
     found = await service.search.messages(caller, asked.text, flows, asked.order or "rank",
                                           asked.limit, asked.next_batch,
-                                          reactions=request.wants(REACTIONS),
-                                          mentions=request.wants(MENTIONS))
+                                          reactions=wants(REACTIONS),
+                                          mentions=wants(MENTIONS))
     # Whole messages as all_messages gives them to this connection: its extensions' fields.
     hidden = [field for extension, fields in EXTENSION_FIELDS.items()
-              if not request.wants(extension) for field in fields]
+              if not wants(extension) for field in fields]
     messages = [{key: value for key, value in hit.message.items() if key not in hidden}
                 for hit in found.hits]
-    if request.wants(FILES):  # null when not known, as in all_messages
+    if wants(FILES):  # null when not known, as in all_messages
         for message in messages:
             message.setdefault("file_name", None)
             message.setdefault("file_type", None)
