@@ -287,7 +287,7 @@ async def test_a_change_is_rendered_once_for_all_its_recipients_and_only_its_fra
         cache = rendered.cache_info()
         assert cache.misses == 3 and cache.hits == 3 * 49  # rendered once per change
         assert cache.currsize == 1  # a large frame is not kept past the next change
-        assert list(rendered(log.changes[-1])) == [()]  # one frame: nobody hid a field
+        assert list(rendered(log.changes[-1]).frames) == [()]  # one: nobody hid a field
     finally:
         await hub.stop()
 

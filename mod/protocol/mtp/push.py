@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic_core import from_json, to_json
@@ -23,19 +24,13 @@ def _push_tail(event: str) -> str:
     return json.dumps(tail, separators=(",", ":"))[1:]
 
 
-@lru_cache(maxsize=1)
-def _extension_fields(change: Change) -> tuple[tuple[str, str], ...]:
-    """(extension, field) of the extension fields the change's message holds, once per change
-    (cheaply: a key such as `"reply_to":` can only stand unescaped in the JSON as a key)."""
-    return tuple((extension, field) for extension, fields in EXTENSION_FIELDS.items()
-                 for field in fields if f'"{field}":' in change.payload)
+@dataclass(slots=True)
+class Rendered:
+    """A change's push frames made so far, by the fields each leaves out, and the extension
+    fields its message holds ((extension, field); most messages hold none)."""
 
-
-def hidden(change: Change, extensions: frozenset[str]) -> tuple[str, ...]:
-    """The fields of the change's message a connection with these extensions must not see
-    (most messages have none of them)."""
-    return tuple(field for extension, field in _extension_fields(change)
-                 if extension not in extensions)
+    fields: tuple[tuple[str, str], ...]
+    frames: dict[tuple[str, ...], str]
 
 
 # The hub hands each change to all its recipients in a row, so remembering the frames of the
@@ -43,18 +38,21 @@ def hidden(change: Change, extensions: frozenset[str]) -> tuple[str, ...]:
 # remembering more changes would only pin frames, each as large as its change. A change
 # whose message holds an extension's field has a frame with it and one without.
 @lru_cache(maxsize=1)
-def rendered(change: Change) -> dict[tuple[str, ...], str]:
-    """The frames of a change made so far, by the fields each leaves out."""
-    return {}
+def rendered(change: Change) -> Rendered:
+    # A key such as `"reply_to":` can only stand unescaped in the payload's JSON as a key.
+    return Rendered(tuple((extension, field) for extension, fields in EXTENSION_FIELDS.items()
+                          for field in fields if f'"{field}":' in change.payload), {})
 
 
-def push_frame(change: Change, hide: tuple[str, ...] = ()) -> str:
-    """The get_update-shaped frame that tells members of one committed change; its message
-    without the fields `hide`."""
-    frames = rendered(change)
-    frame = frames.get(hide)
+def push_frame(change: Change, extensions: frozenset[str] = frozenset()) -> str:
+    """The get_update-shaped frame that tells members of one committed change, for a
+    connection with these extensions (a field of one it lacks is left out)."""
+    known = rendered(change)
+    hide = tuple(field for extension, field in known.fields if extension not in extensions) \
+        if known.fields else ()
+    frame = known.frames.get(hide)
     if frame is None:
-        frame = frames[hide] = render(change, hide)
+        frame = known.frames[hide] = render(change, hide)
     return frame
 
 

@@ -37,7 +37,6 @@ from mod.protocol.mtp.api import REACTIONS, READ, TYPING
 from mod.protocol.mtp.dispatch import MTPController
 from mod.protocol.mtp.push import (
     PUSH_EVENTS,
-    hidden,
     push_frame,
     reaction_frame,
     read_frame,
@@ -259,7 +258,7 @@ class MTPSession:
         frames = []
         try:
             if change.kind in PUSH_EVENTS:  # each built once for all recipients
-                frames.append(push_frame(change, hidden(change, self.extensions)))
+                frames.append(push_frame(change, self.extensions))
             elif change.kind in REACTION_KINDS and REACTIONS in self.extensions:
                 frames.append(reaction_frame(change))
             elif change.kind in READ_RECEIPTS and READ in self.extensions \
