@@ -41,7 +41,8 @@ export class Replies {
     return el("button", {
       type: "button", class: "quote", "data-quote": message.reply_to,
       "aria-label": t("go_to_answered", author, line),
-    }, el("span", { class: "quote-author", text: author }), el("span", { class: "quote-text", text: line }));
+    }, el("span", { class: "quote-author", text: author }), " ",  // read as "author line"
+    el("span", { class: "quote-text", text: line }));
   }
 
   // Scroll to the answered message and give it the focus, if it is on the page.
