@@ -30,6 +30,7 @@ from sqlobject.sqlbuilder import (
 from mod import changes as kinds
 from mod.changes import Kind
 from mod.db import mentions as mentiondb
+from mod.db import reactions as reactiondb
 from mod.db import search
 from mod.db.engine import Conn, P, Query, Row, insert_query
 from mod.db.models import (
@@ -800,6 +801,20 @@ def searchable_messages(conn: Conn, ids: Iterable[int]) -> dict[int, MessageRow]
                            where=AND(IN(Message.q.id, wanted),
                                      Message.q.deleted == False)))  # noqa: E712
     return {int(row[0]): _message(row[1:]) for row in rows}
+
+
+def with_extras(conn: Conn, messages: list[MessageRow], reactions: bool, mentions: bool
+                ) -> None:
+    """Give each message its `reactions` and the `mentions` it makes, where asked for."""
+    uuids = [message["uuid"] for message in messages]
+    if reactions:
+        groups = reactiondb.of_messages(conn, uuids)
+        for message in messages:
+            message["reactions"] = groups.get(message["uuid"], [])
+    if mentions:
+        named = mentiondb.of_messages(conn, uuids)
+        for message in messages:
+            message["mentions"] = named.get(message["uuid"], [])
 
 
 # -- get_update -------------------------------------------------------------------------------

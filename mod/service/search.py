@@ -29,8 +29,6 @@ from loguru import logger
 from mod.changes import Change, Kind
 from mod.config.validator import Search as SearchSettings
 from mod.db import dbhandler as db
-from mod.db import mentions as mentiondb
-from mod.db import reactions as reactiondb
 from mod.db import search as index
 from mod.db.engine import Conn, Engine
 from mod.error import OverLimit, ServiceError, TooLong
@@ -228,24 +226,11 @@ def _search(conn: Conn, caller: Caller, query: Query, flows: Sequence[str] | Non
     stored = db.searchable_messages(conn, ids)
     found = [(stored[id_], rank) for id_, rank in zip(ids, ranks, strict=True)
              if id_ in stored and stored[id_]["from_flow"] in allowed]
-    _with_extras(conn, [message for message, _ in found], *extras)
+    db.with_extras(conn, [message for message, _ in found], *extras)
     if not events:
         return Found(tuple(Hit(message, rank) for message, rank in found), hits.count,
                      following, query.highlights)
     return _with_events(conn, found, hits.count, following, query.highlights, around)
-
-
-def _with_extras(conn: Conn, messages: list[Message], reactions: bool, mentions: bool) -> None:
-    """Each message with its reactions and whom it names, as `all_messages` gives them."""
-    uuids = [message["uuid"] for message in messages]
-    if reactions:
-        groups = reactiondb.of_messages(conn, uuids)
-        for message in messages:
-            message["reactions"] = groups.get(message["uuid"], [])
-    if mentions:
-        named = mentiondb.of_messages(conn, uuids)
-        for message in messages:
-            message["mentions"] = named.get(message["uuid"], [])
 
 
 def _with_events(conn: Conn, found: list[tuple[Message, float]], count: int | None,

@@ -13,9 +13,8 @@ from typing import Any
 
 from mod.changes import Change, Kind
 from mod.db import dbhandler as db
-from mod.db import mentions as mentiondb
-from mod.db import reactions, userdata
 from mod.db import readstate as readstate_db
+from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.service import readstate, rights, syncread
 from mod.service.common import Caller
@@ -175,15 +174,7 @@ class Update:
 def _update(conn: Conn, user_uuid: str, since: int, with_reactions: bool, read: bool,
             with_mentions: bool) -> Update:
     flows, messages, users = db.update_since(conn, user_uuid, since, with_reactions)
-    uuids = [message["uuid"] for message in messages]
-    if with_reactions:
-        found = reactions.of_messages(conn, uuids)
-        for message in messages:
-            message["reactions"] = found.get(message["uuid"], [])
-    if with_mentions:
-        named = mentiondb.of_messages(conn, uuids)
-        for message in messages:
-            message["mentions"] = named.get(message["uuid"], [])
+    db.with_extras(conn, messages, with_reactions, with_mentions)
     states: dict[str, ReadState] = {}
     if read:
         wanted = {flow["uuid"] for flow in flows} | {m["from_flow"] for m in messages} \
