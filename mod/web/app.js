@@ -325,18 +325,26 @@ class App {
 
   readState(flow) {
     const entry = this.flows.get(flow.uuid);
-    if (!entry || typeof flow.unread !== "number") return;
+    // While this page's own mark is on its way, the server's older state would flicker back.
+    if (!entry || typeof flow.unread !== "number" || entry.marking) return;
     entry.unread = flow.unread;
     entry.read = flow.read;
   }
 
+  // Read up to the latest message: shown at once, told to the server at most once a second
+  // per conversation (a busy one would otherwise be a write per message and reader).
   markSeen(entry) {
     const last = entry.last;
     if (!last || !last.uuid || entry.read === last.uuid) return;
     entry.read = last.uuid;
     entry.unread = 0;
-    this.call("mark_read", { flow: [{ uuid: entry.flow.uuid }], message: [{ uuid: last.uuid }] })
-      .then((reply) => this.readState(reply.data.flow[0]), () => {});
+    if (entry.marking) return;
+    entry.marking = setTimeout(() => {
+      entry.marking = 0;
+      this.call("mark_read", { flow: [{ uuid: entry.flow.uuid }], message: [{ uuid: entry.read }] })
+        .then((reply) => this.readState(reply.data.flow[0]), () => {});
+    }, entry.markedAt && Date.now() - entry.markedAt < 1000 ? 1000 : 0);
+    entry.markedAt = Date.now();
   }
 
   // -- users ------------------------------------------------------------------------------------
