@@ -40,10 +40,19 @@ REAL_PASSWORDS = {"MORELIA_SECURITY_PASSWORD_TIME_COST": "3",
                   "MORELIA_SECURITY_PASSWORD_MEMORY_KIB": "65536"}
 
 
+# Ports for test servers come from below the kernel's range for outgoing connections (32768
+# and up on Linux): a port the kernel handed out as free could be taken by a client's
+# connection before the server binds it.
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(100):
+        port = random.choice(_PORTS)
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32000")
 
 
 # Databases this test process made and has emptied, ready to be used again: making one costs
@@ -116,6 +125,7 @@ class ServerProcess:
                  app: str = "server:app") -> None:
         self.directory = directory
         self.app = app
+        self.chosen = port is None  # a port of our choosing may be chosen again if taken
         self.port = port or free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **CHEAP_PASSWORDS, **(env or {})}
         self.env.pop("MORELIA_CONFIG", None) if "MORELIA_CONFIG" not in (env or {}) else None
@@ -144,6 +154,11 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if self.chosen and "address already in use" in self.log():
+                    self.chosen = False  # once: another process took the port meanwhile
+                    self.port = free_port()
+                    self.log_path = self.directory / f"server-{self.port}.log"
+                    return self.start(timeout)
                 raise RuntimeError(f"server exited:\n{self.log()}")
             with contextlib.suppress(OSError), socket.create_connection(
                     ("127.0.0.1", self.port), timeout=0.2):

@@ -27,6 +27,7 @@ class App {
     this.flows = new Map();   // uuid -> {flow, total, last, messages: [], start, loaded}
     this.users = new Map();   // uuid -> profile
     this.counted = new Set(); // message uuids already counted in their flow's total
+    this.tallied = new Set(); // message uuids already counted as unread (or read) here
     this.outbox = [];         // sends not yet answered, in order
     this.lastTime = 0;        // get_update catches up from here after a reconnect
     this.current = null;
@@ -119,6 +120,7 @@ class App {
     this.search.close();
     this.outbox = [];
     this.counted.clear();
+    this.tallied.clear();
     this.current = null;
     this.loaded = false;
     history.replaceState(null, "", location.pathname);
@@ -265,6 +267,11 @@ class App {
         this.view.appendMessage(entry, message, pending ? pending.cid : null);
       }
       if (!entry.last || entry.last.time <= message.time) entry.last = message;
+    }
+    // Told once per message, even when a page of history (a new conversation's last
+    // message) counted it before its push came.
+    if (fresh && !known && !this.tallied.has(message.uuid)) {
+      this.tallied.add(message.uuid);
       if (this.current === entry.flow.uuid && this.view.visible()) this.markSeen(entry);
       else if (!pending && message.from_user !== this.session.uuid) {
         entry.unread = (entry.unread || 0) + 1;
