@@ -348,6 +348,7 @@ class App {
     if (entry.marking) return;
     entry.marking = setTimeout(() => {
       entry.marking = 0;
+      if (!this.session || this.flows.get(entry.flow.uuid) !== entry) return;  // logged out, left
       this.call("mark_read", { flow: [{ uuid: entry.flow.uuid }], message: [{ uuid: entry.read }] })
         .then((reply) => this.readState(reply.data.flow[0]), () => {});
     }, entry.markedAt && Date.now() - entry.markedAt < 1000 ? 1000 : 0);
