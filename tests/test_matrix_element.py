@@ -12,6 +12,7 @@ from typing import Any
 import nio
 import pytest
 
+from mod.service.bounds import MAX_TAGS
 from tests.inprocess import AppServer
 from tests.support import Client, ServerProcess, unique_login
 from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_server, matrix_session, user_id
@@ -248,6 +249,35 @@ async def test_account_data_echoed_to_other_devices(mx: Matrix) -> None:
     initial = await sync(mx, other_device)
     kinds = {e["type"] for e in initial["account_data"]["events"]}
     assert {"m.direct", "m.push_rules"} <= kinds
+
+
+async def test_room_tags_are_the_rooms_m_tag_account_data(mx: Matrix) -> None:
+    alice, bob = await mx.user(), await mx.user()
+    room = await mx.room(alice)
+    tags = f"{V3}/user/{alice.user_id}/rooms/{room}/tags"
+    assert await call(mx, alice, "GET", tags) == {"tags": {}}
+    await call(mx, alice, "PUT", f"{tags}/m.favourite", {"order": 0.25})
+    await call(mx, alice, "PUT", f"{tags}/u.work", {})
+    assert await call(mx, alice, "GET", tags) == {
+        "tags": {"m.favourite": {"order": 0.25}, "u.work": {}}}
+    stored = await call(mx, alice, "GET", f"{V3}/user/{alice.user_id}/rooms/{room}/account_data/"
+                        "m.tag")
+    assert stored == {"tags": {"m.favourite": {"order": 0.25}, "u.work": {}}}
+    await call(mx, alice, "DELETE", f"{tags}/u.work")
+    await call(mx, alice, "DELETE", f"{tags}/never.there")  # taking off what is not there: ok
+    assert await call(mx, alice, "GET", tags) == {"tags": {"m.favourite": {"order": 0.25}}}
+    # Only one's own tags, of rooms one is in; an order is a number from 0 to 1.
+    await call(mx, bob, "GET", tags, status=403)
+    await call(mx, bob, "PUT", f"{V3}/user/{bob.user_id}/rooms/{room}/tags/x", {}, status=403)
+    for bad in ({"order": 2}, {"order": "first"}, {"order": True}):
+        await call(mx, alice, "PUT", f"{tags}/bad", bad, status=400)
+    await call(mx, alice, "PUT", f"{tags}/{'x' * 256}", {}, status=400)
+    for index in range(MAX_TAGS - 1):
+        await call(mx, alice, "PUT", f"{tags}/t{index}", {})
+    refused = await mx.raw("PUT", f"{tags}/one.more", alice.access_token, json={})
+    assert refused.status_code == 400 and refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    assert str(MAX_TAGS) in refused.json()["error"]
+    await call(mx, alice, "PUT", f"{tags}/t0", {"order": 0.5})  # changing one still works
 
 
 async def test_account_data_survives_a_restart(tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.error import OverLimit, ServiceError, TooLong
 from mod.service import rights
-from mod.service.bounds import MAX_PUSH_RULES
+from mod.service.bounds import MAX_PUSH_RULES, MAX_TAG, MAX_TAGS
 from mod.service.common import Caller, Committed, logged_since, now
 from mod.service.pushrules_default import default_rules
 from mod.service.records import User, users_of
 
 PUSH_RULES = "m.push_rules"
+TAGS = "m.tag"  # a room's tags: its room account data {"tags": {name: {"order": 0.5}}}
 MAX_TYPE = 255
 
 
@@ -52,6 +53,31 @@ class UserData:
             raise ServiceError(404, f"No account data of type {data_type}")
         found: dict[str, Any] = from_json(text)
         return found
+
+    async def tags(self, caller: Caller, user_uuid: str, room: str) -> dict[str, Any]:
+        """The tags the caller put on a room (its `m.tag` account data), {} for none."""
+        try:
+            content = await self.get(caller, user_uuid, room, TAGS)
+        except ServiceError as exc:
+            if exc.code != 404:
+                raise
+            return {}
+        tags = content.get("tags")
+        return tags if isinstance(tags, dict) else {}
+
+    async def tag(self, caller: Caller, user_uuid: str, room: str, name: str,
+                  content: dict[str, Any] | None) -> Committed[None]:
+        """Put a tag on a room (`content`: its `order`, a number from 0 to 1, if any) or take
+        it off (None), in one job with the rest of the room's tags."""
+        _own(caller, user_uuid)
+        if not name or len(name) > MAX_TAG:
+            raise ServiceError(400, f"A tag has 1 to {MAX_TAG} characters")
+        order = (content or {}).get("order")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)
+                                  or not 0 <= order <= 1):
+            raise ServiceError(400, "A tag's order is a number from 0 to 1")
+        return await self.engine.write(_tag, caller, room, name, content,
+                                       self.settings.matrix.max_account_data, now())
 
     async def everything(self, caller: Caller) -> list[tuple[str, str, dict[str, Any]]]:
         """(room, type, content) of all the caller's account data."""
@@ -117,3 +143,18 @@ def _change_rules(conn: Conn, caller: Caller, user_id: str, localpart: str,
     mark = len(conn.changes)
     userdata.put_account_data(conn, caller.uuid, "", PUSH_RULES, rules, stamp)
     return Committed(None, logged_since(conn, mark))
+
+
+def _tag(conn: Conn, caller: Caller, room: str, name: str, content: dict[str, Any] | None,
+         cap: int, stamp: int) -> Committed[None]:
+    stored = userdata.account_data(conn, caller.uuid, room, TAGS)
+    found = from_json(stored).get("tags") if stored else None  # a client may have put any
+    tags = dict(found) if isinstance(found, dict) else {}
+    if content is None:
+        tags.pop(name, None)
+    else:
+        if name not in tags and len(tags) >= MAX_TAGS:
+            raise OverLimit(400, f"A room has at most {MAX_TAGS} tags")
+        tags[name] = content
+    return _put(conn, caller, room, TAGS, {"tags": tags}, cap, stamp)
+

@@ -49,6 +49,33 @@ async def get_room(call: Call) -> JSONResponse:
                                                         flow, call.param("type")))
 
 
+# -- room tags (m.tag room account data) ------------------------------------------------------
+
+
+async def get_tags(call: Call) -> JSONResponse:
+    """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags"""
+    flow = room_flow(call)
+    return JSONResponse({"tags": await call.service.userdata.tags(
+        call.caller, await own_user(call), flow)})
+
+
+async def put_tag(call: Call) -> Empty:
+    """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
+    flow = room_flow(call)
+    content = await call.json()
+    await call.service.userdata.tag(call.caller, await own_user(call), flow, call.param("tag"),
+                                    content)
+    return Empty()
+
+
+async def delete_tag(call: Call) -> Empty:
+    """DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
+    flow = room_flow(call)
+    await call.service.userdata.tag(call.caller, await own_user(call), flow, call.param("tag"),
+                                    None)
+    return Empty()
+
+
 # -- push rules -------------------------------------------------------------------------------
 
 
