@@ -79,6 +79,12 @@ def png(width: int = 24, height: int = 16) -> bytes:
             + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
 
 
+def badge(page: Page, title: str) -> str:
+    """The unread count the list shows for a conversation ("" for none)."""
+    found = page.flow_button(title).find_elements("css selector", ".badge")
+    return str(found[0].text) if found else ""
+
+
 async def mtp_user(web: ServerProcess, prefix: str = "mtp") -> Client:
     client = await Client.connect(web.url)
     await client.register(unique_login(prefix), push=True)
@@ -138,18 +144,15 @@ async def test_two_browsers_register_and_chat_live(pages: list[Page]) -> None:
     alice.create("chat", login=bob_login)
     wait_for(lambda: alice.css("#flow-title").text == "Bob", what="the chat with bob open")
     bob.say("Are you there?")
-    badge = wait_for(lambda: alice.flow_button(title).find_elements("css selector", ".badge"),
-                     what="an unread count")
-    assert badge[0].text == "1" and alice.driver.title == "(1) Morelia"
+    wait_for(lambda: badge(alice, title) == "1" and alice.driver.title == "(1) Morelia",
+             what="an unread count")
     assert "Are you there?" in alice.flow_button(title).text
     alice.open_flow(title)
     wait_for(lambda: not alice.flow_button(title).find_elements("css selector", ".badge"))
     # A chat bob has never opened (alice started it) counts its messages as unread too.
     alice.open_flow("Bob")
     alice.say("Just between us")
-    badge = wait_for(lambda: bob.flow_button("Alice").find_elements("css selector", ".badge"),
-                     what="bob's unread count in the new chat")
-    assert badge[0].text == "1"
+    wait_for(lambda: badge(bob, "Alice") == "1", what="bob's unread count in the new chat")
     alice.open_flow(title)
 
     # Keyboard: Shift+Enter is a new line, Esc cancels an edit, ArrowUp edits one's last.
@@ -789,11 +792,6 @@ async def test_replies_and_reactions_between_browsers_mtp_and_matrix(
         ("👍 1", "true"), ("🎉 1", "false")], what="Alice's reaction taken back")
     seen = await sync_until(element, room, lambda event: event["type"] == "m.room.redaction")
     assert sum(event["type"] == "m.reaction" for event in seen) >= 1
-
-
-def badge(page: Page, title: str) -> str:
-    found = page.flow_button(title).find_elements("css selector", ".badge")
-    return str(found[0].text) if found else ""
 
 
 async def test_read_on_one_device_is_read_on_every_device(web: ServerProcess,
