@@ -1,4 +1,4 @@
-"""Account data (global and per room), push rules and pushers.
+"""Account data (global and per room), room tags, push rules and pushers.
 
 The rules are the service's (`userdata`, `pushrules`); push rules are the user's
 `m.push_rules` account data, so /sync echoes their changes. Pushers are accepted and not
