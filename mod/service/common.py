@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from mod import lib
+from mod.db import dbhandler as db
 from mod.db.engine import Conn
 from mod.service.records import User
 
@@ -66,3 +67,13 @@ def retry_key(*parts: str) -> str:
     that no two different requests give the same key."""
     text = "".join(f"{len(part)}:{part}" for part in parts)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def committed_before(conn: Conn, key: str | None, stamp: int) -> int | None:
+    """The change-log position a retried write (by its key) committed the first time, within
+    RETRY_WINDOW; None for a first run."""
+    if key is None:
+        return None
+    earlier = db.txn_result(conn, key, stamp - RETRY_WINDOW)
+    return None if earlier is None else int(earlier)
+

@@ -18,7 +18,7 @@ from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.records import ReactionGroup
 from mod.service import rights
-from mod.service.common import RETRY_WINDOW, Caller, Committed, now, retry_key
+from mod.service.common import Caller, Committed, committed_before, now, retry_key
 
 MAX_KEY = 64  # characters of a reaction key (the column's size)
 
@@ -54,13 +54,6 @@ class Reactions:
         return await self.engine.write(_remove_own, caller, message_uuid, key, now())
 
 
-def _repeat(conn: Conn, retry: str | None, stamp: int) -> Committed[list[ReactionGroup]] | None:
-    if retry is None:
-        return None
-    earlier = db.txn_result(conn, retry, stamp - RETRY_WINDOW)
-    return None if earlier is None else Committed([], int(earlier))
-
-
 def _message(conn: Conn, caller: Caller, message_uuid: str, flow_uuid: str) -> rights.Access:
     """The flow of a message the caller may react to (404 if deleted or not in `flow_uuid`)."""
     found = db.message_state(conn, message_uuid)
@@ -89,9 +82,9 @@ def _log(conn: Conn, kind: Kind, flow_uuid: str, actor: str, message_uuid: str, 
 def _add(conn: Conn, caller: Caller, message_uuid: str, key: str, flow_uuid: str, limit: int,
          retry: str | None, extra: dict[str, Any] | None, stamp: int
          ) -> Committed[list[ReactionGroup]]:
-    earlier = _repeat(conn, retry, stamp)
-    if earlier is not None:
-        return earlier
+    earlier = committed_before(conn, retry, stamp)
+    if earlier is not None:  # a Matrix retry: its event ID is all it needs
+        return Committed([], earlier)
     flow = _message(conn, caller, message_uuid, flow_uuid)
     if extra is None:
         rights.plaintext(flow)  # an encrypted room's members expect only ciphertext

@@ -18,7 +18,7 @@ from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.error import ServiceError
 from mod.service import reactions, rights
-from mod.service.common import RETRY_WINDOW, Caller, Committed, logged_since, now, retry_key
+from mod.service.common import Caller, Committed, committed_before, logged_since, now, retry_key
 
 REACTION = "m.reaction"
 
@@ -43,8 +43,8 @@ class RoomEvents:
 
 
 def _repeat(conn: Conn, key: str, stamp: int) -> Committed[None] | None:
-    earlier = db.txn_result(conn, key, stamp - RETRY_WINDOW)
-    return None if earlier is None else Committed(None, int(earlier))
+    earlier = committed_before(conn, key, stamp)
+    return None if earlier is None else Committed(None, earlier)
 
 
 def _log(conn: Conn, caller: Caller, flow_uuid: str, relates_to: str, key: str,
