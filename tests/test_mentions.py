@@ -92,3 +92,9 @@ async def test_mentions_cross_between_mtp_and_matrix(mx: Matrix) -> None:
     assert (found["unread"], found["mentions"]) == (1, 1)
     page = await anna.call("all_messages", flow=[{"uuid": flow}])
     assert [m["mentions"] for m in page["data"]["message"]] == [[plain.uuid], [anna.uuid]]
+    # Past the bound: a clear 400, and nothing is stored.
+    refused = await anna.call("send_message", flow=[{"uuid": flow}], message=[{
+        "client_id": 9, "text": "everyone", "mentions": [plain.uuid] * 101}])
+    assert refused["errors"]["code"] == 400 and "100" in refused["errors"]["detail"]
+    again = await anna.call("all_messages", flow=[{"uuid": flow}])
+    assert len(again["data"]["message"]) == 2

@@ -85,6 +85,24 @@ CRED = "$CRED"
 FLOW = "$FLOW"
 
 WRONG_TYPES: list[tuple[str, Any, str]] = [
+    # the extensions' fields (replies, mentions, files, reactions, read state, avatars)
+    ("send_message", {"user": [CRED], "flow": [{"uuid": FLOW}],
+                      "message": [{"client_id": 1, "text": "x", "reply_to": 5}]}, "reply_to"),
+    ("send_message", {"user": [CRED], "flow": [{"uuid": FLOW}],
+                      "message": [{"client_id": 1, "text": "x", "mentions": "all"}]}, "mentions"),
+    ("send_message", {"user": [CRED], "flow": [{"uuid": FLOW}],
+                      "message": [{"client_id": 1, "text": "x", "mentions": [5]}]}, "mentions"),
+    ("send_message", {"user": [CRED], "flow": [{"uuid": FLOW}],
+                      "message": [{"client_id": 1, "text": "x", "file_document": "aGk=",
+                                   "file_name": "n" * 256}]}, "file_name"),
+    ("send_message", {"user": [CRED], "flow": [{"uuid": FLOW}],
+                      "message": [{"client_id": 1, "text": "x", "file_document": "aGk=",
+                                   "file_type": 5}]}, "file_type"),
+    ("react", {"user": [CRED], "message": [{"uuid": "1", "reaction": "👍", "remove": "yes"}]},
+     "remove"),
+    ("react", {"user": [CRED], "message": [{"uuid": "1", "reaction": "k" * 257}]}, "reaction"),
+    ("mark_read", {"user": [CRED], "flow": [{"uuid": FLOW}], "message": [{"uuid": 5}]}, "uuid"),
+    ("update_profile", {"user": [CRED, {"avatar": 5}]}, "avatar"),
     ("get_update", {"user": [CRED], "time": "5"}, "time"),
     ("get_update", {"user": [CRED], "time": True}, "time"),
     ("get_update", {"user": [CRED], "time": 1.5}, "time"),
