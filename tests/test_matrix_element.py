@@ -12,7 +12,6 @@ from typing import Any
 import nio
 import pytest
 
-from mod.service.bounds import MAX_TAGS
 from tests.inprocess import AppServer
 from tests.support import Client, ServerProcess, unique_login
 from tests.test_matrix_support import SERVER_NAME, Matrix, matrix_server, matrix_session, user_id
@@ -249,6 +248,9 @@ async def test_account_data_echoed_to_other_devices(mx: Matrix) -> None:
     initial = await sync(mx, other_device)
     kinds = {e["type"] for e in initial["account_data"]["events"]}
     assert {"m.direct", "m.push_rules"} <= kinds
+
+
+MAX_TAGS = 100  # [MATRIX] MAX_ROOM_TAGS, by default
 
 
 async def test_room_tags_are_the_rooms_m_tag_account_data(mx: Matrix) -> None:

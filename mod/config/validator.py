@@ -172,6 +172,7 @@ class Matrix(BaseModel):
     to_device_burst: Annotated[int, Field(ge=1)] = 100
     # Pieces of account data (global and per room) one user may keep (past it: 400).
     max_account_data: Annotated[int, Field(ge=1)] = 5000
+    max_room_tags: Annotated[int, Field(ge=1)] = 100
 
 
 class Media(BaseModel):

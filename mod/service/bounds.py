@@ -18,7 +18,6 @@ MAX_FALLBACK_ALGORITHMS = 8  # fallback keys (one per algorithm) a device may ho
 MAX_RULE_ID = 255  # characters of a push rule's ID
 MAX_PUSH_RULES = 256 * 1024  # bytes of a user's whole push rule set (JSON), kept as one row
 MAX_TAG = 255  # characters of a room tag's name
-MAX_TAGS = 100  # tags a user puts on one room
 
 
 def check_device(device_id: str, name: str) -> None:

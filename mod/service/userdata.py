@@ -18,7 +18,7 @@ from mod.db import userdata
 from mod.db.engine import Conn, Engine
 from mod.error import OverLimit, ServiceError, TooLong
 from mod.service import rights
-from mod.service.bounds import MAX_PUSH_RULES, MAX_TAG, MAX_TAGS
+from mod.service.bounds import MAX_PUSH_RULES, MAX_TAG
 from mod.service.common import Caller, Committed, logged_since, now
 from mod.service.pushrules_default import default_rules
 from mod.service.records import User, users_of
@@ -77,6 +77,7 @@ class UserData:
                                   or not 0 <= order <= 1):
             raise ServiceError(400, "A tag's order is a number from 0 to 1")
         return await self.engine.write(_tag, caller, room, name, content,
+                                       self.settings.matrix.max_room_tags,
                                        self.settings.matrix.max_account_data, now())
 
     async def everything(self, caller: Caller) -> list[tuple[str, str, dict[str, Any]]]:
@@ -146,15 +147,15 @@ def _change_rules(conn: Conn, caller: Caller, user_id: str, localpart: str,
 
 
 def _tag(conn: Conn, caller: Caller, room: str, name: str, content: dict[str, Any] | None,
-         cap: int, stamp: int) -> Committed[None]:
+         most: int, cap: int, stamp: int) -> Committed[None]:
     stored = userdata.account_data(conn, caller.uuid, room, TAGS)
     found = from_json(stored).get("tags") if stored else None  # a client may have put any
     tags = dict(found) if isinstance(found, dict) else {}
     if content is None:
         tags.pop(name, None)
     else:
-        if name not in tags and len(tags) >= MAX_TAGS:
-            raise OverLimit(400, f"A room has at most {MAX_TAGS} tags")
+        if name not in tags and len(tags) >= most:
+            raise OverLimit(400, f"A room has at most {most} tags")
         tags[name] = content
     return _put(conn, caller, room, TAGS, {"tags": tags}, cap, stamp)
 
