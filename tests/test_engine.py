@@ -68,6 +68,8 @@ async def test_a_batch_that_deadlocks_with_another_process_is_run_again(
     second.start(loop)
     assert await asyncio.gather(first.write(bump("first", 1, 2)),
                                 second.write(bump("second", 2, 1))) == [1, 1]
-    assert sorted(runs) in (["first", "first", "second"], ["first", "second", "second"])
+    # One of them was the deadlock's victim and ran again; under load its rerun can meet the
+    # other again before that one committed, so more than once (at most 5 runs each).
+    assert set(runs) == {"first", "second"} and 3 <= len(runs) <= 10
     rows = await first.read(lambda conn: conn.all("SELECT id, n FROM counters ORDER BY id"))
     assert rows == [(1, 2), (2, 2)]
